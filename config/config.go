@@ -1,0 +1,442 @@
+// Package config is Hayate's configuration: one struct, its defaults, a
+// Sora-style `key = value` file and the same keys as command-line flags.
+//
+// The file format follows sora.conf (https://sora-doc.shiguredo.jp/SORA_CONF):
+// one `key = value` per line, `#` starts a comment, values are not quoted,
+// durations carry a unit after an optional space (`500 ms`, `5 s`, `1 min`,
+// `1 h`). Every key is also a flag (`--api_port=3100`); a flag overrides the
+// file and the file overrides the built-in default.
+package config
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hayate-sfu/hayate/mode"
+)
+
+// Config holds every setting of a node. It is passed by value into the parts
+// that need it; nothing reads configuration from package-level state.
+type Config struct {
+	// Listening.
+	SignalingPort                int
+	SignalingLoopbackAddressOnly bool
+	APIPort                      int
+	APILoopbackAddressOnly       bool
+	APICORSOrigin                string
+	MediaPort                    int
+	IPv4Address                  netip.Addr
+
+	// Identity.
+	Label    string
+	NodeName string
+
+	// Mode and drain.
+	InitialMode  mode.Mode
+	DrainTimeout time.Duration
+
+	// Signaling.
+	SignalingPingInterval    time.Duration
+	SignalingPongTimeout     time.Duration
+	MaxSignalingMessageBytes int
+	ConnectTimeout           time.Duration
+	AnswerTimeout            time.Duration
+	SignalingNotify          bool
+	SignalingBundleID        bool
+	DefaultVideoCodecType    string
+	DefaultAudioCodecType    string
+
+	// Webhooks.
+	AuthWebhookURL               string
+	SessionWebhookURL            string
+	EventWebhookURL              string
+	WebhookResponseTimeout       time.Duration
+	WebhookWorkers               int
+	WebhookQueueSize             int
+	IgnoreSessionVanishedWebhook bool
+
+	// Media.
+	MediaSockets int
+
+	// Logging.
+	LogLevel string
+}
+
+// Default returns the built-in defaults: a node serving on loopback, usable
+// with no config file at all.
+func Default() Config {
+	return Config{
+		SignalingPort:                5000,
+		SignalingLoopbackAddressOnly: true,
+		APIPort:                      3000,
+		APILoopbackAddressOnly:       true,
+		MediaPort:                    50000,
+		IPv4Address:                  netip.AddrFrom4([4]byte{127, 0, 0, 1}),
+		Label:                        "Hayate",
+		InitialMode:                  mode.Normal,
+		DrainTimeout:                 5 * time.Minute,
+		SignalingPingInterval:        5 * time.Second,
+		SignalingPongTimeout:         15 * time.Second,
+		MaxSignalingMessageBytes:     1 << 20,
+		ConnectTimeout:               10 * time.Second,
+		AnswerTimeout:                30 * time.Second,
+		SignalingNotify:              true,
+		DefaultVideoCodecType:        "VP9",
+		DefaultAudioCodecType:        "OPUS",
+		WebhookResponseTimeout:       5 * time.Second,
+		WebhookWorkers:               5,
+		WebhookQueueSize:             1024,
+		IgnoreSessionVanishedWebhook: true,
+		MediaSockets:                 runtime.GOMAXPROCS(0),
+		LogLevel:                     "info",
+	}
+}
+
+// Key describes one configuration key for documentation.
+type Key struct {
+	Name    string
+	Default string
+	Doc     string
+}
+
+type key struct {
+	name string
+	doc  string
+	set  func(string) error
+	get  func() string
+}
+
+// keys is the one table of every key: its name, what it means and how it is
+// parsed. The README's table and the flags are built from it.
+func (c *Config) keys() []key {
+	return []key{
+		intKey("signaling_port", "TCP port of the WebSocket signaling endpoint /signaling; 0 picks a free port", &c.SignalingPort),
+		boolKey("signaling_loopback_address_only", "serve signaling on 127.0.0.1 only (put a TLS proxy in front); false listens on every address", &c.SignalingLoopbackAddressOnly),
+		intKey("api_port", "TCP port of the HTTP API (POST / with x-sora-target); 0 picks a free port", &c.APIPort),
+		boolKey("api_loopback_address_only", "serve the HTTP API on 127.0.0.1 only, as Sora recommends", &c.APILoopbackAddressOnly),
+		stringKey("api_cors_origin", "value of access-control-allow-origin on API responses; empty sends none", &c.APICORSOrigin),
+		intKey("media_port", "UDP port for all media (ICE, DTLS, SRTP); 0 picks a free port", &c.MediaPort),
+		addrKey("ipv4_address", "IPv4 address advertised in the ICE host candidate and bound for media", &c.IPv4Address),
+		stringKey("label", "label field of every webhook", &c.Label),
+		stringKey("node_name", "node_name field of webhooks; empty means hayate@<ipv4_address>", &c.NodeName),
+		modeKey("initial_mode", "mode at start: normal, block_new_session or block_new_connection", &c.InitialMode),
+		durationKey("drain_timeout", "on SIGTERM, how long to wait for live sessions to end before closing them and exiting", &c.DrainTimeout),
+		durationKey("signaling_ping_interval", "interval between signaling ping messages", &c.SignalingPingInterval),
+		durationKey("signaling_pong_timeout", "close a connection (4408 PONG-TIMEOUT) when no pong arrives for this long", &c.SignalingPongTimeout),
+		intKey("max_signaling_message_bytes", "largest signaling message accepted; larger ones close with 4400 MESSAGE-TOO-LARGE", &c.MaxSignalingMessageBytes),
+		durationKey("connect_timeout", "time a new WebSocket has to send connect (4408 CONNECT-TIMEOUT)", &c.ConnectTimeout),
+		durationKey("answer_timeout", "time an admitted connection has to send its answer (4408 ANSWER-TIMEOUT)", &c.AnswerTimeout),
+		boolKey("signaling_notify", "send notify messages (connection.created, connection.destroyed) to clients", &c.SignalingNotify),
+		boolKey("signaling_bundle_id", "accept bundle_id in connect (the auth webhook may always set it)", &c.SignalingBundleID),
+		stringKey("default_video_codec_type", "video codec when connect names none: VP8, VP9, AV1, H264 or H265", &c.DefaultVideoCodecType),
+		stringKey("default_audio_codec_type", "audio codec when connect names none: OPUS", &c.DefaultAudioCodecType),
+		stringKey("auth_webhook_url", "URL called for every connect; empty admits everyone", &c.AuthWebhookURL),
+		stringKey("session_webhook_url", "URL for session.created, session.destroyed and session.vanished; empty sends none", &c.SessionWebhookURL),
+		stringKey("event_webhook_url", "URL for connection.created, connection.destroyed and connection.failed; empty sends none", &c.EventWebhookURL),
+		durationKey("webhook_response_timeout", "time a webhook receiver has to answer", &c.WebhookResponseTimeout),
+		intKey("webhook_workers", "senders per session/event webhook queue", &c.WebhookWorkers),
+		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),
+		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
+		intKey("media_sockets", "SO_REUSEPORT sockets on media_port, each read by one goroutine; default GOMAXPROCS", &c.MediaSockets),
+		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
+	}
+}
+
+// Keys documents every configuration key with its default value.
+func Keys() []Key {
+	c := Default()
+	var out []Key
+	for _, k := range c.keys() {
+		out = append(out, Key{Name: k.name, Default: k.get(), Doc: k.doc})
+	}
+	return out
+}
+
+// Load builds the configuration from defaults, an optional file and
+// command-line arguments. args excludes the program name. It returns the
+// arguments left after the flags.
+func Load(args []string, stderr io.Writer) (Config, []string, error) {
+	c := Default()
+	fs := flag.NewFlagSet("hayate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "Sora-style `key = value` configuration file")
+	set := map[string]string{}
+	var order []string
+	for _, k := range c.keys() {
+		fs.Func(k.name, k.doc+" (default "+k.get()+")", func(v string) error {
+			if _, dup := set[k.name]; !dup {
+				order = append(order, k.name)
+			}
+			set[k.name] = v
+			return nil
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, nil, err
+	}
+	if *configPath != "" {
+		f, err := os.Open(*configPath)
+		if err != nil {
+			return c, nil, fmt.Errorf("config: %w", err)
+		}
+		err = c.ReadConf(f, *configPath)
+		f.Close()
+		if err != nil {
+			return c, nil, err
+		}
+	}
+	for _, name := range order {
+		if err := c.Set(name, set[name]); err != nil {
+			return c, nil, fmt.Errorf("config: flag --%s: %w", name, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return c, nil, err
+	}
+	return c, fs.Args(), nil
+}
+
+// Set assigns one key from its text form.
+func (c *Config) Set(name, value string) error {
+	for _, k := range c.keys() {
+		if k.name == name {
+			return k.set(strings.TrimSpace(value))
+		}
+	}
+	return fmt.Errorf("%w %q", ErrUnknownKey, name)
+}
+
+// ReadConf applies a Sora-style configuration file; name is used in errors.
+func (c *Config) ReadConf(r io.Reader, name string) error {
+	sc := bufio.NewScanner(r)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(text, "=")
+		if !ok {
+			return fmt.Errorf("config: %s:%d: %w", name, line, ErrSyntax)
+		}
+		if err := c.Set(strings.TrimSpace(k), v); err != nil {
+			return fmt.Errorf("config: %s:%d: %s: %w", name, line, strings.TrimSpace(k), err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("config: %s: %w", name, err)
+	}
+	return nil
+}
+
+// Validate checks values that parse but make no sense together.
+func (c *Config) Validate() error {
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"signaling_port", c.SignalingPort}, {"api_port", c.APIPort}, {"media_port", c.MediaPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return fmt.Errorf("config: %s = %d: %w", p.name, p.v, ErrOutOfRange)
+		}
+	}
+	if !c.IPv4Address.Is4() {
+		return fmt.Errorf("config: ipv4_address %v: %w", c.IPv4Address, ErrOutOfRange)
+	}
+	if c.MaxSignalingMessageBytes < 4096 {
+		return fmt.Errorf("config: max_signaling_message_bytes must be at least 4096: %w", ErrOutOfRange)
+	}
+	if c.WebhookWorkers < 1 || c.WebhookQueueSize < 1 || c.MediaSockets < 1 {
+		return fmt.Errorf("config: webhook_workers, webhook_queue_size and media_sockets must be at least 1: %w", ErrOutOfRange)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"signaling_ping_interval", c.SignalingPingInterval}, {"signaling_pong_timeout", c.SignalingPongTimeout},
+		{"connect_timeout", c.ConnectTimeout}, {"answer_timeout", c.AnswerTimeout},
+		{"webhook_response_timeout", c.WebhookResponseTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("config: %s must be positive: %w", d.name, ErrOutOfRange)
+		}
+	}
+	if c.DrainTimeout < 0 {
+		return fmt.Errorf("config: drain_timeout must not be negative: %w", ErrOutOfRange)
+	}
+	for _, u := range []struct{ name, v string }{
+		{"auth_webhook_url", c.AuthWebhookURL}, {"session_webhook_url", c.SessionWebhookURL}, {"event_webhook_url", c.EventWebhookURL},
+	} {
+		if u.v == "" {
+			continue
+		}
+		p, err := url.Parse(u.v)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("config: %s %q: %w", u.name, u.v, ErrBadURL)
+		}
+	}
+	switch strings.ToUpper(c.DefaultVideoCodecType) {
+	case "VP8", "VP9", "AV1", "H264", "H265":
+	default:
+		return fmt.Errorf("config: default_video_codec_type %q: %w", c.DefaultVideoCodecType, ErrOutOfRange)
+	}
+	if strings.ToUpper(c.DefaultAudioCodecType) != "OPUS" {
+		return fmt.Errorf("config: default_audio_codec_type %q: %w", c.DefaultAudioCodecType, ErrOutOfRange)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log_level %q: %w", c.LogLevel, ErrOutOfRange)
+	}
+	return nil
+}
+
+// EffectiveNodeName is node_name, or hayate@<ipv4_address> when unset.
+func (c *Config) EffectiveNodeName() string {
+	if c.NodeName != "" {
+		return c.NodeName
+	}
+	return "hayate@" + c.IPv4Address.String()
+}
+
+func intKey(name, doc string, p *int) key {
+	return key{name: name, doc: doc,
+		set: func(s string) error {
+			v, err := strconv.Atoi(s)
+			if err != nil {
+				return fmt.Errorf("%w: %q is not an integer", ErrSyntax, s)
+			}
+			*p = v
+			return nil
+		},
+		get: func() string { return strconv.Itoa(*p) }}
+}
+
+func boolKey(name, doc string, p *bool) key {
+	return key{name: name, doc: doc,
+		set: func(s string) error {
+			switch s {
+			case "true":
+				*p = true
+			case "false":
+				*p = false
+			default:
+				return fmt.Errorf("%w: %q is not true or false", ErrSyntax, s)
+			}
+			return nil
+		},
+		get: func() string { return strconv.FormatBool(*p) }}
+}
+
+func stringKey(name, doc string, p *string) key {
+	return key{name: name, doc: doc,
+		set: func(s string) error { *p = s; return nil },
+		get: func() string {
+			if *p == "" {
+				return `""`
+			}
+			return *p
+		}}
+}
+
+func addrKey(name, doc string, p *netip.Addr) key {
+	return key{name: name, doc: doc,
+		set: func(s string) error {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return fmt.Errorf("%w: %q is not an IP address", ErrSyntax, s)
+			}
+			*p = a
+			return nil
+		},
+		get: func() string { return p.String() }}
+}
+
+func modeKey(name, doc string, p *mode.Mode) key {
+	return key{name: name, doc: doc,
+		set: func(s string) error {
+			m, err := mode.Parse(s)
+			if err != nil {
+				return err
+			}
+			*p = m
+			return nil
+		},
+		get: func() string { return p.String() }}
+}
+
+func durationKey(name, doc string, p *time.Duration) key {
+	return key{name: name, doc: doc,
+		set: func(s string) error {
+			d, err := ParseDuration(s)
+			if err != nil {
+				return err
+			}
+			*p = d
+			return nil
+		},
+		get: func() string { return FormatDuration(*p) }}
+}
+
+// ParseDuration reads a sora.conf duration: a non-negative integer and a unit
+// (ms, s, min, h), with or without a space between them.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("%w: duration %q must start with a number", ErrSyntax, s)
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: duration %q", ErrSyntax, s)
+	}
+	var unit time.Duration
+	switch strings.TrimSpace(s[i:]) {
+	case "ms":
+		unit = time.Millisecond
+	case "s":
+		unit = time.Second
+	case "min", "m":
+		unit = time.Minute
+	case "h":
+		unit = time.Hour
+	default:
+		return 0, fmt.Errorf("%w: duration %q needs a unit: ms, s, min or h", ErrSyntax, s)
+	}
+	if n > int64(1<<62)/int64(unit) {
+		return 0, fmt.Errorf("%w: duration %q is too long", ErrOutOfRange, s)
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// FormatDuration writes d in sora.conf form with the largest exact unit.
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0 s"
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + " h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + " min"
+	case d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + " s"
+	default:
+		return strconv.FormatInt(int64(d/time.Millisecond), 10) + " ms"
+	}
+}

@@ -1,0 +1,253 @@
+// Package control is Hayate's HTTP API: Sora's `POST /` with the operation
+// named in the x-sora-target header (https://sora-doc.shiguredo.jp/API),
+// JSON in and out.
+//
+// Errors are a non-2xx status with a JSON body {"error_type": "...",
+// "message": "..."}: 400 for a body that is not JSON, a missing or invalid
+// parameter, an invalid mode or an unknown target; 404 for an unknown channel
+// or connection; 405 for a method other than POST or OPTIONS; 413 for a body
+// over 1 MiB (DESIGN.md decision 6).
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/hayate-sfu/hayate/mode"
+	"github.com/hayate-sfu/hayate/signal"
+)
+
+// maxBodyBytes bounds an API request body.
+const maxBodyBytes = 1 << 20
+
+// Backend is what the API needs from the node.
+type Backend interface {
+	Mode() mode.Mode
+	SetMode(mode.Mode) mode.Mode
+	ListConnections(channelID string) []signal.ConnectionInfo
+	DisconnectChannel(channelID string, reason json.RawMessage) error
+	DisconnectConnection(channelID, connectionID string, reason json.RawMessage) error
+	StatsReport() any
+}
+
+// API serves the HTTP API.
+type API struct {
+	backend    Backend
+	corsOrigin string
+	log        *slog.Logger
+	ops        map[string]operation
+}
+
+// operation runs one x-sora-target with the request's parameters and
+// returns the JSON response value.
+type operation func(p params) (any, error)
+
+// New returns the API; corsOrigin is api_cors_origin (empty sends no
+// access-control-allow-origin).
+func New(b Backend, corsOrigin string, log *slog.Logger) *API {
+	a := &API{backend: b, corsOrigin: corsOrigin, log: log}
+	a.ops = map[string]operation{
+		"Sora_20211215.ChangeMode":             a.changeMode,
+		"Sora_20211215.GetMode":                a.getMode,
+		"Sora_20201013.ListConnections":        a.listConnections,
+		"Sora_20201013.ListChannelConnections": a.listChannelConnections,
+		"Sora_20151104.DisconnectChannel":      a.disconnectChannel,
+		"Sora_20151104.DisconnectConnection":   a.disconnectConnection,
+		"Sora_20171010.GetStatsReport":         a.getStatsReport,
+	}
+	return a
+}
+
+// Targets lists the operations the API serves.
+func (a *API) Targets() []string {
+	out := make([]string, 0, len(a.ops))
+	for t := range a.ops {
+		out = append(out, t)
+	}
+	return out
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.cors(w.Header())
+	switch {
+	case r.Method == http.MethodOptions:
+		w.WriteHeader(http.StatusOK)
+		return
+	case r.Method != http.MethodPost:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		a.fail(w, r, errMethod)
+		return
+	case r.URL.Path != "/":
+		a.fail(w, r, errNotFound)
+		return
+	}
+	target := r.Header.Get("X-Sora-Target")
+	op, ok := a.ops[target]
+	if !ok {
+		a.fail(w, r, errUnknownTarget)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		a.fail(w, r, errBadJSON)
+		return
+	}
+	if len(body) > maxBodyBytes {
+		a.fail(w, r, errBodyTooLarge)
+		return
+	}
+	p, err := parseParams(body)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out, err := op(p)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		a.log.Error("api response does not marshal", "target", target, "err", err)
+		a.fail(w, r, errInternal)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(data) //nolint:errcheck // the client may be gone
+}
+
+// cors sets Sora's CORS headers (API_MODE.html examples).
+func (a *API) cors(h http.Header) {
+	h.Set("Access-Control-Allow-Headers", "Origin, X-Requested-With, Content-Type, Accept, x-sora-target")
+	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+	h.Set("Access-Control-Max-Age", "1000")
+	if a.corsOrigin != "" {
+		h.Set("Access-Control-Allow-Origin", a.corsOrigin)
+	}
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = errInternal
+	}
+	if e.Status >= 500 {
+		a.log.Error("api error", "target", r.Header.Get("X-Sora-Target"), "err", err)
+	} else {
+		a.log.Debug("api request refused", "target", r.Header.Get("X-Sora-Target"), "error_type", e.Type)
+	}
+	msg := e.Message
+	if err != e {
+		msg = err.Error()
+	}
+	data, _ := json.Marshal(map[string]string{"error_type": e.Type, "message": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	w.Write(data) //nolint:errcheck // the client may be gone
+}
+
+// params are the top-level fields of a request body.
+type params map[string]json.RawMessage
+
+func parseParams(body []byte) (params, error) {
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return params{}, nil
+	}
+	var p params
+	if err := json.Unmarshal(body, &p); err != nil || p == nil {
+		return nil, errBadJSON
+	}
+	return p, nil
+}
+
+// id returns a required string parameter of 1 to 255 bytes.
+func (p params) id(name string) (string, error) {
+	raw, ok := p[name]
+	if !ok || string(raw) == "null" {
+		return "", missing(name)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil || s == "" || len(s) > 255 {
+		return "", invalid(name)
+	}
+	return s, nil
+}
+
+func (a *API) changeMode(p params) (any, error) {
+	raw, ok := p["mode"]
+	if !ok || string(raw) == "null" {
+		return nil, missing("mode")
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, errInvalidMode
+	}
+	m, err := mode.Parse(s)
+	if err != nil {
+		return nil, errInvalidMode
+	}
+	return map[string]string{"mode": a.backend.SetMode(m).String()}, nil
+}
+
+func (a *API) getMode(params) (any, error) {
+	return map[string]string{"mode": a.backend.Mode().String()}, nil
+}
+
+func (a *API) listConnections(params) (any, error) {
+	return a.backend.ListConnections(""), nil
+}
+
+func (a *API) listChannelConnections(p params) (any, error) {
+	ch, err := p.id("channel_id")
+	if err != nil {
+		return nil, err
+	}
+	return a.backend.ListConnections(ch), nil
+}
+
+func (a *API) disconnectChannel(p params) (any, error) {
+	ch, err := p.id("channel_id")
+	if err != nil {
+		return nil, err
+	}
+	if err := a.backend.DisconnectChannel(ch, p["reason"]); err != nil {
+		return nil, notFound(err)
+	}
+	return map[string]string{"channel_id": ch}, nil
+}
+
+func (a *API) disconnectConnection(p params) (any, error) {
+	ch, err := p.id("channel_id")
+	if err != nil {
+		return nil, err
+	}
+	conn, err := p.id("connection_id")
+	if err != nil {
+		return nil, err
+	}
+	if err := a.backend.DisconnectConnection(ch, conn, p["reason"]); err != nil {
+		return nil, notFound(err)
+	}
+	return map[string]string{"channel_id": ch, "connection_id": conn}, nil
+}
+
+func (a *API) getStatsReport(params) (any, error) {
+	return a.backend.StatsReport(), nil
+}
+
+func notFound(err error) error {
+	switch {
+	case errors.Is(err, signal.ErrChannelNotFound):
+		return errChannelNotFound
+	case errors.Is(err, signal.ErrConnectionNotFound):
+		return errConnectionNotFound
+	default:
+		return err
+	}
+}

@@ -1,0 +1,53 @@
+package control
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// Error is an API error: the HTTP status and Sora's error_type.
+type Error struct {
+	Status  int
+	Type    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Type + ": " + e.Message }
+
+// The API's errors. The README documents every error_type.
+var (
+	errBadJSON            = &Error{http.StatusBadRequest, "INVALID-JSON", "request body is not a JSON object"}
+	errMissingParameter   = &Error{http.StatusBadRequest, "MISSING-PARAMETER", "a required parameter is missing"}
+	errInvalidParameter   = &Error{http.StatusBadRequest, "INVALID-PARAMETER", "a parameter has a wrong type or value"}
+	errInvalidMode        = &Error{http.StatusBadRequest, "INVALID-MODE", "mode must be normal, block_new_session or block_new_connection"}
+	errUnknownTarget      = &Error{http.StatusBadRequest, "UNKNOWN-TARGET", "x-sora-target is missing or names no operation"}
+	errNotFound           = &Error{http.StatusNotFound, "NOT-FOUND", "the API is served at / only"}
+	errChannelNotFound    = &Error{http.StatusNotFound, "CHANNEL-NOT-FOUND", "no connection in that channel on this node"}
+	errConnectionNotFound = &Error{http.StatusNotFound, "CONNECTION-NOT-FOUND", "no such connection in that channel"}
+	errMethod             = &Error{http.StatusMethodNotAllowed, "METHOD-NOT-ALLOWED", "use POST (or OPTIONS for CORS preflight)"}
+	errBodyTooLarge       = &Error{http.StatusRequestEntityTooLarge, "BODY-TOO-LARGE", "request body over 1 MiB"}
+	errInternal           = &Error{http.StatusInternalServerError, "INTERNAL-ERROR", "internal error"}
+)
+
+// AllErrors lists every API error, for documentation tests.
+func AllErrors() []*Error {
+	return []*Error{errBadJSON, errMissingParameter, errInvalidParameter, errInvalidMode, errUnknownTarget,
+		errNotFound, errChannelNotFound, errConnectionNotFound, errMethod, errBodyTooLarge, errInternal}
+}
+
+// wrapped is an API error with a message naming the parameter.
+type wrapped struct {
+	base *Error
+	msg  string
+}
+
+func (w wrapped) Error() string { return w.msg }
+func (w wrapped) Unwrap() error { return w.base }
+
+func missing(name string) error {
+	return wrapped{errMissingParameter, fmt.Sprintf("missing parameter %q", name)}
+}
+
+func invalid(name string) error {
+	return wrapped{errInvalidParameter, fmt.Sprintf("parameter %q must be a string of 1 to 255 bytes", name)}
+}

@@ -1,0 +1,97 @@
+package node
+
+import (
+	"encoding/json"
+
+	"github.com/hayate-sfu/hayate/mode"
+	"github.com/hayate-sfu/hayate/signal"
+	"github.com/hayate-sfu/hayate/webhook"
+)
+
+// The control.Backend methods: the API reaches the node only through these.
+
+// Mode returns the effective mode.
+func (n *Node) Mode() mode.Mode { return n.hub.Mode() }
+
+// SetMode sets the operator mode (ChangeMode) and returns the effective mode.
+func (n *Node) SetMode(m mode.Mode) mode.Mode { return n.hub.SetMode(m) }
+
+// ListConnections lists the connections of a channel, or all of them.
+func (n *Node) ListConnections(channelID string) []signal.ConnectionInfo {
+	return n.hub.ListConnections(channelID)
+}
+
+// DisconnectChannel closes every connection of a channel.
+func (n *Node) DisconnectChannel(channelID string, reason json.RawMessage) error {
+	return n.hub.DisconnectChannel(channelID, reason)
+}
+
+// DisconnectConnection closes one connection.
+func (n *Node) DisconnectConnection(channelID, connectionID string, reason json.RawMessage) error {
+	return n.hub.DisconnectConnection(channelID, connectionID, reason)
+}
+
+// StatsReport is GetStatsReport's body: Sora's counter names where Sora has
+// one, plus the mode, the live sessions and connections, and the refusals
+// counted by reason.
+type StatsReport struct {
+	Version       string `json:"version"`
+	Mode          string `json:"mode"`
+	OperatorMode  string `json:"operator_mode"`
+	HealthMode    string `json:"health_mode"`
+	NodeName      string `json:"node_name"`
+	TotalCreated  uint64 `json:"total_connection_created"`
+	TotalDestroy  uint64 `json:"total_connection_destroyed"`
+	TotalSuccess  uint64 `json:"total_successful_connections"`
+	TotalFailed   uint64 `json:"total_failed_connections"`
+	TotalOngoing  int    `json:"total_ongoing_connections"`
+	SessionCreate uint64 `json:"total_session_created"`
+	SessionDestro uint64 `json:"total_session_destroyed"`
+	OngoingSess   int    `json:"total_ongoing_sessions"`
+
+	Refused map[string]uint64 `json:"refused_connections"`
+
+	AuthAllowed    uint64 `json:"total_auth_webhook_allowed"`
+	AuthDenied     uint64 `json:"total_auth_webhook_denied"`
+	AuthSuccessful uint64 `json:"total_successful_auth_webhook"`
+	AuthFailed     uint64 `json:"total_failed_auth_webhook"`
+
+	SessionHookSuccessful uint64 `json:"total_successful_session_webhook"`
+	SessionHookFailed     uint64 `json:"total_failed_session_webhook"`
+	SessionHookIgnored    uint64 `json:"total_ignored_session_webhook"`
+	EventHookSuccessful   uint64 `json:"total_successful_event_webhook"`
+	EventHookFailed       uint64 `json:"total_failed_event_webhook"`
+	EventHookIgnored      uint64 `json:"total_ignored_event_webhook"`
+
+	IgnoredMessages uint64      `json:"total_ignored_signaling_messages"`
+	Error           ErrorCounts `json:"error"`
+}
+
+// ErrorCounts is GetStatsReport's error object.
+type ErrorCounts struct {
+	SignalingError uint64 `json:"signaling_error"`
+}
+
+// StatsReport builds the GetStatsReport body.
+func (n *Node) StatsReport() any {
+	s := n.hub.Stats()
+	r := StatsReport{
+		Version: Version, Mode: n.word.Load().String(), OperatorMode: n.word.Operator().String(),
+		HealthMode: n.word.Health().String(), NodeName: n.cfg.EffectiveNodeName(),
+		TotalCreated: s.ConnectionCreated.Load(), TotalDestroy: s.ConnectionDestroyed.Load(),
+		TotalSuccess: s.Successful.Load(), TotalFailed: s.Failed.Load(), TotalOngoing: n.hub.Connections(),
+		SessionCreate: s.SessionCreated.Load(), SessionDestro: s.SessionDestroyed.Load(), OngoingSess: n.hub.Sessions(),
+		Refused:     s.Refusals(),
+		AuthAllowed: n.auth.Allowed.Load(), AuthDenied: n.auth.Denied.Load(),
+		AuthSuccessful: n.auth.Counters.Successful.Load(), AuthFailed: n.auth.Counters.Failed.Load(),
+		IgnoredMessages: s.IgnoredMessages.Load(),
+		Error:           ErrorCounts{SignalingError: s.SignalingErrors.Load()},
+	}
+	r.SessionHookSuccessful, r.SessionHookFailed, r.SessionHookIgnored = counters(&n.sessionQ.Counters)
+	r.EventHookSuccessful, r.EventHookFailed, r.EventHookIgnored = counters(&n.eventQ.Counters)
+	return r
+}
+
+func counters(c *webhook.Counters) (ok, failed, ignored uint64) {
+	return c.Successful.Load(), c.Failed.Load(), c.Ignored.Load()
+}

@@ -1,0 +1,191 @@
+// Package node wires one Hayate node from its configuration: the signaling
+// and API listeners, the media port, the webhooks and the mode word. Tests
+// run several nodes in one process; nothing here is package-level state.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/control"
+	"github.com/hayate-sfu/hayate/mode"
+	"github.com/hayate-sfu/hayate/signal"
+	"github.com/hayate-sfu/hayate/webhook"
+)
+
+// Version is Hayate's version, sent in webhooks and GetStatsReport.
+const Version = "2026.1.0-dev"
+
+// Node is a running Hayate node.
+type Node struct {
+	cfg  config.Config
+	log  *slog.Logger
+	word *mode.Word
+	cert *cert.Certificate
+
+	hub      *signal.Hub
+	auth     *webhook.Auth
+	sessionQ *webhook.Queue
+	eventQ   *webhook.Queue
+
+	sigLn, apiLn   net.Listener
+	udp            *net.UDPConn
+	sigSrv, apiSrv *http.Server
+
+	closeOnce sync.Once
+	serveWG   sync.WaitGroup
+}
+
+// New binds the node's ports and builds its parts; Start serves them.
+func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := cert.Generate()
+	if err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: log, word: mode.NewWord(mode.Normal), cert: c}
+	defer func() {
+		if err != nil {
+			n.closeListeners()
+		}
+	}()
+	if n.sigLn, err = listenTCP(cfg.SignalingLoopbackAddressOnly, cfg.SignalingPort); err != nil {
+		return nil, fmt.Errorf("signaling_port: %w", err)
+	}
+	if n.apiLn, err = listenTCP(cfg.APILoopbackAddressOnly, cfg.APIPort); err != nil {
+		return nil, fmt.Errorf("api_port: %w", err)
+	}
+	udpAddr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.IPv4Address, uint16(cfg.MediaPort)))
+	if n.udp, err = net.ListenUDP("udp4", udpAddr); err != nil {
+		return nil, fmt.Errorf("media_port: %w", err)
+	}
+
+	n.auth = webhook.NewAuth(cfg.AuthWebhookURL, cfg.WebhookResponseTimeout)
+	n.sessionQ = webhook.NewQueue("session", cfg.SessionWebhookURL, cfg.WebhookWorkers, cfg.WebhookQueueSize, cfg.WebhookResponseTimeout, log)
+	n.eventQ = webhook.NewQueue("event", cfg.EventWebhookURL, cfg.WebhookWorkers, cfg.WebhookQueueSize, cfg.WebhookResponseTimeout, log)
+
+	set := signal.Settings{
+		Label: cfg.Label, NodeName: cfg.EffectiveNodeName(), Version: Version,
+		PingInterval: cfg.SignalingPingInterval, PongTimeout: cfg.SignalingPongTimeout,
+		ConnectTimeout: cfg.ConnectTimeout, AnswerTimeout: cfg.AnswerTimeout,
+		MaxMessageBytes: cfg.MaxSignalingMessageBytes,
+		SignalingNotify: cfg.SignalingNotify, SignalingBundleID: cfg.SignalingBundleID,
+		DefaultVideoCodecType: cfg.DefaultVideoCodecType, DefaultAudioCodecType: cfg.DefaultAudioCodecType,
+		IgnoreSessionVanished: cfg.IgnoreSessionVanishedWebhook,
+		Fingerprint:           c.Fingerprint,
+		Candidate:             n.MediaAddr(),
+	}
+	n.hub = signal.NewHub(set, n.word, signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}, log)
+	api := control.New(n, cfg.APICORSOrigin, log)
+	n.sigSrv = &http.Server{Handler: n.hub, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	n.apiSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	// Booting into a block mode counts as entering it: with no session yet,
+	// session.vanished goes out at once.
+	n.hub.SetMode(cfg.InitialMode)
+	return n, nil
+}
+
+func listenTCP(loopbackOnly bool, port int) (net.Listener, error) {
+	host := ""
+	if loopbackOnly {
+		host = "127.0.0.1"
+	}
+	return net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+}
+
+// Start serves signaling and the API and logs the ports on one line
+// ("hayate ready signaling=... api=... media=...") for scripts and tests.
+func (n *Node) Start() {
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{n.sigSrv, n.sigLn}, {n.apiSrv, n.apiLn}} {
+		n.serveWG.Add(1)
+		go func() {
+			defer n.serveWG.Done()
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("listener stopped", "addr", s.ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	n.log.Info("hayate ready", "signaling", n.SignalingAddr().String(), "api", n.APIAddr().String(),
+		"media", n.MediaAddr().String(), "mode", n.word.Load().String(), "version", Version,
+		"fingerprint", n.cert.Fingerprint)
+}
+
+// SignalingAddr is the bound signaling address.
+func (n *Node) SignalingAddr() netip.AddrPort { return addrPort(n.sigLn.Addr()) }
+
+// APIAddr is the bound API address.
+func (n *Node) APIAddr() netip.AddrPort { return addrPort(n.apiLn.Addr()) }
+
+// MediaAddr is the advertised media address: ipv4_address and the bound UDP port.
+func (n *Node) MediaAddr() netip.AddrPort {
+	return netip.AddrPortFrom(n.cfg.IPv4Address, addrPort(n.udp.LocalAddr()).Port())
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// Hub returns the node's signaling hub.
+func (n *Node) Hub() *signal.Hub { return n.hub }
+
+// Drain is the first half of a SIGTERM: the node refuses every new
+// connection (block_new_connection as its health mode, which the operator
+// cannot lift) and waits until its sessions have ended or timeout passes.
+// It reports whether the node drained.
+func (n *Node) Drain(ctx context.Context, timeout time.Duration) bool {
+	n.hub.SetHealthMode(mode.BlockNewConnection)
+	n.log.Info("draining", "sessions", n.hub.Sessions(), "connections", n.hub.Connections(), "drain_timeout", config.FormatDuration(timeout))
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	drained := n.hub.WaitIdle(ctx)
+	if drained {
+		n.log.Info("drained: no sessions left")
+	} else {
+		n.log.Warn("drain timeout: closing live connections", "sessions", n.hub.Sessions(), "connections", n.hub.Connections())
+	}
+	return drained
+}
+
+// Close stops the node: listeners closed, live connections closed with 1001
+// SERVER-SHUTDOWN, queued webhooks sent (bounded by ctx).
+func (n *Node) Close(ctx context.Context) {
+	n.closeOnce.Do(func() {
+		n.sigSrv.Close()
+		n.apiSrv.Close()
+		n.hub.Close(ctx)
+		n.sessionQ.Close(ctx)
+		n.eventQ.Close(ctx)
+		n.udp.Close()
+		n.serveWG.Wait()
+		n.log.Info("hayate stopped")
+	})
+}
+
+func (n *Node) closeListeners() {
+	if n.sigLn != nil {
+		n.sigLn.Close()
+	}
+	if n.apiLn != nil {
+		n.apiLn.Close()
+	}
+	if n.udp != nil {
+		n.udp.Close()
+	}
+}

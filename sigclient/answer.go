@@ -1,0 +1,73 @@
+package sigclient
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pion/sdp/v3"
+)
+
+// AnswerParams are the client side of an answer built by Answer.
+type AnswerParams struct {
+	Ufrag, Pwd  string
+	Fingerprint string // sha-256, hex pairs
+	// SSRCs gives the SSRC the client sends in each section it sends in,
+	// by kind ("audio", "video"); missing kinds get a derived SSRC.
+	SSRCs map[string]uint32
+	CNAME string
+}
+
+// Answer builds a minimal valid answer to a Hayate offer, as a browser would:
+// it flips each direction, keeps each section's first payload type and mid,
+// and announces an SSRC with msid for each section it sends in.
+func Answer(offerSDP string, p AnswerParams) (string, error) {
+	var off sdp.SessionDescription
+	if err := off.UnmarshalString(offerSDP); err != nil {
+		return "", fmt.Errorf("sigclient: offer: %w", err)
+	}
+	if p.CNAME == "" {
+		p.CNAME = "sigclient"
+	}
+	var b strings.Builder
+	b.WriteString("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n")
+	if g, ok := off.Attribute("group"); ok {
+		b.WriteString("a=group:" + g + "\r\n")
+	}
+	for i, md := range off.MediaDescriptions {
+		mid, _ := md.Attribute("mid")
+		dir := "inactive"
+		for _, d := range []string{"sendrecv", "sendonly", "recvonly", "inactive"} {
+			if _, ok := md.Attribute(d); ok {
+				dir = d
+			}
+		}
+		answerDir := map[string]string{"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}[dir]
+		pt := "0"
+		if len(md.MediaName.Formats) > 0 {
+			pt = md.MediaName.Formats[0]
+		}
+		b.WriteString("m=" + md.MediaName.Media + " 9 UDP/TLS/RTP/SAVPF " + pt + "\r\n")
+		b.WriteString("c=IN IP4 0.0.0.0\r\n")
+		b.WriteString("a=ice-ufrag:" + p.Ufrag + "\r\na=ice-pwd:" + p.Pwd + "\r\n")
+		b.WriteString("a=fingerprint:sha-256 " + p.Fingerprint + "\r\na=setup:active\r\n")
+		b.WriteString("a=mid:" + mid + "\r\na=" + answerDir + "\r\na=rtcp-mux\r\n")
+		for _, a := range md.Attributes {
+			if a.Key == "rtpmap" || a.Key == "fmtp" {
+				if strings.HasPrefix(a.Value, pt+" ") {
+					b.WriteString("a=" + a.Key + ":" + a.Value + "\r\n")
+				}
+			}
+		}
+		if answerDir == "sendonly" || answerDir == "sendrecv" {
+			ssrc, ok := p.SSRCs[md.MediaName.Media]
+			if !ok {
+				ssrc = uint32(1000 + i)
+			}
+			s := strconv.FormatUint(uint64(ssrc), 10)
+			b.WriteString("a=msid:sigclient " + md.MediaName.Media + "\r\n")
+			b.WriteString("a=ssrc:" + s + " cname:" + p.CNAME + "\r\n")
+		}
+	}
+	return b.String(), nil
+}

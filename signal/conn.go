@@ -1,0 +1,670 @@
+package signal
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/jsep"
+	"github.com/hayate-sfu/hayate/webhook"
+)
+
+const (
+	// outQueueLen bounds the messages waiting to be written to one client.
+	outQueueLen = 128
+	// closeGrace is how long Hayate waits for the client's close frame after
+	// sending its own (RFC 6455 §7.1.1).
+	closeGrace = time.Second
+	// writeTimeout bounds one frame write to a client.
+	writeTimeout = 10 * time.Second
+)
+
+// outFrame is one frame waiting for the writer.
+type outFrame struct {
+	op   ws.OpCode
+	data []byte
+}
+
+func outText(b []byte) outFrame { return outFrame{op: ws.OpText, data: b} }
+
+// pingJSON is Hayate's keepalive message.
+var pingJSON = []byte(`{"type":"ping","stats":false}`)
+
+// Conn is one signaling WebSocket and, once admitted, one Sora connection.
+//
+// Two goroutines serve it: the reader (the HTTP handler goroutine, which
+// runs serve) and, after admission, the writer (writeLoop), the only one
+// that writes to the socket. Other goroutines talk to it by queueing frames
+// (queue) or asking it to close (requestClose).
+type Conn struct {
+	hub *Hub
+	nc  net.Conn
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	id  string
+
+	// Set while connecting, read-only after admission.
+	channelID, clientID, bundleID string
+	role                          Role
+	audio, video                  bool
+	audioCodec, videoCodec        jsep.Codec
+	caps                          jsep.Capabilities
+	notify                        bool
+	authzMetadata                 json.RawMessage
+	eventMetadata                 json.RawMessage
+	notifyMetadata                json.RawMessage
+
+	// Guarded by hub.mu.
+	ch                   *channel
+	sessionID            string
+	created              bool
+	admittedAt           time.Time
+	createdAt            time.Time
+	destroyedAt          time.Time
+	endReason            string
+	apiReason            json.RawMessage
+	typeDisconnectReason string
+
+	// Owned by the reader goroutine.
+	offer  *jsep.Offer
+	answer *jsep.Answer
+
+	out           chan outFrame
+	writerStarted atomic.Bool
+	writerDone    chan struct{}
+	lastPong      atomic.Int64
+
+	closeMu  sync.Mutex
+	closeErr *CloseError
+	closeReq chan struct{}
+}
+
+// ServeHTTP upgrades requests for /signaling to WebSocket and serves them.
+// Any Origin is accepted and no subprotocol is negotiated, as Sora's SDKs
+// expect. A request that is not a valid upgrade gets gobwas/ws's HTTP 400.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/signaling" {
+		http.NotFound(w, r)
+		return
+	}
+	nc, rw, _, err := ws.UpgradeHTTP(r, w)
+	if err != nil {
+		h.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	c := &Conn{
+		hub: h, nc: nc, br: rw.Reader, bw: bufio.NewWriterSize(nc, 4096), id: ids.New(),
+		notify: h.set.SignalingNotify, out: make(chan outFrame, outQueueLen),
+		writerDone: make(chan struct{}), closeReq: make(chan struct{}),
+	}
+	if !h.track(c) {
+		c.writeClose(ErrServerShutdown)
+		nc.Close()
+		return
+	}
+	defer h.untrack(c)
+	c.serve()
+}
+
+// serve runs the connection to its end on the reader goroutine.
+func (c *Conn) serve() {
+	if err := c.connect(); err != nil {
+		c.refuse(err)
+		return
+	}
+	c.lastPong.Store(time.Now().UnixNano())
+	c.writerStarted.Store(true)
+	go c.writeLoop()
+	answerTimer := time.AfterFunc(c.hub.set.AnswerTimeout, func() {
+		c.hub.mu.Lock()
+		done := c.created
+		c.hub.mu.Unlock()
+		if !done {
+			c.requestClose(ErrAnswerTimeout)
+		}
+	})
+	reason := c.readLoop()
+	answerTimer.Stop()
+	c.requestClose(closeErr(CodeNormal, ""))
+	<-c.writerDone
+	c.nc.Close()
+	c.hub.mu.Lock()
+	if c.endReason == "" {
+		c.endReason = reason
+	}
+	c.hub.mu.Unlock()
+	c.hub.leave(c)
+}
+
+// errClientGone ends a connection whose client closed or dropped the socket.
+var errClientGone = &CloseError{Code: 0, Reason: "WEBSOCKET-ONCLOSE"}
+
+// connect reads and checks the connect message and admits the connection,
+// queueing its offer. It returns the close to send on refusal.
+func (c *Conn) connect() *CloseError {
+	h := c.hub
+	c.nc.SetReadDeadline(time.Now().Add(h.set.ConnectTimeout))
+	msg, err := readMessage(c.br, h.set.MaxMessageBytes, c.pongDirect)
+	if err != nil {
+		return c.readFailure(err, ErrConnectTimeout)
+	}
+	typ, cerr := messageType(msg)
+	if cerr != nil {
+		return cerr
+	}
+	switch typ {
+	case "connect":
+	case "answer":
+		return ErrAnswerBeforeOffer
+	default:
+		return ErrMessageBeforeConnect
+	}
+	cm, cerr := parseConnect(msg)
+	if cerr != nil {
+		return cerr
+	}
+	if e := c.applyConnect(cm); e != nil {
+		return e
+	}
+	if e := h.precheck(c.channelID); e != nil {
+		return e
+	}
+	if h.hooks.Auth != nil && h.hooks.Auth.Enabled() {
+		if e := c.authenticate(cm); e != nil {
+			return e
+		}
+	}
+	if e := c.closeRequested(); e != nil {
+		return e
+	}
+	if e := h.admit(c); e != nil {
+		return e
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	return nil
+}
+
+// readFailure maps a read error to the close to send.
+func (c *Conn) readFailure(err error, timeout *CloseError) *CloseError {
+	if e := c.closeRequested(); e != nil {
+		return e
+	}
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	var pc *peerClosed
+	if errors.As(err, &pc) {
+		return &CloseError{Code: echoCode(pc.code), Reason: errClientGone.Reason}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return timeout
+	}
+	return errClientGone
+}
+
+// echoCode is the code to answer a client's close frame with (RFC 6455 §5.5.1).
+func echoCode(code ws.StatusCode) ws.StatusCode {
+	if code == 0 || code == ws.StatusNoStatusRcvd {
+		return CodeNormal
+	}
+	return code
+}
+
+// applyConnect takes the connection's parameters from its connect message.
+func (c *Conn) applyConnect(cm *connectMessage) *CloseError {
+	h := c.hub
+	c.channelID = *cm.ChannelID
+	c.role = Role(*cm.Role)
+	c.clientID, c.bundleID = c.id, c.id
+	if cm.ClientID != nil && *cm.ClientID != "" {
+		c.clientID = *cm.ClientID
+	}
+	if h.set.SignalingBundleID && cm.BundleID != nil && *cm.BundleID != "" {
+		c.bundleID = *cm.BundleID
+	}
+	c.notifyMetadata = nonNull(cm.SignalingNotifyMetadata)
+	caps, err := jsep.ParseCapabilities(cm.SDP)
+	if err != nil {
+		return ErrInvalidSDP
+	}
+	c.caps = caps
+	audio, cerr := parseMediaSpec(cm.Audio, ErrInvalidAudio)
+	if cerr != nil {
+		return cerr
+	}
+	video, cerr := parseMediaSpec(cm.Video, ErrInvalidVideo)
+	if cerr != nil {
+		return cerr
+	}
+	c.audio, c.video = audio.Enabled, video.Enabled
+	if !c.audio && !c.video {
+		return ErrNoMedia
+	}
+	if c.audio {
+		codec, ok := chooseCodec(caps, audio.CodecType, h.set.DefaultAudioCodecType, c.role)
+		if !ok {
+			return ErrAudioCodec
+		}
+		c.audioCodec = codec
+	}
+	if c.video {
+		codec, ok := chooseCodec(caps, video.CodecType, h.set.DefaultVideoCodecType, c.role)
+		if !ok {
+			return ErrVideoCodec
+		}
+		c.videoCodec = codec
+	}
+	return nil
+}
+
+// chooseCodec picks the codec a connection publishes with. A receive-only
+// connection publishes nothing, so any codec its client knows will do.
+func chooseCodec(caps jsep.Capabilities, requested, def string, role Role) (jsep.Codec, bool) {
+	t := requested
+	if t == "" {
+		t = def
+	}
+	if codec, ok := caps.Choose(t); ok {
+		return codec, true
+	}
+	if role.Sends() {
+		return jsep.Codec{}, false
+	}
+	for _, alt := range []string{"OPUS", "VP8", "VP9", "H264", "AV1", "H265"} {
+		if codec, ok := caps.Choose(alt); ok {
+			if want, _ := jsep.Builtin(t); want.Kind == codec.Kind {
+				return codec, true
+			}
+		}
+	}
+	return jsep.Codec{}, false
+}
+
+func nonNull(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	return raw
+}
+
+// authenticate calls the auth webhook and applies its payouts.
+func (c *Conn) authenticate(cm *connectMessage) *CloseError {
+	h := c.hub
+	d, err := h.hooks.Auth.Call(h.ctx, c.id, c.authRequest(cm))
+	switch {
+	case errors.Is(err, webhook.ErrTimeout):
+		return ErrAuthTimeout
+	case errors.Is(err, webhook.ErrStatus):
+		return ErrAuthStatus
+	case errors.Is(err, webhook.ErrBadResponse):
+		return ErrAuthBadResponse
+	case err != nil:
+		if h.ctx.Err() != nil {
+			return ErrServerShutdown
+		}
+		return ErrAuthUnreachable
+	}
+	if !d.Allowed {
+		return &CloseError{Code: CodeAuthDenied, Reason: clipReason(d.Reason)}
+	}
+	if d.ClientID != nil && *d.ClientID != "" {
+		c.clientID = *d.ClientID
+	}
+	if d.BundleID != nil && *d.BundleID != "" {
+		c.bundleID = *d.BundleID
+	}
+	c.authzMetadata = nonNull(d.Metadata)
+	c.eventMetadata = nonNull(d.EventMetadata)
+	if d.SignalingNotify != nil {
+		c.notify = *d.SignalingNotify
+	}
+	if m := nonNull(d.SignalingNotifyMetadata); m != nil {
+		c.notifyMetadata = m
+	}
+	return nil
+}
+
+// authRequest is the auth webhook body (spec: sora-protocol.md 3.2).
+func (c *Conn) authRequest(cm *connectMessage) any {
+	h := c.hub
+	n := func() counts {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.channels[c.channelID].counts()
+	}()
+	type authRequest struct {
+		Timestamp                 string          `json:"timestamp"`
+		Version                   string          `json:"version"`
+		Label                     string          `json:"label"`
+		NodeName                  string          `json:"node_name"`
+		Role                      Role            `json:"role"`
+		ChannelID                 string          `json:"channel_id"`
+		ClientID                  *string         `json:"client_id,omitempty"`
+		BundleID                  *string         `json:"bundle_id,omitempty"`
+		ConnectionID              string          `json:"connection_id"`
+		Multistream               bool            `json:"multistream"`
+		Simulcast                 bool            `json:"simulcast"`
+		Spotlight                 bool            `json:"spotlight"`
+		Audio                     bool            `json:"audio"`
+		AudioCodecType            string          `json:"audio_codec_type,omitempty"`
+		Video                     bool            `json:"video"`
+		VideoCodecType            string          `json:"video_codec_type,omitempty"`
+		DataChannelSignaling      bool            `json:"data_channel_signaling"`
+		IgnoreDisconnectWebsocket bool            `json:"ignore_disconnect_websocket"`
+		Metadata                  json.RawMessage `json:"metadata,omitempty"`
+		SoraClient                string          `json:"sora_client,omitempty"`
+		Redirect                  bool            `json:"redirect,omitempty"`
+		E2EE                      bool            `json:"e2ee"`
+		counts
+	}
+	r := authRequest{
+		Timestamp: timestamp(time.Now()), Version: h.set.Version, Label: h.set.Label, NodeName: h.set.NodeName,
+		Role: c.role, ChannelID: c.channelID, ClientID: cm.ClientID, BundleID: cm.BundleID, ConnectionID: c.id,
+		Multistream: true, Audio: c.audio, Video: c.video, Metadata: cm.Metadata, SoraClient: cm.SoraClient,
+		Redirect: cm.Redirect, counts: n,
+	}
+	if c.audio {
+		r.AudioCodecType = c.audioCodec.Type()
+	}
+	if c.video {
+		r.VideoCodecType = c.videoCodec.Type()
+	}
+	return r
+}
+
+// refuse ends a connection that was not admitted: one close frame, a short
+// wait for the client's reply, and the refusal recorded.
+func (c *Conn) refuse(e *CloseError) {
+	if e != errClientGone {
+		c.writeClose(e)
+		c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+		// Wait for the client's close frame; any error (its close, the
+		// deadline, a frame we cannot read past) ends the wait.
+		for {
+			if _, err := readMessage(c.br, c.hub.set.MaxMessageBytes, func([]byte) {}); err != nil {
+				break
+			}
+		}
+	}
+	c.nc.Close()
+	if e.Code == 0 || e.Reason == errClientGone.Reason {
+		return // the client left before asking for anything
+	}
+	if e.Code == CodeBadRequest {
+		c.hub.stats.SignalingErrors.Add(1)
+	}
+	c.hub.log.Info("connect refused", "code", int(e.Code), "reason", e.Reason, "channel_id", c.channelID,
+		"connection_id", c.id, "remote", c.nc.RemoteAddr().String())
+	c.hub.refused(c, e)
+}
+
+// readLoop handles the client's messages after admission and returns the
+// end reason of the connection.
+func (c *Conn) readLoop() string {
+	for {
+		msg, err := readMessage(c.br, c.hub.set.MaxMessageBytes, c.pongQueued)
+		if err != nil {
+			return c.ended(err)
+		}
+		if c.closeRequested() != nil {
+			continue // closing: drain until the client's close frame
+		}
+		if e := c.handle(msg); e != nil {
+			if e.Code == CodeBadRequest {
+				c.hub.stats.SignalingErrors.Add(1)
+				c.hub.log.Info("signaling error", "connection_id", c.id, "channel_id", c.channelID, "reason", e.Reason)
+			}
+			c.requestClose(e)
+		}
+	}
+}
+
+// ended turns the error that ended the read loop into an end reason.
+func (c *Conn) ended(err error) string {
+	if e := c.closeRequested(); e != nil {
+		return e.Reason
+	}
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		c.hub.stats.SignalingErrors.Add(1)
+		c.requestClose(ce)
+		return ce.Reason
+	}
+	var pc *peerClosed
+	if errors.As(err, &pc) {
+		c.requestClose(&CloseError{Code: echoCode(pc.code)})
+		return "WEBSOCKET-ONCLOSE"
+	}
+	c.requestClose(closeErr(CodeNormal, ""))
+	return "WEBSOCKET-ONERROR"
+}
+
+// handle dispatches one message received after admission.
+func (c *Conn) handle(msg []byte) *CloseError {
+	typ, cerr := messageType(msg)
+	if cerr != nil {
+		return cerr
+	}
+	switch typ {
+	case "answer":
+		return c.handleAnswer(msg)
+	case "candidate":
+		var m candidateMessage
+		if json.Unmarshal(msg, &m) != nil || m.Candidate == nil {
+			return ErrInvalidCandidate
+		}
+		if *m.Candidate == "" {
+			return nil // end-of-candidates marker of some clients
+		}
+		if _, _, _, err := jsep.ParseCandidate(*m.Candidate); err != nil {
+			return ErrInvalidCandidate
+		}
+		return nil
+	case "pong":
+		c.lastPong.Store(time.Now().UnixNano())
+		return nil
+	case "disconnect":
+		var m disconnectMessage
+		_ = json.Unmarshal(msg, &m)
+		c.hub.mu.Lock()
+		c.typeDisconnectReason = clipReason(m.Reason)
+		c.hub.mu.Unlock()
+		return ErrTypeDisconnect
+	case "connect":
+		return ErrDuplicateConnect
+	default:
+		// re-answer/update without a pending re-offer, stats and types from
+		// newer SDKs: ignored, as Sora's SDKs ignore unknown types.
+		c.hub.stats.IgnoredMessages.Add(1)
+		c.hub.log.Debug("message ignored", "connection_id", c.id, "type", typ)
+		return nil
+	}
+}
+
+func (c *Conn) handleAnswer(msg []byte) *CloseError {
+	if c.answer != nil {
+		return ErrDuplicateAnswer
+	}
+	var m sdpMessage
+	if json.Unmarshal(msg, &m) != nil {
+		return ErrInvalidAnswer
+	}
+	if m.SDP == nil {
+		return ErrMissingSDP
+	}
+	a, err := jsep.ParseAnswer(*m.SDP, c.offer)
+	if err != nil {
+		c.hub.log.Info("answer refused", "connection_id", c.id, "err", err)
+		return ErrInvalidAnswer
+	}
+	c.answer = a
+	c.hub.created(c)
+	return nil
+}
+
+// offerMessage builds the connection's first offer. Called with hub.mu held
+// at admission, so the offer matches the channel it joins.
+func (c *Conn) offerMessage() outFrame {
+	h := c.hub
+	o := &jsep.Offer{
+		SessionID: rand.Uint64() >> 1, Version: 1,
+		Ufrag: ids.ICE(8), Pwd: ids.ICE(32),
+		Fingerprint: h.set.Fingerprint, Candidate: h.set.Candidate,
+	}
+	mids := map[string]string{}
+	add := func(kind jsep.Kind, codec jsep.Codec, dir jsep.Direction) {
+		mid := strconv.Itoa(len(o.Sections))
+		o.Sections = append(o.Sections, jsep.Section{Mid: mid, Kind: kind, Direction: dir, Codec: codec})
+		if dir == jsep.RecvOnly {
+			mids[string(kind)] = mid
+		}
+	}
+	// The client's own media first, one section per kind, recvonly on our
+	// side and named in `mid` (sora-js-sdk-client.md §3). A receive-only
+	// client gets inactive sections that later re-offers fill with tracks.
+	dir := jsep.Inactive
+	if c.role.Sends() {
+		dir = jsep.RecvOnly
+	}
+	if c.audio {
+		add(jsep.Audio, c.audioCodec, dir)
+	}
+	if c.video {
+		add(jsep.Video, c.videoCodec, dir)
+	}
+	c.offer = o
+	m := offerMessage{
+		Type: "offer", SDP: o.Marshal(), ChannelID: c.channelID, SessionID: c.sessionID,
+		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Metadata: c.authzMetadata,
+		Config: rtcConfig{ICEServers: []iceServer{}, ICETransportPolicy: "all"}, Multistream: true,
+	}
+	if len(mids) > 0 {
+		m.Mid = mids
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic("signal: offer does not marshal: " + err.Error())
+	}
+	return outText(b)
+}
+
+// queue queues a frame for the writer without blocking. A client too
+// slow to keep its queue below outQueueLen is closed with 4429.
+func (c *Conn) queue(f outFrame) {
+	select {
+	case c.out <- f:
+	default:
+		c.requestClose(ErrQueueFull)
+	}
+}
+
+// requestClose asks for the connection to be closed with e; the first
+// request wins. Before admission it wakes the reader; after, the writer
+// sends the close frame.
+func (c *Conn) requestClose(e *CloseError) {
+	c.closeMu.Lock()
+	first := c.closeErr == nil
+	if first {
+		c.closeErr = e
+		close(c.closeReq)
+	}
+	c.closeMu.Unlock()
+	if first && !c.writerStarted.Load() {
+		c.nc.SetReadDeadline(time.Now())
+	}
+}
+
+func (c *Conn) closeRequested() *CloseError {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	return c.closeErr
+}
+
+// writeLoop is the only writer of an admitted connection.
+//
+// It wakes for: a queued frame (write it), the ping ticker (send ping, or
+// close with PONG-TIMEOUT when the last pong is too old) and a close
+// request (send the close frame, give the reader closeGrace to read the
+// client's reply, and return).
+func (c *Conn) writeLoop() {
+	defer close(c.writerDone)
+	ping := time.NewTicker(c.hub.set.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case f := <-c.out:
+			if err := c.write(f.op, f.data); err != nil {
+				c.nc.Close()
+				return
+			}
+		case now := <-ping.C:
+			if now.Sub(time.Unix(0, c.lastPong.Load())) > c.hub.set.PongTimeout {
+				c.requestClose(ErrPongTimeout)
+				continue
+			}
+			if err := c.write(ws.OpText, pingJSON); err != nil {
+				c.nc.Close()
+				return
+			}
+		case <-c.closeReq:
+			e := c.closeRequested()
+			if e.Code != 0 {
+				c.writeClose(e)
+			}
+			c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+			return
+		}
+	}
+}
+
+func (c *Conn) write(op ws.OpCode, data []byte) error {
+	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return writeFrame(c.bw, op, data)
+}
+
+func (c *Conn) writeClose(e *CloseError) {
+	_ = c.write(ws.OpClose, closePayload(e.Code, e.Reason))
+}
+
+// pongDirect answers a WebSocket ping before admission, when the reader is
+// the only writer.
+func (c *Conn) pongDirect(p []byte) { _ = c.write(ws.OpPong, append([]byte(nil), p...)) }
+
+// pongQueued answers a WebSocket ping through the writer.
+func (c *Conn) pongQueued(p []byte) {
+	c.queue(outFrame{op: ws.OpPong, data: append([]byte(nil), p...)})
+}
+
+// minutes is the connection's age in whole minutes (Sora's minutes field).
+func (c *Conn) minutes() int {
+	if c.createdAt.IsZero() {
+		return 0
+	}
+	return int(time.Since(c.createdAt) / time.Minute)
+}
+
+// sessionRecord is the connection's entry in session.destroyed.
+func (c *Conn) sessionRecord() sessionConnection {
+	created := c.createdAt
+	if created.IsZero() {
+		created = c.admittedAt
+	}
+	return sessionConnection{
+		Role: c.role, ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id,
+		Audio: c.audio, Video: c.video, EventMetadata: c.eventMetadata,
+		ConnectionCreatedTimestamp:   timestamp(created),
+		ConnectionDestroyedTimestamp: timestamp(c.destroyedAt),
+	}
+}

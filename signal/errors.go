@@ -1,0 +1,132 @@
+package signal
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/gobwas/ws"
+)
+
+// WebSocket close codes Hayate sends. A refused connect is always a close
+// after `connect` and before any `offer`, never an HTTP refusal at the
+// upgrade (browsers would see only 1006) and never 1000 (Sora's C++ and
+// Python SDKs report 1000 as a successful close). These codes are stable and
+// documented in the README.
+const (
+	// CodeNormal ends a connection normally: TYPE-DISCONNECT, DISCONNECTED-API.
+	CodeNormal ws.StatusCode = 1000
+	// CodeGoingAway ends connections still live when a drain times out.
+	CodeGoingAway ws.StatusCode = 1001
+	// CodeBadRequest is a malformed or out-of-order message; the reason names it.
+	CodeBadRequest ws.StatusCode = 4400
+	// CodeAuthDenied is a connect the auth webhook denied; the reason is the webhook's.
+	CodeAuthDenied ws.StatusCode = 4401
+	// CodeTimeout is a client too slow to connect, answer or pong.
+	CodeTimeout ws.StatusCode = 4408
+	// CodeLimit is a configured limit reached.
+	CodeLimit ws.StatusCode = 4429
+	// CodeAuthFailed is an auth webhook that timed out, was unreachable or answered badly.
+	CodeAuthFailed ws.StatusCode = 4502
+	// CodeBlocked is a connect refused by the node's mode.
+	CodeBlocked ws.StatusCode = 4503
+)
+
+// CloseError is a reason to close a signaling WebSocket: the close code and
+// the reason string sent in the close frame (at most 123 bytes, RFC 6455 §5.5).
+type CloseError struct {
+	Code   ws.StatusCode
+	Reason string
+}
+
+func (e *CloseError) Error() string { return fmt.Sprintf("signaling close %d %s", e.Code, e.Reason) }
+
+func closeErr(code ws.StatusCode, reason string) *CloseError {
+	return &CloseError{Code: code, Reason: reason}
+}
+
+// invalidField is the 4400 close for a connect field of the wrong JSON type:
+// INVALID-<FIELD>, for example INVALID-SIMULCAST for "simulcast": "yes".
+func invalidField(name string) *CloseError {
+	return closeErr(CodeBadRequest, "INVALID-"+strings.ToUpper(strings.ReplaceAll(name, "_", "-")))
+}
+
+// Every close Hayate sends, with its code and reason. The README lists them
+// all (a test checks that it does).
+var (
+	// 4400: malformed input.
+	ErrInvalidJSON          = closeErr(CodeBadRequest, "INVALID-JSON")
+	ErrInvalidUTF8          = closeErr(CodeBadRequest, "INVALID-UTF8")
+	ErrMissingType          = closeErr(CodeBadRequest, "MISSING-TYPE")
+	ErrBinaryFrame          = closeErr(CodeBadRequest, "BINARY-FRAME")
+	ErrMessageTooLarge      = closeErr(CodeBadRequest, "MESSAGE-TOO-LARGE")
+	ErrInvalidFrame         = closeErr(CodeBadRequest, "INVALID-FRAME")
+	ErrUnmaskedFrame        = closeErr(CodeBadRequest, "UNMASKED-FRAME")
+	ErrMessageBeforeConnect = closeErr(CodeBadRequest, "MESSAGE-BEFORE-CONNECT")
+	ErrAnswerBeforeOffer    = closeErr(CodeBadRequest, "ANSWER-BEFORE-OFFER")
+	ErrDuplicateConnect     = closeErr(CodeBadRequest, "DUPLICATE-CONNECT")
+	ErrDuplicateAnswer      = closeErr(CodeBadRequest, "DUPLICATE-ANSWER")
+	ErrMissingChannelID     = closeErr(CodeBadRequest, "MISSING-CHANNEL-ID")
+	ErrEmptyChannelID       = closeErr(CodeBadRequest, "EMPTY-CHANNEL-ID")
+	ErrChannelIDTooLong     = closeErr(CodeBadRequest, "CHANNEL-ID-TOO-LONG")
+	ErrMissingRole          = closeErr(CodeBadRequest, "MISSING-ROLE")
+	ErrInvalidRole          = closeErr(CodeBadRequest, "INVALID-ROLE")
+	ErrClientIDTooLong      = closeErr(CodeBadRequest, "CLIENT-ID-TOO-LONG")
+	ErrBundleIDTooLong      = closeErr(CodeBadRequest, "BUNDLE-ID-TOO-LONG")
+	ErrInvalidAudio         = closeErr(CodeBadRequest, "INVALID-AUDIO")
+	ErrInvalidVideo         = closeErr(CodeBadRequest, "INVALID-VIDEO")
+	ErrNoMedia              = closeErr(CodeBadRequest, "AUDIO-AND-VIDEO-DISABLED")
+	ErrAudioCodec           = closeErr(CodeBadRequest, "UNSUPPORTED-AUDIO-CODEC-TYPE")
+	ErrVideoCodec           = closeErr(CodeBadRequest, "UNSUPPORTED-VIDEO-CODEC-TYPE")
+	ErrInvalidSDP           = closeErr(CodeBadRequest, "INVALID-SDP")
+	ErrInvalidAnswer        = closeErr(CodeBadRequest, "INVALID-ANSWER")
+	ErrMissingSDP           = closeErr(CodeBadRequest, "MISSING-SDP")
+	ErrInvalidCandidate     = closeErr(CodeBadRequest, "INVALID-CANDIDATE")
+
+	// 4401, 4502: the auth webhook.
+	ErrAuthTimeout      = closeErr(CodeAuthFailed, "AUTH-WEBHOOK-TIMEOUT")
+	ErrAuthUnreachable  = closeErr(CodeAuthFailed, "AUTH-WEBHOOK-UNREACHABLE")
+	ErrAuthStatus       = closeErr(CodeAuthFailed, "AUTH-WEBHOOK-BAD-STATUS")
+	ErrAuthBadResponse  = closeErr(CodeAuthFailed, "INVALID-AUTH-WEBHOOK-RESPONSE-JSON")
+	errAuthDeniedSample = closeErr(CodeAuthDenied, "<reason from the auth webhook>")
+
+	// 4503: the mode.
+	ErrBlockedNewConnection = closeErr(CodeBlocked, "BLOCKED-NEW-CONNECTION")
+	ErrBlockedNewSession    = closeErr(CodeBlocked, "BLOCKED-NEW-SESSION")
+
+	// 4408: timeouts.
+	ErrConnectTimeout = closeErr(CodeTimeout, "CONNECT-TIMEOUT")
+	ErrAnswerTimeout  = closeErr(CodeTimeout, "ANSWER-TIMEOUT")
+	ErrPongTimeout    = closeErr(CodeTimeout, "PONG-TIMEOUT")
+
+	// 4429: limits.
+	ErrQueueFull = closeErr(CodeLimit, "SIGNALING-QUEUE-FULL")
+
+	// 1000 and 1001.
+	ErrTypeDisconnect  = closeErr(CodeNormal, "TYPE-DISCONNECT")
+	ErrDisconnectedAPI = closeErr(CodeNormal, "DISCONNECTED-API")
+	ErrServerShutdown  = closeErr(CodeGoingAway, "SERVER-SHUTDOWN")
+)
+
+// AllCloseErrors lists every close Hayate sends, for documentation tests.
+func AllCloseErrors() []*CloseError {
+	return []*CloseError{
+		ErrInvalidJSON, ErrInvalidUTF8, ErrMissingType, ErrBinaryFrame, ErrMessageTooLarge, ErrInvalidFrame,
+		ErrUnmaskedFrame, ErrMessageBeforeConnect, ErrAnswerBeforeOffer, ErrDuplicateConnect, ErrDuplicateAnswer,
+		ErrMissingChannelID, ErrEmptyChannelID, ErrChannelIDTooLong, ErrMissingRole, ErrInvalidRole,
+		ErrClientIDTooLong, ErrBundleIDTooLong, ErrInvalidAudio, ErrInvalidVideo, ErrNoMedia, ErrAudioCodec,
+		ErrVideoCodec, ErrInvalidSDP, ErrInvalidAnswer, ErrMissingSDP, ErrInvalidCandidate,
+		ErrAuthTimeout, ErrAuthUnreachable, ErrAuthStatus, ErrAuthBadResponse, errAuthDeniedSample,
+		ErrBlockedNewConnection, ErrBlockedNewSession,
+		ErrConnectTimeout, ErrAnswerTimeout, ErrPongTimeout, ErrQueueFull,
+		ErrTypeDisconnect, ErrDisconnectedAPI, ErrServerShutdown,
+	}
+}
+
+// Errors of the API-facing operations of the Hub.
+var (
+	// ErrChannelNotFound is a channel with no connection on this node.
+	ErrChannelNotFound = errors.New("signal: channel not found")
+	// ErrConnectionNotFound is an unknown connection_id in the channel.
+	ErrConnectionNotFound = errors.New("signal: connection not found")
+)

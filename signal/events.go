@@ -1,0 +1,242 @@
+package signal
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/hayate-sfu/hayate/ids"
+)
+
+// Webhook and notify payloads, with Sora's field names
+// (spec: sora-protocol.md 1.9 and 3; https://sora-doc.shiguredo.jp/WEBHOOK).
+
+// timestamp formats t as Sora does: RFC 3339 in UTC with microseconds.
+func timestamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
+
+// hookHeader is the common part of every session and event webhook.
+type hookHeader struct {
+	Type      string `json:"type"`
+	ID        string `json:"id"`
+	Timestamp string `json:"timestamp"`
+	Version   string `json:"version"`
+	Label     string `json:"label"`
+	NodeName  string `json:"node_name"`
+}
+
+func (h *Hub) header(typ string) hookHeader {
+	return hookHeader{Type: typ, ID: ids.New(), Timestamp: timestamp(time.Now()), Version: h.set.Version, Label: h.set.Label, NodeName: h.set.NodeName}
+}
+
+type sessionHook struct {
+	hookHeader
+	ChannelID          string              `json:"channel_id"`
+	SessionID          string              `json:"session_id"`
+	Multistream        bool                `json:"multistream"`
+	Spotlight          bool                `json:"spotlight"`
+	CreatedTime        int64               `json:"created_time"`
+	CreatedTimestamp   string              `json:"created_timestamp"`
+	DestroyedTime      int64               `json:"destroyed_time,omitempty"`
+	DestroyedTimestamp string              `json:"destroyed_timestamp,omitempty"`
+	MaxConnections     int                 `json:"max_connections,omitempty"`
+	TotalConnections   int                 `json:"total_connections,omitempty"`
+	Connections        []sessionConnection `json:"connections,omitempty"`
+}
+
+// sessionConnection is one entry of session.destroyed's connections list.
+type sessionConnection struct {
+	Role                         Role            `json:"role"`
+	ClientID                     string          `json:"client_id"`
+	BundleID                     string          `json:"bundle_id"`
+	ConnectionID                 string          `json:"connection_id"`
+	Simulcast                    bool            `json:"simulcast"`
+	Audio                        bool            `json:"audio"`
+	Video                        bool            `json:"video"`
+	ConnectionCreatedTimestamp   string          `json:"connection_created_timestamp"`
+	ConnectionDestroyedTimestamp string          `json:"connection_destroyed_timestamp"`
+	EventMetadata                json.RawMessage `json:"event_metadata,omitempty"`
+}
+
+func (h *Hub) sessionPayload(typ string, ch *channel, destroyed time.Time) sessionHook {
+	p := sessionHook{
+		hookHeader: h.header(typ), ChannelID: ch.id, SessionID: ch.sessionID, Multistream: true,
+		CreatedTime: ch.created.Unix(), CreatedTimestamp: timestamp(ch.created),
+	}
+	if !destroyed.IsZero() {
+		p.DestroyedTime = destroyed.Unix()
+		p.DestroyedTimestamp = timestamp(destroyed)
+		p.MaxConnections = ch.peak
+		p.TotalConnections = ch.total
+		p.Connections = ch.history
+	}
+	return p
+}
+
+// counts are a channel's connection counts by role.
+type counts struct {
+	Connections         int `json:"channel_connections"`
+	SendRecvConnections int `json:"channel_sendrecv_connections"`
+	SendOnlyConnections int `json:"channel_sendonly_connections"`
+	RecvOnlyConnections int `json:"channel_recvonly_connections"`
+}
+
+func (ch *channel) counts() counts {
+	var n counts
+	if ch == nil {
+		return n
+	}
+	for _, m := range ch.members {
+		n.Connections++
+		switch m.role {
+		case RoleSendRecv:
+			n.SendRecvConnections++
+		case RoleSendOnly:
+			n.SendOnlyConnections++
+		case RoleRecvOnly:
+			n.RecvOnlyConnections++
+		}
+	}
+	return n
+}
+
+type connectionHook struct {
+	hookHeader
+	LogWritten    bool            `json:"log_written"`
+	Role          Role            `json:"role,omitempty"`
+	ChannelID     string          `json:"channel_id,omitempty"`
+	SessionID     string          `json:"session_id,omitempty"`
+	ClientID      string          `json:"client_id,omitempty"`
+	BundleID      string          `json:"bundle_id,omitempty"`
+	ConnectionID  string          `json:"connection_id"`
+	Multistream   bool            `json:"multistream"`
+	Simulcast     bool            `json:"simulcast"`
+	Spotlight     bool            `json:"spotlight"`
+	EventMetadata json.RawMessage `json:"event_metadata,omitempty"`
+	Data          connectionData  `json:"data"`
+}
+
+type connectionData struct {
+	counts
+	Minutes              int             `json:"minutes"`
+	Audio                bool            `json:"audio"`
+	AudioCodecType       string          `json:"audio_codec_type,omitempty"`
+	Video                bool            `json:"video"`
+	VideoCodecType       string          `json:"video_codec_type,omitempty"`
+	TurnTransportType    string          `json:"turn_transport_type"`
+	CreatedTime          int64           `json:"created_time,omitempty"`
+	CreatedTimestamp     string          `json:"created_timestamp,omitempty"`
+	DestroyedTime        int64           `json:"destroyed_time,omitempty"`
+	DestroyedTimestamp   string          `json:"destroyed_timestamp,omitempty"`
+	Reason               string          `json:"reason,omitempty"`
+	DisconnectAPIReason  json.RawMessage `json:"disconnect_api_reason,omitempty"`
+	TypeDisconnectReason string          `json:"type_disconnect_reason,omitempty"`
+	Message              string          `json:"message,omitempty"`
+	TotalReceivedBytes   uint64          `json:"total_received_bytes"`
+	TotalSentBytes       uint64          `json:"total_sent_bytes"`
+}
+
+func (h *Hub) connectionPayload(typ string, c *Conn) connectionHook {
+	p := connectionHook{
+		hookHeader: h.header(typ), Role: c.role, ChannelID: c.channelID, SessionID: c.sessionID,
+		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Multistream: true,
+		EventMetadata: c.eventMetadata,
+	}
+	p.Data = connectionData{
+		counts: c.ch.counts(), Minutes: c.minutes(), Audio: c.audio, Video: c.video,
+		TurnTransportType: "udp",
+		CreatedTime:       c.createdAt.Unix(), CreatedTimestamp: timestamp(c.createdAt),
+	}
+	if c.audio {
+		p.Data.AudioCodecType = c.audioCodec.Type()
+	}
+	if c.video {
+		p.Data.VideoCodecType = c.videoCodec.Type()
+	}
+	if typ == "connection.destroyed" {
+		p.Data.DestroyedTime = c.destroyedAt.Unix()
+		p.Data.DestroyedTimestamp = timestamp(c.destroyedAt)
+		p.Data.Reason = c.endReason
+		p.Data.DisconnectAPIReason = c.apiReason
+		p.Data.TypeDisconnectReason = c.typeDisconnectReason
+	}
+	return p
+}
+
+// failedPayload is connection.failed: a connect refused, or an admitted
+// connection that ended before its answer. Called with h.mu held.
+func (h *Hub) failedPayload(c *Conn, reason string) connectionHook {
+	p := connectionHook{
+		hookHeader: h.header("connection.failed"), Role: c.role, ChannelID: c.channelID,
+		SessionID: c.sessionID, ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id,
+		Multistream: true,
+	}
+	ch := c.ch
+	if ch == nil {
+		ch = h.channels[c.channelID]
+	}
+	p.Data = connectionData{counts: ch.counts(), Audio: c.audio, Video: c.video, TurnTransportType: "udp", Message: reason}
+	return p
+}
+
+// notifyMessage is Sora's notify for connection events (spec 1.9).
+type notifyMessage struct {
+	Type              string          `json:"type"`
+	EventType         string          `json:"event_type"`
+	Role              Role            `json:"role"`
+	SessionID         string          `json:"session_id"`
+	ClientID          string          `json:"client_id"`
+	BundleID          string          `json:"bundle_id"`
+	ConnectionID      string          `json:"connection_id"`
+	Audio             bool            `json:"audio"`
+	Video             bool            `json:"video"`
+	Minutes           int             `json:"minutes"`
+	TurnTransportType string          `json:"turn_transport_type"`
+	Timestamp         string          `json:"timestamp"`
+	Metadata          json.RawMessage `json:"metadata,omitempty"`
+	Data              []notifyEntry   `json:"data,omitempty"`
+	counts
+}
+
+type notifyEntry struct {
+	ConnectionID string          `json:"connection_id"`
+	ClientID     string          `json:"client_id"`
+	Metadata     json.RawMessage `json:"metadata,omitempty"`
+}
+
+// notifyLocked sends a connection event about c to every member of its
+// channel that wants notifies, except other connections with c's bundle_id
+// (Sora: equal bundle_ids get no notifications of each other). The joining
+// connection also gets the list of the channel's connections in data.
+func (h *Hub) notifyLocked(c *Conn, event string) {
+	if !h.set.SignalingNotify {
+		return
+	}
+	msg := notifyMessage{
+		Type: "notify", EventType: event, Role: c.role, SessionID: c.sessionID, ClientID: c.clientID,
+		BundleID: c.bundleID, ConnectionID: c.id, Audio: c.audio, Video: c.video, Minutes: c.minutes(),
+		TurnTransportType: "udp", Timestamp: timestamp(time.Now()), Metadata: c.notifyMetadata,
+		counts: c.ch.counts(),
+	}
+	others, err := json.Marshal(msg)
+	if err != nil {
+		h.log.Error("notify does not marshal", "err", err)
+		return
+	}
+	for _, m := range c.ch.members {
+		if !m.notify || m != c && m.bundleID == c.bundleID {
+			continue
+		}
+		if m != c {
+			m.queue(outText(others))
+			continue
+		}
+		self := msg
+		for _, o := range c.ch.members {
+			if o.created && (o == c || o.bundleID != c.bundleID) {
+				self.Data = append(self.Data, notifyEntry{ConnectionID: o.id, ClientID: o.clientID, Metadata: o.notifyMetadata})
+			}
+		}
+		if b, err := json.Marshal(self); err == nil {
+			m.queue(outText(b))
+		}
+	}
+}

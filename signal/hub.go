@@ -1,0 +1,389 @@
+// Package signal is Hayate's Sora-compatible WebSocket signaling: the
+// connect/offer/answer exchange, channels and sessions, admission by the
+// node's mode, notify messages, and the session and event webhooks that
+// follow a connection's life.
+//
+// # Admission
+//
+// A connect is checked against the mode word twice: once with a single
+// atomic load right after the message is parsed (so a blocked node never
+// calls the auth webhook), and once more when the connection joins its
+// channel. The second check and the join are one step under the hub's lock,
+// the same lock under which a channel's last connection ends its session.
+// So "this channel has a live session" cannot change between the check and
+// the join, and two racing connects to an idle channel under
+// block_new_session are both refused (DESIGN.md decision 4).
+//
+// # Sessions
+//
+// A channel's session begins when its first connection is admitted (the
+// offer already carries the session_id) and ends when its last connection
+// ends, whether or not that connection ever answered (DESIGN.md decision 3).
+package signal
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/mode"
+	"github.com/hayate-sfu/hayate/webhook"
+)
+
+// Settings are the signaling parts of the node configuration.
+type Settings struct {
+	Label, NodeName, Version string
+
+	PingInterval    time.Duration
+	PongTimeout     time.Duration
+	ConnectTimeout  time.Duration
+	AnswerTimeout   time.Duration
+	MaxMessageBytes int
+
+	SignalingNotify       bool
+	SignalingBundleID     bool
+	DefaultVideoCodecType string
+	DefaultAudioCodecType string
+
+	IgnoreSessionVanished bool
+
+	// Fingerprint is the sha-256 fingerprint of the node's DTLS certificate
+	// and Candidate the advertised ICE host candidate.
+	Fingerprint string
+	Candidate   netip.AddrPort
+}
+
+// Authenticator calls the auth webhook.
+type Authenticator interface {
+	Enabled() bool
+	Call(ctx context.Context, connectionID string, body any) (webhook.Decision, error)
+}
+
+// EventSink takes webhook payloads without blocking.
+type EventSink interface {
+	Send(payload any) bool
+}
+
+// Hooks are the webhooks the hub calls.
+type Hooks struct {
+	Auth    Authenticator
+	Session EventSink
+	Event   EventSink
+}
+
+// Hub holds every channel, session and connection of a node and serves the
+// signaling WebSocket. All fields below mu are guarded by it.
+type Hub struct {
+	set   Settings
+	word  *mode.Word
+	hooks Hooks
+	log   *slog.Logger
+	stats Stats
+
+	// ctx ends when the hub shuts down; auth webhook calls use it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	channels map[string]*channel
+	conns    map[string]*Conn // admitted connections by connection_id
+	sockets  map[*Conn]struct{}
+	// vanishedSent is true once session.vanished went out for the current
+	// drain; a new session or a return to normal resets it.
+	vanishedSent bool
+	closed       bool
+	// idle is closed and replaced whenever the last session ends.
+	idle chan struct{}
+}
+
+// channel is a channel with a live session on this node.
+type channel struct {
+	id        string
+	sessionID string
+	created   time.Time
+	members   []*Conn
+	peak      int
+	total     int
+	history   []sessionConnection
+}
+
+// maxSessionHistory bounds the connection list kept for session.destroyed.
+const maxSessionHistory = 1000
+
+// NewHub returns a hub reading its mode from word.
+func NewHub(set Settings, word *mode.Word, hooks Hooks, log *slog.Logger) *Hub {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hub{
+		set: set, word: word, hooks: hooks, log: log,
+		ctx: ctx, cancel: cancel,
+		channels: map[string]*channel{},
+		conns:    map[string]*Conn{},
+		sockets:  map[*Conn]struct{}{},
+		idle:     make(chan struct{}),
+	}
+}
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() *Stats { return &h.stats }
+
+// Mode returns the effective mode.
+func (h *Hub) Mode() mode.Mode { return h.word.Load() }
+
+// SetMode sets the operator mode and returns the effective mode. Entering a
+// block mode with no session sends session.vanished at once.
+func (h *Hub) SetMode(m mode.Mode) mode.Mode {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	before, after := h.word.SetOperator(m)
+	h.modeChangedLocked(before, after, "operator")
+	return after
+}
+
+// SetHealthMode sets the mode the node puts itself in (drain, cluster
+// health) and returns the effective mode.
+func (h *Hub) SetHealthMode(m mode.Mode) mode.Mode {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	before, after := h.word.SetHealth(m)
+	h.modeChangedLocked(before, after, "health")
+	return after
+}
+
+func (h *Hub) modeChangedLocked(before, after mode.Mode, source string) {
+	if before != after {
+		h.log.Info("mode changed", "from", before.String(), "to", after.String(), "by", source,
+			"sessions", len(h.channels), "connections", len(h.conns))
+	}
+	if !after.Blocking() {
+		h.vanishedSent = false
+		return
+	}
+	h.maybeVanishedLocked()
+}
+
+// maybeVanishedLocked sends session.vanished when the node is blocked and
+// has no session, once per drain (Sora's MODE doc; DESIGN.md decision 5).
+func (h *Hub) maybeVanishedLocked() {
+	if len(h.channels) != 0 || h.vanishedSent || !h.word.Load().Blocking() {
+		return
+	}
+	h.vanishedSent = true
+	if h.set.IgnoreSessionVanished {
+		return
+	}
+	h.log.Info("node drained: no sessions left", "mode", h.word.Load().String())
+	h.hooks.Session.Send(h.header("session.vanished"))
+}
+
+// Sessions returns the number of live sessions.
+func (h *Hub) Sessions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.channels)
+}
+
+// Connections returns the number of admitted connections.
+func (h *Hub) Connections() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+// WaitIdle returns when the node has no session or ctx ends, and reports
+// whether it became idle.
+func (h *Hub) WaitIdle(ctx context.Context) bool {
+	for {
+		h.mu.Lock()
+		n, idle := len(h.channels), h.idle
+		h.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// sessionLive reports whether channel id has a live session. It takes the
+// lock, so the lock-free pre-check calls it only under block_new_session.
+func (h *Hub) sessionLive(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.channels[id] != nil
+}
+
+// precheck is the lock-free admission check made before the auth webhook.
+func (h *Hub) precheck(channelID string) *CloseError {
+	m := h.word.Load()
+	live := false
+	if m == mode.BlockNewSession {
+		live = h.sessionLive(channelID)
+	}
+	return refusalError(mode.Admit(m, live))
+}
+
+func refusalError(r mode.Refusal) *CloseError {
+	switch r {
+	case mode.RefuseNewConnection:
+		return ErrBlockedNewConnection
+	case mode.RefuseNewSession:
+		return ErrBlockedNewSession
+	default:
+		return nil
+	}
+}
+
+// admit is the admission commit: under the lock it checks the mode against
+// the channel's state and, if admitted, joins the connection to the
+// channel's session (creating it) and queues its offer as its first message.
+func (h *Hub) admit(c *Conn) *CloseError {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrBlockedNewConnection
+	}
+	ch := h.channels[c.channelID]
+	if err := refusalError(mode.Admit(h.word.Load(), ch != nil)); err != nil {
+		return err
+	}
+	now := time.Now()
+	if ch == nil {
+		ch = &channel{id: c.channelID, sessionID: ids.New(), created: now}
+		h.channels[ch.id] = ch
+		h.vanishedSent = false
+		h.stats.SessionCreated.Add(1)
+		h.log.Info("session created", "channel_id", ch.id, "session_id", ch.sessionID)
+		h.hooks.Session.Send(h.sessionPayload("session.created", ch, time.Time{}))
+	}
+	c.ch = ch
+	c.sessionID = ch.sessionID
+	c.admittedAt = now
+	ch.members = append(ch.members, c)
+	ch.total++
+	if len(ch.members) > ch.peak {
+		ch.peak = len(ch.members)
+	}
+	h.conns[c.id] = c
+	c.queue(c.offerMessage())
+	return nil
+}
+
+// created marks a connection as established (its answer was accepted) and
+// announces it: notify connection.created to the channel and the
+// connection.created event webhook.
+func (h *Hub) created(c *Conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.ch == nil || c.created {
+		return
+	}
+	c.created = true
+	c.createdAt = time.Now()
+	h.stats.ConnectionCreated.Add(1)
+	h.stats.Successful.Add(1)
+	h.log.Info("connection created", "channel_id", c.channelID, "connection_id", c.id, "role", c.role, "client_id", c.clientID)
+	h.notifyLocked(c, "connection.created")
+	h.hooks.Event.Send(h.connectionPayload("connection.created", c))
+}
+
+// leave removes an admitted connection. The last one out ends the session.
+func (h *Hub) leave(c *Conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := c.ch
+	if ch == nil {
+		return
+	}
+	for i, m := range ch.members {
+		if m == c {
+			ch.members = append(ch.members[:i], ch.members[i+1:]...)
+			break
+		}
+	}
+	delete(h.conns, c.id)
+	c.destroyedAt = time.Now()
+	if len(ch.history) < maxSessionHistory {
+		ch.history = append(ch.history, c.sessionRecord())
+	}
+	if c.created {
+		h.stats.ConnectionDestroyed.Add(1)
+		h.log.Info("connection destroyed", "channel_id", c.channelID, "connection_id", c.id, "reason", c.endReason)
+		h.notifyLocked(c, "connection.destroyed")
+		h.hooks.Event.Send(h.connectionPayload("connection.destroyed", c))
+	} else {
+		h.stats.Failed.Add(1)
+		h.log.Info("connection failed before its answer", "channel_id", c.channelID, "connection_id", c.id, "reason", c.endReason)
+		h.hooks.Event.Send(h.failedPayload(c, c.endReason))
+	}
+	if len(ch.members) > 0 {
+		return
+	}
+	delete(h.channels, ch.id)
+	h.stats.SessionDestroyed.Add(1)
+	h.log.Info("session destroyed", "channel_id", ch.id, "session_id", ch.sessionID, "connections", ch.total)
+	h.hooks.Session.Send(h.sessionPayload("session.destroyed", ch, c.destroyedAt))
+	if len(h.channels) == 0 {
+		close(h.idle)
+		h.idle = make(chan struct{})
+	}
+	h.maybeVanishedLocked()
+}
+
+// refused records a connect refused before admission.
+func (h *Hub) refused(c *Conn, e *CloseError) {
+	h.stats.Failed.Add(1)
+	h.stats.countRefusal(e)
+	h.mu.Lock()
+	payload := h.failedPayload(c, e.Reason)
+	h.mu.Unlock()
+	h.hooks.Event.Send(payload)
+}
+
+// track registers an upgraded socket; it fails once the hub is closed.
+func (h *Hub) track(c *Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.sockets[c] = struct{}{}
+	h.wg.Add(1)
+	return true
+}
+
+func (h *Hub) untrack(c *Conn) {
+	h.mu.Lock()
+	delete(h.sockets, c)
+	h.mu.Unlock()
+	h.wg.Done()
+}
+
+// Close closes every signaling connection with 1001 SERVER-SHUTDOWN and
+// waits for them to end, at most until ctx ends.
+func (h *Hub) Close(ctx context.Context) {
+	h.mu.Lock()
+	h.closed = true
+	all := make([]*Conn, 0, len(h.sockets))
+	for c := range h.sockets {
+		all = append(all, c)
+	}
+	h.mu.Unlock()
+	h.cancel()
+	for _, c := range all {
+		c.requestClose(ErrServerShutdown)
+	}
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		h.log.Warn("signaling connections still closing at shutdown", "left", len(all))
+	}
+}

@@ -1,0 +1,60 @@
+package signal
+
+import "sync/atomic"
+
+// Stats are the signaling counters of GetStatsReport. Names follow Sora's
+// where Sora has one (sora_exporter collector/sora_api.go).
+type Stats struct {
+	ConnectionCreated   atomic.Uint64 // total_connection_created
+	ConnectionDestroyed atomic.Uint64 // total_connection_destroyed
+	Successful          atomic.Uint64 // total_successful_connections
+	Failed              atomic.Uint64 // total_failed_connections
+	SessionCreated      atomic.Uint64 // total_session_created
+	SessionDestroyed    atomic.Uint64 // total_session_destroyed
+	SignalingErrors     atomic.Uint64 // error.signaling_error: closes with 4400
+	IgnoredMessages     atomic.Uint64 // messages of unknown type, ignored
+
+	// Refusals before an offer, by reason.
+	RefusedBlockedNewConnection atomic.Uint64
+	RefusedBlockedNewSession    atomic.Uint64
+	RefusedAuthDenied           atomic.Uint64
+	RefusedAuthFailed           atomic.Uint64
+	RefusedBadRequest           atomic.Uint64
+	RefusedTimeout              atomic.Uint64
+	RefusedLimit                atomic.Uint64
+}
+
+func (s *Stats) countRefusal(e *CloseError) {
+	switch e.Code {
+	case CodeBlocked:
+		if e == ErrBlockedNewSession {
+			s.RefusedBlockedNewSession.Add(1)
+		} else {
+			s.RefusedBlockedNewConnection.Add(1)
+		}
+	case CodeAuthDenied:
+		s.RefusedAuthDenied.Add(1)
+	case CodeAuthFailed:
+		s.RefusedAuthFailed.Add(1)
+	case CodeBadRequest:
+		s.RefusedBadRequest.Add(1)
+	case CodeTimeout:
+		s.RefusedTimeout.Add(1)
+	case CodeLimit:
+		s.RefusedLimit.Add(1)
+	}
+}
+
+// Refusals returns the refusal counters keyed by the names used in
+// GetStatsReport's refused_connections object.
+func (s *Stats) Refusals() map[string]uint64 {
+	return map[string]uint64{
+		"BLOCKED-NEW-CONNECTION": s.RefusedBlockedNewConnection.Load(),
+		"BLOCKED-NEW-SESSION":    s.RefusedBlockedNewSession.Load(),
+		"AUTH-DENIED":            s.RefusedAuthDenied.Load(),
+		"AUTH-WEBHOOK-FAILED":    s.RefusedAuthFailed.Load(),
+		"BAD-REQUEST":            s.RefusedBadRequest.Load(),
+		"TIMEOUT":                s.RefusedTimeout.Load(),
+		"LIMIT":                  s.RefusedLimit.Load(),
+	}
+}

@@ -1,0 +1,131 @@
+package signal
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// peerClosed is returned by readMessage when the client sent a close frame.
+type peerClosed struct {
+	code   ws.StatusCode
+	reason string
+}
+
+func (p *peerClosed) Error() string { return "peer closed the WebSocket" }
+
+// readMessage returns the next complete text message from a client
+// (RFC 6455 §5). Fragmented messages are reassembled up to max bytes. Control
+// frames are handled here: a ping is passed to onPing, a pong is ignored, a
+// close returns *peerClosed. A binary message, an oversized message, an
+// unmasked or malformed frame and invalid UTF-8 return the matching
+// *CloseError, without reading more than the frame header of the offender.
+func readMessage(br *bufio.Reader, max int, onPing func([]byte)) ([]byte, error) {
+	var msg []byte
+	started := false
+	for {
+		h, err := ws.ReadHeader(br)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, err
+			}
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) {
+				return nil, err
+			}
+			return nil, ErrInvalidFrame
+		}
+		// RFC 6455 §5.1: a server must close on an unmasked client frame.
+		if !h.Masked {
+			return nil, ErrUnmaskedFrame
+		}
+		// No extension is negotiated, so RSV bits must be zero (§5.2).
+		if h.Rsv != 0 {
+			return nil, ErrInvalidFrame
+		}
+		if h.OpCode.IsControl() {
+			// §5.5: control frames are at most 125 bytes and never fragmented.
+			if h.Length > 125 || !h.Fin {
+				return nil, ErrInvalidFrame
+			}
+			payload := make([]byte, h.Length)
+			if _, err := io.ReadFull(br, payload); err != nil {
+				return nil, err
+			}
+			ws.Cipher(payload, h.Mask, 0)
+			switch h.OpCode {
+			case ws.OpClose:
+				code, reason := ws.ParseCloseFrameData(payload)
+				return nil, &peerClosed{code: code, reason: reason}
+			case ws.OpPing:
+				onPing(payload)
+			case ws.OpPong:
+			default:
+				return nil, ErrInvalidFrame
+			}
+			continue
+		}
+		switch h.OpCode {
+		case ws.OpContinuation:
+			if !started {
+				return nil, ErrInvalidFrame
+			}
+		case ws.OpText:
+			if started {
+				return nil, ErrInvalidFrame
+			}
+			started = true
+		case ws.OpBinary:
+			return nil, ErrBinaryFrame
+		default:
+			return nil, ErrInvalidFrame
+		}
+		if h.Length > int64(max-len(msg)) {
+			return nil, ErrMessageTooLarge
+		}
+		n := len(msg)
+		msg = append(msg, make([]byte, h.Length)...)
+		if _, err := io.ReadFull(br, msg[n:]); err != nil {
+			return nil, err
+		}
+		ws.Cipher(msg[n:], h.Mask, 0)
+		if h.Fin {
+			if !utf8.Valid(msg) {
+				return nil, ErrInvalidUTF8
+			}
+			return msg, nil
+		}
+	}
+}
+
+// writeFrame writes one unmasked server frame and flushes it.
+func writeFrame(bw *bufio.Writer, op ws.OpCode, payload []byte) error {
+	if err := ws.WriteHeader(bw, ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}); err != nil {
+		return err
+	}
+	if _, err := bw.Write(payload); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// closePayload builds a close frame body; the reason is cut to the 123 bytes
+// RFC 6455 §5.5 allows, at a UTF-8 boundary.
+func closePayload(code ws.StatusCode, reason string) []byte {
+	return ws.NewCloseFrameBody(code, clipReason(reason))
+}
+
+func clipReason(reason string) string {
+	const maxReason = 123
+	if len(reason) <= maxReason {
+		return reason
+	}
+	cut := maxReason
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
+}
