@@ -65,7 +65,8 @@ type Config struct {
 	IgnoreSessionVanishedWebhook bool
 
 	// Media.
-	MediaSockets int
+	MediaSockets                    int
+	ICEConnectionStateFailedTimeout time.Duration
 
 	// Logging.
 	LogLevel string
@@ -75,29 +76,30 @@ type Config struct {
 // with no config file at all.
 func Default() Config {
 	return Config{
-		SignalingPort:                5000,
-		SignalingLoopbackAddressOnly: true,
-		APIPort:                      3000,
-		APILoopbackAddressOnly:       true,
-		MediaPort:                    50000,
-		IPv4Address:                  netip.AddrFrom4([4]byte{127, 0, 0, 1}),
-		Label:                        "Hayate",
-		InitialMode:                  mode.Normal,
-		DrainTimeout:                 5 * time.Minute,
-		SignalingPingInterval:        5 * time.Second,
-		SignalingPongTimeout:         15 * time.Second,
-		MaxSignalingMessageBytes:     1 << 20,
-		ConnectTimeout:               10 * time.Second,
-		AnswerTimeout:                30 * time.Second,
-		SignalingNotify:              true,
-		DefaultVideoCodecType:        "VP9",
-		DefaultAudioCodecType:        "OPUS",
-		WebhookResponseTimeout:       5 * time.Second,
-		WebhookWorkers:               5,
-		WebhookQueueSize:             1024,
-		IgnoreSessionVanishedWebhook: true,
-		MediaSockets:                 runtime.GOMAXPROCS(0),
-		LogLevel:                     "info",
+		SignalingPort:                   5000,
+		SignalingLoopbackAddressOnly:    true,
+		APIPort:                         3000,
+		APILoopbackAddressOnly:          true,
+		MediaPort:                       50000,
+		IPv4Address:                     netip.AddrFrom4([4]byte{127, 0, 0, 1}),
+		Label:                           "Hayate",
+		InitialMode:                     mode.Normal,
+		DrainTimeout:                    5 * time.Minute,
+		SignalingPingInterval:           5 * time.Second,
+		SignalingPongTimeout:            15 * time.Second,
+		MaxSignalingMessageBytes:        1 << 20,
+		ConnectTimeout:                  10 * time.Second,
+		AnswerTimeout:                   30 * time.Second,
+		SignalingNotify:                 true,
+		DefaultVideoCodecType:           "VP9",
+		DefaultAudioCodecType:           "OPUS",
+		WebhookResponseTimeout:          5 * time.Second,
+		WebhookWorkers:                  5,
+		WebhookQueueSize:                1024,
+		IgnoreSessionVanishedWebhook:    true,
+		MediaSockets:                    runtime.GOMAXPROCS(0),
+		ICEConnectionStateFailedTimeout: 10 * time.Second,
+		LogLevel:                        "info",
 	}
 }
 
@@ -147,6 +149,7 @@ func (c *Config) keys() []key {
 		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),
 		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
 		intKey("media_sockets", "SO_REUSEPORT sockets on media_port, each read by one goroutine; default GOMAXPROCS", &c.MediaSockets),
+		durationKey("ice_connection_state_failed_timeout", "close a connection (4408 ICE-CONNECTION-STATE-FAILED) whose peer sent nothing for this long, or whose ICE and DTLS are not up this long after its answer", &c.ICEConnectionStateFailedTimeout),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
 	}
 }
@@ -269,6 +272,7 @@ func (c *Config) Validate() error {
 		{"signaling_ping_interval", c.SignalingPingInterval}, {"signaling_pong_timeout", c.SignalingPongTimeout},
 		{"connect_timeout", c.ConnectTimeout}, {"answer_timeout", c.AnswerTimeout},
 		{"webhook_response_timeout", c.WebhookResponseTimeout},
+		{"ice_connection_state_failed_timeout", c.ICEConnectionStateFailedTimeout},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("config: %s must be positive: %w", d.name, ErrOutOfRange)

@@ -122,7 +122,7 @@ func TestParseAnswer(t *testing.T) {
 		"too few sections": answerFor(section("audio", "0", "sendonly", "")),
 		"wrong mid":        answerFor(section("audio", "0", "sendonly", "") + section("video", "9", "sendonly", "") + section("video", "2", "recvonly", "")),
 		"wrong direction":  answerFor(section("audio", "0", "sendonly", "") + section("video", "1", "sendonly", "") + section("video", "2", "sendonly", "")),
-		"passive setup":    strings.ReplaceAll(good, "setup:active", "setup:passive"),
+		"actpass setup":    strings.ReplaceAll(good, "setup:active", "setup:actpass"),
 		"sha-1":            strings.ReplaceAll(good, "sha-256", "sha-1"),
 		"short pwd":        strings.ReplaceAll(good, "abcdefghijklmnopqrstuvwxyz", "short"),
 		"bad ssrc":         strings.ReplaceAll(good, "a=ssrc:22", "a=ssrc:x22"),

@@ -117,3 +117,17 @@ func (o *Offer) Marshal() string {
 	}
 	return b.String()
 }
+
+// Clone returns a deep copy of the offer, for a snapshot of what was sent.
+func (o *Offer) Clone() *Offer {
+	c := *o
+	c.Sections = make([]Section, len(o.Sections))
+	for i, s := range o.Sections {
+		c.Sections[i] = s
+		if s.Source != nil {
+			src := *s.Source
+			c.Sections[i].Source = &src
+		}
+	}
+	return &c
+}

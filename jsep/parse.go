@@ -76,6 +76,10 @@ type Answer struct {
 	// Fingerprint is the sha-256 certificate fingerprint, upper-case hex
 	// pairs separated by colons (RFC 8122 §5).
 	Fingerprint string
+	// Setup is the answer's a=setup: active (the client opens DTLS, as
+	// browsers do) or passive (the offerer must, as pion does towards an
+	// ICE-lite offerer).
+	Setup string
 	Sections    []AnswerSection
 }
 
@@ -154,11 +158,12 @@ func ParseAnswer(text string, offer *Offer) (*Answer, error) {
 			if err != nil {
 				return nil, err
 			}
-			// We offer actpass and are always the DTLS server, so the client
-			// must answer active (RFC 8842 §5.3).
-			if setup != "active" {
-				return nil, fmt.Errorf("%w: a=setup:%s, Hayate needs active", ErrUnsupported, setup)
+			// We offer actpass, so the answer is active or passive
+			// (RFC 8842 §5.3); actpass or holdconn are not answers.
+			if setup != "active" && setup != "passive" {
+				return nil, fmt.Errorf("%w: a=setup:%q in an answer", ErrUnsupported, setup)
 			}
+			a.Setup = setup
 		}
 	}
 	if a.Ufrag == "" {

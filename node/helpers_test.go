@@ -37,6 +37,9 @@ func startNode(t testing.TB, edit func(*config.Config)) *Node {
 	cfg := config.Default()
 	cfg.SignalingPort, cfg.APIPort, cfg.MediaPort = 0, 0, 0
 	cfg.MediaSockets = 1
+	// Tests with signaling-only clients answer with a made-up transport;
+	// the media liveness timeout must not end them.
+	cfg.ICEConnectionStateFailedTimeout = 5 * time.Minute
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/control"
 	"github.com/hayate-sfu/hayate/mode"
+	"github.com/hayate-sfu/hayate/rtpcore"
 	"github.com/hayate-sfu/hayate/signal"
 	"github.com/hayate-sfu/hayate/webhook"
 )
@@ -39,7 +40,7 @@ type Node struct {
 	eventQ   *webhook.Queue
 
 	sigLn, apiLn   net.Listener
-	udp            *net.UDPConn
+	media          *rtpcore.Engine
 	sigSrv, apiSrv *http.Server
 
 	closeOnce sync.Once
@@ -67,8 +68,12 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	if n.apiLn, err = listenTCP(cfg.APILoopbackAddressOnly, cfg.APIPort); err != nil {
 		return nil, fmt.Errorf("api_port: %w", err)
 	}
-	udpAddr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.IPv4Address, uint16(cfg.MediaPort)))
-	if n.udp, err = net.ListenUDP("udp4", udpAddr); err != nil {
+	n.media, err = rtpcore.New(rtpcore.Config{
+		Addr:    netip.AddrPortFrom(cfg.IPv4Address, uint16(cfg.MediaPort)),
+		Sockets: cfg.MediaSockets, Certificate: c.TLS, Fingerprint: c.Fingerprint,
+		FailedTimeout: cfg.ICEConnectionStateFailedTimeout, Log: log,
+	})
+	if err != nil {
 		return nil, fmt.Errorf("media_port: %w", err)
 	}
 
@@ -84,10 +89,8 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		SignalingNotify: cfg.SignalingNotify, SignalingBundleID: cfg.SignalingBundleID,
 		DefaultVideoCodecType: cfg.DefaultVideoCodecType, DefaultAudioCodecType: cfg.DefaultAudioCodecType,
 		IgnoreSessionVanished: cfg.IgnoreSessionVanishedWebhook,
-		Fingerprint:           c.Fingerprint,
-		Candidate:             n.MediaAddr(),
 	}
-	n.hub = signal.NewHub(set, n.word, signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}, log)
+	n.hub = signal.NewHub(set, n.word, n.media, signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}, log)
 	api := control.New(n, cfg.APICORSOrigin, log)
 	n.sigSrv = &http.Server{Handler: n.hub, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	n.apiSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -133,9 +136,10 @@ func (n *Node) SignalingAddr() netip.AddrPort { return addrPort(n.sigLn.Addr()) 
 func (n *Node) APIAddr() netip.AddrPort { return addrPort(n.apiLn.Addr()) }
 
 // MediaAddr is the advertised media address: ipv4_address and the bound UDP port.
-func (n *Node) MediaAddr() netip.AddrPort {
-	return netip.AddrPortFrom(n.cfg.IPv4Address, addrPort(n.udp.LocalAddr()).Port())
-}
+func (n *Node) MediaAddr() netip.AddrPort { return n.media.Candidate() }
+
+// Media returns the node's media path.
+func (n *Node) Media() *rtpcore.Engine { return n.media }
 
 func addrPort(a net.Addr) netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(a.String())
@@ -172,7 +176,7 @@ func (n *Node) Close(ctx context.Context) {
 		n.hub.Close(ctx)
 		n.sessionQ.Close(ctx)
 		n.eventQ.Close(ctx)
-		n.udp.Close()
+		n.media.Close()
 		n.serveWG.Wait()
 		n.log.Info("hayate stopped")
 	})
@@ -185,7 +189,7 @@ func (n *Node) closeListeners() {
 	if n.apiLn != nil {
 		n.apiLn.Close()
 	}
-	if n.udp != nil {
-		n.udp.Close()
+	if n.media != nil {
+		n.media.Close()
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hayate-sfu/hayate/ids"
 	"github.com/hayate-sfu/hayate/jsep"
+	"github.com/hayate-sfu/hayate/media"
 	"github.com/hayate-sfu/hayate/webhook"
 )
 
@@ -75,9 +76,16 @@ type Conn struct {
 	apiReason            json.RawMessage
 	typeDisconnectReason string
 
-	// Owned by the reader goroutine.
-	offer  *jsep.Offer
-	answer *jsep.Answer
+	// The media transport, opened before admission.
+	tr media.Transport
+	// Guarded by hub.mu: the offer as it should be now, the offer sent and
+	// not yet answered, whether the first answer came, whether a re-offer
+	// is due, and the tracks the client publishes.
+	offer      *jsep.Offer
+	sent       *jsep.Offer
+	answered   bool
+	reofferDue bool
+	tracks     []media.Track
 
 	out           chan outFrame
 	writerStarted atomic.Bool
@@ -127,7 +135,7 @@ func (c *Conn) serve() {
 	go c.writeLoop()
 	answerTimer := time.AfterFunc(c.hub.set.AnswerTimeout, func() {
 		c.hub.mu.Lock()
-		done := c.created
+		done := c.answered
 		c.hub.mu.Unlock()
 		if !done {
 			c.requestClose(ErrAnswerTimeout)
@@ -144,6 +152,7 @@ func (c *Conn) serve() {
 	}
 	c.hub.mu.Unlock()
 	c.hub.leave(c)
+	c.tr.Close()
 }
 
 // errClientGone ends a connection whose client closed or dropped the socket.
@@ -187,7 +196,13 @@ func (c *Conn) connect() *CloseError {
 	if e := c.closeRequested(); e != nil {
 		return e
 	}
+	tr, err := h.media.Open(c.id, c)
+	if err != nil {
+		return ErrServerShutdown
+	}
+	c.tr = tr
 	if e := h.admit(c); e != nil {
+		tr.Close()
 		return e
 	}
 	c.nc.SetReadDeadline(time.Time{})
@@ -384,9 +399,19 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 	return r
 }
 
-// refuse ends a connection that was not admitted: one close frame, a short
-// wait for the client's reply, and the refusal recorded.
+// refuse ends a connection that was not admitted: the refusal recorded
+// (counters and connection.failed, before the client can see the close),
+// one close frame, and a short wait for the client's reply.
 func (c *Conn) refuse(e *CloseError) {
+	gone := e.Code == 0 || e.Reason == errClientGone.Reason
+	if !gone {
+		if e.Code == CodeBadRequest {
+			c.hub.stats.SignalingErrors.Add(1)
+		}
+		c.hub.log.Info("connect refused", "code", int(e.Code), "reason", e.Reason, "channel_id", c.channelID,
+			"connection_id", c.id, "remote", c.nc.RemoteAddr().String())
+		c.hub.refused(c, e)
+	}
 	if e != errClientGone {
 		c.writeClose(e)
 		c.nc.SetReadDeadline(time.Now().Add(closeGrace))
@@ -399,15 +424,6 @@ func (c *Conn) refuse(e *CloseError) {
 		}
 	}
 	c.nc.Close()
-	if e.Code == 0 || e.Reason == errClientGone.Reason {
-		return // the client left before asking for anything
-	}
-	if e.Code == CodeBadRequest {
-		c.hub.stats.SignalingErrors.Add(1)
-	}
-	c.hub.log.Info("connect refused", "code", int(e.Code), "reason", e.Reason, "channel_id", c.channelID,
-		"connection_id", c.id, "remote", c.nc.RemoteAddr().String())
-	c.hub.refused(c, e)
 }
 
 // readLoop handles the client's messages after admission and returns the
@@ -458,8 +474,8 @@ func (c *Conn) handle(msg []byte) *CloseError {
 		return cerr
 	}
 	switch typ {
-	case "answer":
-		return c.handleAnswer(msg)
+	case "answer", "re-answer", "update":
+		return c.handleAnswer(typ, msg)
 	case "candidate":
 		var m candidateMessage
 		if json.Unmarshal(msg, &m) != nil || m.Candidate == nil {
@@ -485,17 +501,27 @@ func (c *Conn) handle(msg []byte) *CloseError {
 	case "connect":
 		return ErrDuplicateConnect
 	default:
-		// re-answer/update without a pending re-offer, stats and types from
-		// newer SDKs: ignored, as Sora's SDKs ignore unknown types.
+		// Types from newer SDKs: ignored, as Sora's SDKs ignore unknown types.
 		c.hub.stats.IgnoredMessages.Add(1)
 		c.hub.log.Debug("message ignored", "connection_id", c.id, "type", typ)
 		return nil
 	}
 }
 
-func (c *Conn) handleAnswer(msg []byte) *CloseError {
-	if c.answer != nil {
+// handleAnswer checks an answer (to the first offer) or a re-answer (to the
+// re-offer in flight) against the offer it answers and applies it.
+func (c *Conn) handleAnswer(typ string, msg []byte) *CloseError {
+	h := c.hub
+	h.mu.Lock()
+	o, first := c.sent, !c.answered
+	h.mu.Unlock()
+	switch {
+	case typ == "answer" && !first:
 		return ErrDuplicateAnswer
+	case typ != "answer" && (first || o == nil):
+		// A re-answer with no re-offer in flight: nothing to apply.
+		h.stats.IgnoredMessages.Add(1)
+		return nil
 	}
 	var m sdpMessage
 	if json.Unmarshal(msg, &m) != nil {
@@ -504,24 +530,27 @@ func (c *Conn) handleAnswer(msg []byte) *CloseError {
 	if m.SDP == nil {
 		return ErrMissingSDP
 	}
-	a, err := jsep.ParseAnswer(*m.SDP, c.offer)
+	a, err := jsep.ParseAnswer(*m.SDP, o)
 	if err != nil {
-		c.hub.log.Info("answer refused", "connection_id", c.id, "err", err)
+		h.log.Info("answer refused", "connection_id", c.id, "type", typ, "err", err)
 		return ErrInvalidAnswer
 	}
-	c.answer = a
-	c.hub.created(c)
+	// Every answer carries the client's ICE credentials; new ones in a
+	// re-answer are a client-side ICE restart (RFC 8839 §4.4.1.1.1).
+	if err := c.tr.Start(media.Remote{Ufrag: a.Ufrag, Pwd: a.Pwd, Fingerprint: a.Fingerprint, DTLSClient: a.Setup == "passive"}); err != nil {
+		return ErrServerShutdown
+	}
+	h.answered(c, o, a)
 	return nil
 }
 
 // offerMessage builds the connection's first offer. Called with hub.mu held
 // at admission, so the offer matches the channel it joins.
 func (c *Conn) offerMessage() outFrame {
-	h := c.hub
+	ufrag, pwd := c.tr.LocalCredentials()
 	o := &jsep.Offer{
-		SessionID: rand.Uint64() >> 1, Version: 1,
-		Ufrag: ids.ICE(8), Pwd: ids.ICE(32),
-		Fingerprint: h.set.Fingerprint, Candidate: h.set.Candidate,
+		SessionID: rand.Uint64() >> 1, Version: 1, Ufrag: ufrag, Pwd: pwd,
+		Fingerprint: c.hub.media.Fingerprint(), Candidate: c.hub.media.Candidate(),
 	}
 	mids := map[string]string{}
 	add := func(kind jsep.Kind, codec jsep.Codec, dir jsep.Direction) {
@@ -533,7 +562,7 @@ func (c *Conn) offerMessage() outFrame {
 	}
 	// The client's own media first, one section per kind, recvonly on our
 	// side and named in `mid` (sora-js-sdk-client.md §3). A receive-only
-	// client gets inactive sections that later re-offers fill with tracks.
+	// client gets inactive sections that tracks of publishers fill.
 	dir := jsep.Inactive
 	if c.role.Sends() {
 		dir = jsep.RecvOnly
@@ -545,8 +574,10 @@ func (c *Conn) offerMessage() outFrame {
 		add(jsep.Video, c.videoCodec, dir)
 	}
 	c.offer = o
+	offerExistingLocked(c)
+	c.sent = o.Clone()
 	m := offerMessage{
-		Type: "offer", SDP: o.Marshal(), ChannelID: c.channelID, SessionID: c.sessionID,
+		Type: "offer", SDP: c.sent.Marshal(), ChannelID: c.channelID, SessionID: c.sessionID,
 		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Metadata: c.authzMetadata,
 		Config: rtcConfig{ICEServers: []iceServer{}, ICETransportPolicy: "all"}, Multistream: true,
 	}
@@ -645,6 +676,23 @@ func (c *Conn) pongDirect(p []byte) { _ = c.write(ws.OpPong, append([]byte(nil),
 // pongQueued answers a WebSocket ping through the writer.
 func (c *Conn) pongQueued(p []byte) {
 	c.queue(outFrame{op: ws.OpPong, data: append([]byte(nil), p...)})
+}
+
+// Connected implements media.Events: ICE and DTLS are up.
+func (c *Conn) Connected() {
+	c.hub.stats.MediaConnected.Add(1)
+	c.hub.log.Debug("media connected", "connection_id", c.id, "channel_id", c.channelID)
+}
+
+// Failed implements media.Events: the transport is dead, so is the
+// connection. The WebSocket is closed with the media path's reason.
+func (c *Conn) Failed(reason string) {
+	c.hub.stats.MediaFailed.Add(1)
+	code := CodeTimeout
+	if reason == ErrDTLSFailed.Reason {
+		code = CodeBadRequest
+	}
+	c.requestClose(&CloseError{Code: code, Reason: reason})
 }
 
 // minutes is the connection's age in whole minutes (Sora's minutes field).

@@ -99,6 +99,11 @@ var (
 	ErrAnswerTimeout  = closeErr(CodeTimeout, "ANSWER-TIMEOUT")
 	ErrPongTimeout    = closeErr(CodeTimeout, "PONG-TIMEOUT")
 
+	// The media path (media.Events.Failed).
+	ErrICEFailed   = closeErr(CodeTimeout, "ICE-CONNECTION-STATE-FAILED")
+	ErrDTLSTimeout = closeErr(CodeTimeout, "DTLS-HANDSHAKE-TIMEOUT")
+	ErrDTLSFailed  = closeErr(CodeBadRequest, "DTLS-FAILED")
+
 	// 4429: limits.
 	ErrQueueFull = closeErr(CodeLimit, "SIGNALING-QUEUE-FULL")
 
@@ -119,6 +124,7 @@ func AllCloseErrors() []*CloseError {
 		ErrAuthTimeout, ErrAuthUnreachable, ErrAuthStatus, ErrAuthBadResponse, errAuthDeniedSample,
 		ErrBlockedNewConnection, ErrBlockedNewSession,
 		ErrConnectTimeout, ErrAnswerTimeout, ErrPongTimeout, ErrQueueFull,
+		ErrICEFailed, ErrDTLSTimeout, ErrDTLSFailed,
 		ErrTypeDisconnect, ErrDisconnectedAPI, ErrServerShutdown,
 	}
 }

@@ -24,11 +24,12 @@ package signal
 import (
 	"context"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/jsep"
+	"github.com/hayate-sfu/hayate/media"
 	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/webhook"
 )
@@ -49,11 +50,6 @@ type Settings struct {
 	DefaultAudioCodecType string
 
 	IgnoreSessionVanished bool
-
-	// Fingerprint is the sha-256 fingerprint of the node's DTLS certificate
-	// and Candidate the advertised ICE host candidate.
-	Fingerprint string
-	Candidate   netip.AddrPort
 }
 
 // Authenticator calls the auth webhook.
@@ -79,6 +75,7 @@ type Hooks struct {
 type Hub struct {
 	set   Settings
 	word  *mode.Word
+	media media.Engine
 	hooks Hooks
 	log   *slog.Logger
 	stats Stats
@@ -114,11 +111,12 @@ type channel struct {
 // maxSessionHistory bounds the connection list kept for session.destroyed.
 const maxSessionHistory = 1000
 
-// NewHub returns a hub reading its mode from word.
-func NewHub(set Settings, word *mode.Word, hooks Hooks, log *slog.Logger) *Hub {
+// NewHub returns a hub reading its mode from word and opening a media
+// transport per connection on engine.
+func NewHub(set Settings, word *mode.Word, engine media.Engine, hooks Hooks, log *slog.Logger) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Hub{
-		set: set, word: word, hooks: hooks, log: log,
+		set: set, word: word, media: engine, hooks: hooks, log: log,
 		ctx: ctx, cancel: cancel,
 		channels: map[string]*channel{},
 		conns:    map[string]*Conn{},
@@ -275,13 +273,31 @@ func (h *Hub) admit(c *Conn) *CloseError {
 	return nil
 }
 
-// created marks a connection as established (its answer was accepted) and
-// announces it: notify connection.created to the channel and the
-// connection.created event webhook.
-func (h *Hub) created(c *Conn) {
+// answered applies an accepted answer to the offer it answers (o, the
+// offer c.sent held). The first answer makes the connection created: its
+// tracks are published to the channel and it is announced.
+func (h *Hub) answered(c *Conn, o *jsep.Offer, a *jsep.Answer) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if c.ch == nil || c.created {
+	if c.ch == nil || c.sent != o {
+		return
+	}
+	c.sent = nil
+	if !c.answered {
+		c.answered = true
+		h.createdLocked(c)
+		if tracks := publishedTracks(o, a); len(tracks) > 0 {
+			h.publishLocked(c, tracks)
+		}
+	}
+	h.answeredLocked(c, o)
+}
+
+// createdLocked marks a connection as established (its answer was
+// accepted) and announces it: notify connection.created to the channel and
+// the connection.created event webhook.
+func (h *Hub) createdLocked(c *Conn) {
+	if c.created {
 		return
 	}
 	c.created = true
@@ -301,6 +317,7 @@ func (h *Hub) leave(c *Conn) {
 	if ch == nil {
 		return
 	}
+	h.unpublishLocked(c)
 	for i, m := range ch.members {
 		if m == c {
 			ch.members = append(ch.members[:i], ch.members[i+1:]...)

@@ -13,6 +13,9 @@ type Stats struct {
 	SessionDestroyed    atomic.Uint64 // total_session_destroyed
 	SignalingErrors     atomic.Uint64 // error.signaling_error: closes with 4400
 	IgnoredMessages     atomic.Uint64 // messages of unknown type, ignored
+	ReOffers            atomic.Uint64 // re-offers sent
+	MediaConnected      atomic.Uint64 // transports whose ICE and DTLS completed
+	MediaFailed         atomic.Uint64 // transports closed by the media path
 
 	// Refusals before an offer, by reason.
 	RefusedBlockedNewConnection atomic.Uint64

@@ -116,7 +116,7 @@ func (p *proc) wait(t *testing.T, d time.Duration) int {
 }
 
 func freeArgs(extra ...string) []string {
-	return append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0"}, extra...)
+	return append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--ice_connection_state_failed_timeout=5 min"}, extra...)
 }
 
 func joinLive(t *testing.T, url, channel string) *sigclient.Client {

@@ -1,0 +1,236 @@
+package rtpcore
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/transport/v5/deadline"
+
+	"github.com/hayate-sfu/hayate/cert"
+)
+
+// DTLS over the receive loops: the loop hands DTLS datagrams (first byte 20
+// to 63, RFC 7983) of a transport to pion/dtls/v3 through dtlsAdapter, a
+// net.PacketConn fed by a channel. Hayate offers a=setup:actpass; browsers
+// answer active and Hayate is the DTLS server, clients that answer passive
+// (pion towards an ICE-lite offerer) get Hayate as DTLS client.
+
+// errFingerprint is a peer certificate that does not match the answer.
+var errFingerprint = errors.New("rtpcore: DTLS certificate does not match a=fingerprint")
+
+// deliverDTLS hands one DTLS datagram from an ICE-checked address to the
+// transport, starting its handshake on the first.
+func (t *Transport) deliverDTLS(s *shard, from netip.AddrPort, b []byte) {
+	t.dtlsPeer.Store(&from)
+	t.io.Store(&s.io)
+	t.dtlsOnce.Do(func() { go t.handshake(from, false) })
+	select {
+	case t.dtlsIn <- append([]byte(nil), b...):
+	default:
+		s.stats.DropDTLSQueueFull.Add(1)
+	}
+}
+
+// startDTLSClient opens the handshake towards a peer that answered
+// a=setup:passive, once ICE has given an address.
+func (t *Transport) startDTLSClient() {
+	to, ok := t.remote()
+	if !ok {
+		return
+	}
+	t.dtlsOnce.Do(func() { go t.handshake(to, true) })
+}
+
+// handshake runs the DTLS handshake (server, or client when asClient) and
+// installs the SRTP contexts.
+func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
+	ctx, cancel := context.WithTimeout(t.e.ctx, t.e.cfg.FailedTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-t.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	ad := &dtlsAdapter{t: t, rd: deadline.New()}
+	opts := []dtls.Option{
+		dtls.WithCertificates(t.e.cfg.Certificate),
+		// The server's order wins (RFC 5764 §4.1.1): AES-GCM costs a fifth
+		// of AES-CM with HMAC-SHA1 per packet (spec/media-core.md §4.1).
+		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
+		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+		// Certificates are self-signed; the check is the fingerprint from
+		// the answer (RFC 8122 §5), done below.
+		dtls.WithInsecureSkipVerify(true),
+		dtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return t.verifyFingerprint(ctx, raw)
+		}),
+	}
+	var conn *dtls.Conn
+	var err error
+	if asClient {
+		copts := make([]dtls.ClientOption, len(opts))
+		for i, o := range opts {
+			copts[i] = o
+		}
+		conn, err = dtls.ClientWithOptions(ad, net.UDPAddrFromAddrPort(from), copts...)
+	} else {
+		sopts := make([]dtls.ServerOption, 0, len(opts)+1)
+		for _, o := range opts {
+			sopts = append(sopts, o)
+		}
+		sopts = append(sopts, dtls.WithClientAuth(dtls.RequireAnyClientCert))
+		conn, err = dtls.ServerWithOptions(ad, net.UDPAddrFromAddrPort(from), sopts...)
+	}
+	if err == nil {
+		t.connMu.Lock()
+		if t.isClosed() {
+			err = ErrClosed
+		} else {
+			t.dtlsConn = conn
+		}
+		t.connMu.Unlock()
+	}
+	if err == nil {
+		err = conn.HandshakeContext(ctx)
+	}
+	if err == nil {
+		err = t.installKeys(conn, asClient)
+	}
+	if err != nil {
+		if t.isClosed() {
+			return
+		}
+		t.e.stats.DTLSFailures.Add(1)
+		t.e.cfg.Log.Info("DTLS handshake failed", "connection_id", t.id, "err", err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.fail("DTLS-HANDSHAKE-TIMEOUT")
+		} else {
+			t.fail("DTLS-FAILED")
+		}
+		return
+	}
+	t.e.stats.DTLSHandshakes.Add(1)
+	if !t.state.CompareAndSwap(stStarted, stConnected) {
+		return // closed meanwhile
+	}
+	t.lastRecv.Store(time.Now().UnixNano())
+	for _, pt := range *t.sources.Load() {
+		pt.requestKeyFrame(nil)
+	}
+	if t.ev != nil {
+		t.ev.Connected()
+	}
+}
+
+// verifyFingerprint compares the client's certificate with the answer's
+// a=fingerprint, waiting for the answer if the handshake came first.
+func (t *Transport) verifyFingerprint(ctx context.Context, raw [][]byte) error {
+	select {
+	case <-t.started:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if len(raw) == 0 {
+		return errFingerprint
+	}
+	if !strings.EqualFold(cert.Fingerprint(raw[0]), t.remoteFP) {
+		return errFingerprint
+	}
+	return nil
+}
+
+// installKeys exports the SRTP keys from DTLS (RFC 5764 §4.2) and creates
+// the contexts: replay protection on decrypt (pion's default is none).
+func (t *Transport) installKeys(conn *dtls.Conn, asClient bool) error {
+	state, ok := conn.ConnectionState()
+	if !ok {
+		return errors.New("rtpcore: no DTLS state")
+	}
+	p, ok := conn.SelectedSRTPProtectionProfile()
+	if !ok {
+		return errors.New("rtpcore: no SRTP profile negotiated")
+	}
+	var profile srtp.ProtectionProfile
+	switch p {
+	case dtls.SRTP_AEAD_AES_128_GCM:
+		profile = srtp.ProtectionProfileAeadAes128Gcm
+	case dtls.SRTP_AES128_CM_HMAC_SHA1_80:
+		profile = srtp.ProtectionProfileAes128CmHmacSha1_80
+	default:
+		return fmt.Errorf("rtpcore: unexpected SRTP profile %v", p)
+	}
+	cfg := srtp.Config{Profile: profile}
+	if err := cfg.ExtractSessionKeysFromDTLS(&state, asClient); err != nil {
+		return err
+	}
+	enc, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
+	if err != nil {
+		return err
+	}
+	// libsrtp's default window is 128; video bursts reorder more than 64.
+	dec, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile,
+		srtp.SRTPReplayProtection(128), srtp.SRTCPReplayProtection(128))
+	if err != nil {
+		return err
+	}
+	t.rmu.Lock()
+	t.dec = dec
+	t.rmu.Unlock()
+	t.smu.Lock()
+	t.enc = enc
+	t.smu.Unlock()
+	t.profile.Store(uint32(profile))
+	t.ready.Store(true)
+	return nil
+}
+
+// Profile returns the negotiated SRTP protection profile (0 before DTLS).
+func (t *Transport) Profile() srtp.ProtectionProfile { return srtp.ProtectionProfile(t.profile.Load()) }
+
+// dtlsAdapter is the net.PacketConn pion/dtls runs on: reads come from the
+// receive loop, writes go to the transport's current remote address.
+type dtlsAdapter struct {
+	t  *Transport
+	rd *deadline.Deadline
+}
+
+func (a *dtlsAdapter) ReadFrom(p []byte) (int, net.Addr, error) {
+	select {
+	case b := <-a.t.dtlsIn:
+		addr, _ := a.t.remote()
+		return copy(p, b), net.UDPAddrFromAddrPort(addr), nil
+	case <-a.rd.Done():
+		return 0, nil, os.ErrDeadlineExceeded
+	case <-a.t.closed:
+		return 0, nil, net.ErrClosed
+	}
+}
+
+func (a *dtlsAdapter) WriteTo(p []byte, _ net.Addr) (int, error) {
+	addr, ok := a.t.remote()
+	io := a.t.io.Load()
+	if !ok || io == nil {
+		return 0, net.ErrClosed
+	}
+	if err := (*io).WriteTo(p, addr); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (a *dtlsAdapter) Close() error                       { return nil }
+func (a *dtlsAdapter) LocalAddr() net.Addr                { return net.UDPAddrFromAddrPort(a.t.e.addr) }
+func (a *dtlsAdapter) SetDeadline(d time.Time) error      { a.rd.Set(d); return nil }
+func (a *dtlsAdapter) SetReadDeadline(d time.Time) error  { a.rd.Set(d); return nil }
+func (a *dtlsAdapter) SetWriteDeadline(_ time.Time) error { return nil }

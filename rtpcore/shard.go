@@ -1,0 +1,183 @@
+package rtpcore
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/hayate-sfu/hayate/ice"
+)
+
+// shard is one socket and the goroutine that serves it.
+type shard struct {
+	e  *Engine
+	id int
+	io PacketIO
+	rb *RecvBatch
+	sb *SendBatch
+	// peers maps the addresses that passed ICE on this socket to their
+	// transport. Only the shard's goroutine touches it.
+	peers map[netip.AddrPort]*Transport
+	stun  ice.Responder
+	stats Stats
+	now   int64
+}
+
+func newShard(e *Engine, id int, io PacketIO) *shard {
+	return &shard{e: e, id: id, io: io, rb: NewRecvBatch(), sb: NewSendBatch(), peers: map[netip.AddrPort]*Transport{}}
+}
+
+// housekeeping is how often a shard forgets addresses of closed transports.
+const housekeeping = time.Second
+
+// run is the receive loop.
+//
+// It wakes for: a batch of datagrams (handle each, then flush the datagrams
+// produced with one send call), or the receive deadline (no traffic for
+// 250 ms: only housekeeping). It ends when the socket is closed.
+func (s *shard) run() {
+	defer s.e.wg.Done()
+	lastSweep := time.Now()
+	for {
+		now := time.Now()
+		n, err := s.io.Recv(s.rb, now.Add(250*time.Millisecond))
+		if err != nil && !errors.Is(err, ErrTimeout) {
+			if s.e.ctx.Err() != nil || errors.Is(err, ErrClosed) {
+				return
+			}
+			s.e.cfg.Log.Warn("media receive error", "shard", s.id, "err", err)
+			continue
+		}
+		if n > 0 {
+			now = time.Now()
+			s.now = now.UnixNano()
+			s.stats.RecvCalls.Add(1)
+			for i := range n {
+				s.handle(s.rb.Bufs[i][:s.rb.Lens[i]], s.rb.Addrs[i])
+			}
+			s.flush()
+		}
+		if now.Sub(lastSweep) >= housekeeping {
+			lastSweep = now
+			for a, t := range s.peers {
+				if t.isClosed() {
+					delete(s.peers, a)
+				}
+			}
+		}
+	}
+}
+
+// flush sends what the batch gathered.
+func (s *shard) flush() {
+	n := s.sb.Len()
+	if n == 0 {
+		return
+	}
+	var bytes uint64
+	for i := range n {
+		bytes += uint64(s.sb.lens[i])
+	}
+	calls, sent, errs := s.sb.Sent, s.sb.Datagrams, s.sb.Errors
+	_ = s.io.Send(s.sb)
+	s.stats.SendCalls.Add(s.sb.Sent - calls)
+	s.stats.PacketsOut.Add(s.sb.Datagrams - sent)
+	s.stats.SendErrors.Add(s.sb.Errors - errs)
+	s.stats.BytesOut.Add(bytes)
+}
+
+// slot returns a free send slot, flushing first if the batch is full.
+func (s *shard) slot() []byte {
+	if s.sb.Full() {
+		s.flush()
+	}
+	return s.sb.Slot()
+}
+
+// handle demultiplexes one datagram by its first byte (RFC 7983 §7, RFC 9443).
+func (s *shard) handle(b []byte, from netip.AddrPort) {
+	s.stats.PacketsIn.Add(1)
+	s.stats.BytesIn.Add(uint64(len(b)))
+	if len(b) == 0 {
+		s.stats.DropMalformed.Add(1)
+		return
+	}
+	switch c := b[0]; {
+	case c < 4:
+		s.handleSTUN(b, from)
+	case c >= 20 && c <= 63:
+		t := s.peer(from)
+		if t == nil {
+			return
+		}
+		t.lastRecv.Store(s.now)
+		t.deliverDTLS(s, from, b)
+	case c >= 128 && c <= 191:
+		t := s.peer(from)
+		if t == nil {
+			return
+		}
+		if !t.ready.Load() {
+			s.stats.DropNotReady.Add(1)
+			return
+		}
+		t.lastRecv.Store(s.now)
+		// RFC 5761 §4: payload types 64-95 (second byte 192-223) are RTCP.
+		if len(b) >= 8 && b[1] >= 192 && b[1] <= 223 {
+			s.handleRTCP(t, b)
+		} else {
+			s.handleRTP(t, b)
+		}
+	default:
+		s.stats.DropMalformed.Add(1)
+	}
+}
+
+// peer returns the transport of an address that passed ICE on this socket.
+func (s *shard) peer(from netip.AddrPort) *Transport {
+	t := s.peers[from]
+	if t == nil || t.isClosed() {
+		s.stats.DropUnknownAddress.Add(1)
+		return nil
+	}
+	return t
+}
+
+func (s *shard) handleSTUN(b []byte, from netip.AddrPort) {
+	agent, resp, out := s.stun.Handle(b, from, s.e.lookup)
+	switch out {
+	case ice.Ignored:
+		return
+	case ice.Malformed:
+		s.stats.DropSTUNMalformed.Add(1)
+		return
+	case ice.UnknownUfrag:
+		s.stats.DropSTUNUnknown.Add(1)
+		return
+	case ice.BadRequest:
+		s.stats.DropSTUNBadRequest.Add(1)
+	case ice.Unauthorized:
+		s.stats.DropSTUNAuth.Add(1)
+	case ice.Answered, ice.Nominated:
+		t := s.e.transportOf(agent.LocalUfrag)
+		if t == nil || t.isClosed() {
+			return
+		}
+		s.peers[from] = t
+		addr := from
+		t.checkedAddr.Store(&addr)
+		t.io.Store(&s.io)
+		t.lastRecv.Store(s.now)
+		s.stats.STUNAnswered.Add(1)
+		if out == ice.Nominated {
+			s.stats.STUNNominations.Add(1)
+		}
+		if !t.checked.Swap(true) && t.dtlsClient.Load() {
+			t.startDTLSClient()
+		}
+	}
+	if resp != nil {
+		slot := s.slot()
+		s.sb.Commit(append(slot, resp...), from)
+	}
+}

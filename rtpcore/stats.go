@@ -1,0 +1,112 @@
+package rtpcore
+
+import "sync/atomic"
+
+// Stats are media counters. Each shard has its own (written by its loop
+// only, so the atomics are uncontended); the engine has one for what
+// happens off the loops.
+type Stats struct {
+	PacketsIn   atomic.Uint64 // datagrams received
+	BytesIn     atomic.Uint64
+	PacketsOut  atomic.Uint64 // datagrams handed to the kernel
+	BytesOut    atomic.Uint64
+	SendCalls   atomic.Uint64 // sendmmsg calls
+	RecvCalls   atomic.Uint64 // recvmmsg calls
+	SendErrors  atomic.Uint64 // datagrams the kernel refused
+	Forwarded   atomic.Uint64 // RTP packets sent to subscribers
+	ReceivedRTP atomic.Uint64 // RTP packets decrypted from publishers
+
+	STUNAnswered    atomic.Uint64
+	STUNNominations atomic.Uint64
+
+	DTLSHandshakes atomic.Uint64
+	DTLSFailures   atomic.Uint64
+
+	NACKsReceived  atomic.Uint64
+	Retransmitted  atomic.Uint64
+	PLIsReceived   atomic.Uint64
+	PLIsSent       atomic.Uint64
+	SRsForwarded   atomic.Uint64
+	RRsSent        atomic.Uint64
+	TransportFails atomic.Uint64
+
+	// Dropped packets by reason.
+	DropMalformed       atomic.Uint64 // fits no RFC 7983 range, or truncated
+	DropUnknownAddress  atomic.Uint64 // DTLS/SRTP from an address that did not pass ICE
+	DropSTUNMalformed   atomic.Uint64 // STUN that does not decode or lacks a valid FINGERPRINT
+	DropSTUNUnknown     atomic.Uint64 // USERNAME names no connection
+	DropSTUNBadRequest  atomic.Uint64 // missing attributes or wrong remote ufrag (400 sent)
+	DropSTUNAuth        atomic.Uint64 // MESSAGE-INTEGRITY failed (401 sent)
+	DropNotReady        atomic.Uint64 // SRTP before the DTLS handshake finished
+	DropSRTPAuth        atomic.Uint64 // SRTP/SRTCP whose tag does not verify
+	DropSRTPReplay      atomic.Uint64 // SRTP/SRTCP replayed
+	DropUnknownSSRC     atomic.Uint64 // RTP of an SSRC the connection did not announce
+	DropDTLSQueueFull   atomic.Uint64 // DTLS datagrams beyond the handshake queue
+	DropSendBatchNoRoom atomic.Uint64 // packet too large for a send slot after re-encryption
+}
+
+// StatsSnapshot is a copy of the counters, summed over shards.
+type StatsSnapshot struct {
+	PacketsIn, BytesIn, PacketsOut, BytesOut, SendCalls, RecvCalls, SendErrors  uint64
+	Forwarded, ReceivedRTP                                                      uint64
+	STUNAnswered, STUNNominations, DTLSHandshakes, DTLSFailures                 uint64
+	NACKsReceived, Retransmitted, PLIsReceived, PLIsSent, SRsForwarded, RRsSent uint64
+	TransportFails                                                              uint64
+	Dropped                                                                     map[string]uint64
+	Transports                                                                  int
+	// Profiles counts connected transports by SRTP protection profile.
+	Profiles map[string]int
+}
+
+func (s *Stats) snapshot() StatsSnapshot {
+	return StatsSnapshot{
+		PacketsIn: s.PacketsIn.Load(), BytesIn: s.BytesIn.Load(), PacketsOut: s.PacketsOut.Load(),
+		BytesOut: s.BytesOut.Load(), SendCalls: s.SendCalls.Load(), RecvCalls: s.RecvCalls.Load(),
+		SendErrors: s.SendErrors.Load(), Forwarded: s.Forwarded.Load(), ReceivedRTP: s.ReceivedRTP.Load(),
+		STUNAnswered: s.STUNAnswered.Load(), STUNNominations: s.STUNNominations.Load(),
+		DTLSHandshakes: s.DTLSHandshakes.Load(), DTLSFailures: s.DTLSFailures.Load(),
+		NACKsReceived: s.NACKsReceived.Load(), Retransmitted: s.Retransmitted.Load(),
+		PLIsReceived: s.PLIsReceived.Load(), PLIsSent: s.PLIsSent.Load(), SRsForwarded: s.SRsForwarded.Load(),
+		RRsSent: s.RRsSent.Load(), TransportFails: s.TransportFails.Load(),
+		Dropped: map[string]uint64{
+			"malformed":          s.DropMalformed.Load(),
+			"unknown_address":    s.DropUnknownAddress.Load(),
+			"stun_malformed":     s.DropSTUNMalformed.Load(),
+			"stun_unknown_ufrag": s.DropSTUNUnknown.Load(),
+			"stun_bad_request":   s.DropSTUNBadRequest.Load(),
+			"stun_unauthorized":  s.DropSTUNAuth.Load(),
+			"not_ready":          s.DropNotReady.Load(),
+			"srtp_auth_failed":   s.DropSRTPAuth.Load(),
+			"srtp_replayed":      s.DropSRTPReplay.Load(),
+			"unknown_ssrc":       s.DropUnknownSSRC.Load(),
+			"dtls_queue_full":    s.DropDTLSQueueFull.Load(),
+			"too_large":          s.DropSendBatchNoRoom.Load(),
+		},
+	}
+}
+
+func (a *StatsSnapshot) add(b StatsSnapshot) {
+	a.PacketsIn += b.PacketsIn
+	a.BytesIn += b.BytesIn
+	a.PacketsOut += b.PacketsOut
+	a.BytesOut += b.BytesOut
+	a.SendCalls += b.SendCalls
+	a.RecvCalls += b.RecvCalls
+	a.SendErrors += b.SendErrors
+	a.Forwarded += b.Forwarded
+	a.ReceivedRTP += b.ReceivedRTP
+	a.STUNAnswered += b.STUNAnswered
+	a.STUNNominations += b.STUNNominations
+	a.DTLSHandshakes += b.DTLSHandshakes
+	a.DTLSFailures += b.DTLSFailures
+	a.NACKsReceived += b.NACKsReceived
+	a.Retransmitted += b.Retransmitted
+	a.PLIsReceived += b.PLIsReceived
+	a.PLIsSent += b.PLIsSent
+	a.SRsForwarded += b.SRsForwarded
+	a.RRsSent += b.RRsSent
+	a.TransportFails += b.TransportFails
+	for k, v := range b.Dropped {
+		a.Dropped[k] += v
+	}
+}

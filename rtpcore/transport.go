@@ -1,0 +1,374 @@
+package rtpcore
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+
+	"github.com/hayate-sfu/hayate/ice"
+	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/media"
+	"github.com/hayate-sfu/hayate/packetcache"
+)
+
+// Transport states.
+const (
+	stOpen      uint32 = iota // created; answers ICE, buffers DTLS
+	stStarted                 // the answer is known
+	stConnected               // DTLS done, SRTP keys in place
+	stClosed
+)
+
+// videoCacheSize is the number of packets kept per published video track
+// for NACKs: about 1.5 s of a 1.5 Mbit/s stream.
+const videoCacheSize = 256
+
+// Transport is one connection's media transport; it implements
+// media.Transport.
+type Transport struct {
+	e     *Engine
+	id    string
+	ev    media.Events
+	agent *ice.Agent
+	// ssrc is the sender SSRC of the RTCP Hayate sends on this transport.
+	ssrc uint32
+
+	state     atomic.Uint32
+	startedAt atomic.Int64
+	lastRecv  atomic.Int64
+	// checked is set by the first authenticated STUN request, checkedAddr
+	// holds the latest address that sent one.
+	checked     atomic.Bool
+	checkedAddr atomic.Pointer[netip.AddrPort]
+	// dtlsClient: the peer answered passive, Hayate opens the handshake.
+	dtlsClient atomic.Bool
+
+	started  chan struct{} // closed by Start
+	remoteFP string        // written before started is closed
+
+	// DTLS: datagrams from the receive loop, the peer they came from, and
+	// the socket to answer on.
+	dtlsOnce sync.Once
+	dtlsIn   chan []byte
+	dtlsPeer atomic.Pointer[netip.AddrPort]
+	io       atomic.Pointer[PacketIO]
+	connMu   sync.Mutex
+	dtlsConn *dtls.Conn
+
+	// Receive side, guarded by rmu.
+	rmu   sync.Mutex
+	dec   *srtp.Context
+	rhdr  rtp.Header
+	rchdr rtcp.Header
+
+	// Send side, guarded by smu.
+	smu     sync.Mutex
+	enc     *srtp.Context
+	shdr    rtp.Header
+	schdr   rtcp.Header
+	ready   atomic.Bool
+	profile atomic.Uint32
+
+	// pubs are the tracks the peer publishes and sources the tracks this
+	// transport receives; both copy-on-write, writers hold subMu.
+	subMu   sync.Mutex
+	pubs    atomic.Pointer[[]*pubTrack]
+	sources atomic.Pointer[[]*pubTrack]
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	failOnce  sync.Once
+}
+
+func newTransport(e *Engine, id string, ev media.Events) *Transport {
+	t := &Transport{
+		e: e, id: id, ev: ev, agent: ice.NewAgent(ids.ICE(8), ids.ICE(32)), ssrc: rand.Uint32() | 1,
+		started: make(chan struct{}), dtlsIn: make(chan []byte, 64), closed: make(chan struct{}),
+	}
+	t.lastRecv.Store(time.Now().UnixNano())
+	empty := []*pubTrack{}
+	t.pubs.Store(&empty)
+	t.sources.Store(&empty)
+	return t
+}
+
+// LocalCredentials implements media.Transport.
+func (t *Transport) LocalCredentials() (string, string) { return t.agent.LocalUfrag, t.agent.LocalPwd }
+
+// Start implements media.Transport.
+func (t *Transport) Start(r media.Remote) error {
+	if t.isClosed() {
+		return ErrClosed
+	}
+	t.agent.SetRemoteUfrag(r.Ufrag)
+	if t.state.CompareAndSwap(stOpen, stStarted) {
+		t.remoteFP = r.Fingerprint
+		t.dtlsClient.Store(r.DTLSClient)
+		t.startedAt.Store(time.Now().UnixNano())
+		close(t.started)
+		if r.DTLSClient && t.checked.Load() {
+			t.startDTLSClient()
+		}
+	}
+	return nil
+}
+
+func (t *Transport) isClosed() bool { return t.state.Load() == stClosed }
+
+// remote is where packets to the peer go: the nominated address, or before
+// a nomination the address DTLS came from, or the last that passed ICE.
+func (t *Transport) remote() (netip.AddrPort, bool) {
+	if a, ok := t.agent.Selected(); ok {
+		return a, true
+	}
+	if p := t.dtlsPeer.Load(); p != nil {
+		return *p, true
+	}
+	if p := t.checkedAddr.Load(); p != nil {
+		return *p, true
+	}
+	return netip.AddrPort{}, false
+}
+
+// Publish implements media.Transport. Tracks already published keep their
+// subscribers and packet cache.
+func (t *Transport) Publish(tracks []media.Track) {
+	t.subMu.Lock()
+	defer t.subMu.Unlock()
+	old := *t.pubs.Load()
+	next := make([]*pubTrack, 0, len(tracks))
+	for _, tr := range tracks {
+		var pt *pubTrack
+		for _, o := range old {
+			if o.SSRC == tr.SSRC {
+				pt = o
+			}
+		}
+		if pt == nil {
+			pt = newPubTrack(t, tr)
+		}
+		next = append(next, pt)
+	}
+	t.pubs.Store(&next)
+}
+
+// pub returns the published track with ssrc.
+func (t *Transport) pub(ssrc uint32) *pubTrack {
+	for _, pt := range *t.pubs.Load() {
+		if pt.SSRC == ssrc {
+			return pt
+		}
+	}
+	return nil
+}
+
+// source returns the received track with ssrc.
+func (t *Transport) source(ssrc uint32) *pubTrack {
+	for _, pt := range *t.sources.Load() {
+		if pt.SSRC == ssrc {
+			return pt
+		}
+	}
+	return nil
+}
+
+// Subscribe implements media.Transport.
+func (t *Transport) Subscribe(src media.Transport, tracks []media.Track) {
+	s, ok := src.(*Transport)
+	if !ok || s == t {
+		return
+	}
+	for _, tr := range tracks {
+		pt := s.pub(tr.SSRC)
+		if pt == nil {
+			continue
+		}
+		pt.addDown(t)
+		t.subMu.Lock()
+		cur := *t.sources.Load()
+		if !containsTrack(cur, pt) {
+			next := append(append(make([]*pubTrack, 0, len(cur)+1), cur...), pt)
+			t.sources.Store(&next)
+		}
+		t.subMu.Unlock()
+		if t.ready.Load() {
+			pt.requestKeyFrame(nil)
+		}
+	}
+}
+
+// Unsubscribe implements media.Transport.
+func (t *Transport) Unsubscribe(src media.Transport) {
+	s, ok := src.(*Transport)
+	if !ok {
+		return
+	}
+	t.subMu.Lock()
+	cur := *t.sources.Load()
+	next := make([]*pubTrack, 0, len(cur))
+	var gone []*pubTrack
+	for _, pt := range cur {
+		if pt.owner == s {
+			gone = append(gone, pt)
+		} else {
+			next = append(next, pt)
+		}
+	}
+	t.sources.Store(&next)
+	t.subMu.Unlock()
+	for _, pt := range gone {
+		pt.removeDown(t)
+	}
+}
+
+func containsTrack(list []*pubTrack, pt *pubTrack) bool {
+	for _, x := range list {
+		if x == pt {
+			return true
+		}
+	}
+	return false
+}
+
+// Close implements media.Transport.
+func (t *Transport) Close() {
+	t.closeOnce.Do(func() {
+		t.state.Store(stClosed)
+		t.ready.Store(false)
+		close(t.closed)
+		t.connMu.Lock()
+		if t.dtlsConn != nil {
+			t.dtlsConn.Close() // sends close_notify: the peer tears down at once
+		}
+		t.connMu.Unlock()
+		for _, pt := range *t.sources.Load() {
+			pt.removeDown(t)
+		}
+		for _, pt := range *t.pubs.Load() {
+			empty := []*Transport{}
+			pt.downs.Store(&empty)
+		}
+		t.e.forget(t)
+	})
+}
+
+// fail closes the transport and reports why, once.
+func (t *Transport) fail(reason string) {
+	if t.isClosed() {
+		return
+	}
+	t.failOnce.Do(func() {
+		t.e.stats.TransportFails.Add(1)
+		t.e.cfg.Log.Info("media transport failed", "connection_id", t.id, "reason", reason)
+		t.Close()
+		if t.ev != nil {
+			t.ev.Failed(reason)
+		}
+	})
+}
+
+// tick runs the transport's timers (from the engine's janitor).
+func (t *Transport) tick(now time.Time, report bool) {
+	timeout := t.e.cfg.FailedTimeout.Nanoseconds()
+	switch t.state.Load() {
+	case stStarted:
+		if now.UnixNano()-t.startedAt.Load() > timeout {
+			if t.checked.Load() {
+				t.fail("DTLS-HANDSHAKE-TIMEOUT")
+			} else {
+				t.fail("ICE-CONNECTION-STATE-FAILED")
+			}
+		}
+	case stConnected:
+		// RFC 7675 consent: a peer that sends nothing (not even STUN
+		// consent checks) for the failed timeout is gone.
+		if now.UnixNano()-t.lastRecv.Load() > timeout {
+			t.fail("ICE-CONNECTION-STATE-FAILED")
+			return
+		}
+		if report {
+			t.sendReceiverReports(now)
+		}
+	}
+}
+
+// pubTrack is one published track: its subscribers, its NACK cache and its
+// reception statistics.
+type pubTrack struct {
+	media.Track
+	owner   *Transport
+	dmu     sync.Mutex
+	downs   atomic.Pointer[[]*Transport]
+	cache   *packetcache.Cache
+	lastPLI atomic.Int64
+	rx      rxStats // guarded by owner.rmu
+}
+
+func newPubTrack(owner *Transport, tr media.Track) *pubTrack {
+	pt := &pubTrack{Track: tr, owner: owner}
+	empty := []*Transport{}
+	pt.downs.Store(&empty)
+	if tr.Kind == media.Video {
+		pt.cache = packetcache.New(videoCacheSize)
+	}
+	return pt
+}
+
+func (pt *pubTrack) addDown(t *Transport) {
+	pt.dmu.Lock()
+	defer pt.dmu.Unlock()
+	cur := *pt.downs.Load()
+	for _, d := range cur {
+		if d == t {
+			return
+		}
+	}
+	next := append(append(make([]*Transport, 0, len(cur)+1), cur...), t)
+	pt.downs.Store(&next)
+}
+
+func (pt *pubTrack) removeDown(t *Transport) {
+	pt.dmu.Lock()
+	defer pt.dmu.Unlock()
+	cur := *pt.downs.Load()
+	next := make([]*Transport, 0, len(cur))
+	for _, d := range cur {
+		if d != t {
+			next = append(next, d)
+		}
+	}
+	pt.downs.Store(&next)
+}
+
+// rxStats follow a stream's sequence numbers for receiver reports
+// (RFC 3550 §6.4.1 and Appendix A.1, A.3).
+type rxStats struct {
+	started                      bool
+	base, max                    uint16
+	cycles                       uint32
+	received                     uint32
+	expectedPrior, receivedPrior uint32
+	lastSR                       uint32 // middle 32 bits of the last SR's NTP time
+	lastSRAt                     int64
+}
+
+func (r *rxStats) update(seq uint16) {
+	r.received++
+	if !r.started {
+		r.started, r.base, r.max = true, seq, seq
+		return
+	}
+	if d := seq - r.max; d != 0 && d < 1<<15 {
+		if seq < r.max {
+			r.cycles += 1 << 16
+		}
+		r.max = seq
+	}
+}
