@@ -79,8 +79,8 @@ type Answer struct {
 	// Setup is the answer's a=setup: active (the client opens DTLS, as
 	// browsers do) or passive (the offerer must, as pion does towards an
 	// ICE-lite offerer).
-	Setup string
-	Sections    []AnswerSection
+	Setup    string
+	Sections []AnswerSection
 }
 
 // AnswerSection is one answered m-section.
