@@ -4,7 +4,9 @@ GO       ?= go
 ARGS     ?=
 FUZZTIME ?= 60s
 
-.PHONY: run build test test-go deps lint bench fuzz clean
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run build test test-go test-e2e e2e-deps deps lint bench fuzz clean
 
 run:
 	$(GO) run ./cmd/hayate $(ARGS)
@@ -23,7 +25,16 @@ lint:
 test-go: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-test: lint test-go
+# Debian's Chromium (never a downloaded browser) and the e2e npm packages.
+e2e-deps:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	cd e2e && npm ci --no-audit --no-fund
+
+test-e2e: build e2e-deps
+	cd e2e && HAYATE_BIN=$(CURDIR)/bin/hayate node --test --test-concurrency=1
+
+test: lint test-go test-e2e
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/hayate-sfu/hayate/mode"
+	"github.com/hayate-sfu/hayate/rtpcore"
 	"github.com/hayate-sfu/hayate/signal"
 	"github.com/hayate-sfu/hayate/webhook"
 )
@@ -64,7 +65,10 @@ type StatsReport struct {
 	EventHookIgnored      uint64 `json:"total_ignored_event_webhook"`
 
 	IgnoredMessages uint64      `json:"total_ignored_signaling_messages"`
+	ReOffers        uint64      `json:"total_re_offers"`
 	Error           ErrorCounts `json:"error"`
+
+	Media rtpcore.StatsSnapshot `json:"media"`
 }
 
 // ErrorCounts is GetStatsReport's error object.
@@ -84,8 +88,9 @@ func (n *Node) StatsReport() any {
 		Refused:     s.Refusals(),
 		AuthAllowed: n.auth.Allowed.Load(), AuthDenied: n.auth.Denied.Load(),
 		AuthSuccessful: n.auth.Counters.Successful.Load(), AuthFailed: n.auth.Counters.Failed.Load(),
-		IgnoredMessages: s.IgnoredMessages.Load(),
-		Error:           ErrorCounts{SignalingError: s.SignalingErrors.Load()},
+		IgnoredMessages: s.IgnoredMessages.Load(), ReOffers: s.ReOffers.Load(),
+		Media: n.media.Stats(),
+		Error: ErrorCounts{SignalingError: s.SignalingErrors.Load()},
 	}
 	r.SessionHookSuccessful, r.SessionHookFailed, r.SessionHookIgnored = counters(&n.sessionQ.Counters)
 	r.EventHookSuccessful, r.EventHookFailed, r.EventHookIgnored = counters(&n.eventQ.Counters)

@@ -45,17 +45,33 @@ type Stats struct {
 	DropSendBatchNoRoom atomic.Uint64 // packet too large for a send slot after re-encryption
 }
 
-// StatsSnapshot is a copy of the counters, summed over shards.
+// StatsSnapshot is a copy of the counters, summed over shards; it is the
+// media section of GetStatsReport.
 type StatsSnapshot struct {
-	PacketsIn, BytesIn, PacketsOut, BytesOut, SendCalls, RecvCalls, SendErrors  uint64
-	Forwarded, ReceivedRTP                                                      uint64
-	STUNAnswered, STUNNominations, DTLSHandshakes, DTLSFailures                 uint64
-	NACKsReceived, Retransmitted, PLIsReceived, PLIsSent, SRsForwarded, RRsSent uint64
-	TransportFails                                                              uint64
-	Dropped                                                                     map[string]uint64
-	Transports                                                                  int
+	PacketsIn       uint64            `json:"total_received_packets"`
+	BytesIn         uint64            `json:"total_received_bytes"`
+	PacketsOut      uint64            `json:"total_sent_packets"`
+	BytesOut        uint64            `json:"total_sent_bytes"`
+	SendCalls       uint64            `json:"total_send_calls"`
+	RecvCalls       uint64            `json:"total_receive_calls"`
+	SendErrors      uint64            `json:"total_send_errors"`
+	Forwarded       uint64            `json:"total_forwarded_rtp"`
+	ReceivedRTP     uint64            `json:"total_received_rtp"`
+	STUNAnswered    uint64            `json:"total_stun_answered"`
+	STUNNominations uint64            `json:"total_stun_nominations"`
+	DTLSHandshakes  uint64            `json:"total_dtls_handshakes"`
+	DTLSFailures    uint64            `json:"total_dtls_failures"`
+	NACKsReceived   uint64            `json:"total_nacks_received"`
+	Retransmitted   uint64            `json:"total_retransmitted_rtp"`
+	PLIsReceived    uint64            `json:"total_plis_received"`
+	PLIsSent        uint64            `json:"total_plis_sent"`
+	SRsForwarded    uint64            `json:"total_srs_forwarded"`
+	RRsSent         uint64            `json:"total_rrs_sent"`
+	TransportFails  uint64            `json:"total_transport_failures"`
+	Dropped         map[string]uint64 `json:"dropped"`
+	Transports      int               `json:"transports"`
 	// Profiles counts connected transports by SRTP protection profile.
-	Profiles map[string]int
+	Profiles map[string]int `json:"srtp_profiles"`
 }
 
 func (s *Stats) snapshot() StatsSnapshot {

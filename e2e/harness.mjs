@@ -1,0 +1,205 @@
+// Test harness: a real Hayate node (the built binary), a static page that
+// loads the unmodified sora-js-sdk, and Debian's Chromium driven by
+// playwright-core. All traffic stays on 127.0.0.1.
+import { spawn, execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "..");
+
+// hayateBinary builds bin/hayate if it is missing (make test builds it first).
+export function hayateBinary() {
+  const bin = process.env.HAYATE_BIN || path.join(root, "bin", "hayate");
+  if (!existsSync(bin)) {
+    execFileSync("go", ["build", "-o", bin, "./cmd/hayate"], { cwd: root, stdio: "inherit" });
+  }
+  return bin;
+}
+
+// startHayate runs a node on free ports and resolves when its ready line
+// is printed, with the signaling URL and an API caller.
+export async function startHayate(extraArgs = []) {
+  const args = ["--signaling_port=0", "--api_port=0", "--media_port=0", "--log_level=info", ...extraArgs];
+  const proc = spawn(hayateBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  const ready = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("hayate: no ready line\n" + log)), 15000);
+    proc.stderr.on("data", (chunk) => {
+      log += chunk.toString();
+      const m = log.match(/msg="hayate ready" signaling=(\S+) api=(\S+) media=(\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ signaling: m[1], api: m[2], media: m[3] });
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`hayate exited with ${code}\n${log}`)));
+  });
+  const api = async (target, body) => {
+    const res = await fetch(`http://${ready.api}/`, {
+      method: "POST",
+      headers: { "x-sora-target": target, "content-type": "application/json" },
+      body: body === undefined ? "" : JSON.stringify(body),
+    });
+    const json = await res.json();
+    if (!res.ok) throw new Error(`${target}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  const stop = async () => {
+    if (proc.exitCode !== null) return proc.exitCode;
+    proc.kill("SIGTERM");
+    return await new Promise((resolve) => proc.on("exit", (code) => resolve(code)));
+  };
+  return { url: `ws://${ready.signaling}/signaling`, api, stop, log: () => log, proc, media: ready.media };
+}
+
+// The page loads sora.js from the npm package, unmodified.
+const page = `<!doctype html><meta charset="utf-8"><title>hayate e2e</title>
+<script type="module">
+import Sora from "/sora.js";
+window.Sora = Sora;
+window.soraReady = true;
+</script>`;
+
+// startPageServer serves the test page and the SDK on 127.0.0.1.
+export async function startPageServer() {
+  const sdk = await readFile(path.join(here, "node_modules", "sora-js-sdk", "dist", "sora.js"));
+  const server = createServer((req, res) => {
+    if (req.url === "/sora.js") {
+      res.writeHead(200, { "content-type": "text/javascript" });
+      res.end(sdk);
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end(page);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((r) => server.close(r)) };
+}
+
+// Chromium flags (DESIGN.md, "Testing with real clients"): fake devices,
+// loopback-only WebRTC, no background networking, no Google lookups.
+const chromiumArgs = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--use-fake-device-for-media-stream",
+  "--use-fake-ui-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  "--webrtc-ip-handling-policy=default_public_interface_only",
+  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE ::1",
+];
+
+export async function launchBrowser() {
+  return await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: chromiumArgs,
+  });
+}
+
+// openClient opens one page (one browser "tab") with the SDK loaded.
+export async function openClient(browser, pageURL) {
+  const context = await browser.newContext();
+  const p = await context.newPage();
+  p.on("pageerror", (err) => console.error("page error:", err.message));
+  await p.goto(pageURL);
+  await p.waitForFunction(() => window.soraReady === true, null, { timeout: 10000 });
+  return p;
+}
+
+// withTimeout bounds a promise: sora-js-sdk 2026.1.0's connect timeout
+// never fires (sora-js-sdk-client.md §9), so every wait has our own limit.
+export function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timeout after ${ms} ms: ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+// connect runs sora-js-sdk's connect() in the page. It resolves with the
+// connection's ids, or with the ConnectError's name, code and reason.
+export async function connect(p, { url, channel, role }) {
+  return await withTimeout(
+    p.evaluate(
+      async ({ url, channel, role }) => {
+        window.events = window.events || { tracks: [], disconnects: [], notifies: [] };
+        const sora = window.Sora.connection(url, false);
+        const conn = role === "recvonly" ? sora.recvonly(channel, null, {}) : sora[role](channel, null, {});
+        conn.on("track", (ev) => window.events.tracks.push({ kind: ev.track.kind, stream: ev.streams[0] && ev.streams[0].id }));
+        conn.on("disconnect", (ev) => window.events.disconnects.push({ type: ev.type, title: ev.title, code: ev.code, reason: ev.reason }));
+        conn.on("notify", (ev) => window.events.notifies.push(ev.event_type));
+        window.conn = conn;
+        try {
+          const stream = role === "recvonly" ? undefined : await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+          await conn.connect(stream);
+          return { ok: true, connectionId: conn.connectionId, sessionId: conn.sessionId };
+        } catch (e) {
+          return { ok: false, name: e.name, code: e.code, reason: e.reason, message: String(e.message) };
+        }
+      },
+      { url, channel, role },
+    ),
+    20000,
+    `connect ${role} to ${channel}`,
+  );
+}
+
+// mediaState reads the page's connection stats: decoded video frames and
+// received audio packets per remote stream, and the selected candidate pair.
+export async function mediaState(p) {
+  return await p.evaluate(async () => {
+    const stats = await window.conn.pc.getStats();
+    const byId = new Map();
+    stats.forEach((s) => byId.set(s.id, s));
+    const inbound = [];
+    let pair = null;
+    stats.forEach((s) => {
+      if (s.type === "inbound-rtp") {
+        inbound.push({ kind: s.kind, packets: s.packetsReceived, frames: s.framesDecoded || 0, ssrc: s.ssrc });
+      }
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        const cp = byId.get(s.selectedCandidatePairId);
+        const l = cp && byId.get(cp.localCandidateId);
+        const r = cp && byId.get(cp.remoteCandidateId);
+        if (l && r) pair = { local: l.address || l.ip, remote: r.address || r.ip, remotePort: r.port, state: cp.state };
+      }
+    });
+    return { inbound, pair, tracks: window.events.tracks, connectionState: window.conn.pc.connectionState };
+  });
+}
+
+// disconnect runs the SDK's disconnect() and returns the disconnect event.
+export async function disconnect(p) {
+  return await withTimeout(
+    p.evaluate(async () => {
+      await window.conn.disconnect();
+      return window.events.disconnects;
+    }),
+    10000,
+    "disconnect",
+  );
+}
+
+// waitFor polls an async condition until it holds or time runs out.
+export async function waitFor(what, ms, cond) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    last = await cond();
+    if (last && last.ok) return last;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}: ${JSON.stringify(last)}`);
+}

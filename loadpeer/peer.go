@@ -1,0 +1,512 @@
+// Package loadpeer is a WebRTC client on Hayate's own stack, for load
+// generation and tests: Sora signaling (sigclient), the controlling side of
+// ICE (RFC 8445 §7.2: Binding requests with USE-CANDIDATE and periodic
+// consent checks, RFC 7675), a DTLS client (pion/dtls/v3) and SRTP
+// (pion/srtp/v3). It publishes raw RTP and hands received RTP to a callback;
+// it does not encode or decode media.
+package loadpeer
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5/deadline"
+
+	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/sigclient"
+)
+
+// Options configure a peer.
+type Options struct {
+	// URL is the signaling URL (ws://host:port/signaling).
+	URL string
+	// Connect is the connect message (type, role, channel_id, ...).
+	Connect map[string]any
+	// SSRCs are the SSRCs the peer publishes, by kind ("audio", "video");
+	// missing kinds get random ones.
+	SSRCs map[string]uint32
+	// Profiles are the SRTP profiles offered in DTLS, in order; default
+	// AES-GCM then AES-CM.
+	Profiles []dtls.SRTPProtectionProfile
+	// Certificate is the DTLS certificate; default a fresh one.
+	Certificate *cert.Certificate
+	// OnRTP receives every decrypted RTP packet (the slice is reused after
+	// the call returns). It runs on the peer's reader goroutine.
+	OnRTP func(pkt []byte)
+	// OnRTCP receives every decrypted RTCP compound packet.
+	OnRTCP func(pkt []byte)
+	// ConsentInterval is the period of ICE consent checks (default 2 s).
+	ConsentInterval time.Duration
+	// Timeout bounds signaling, ICE and DTLS (default 10 s).
+	Timeout time.Duration
+}
+
+// Peer is one connected client.
+type Peer struct {
+	opt   Options
+	Sig   *sigclient.Client
+	Offer *sigclient.Offer
+	// Server is the server's ICE host candidate.
+	Server netip.AddrPort
+	conn   *net.UDPConn
+	local  netip.AddrPort
+
+	serverUfrag, serverPwd, serverFP string
+	ufrag, pwd                       string
+	tieBreaker                       uint64
+	// SSRCs published, by kind.
+	SSRCs map[string]uint32
+
+	dtlsIn   chan []byte
+	stunResp chan []byte
+	dconn    *dtls.Conn
+	encMu    sync.Mutex
+	enc      *srtp.Context
+	dec      *srtp.Context
+	ready    atomic.Bool
+
+	// Counters of the reader.
+	RTPReceived, RTCPReceived, DecryptErrors atomic.Uint64
+
+	closed   chan struct{}
+	once     sync.Once
+	wg       sync.WaitGroup
+	sigMu    sync.Mutex
+	sigClose *sigclient.Closed
+	sigDone  chan struct{}
+}
+
+// Errors of a peer.
+var (
+	ErrICE    = errors.New("loadpeer: ICE check got no answer")
+	ErrClosed = errors.New("loadpeer: closed")
+)
+
+// Dial connects a peer: signaling, answer, ICE, DTLS, SRTP. It returns when
+// SRTP keys are in place.
+func Dial(ctx context.Context, opt Options) (*Peer, error) {
+	if opt.Timeout == 0 {
+		opt.Timeout = 10 * time.Second
+	}
+	if opt.ConsentInterval == 0 {
+		opt.ConsentInterval = 2 * time.Second
+	}
+	if len(opt.Profiles) == 0 {
+		opt.Profiles = []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80}
+	}
+	if opt.Certificate == nil {
+		c, err := cert.Generate()
+		if err != nil {
+			return nil, err
+		}
+		opt.Certificate = c
+	}
+	ctx, cancel := context.WithTimeout(ctx, opt.Timeout)
+	defer cancel()
+	p := &Peer{
+		opt: opt, ufrag: ids.ICE(8), pwd: ids.ICE(24), tieBreaker: rand.Uint64(), SSRCs: map[string]uint32{},
+		dtlsIn: make(chan []byte, 64), stunResp: make(chan []byte, 8), closed: make(chan struct{}), sigDone: make(chan struct{}),
+	}
+	for k, v := range opt.SSRCs {
+		p.SSRCs[k] = v
+	}
+	for _, k := range []string{"audio", "video"} {
+		if p.SSRCs[k] == 0 {
+			p.SSRCs[k] = rand.Uint32() | 1
+		}
+	}
+	var err error
+	if p.Sig, err = sigclient.Dial(ctx, opt.URL); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Peer, error) { p.Close(); return nil, err }
+	deadline, _ := ctx.Deadline()
+	if p.Offer, err = p.Sig.Connect(opt.Connect, deadline); err != nil {
+		return fail(err)
+	}
+	if p.Offer.Type != "offer" {
+		return fail(fmt.Errorf("loadpeer: got %s, not an offer", p.Offer.Type))
+	}
+	if err := p.readOffer(p.Offer.SDP); err != nil {
+		return fail(err)
+	}
+	if p.conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0"))); err != nil {
+		return fail(err)
+	}
+	p.local, _ = netip.ParseAddrPort(p.conn.LocalAddr().String())
+	answer, err := sigclient.Answer(p.Offer.SDP, sigclient.AnswerParams{Ufrag: p.ufrag, Pwd: p.pwd, Fingerprint: opt.Certificate.Fingerprint, SSRCs: p.SSRCs, CNAME: p.ufrag})
+	if err != nil {
+		return fail(err)
+	}
+	if err := p.Sig.SendJSON(map[string]string{"type": "answer", "sdp": answer}); err != nil {
+		return fail(err)
+	}
+	p.wg.Add(2)
+	go p.readLoop()
+	go p.signalLoop()
+	if err := p.check(ctx, true); err != nil {
+		return fail(err)
+	}
+	if err := p.handshake(ctx); err != nil {
+		return fail(err)
+	}
+	p.wg.Add(1)
+	go p.consentLoop()
+	return p, nil
+}
+
+// readOffer takes the server's ICE credentials, fingerprint and candidate.
+func (p *Peer) readOffer(text string) error {
+	var s sdp.SessionDescription
+	if err := s.UnmarshalString(text); err != nil {
+		return err
+	}
+	if len(s.MediaDescriptions) == 0 {
+		return errors.New("loadpeer: offer without sections")
+	}
+	md := s.MediaDescriptions[0]
+	p.serverUfrag, _ = md.Attribute("ice-ufrag")
+	p.serverPwd, _ = md.Attribute("ice-pwd")
+	fp, _ := md.Attribute("fingerprint")
+	p.serverFP = strings.TrimPrefix(fp, "sha-256 ")
+	c, _ := md.Attribute("candidate")
+	f := strings.Fields(c)
+	if len(f) < 6 {
+		return fmt.Errorf("loadpeer: bad candidate %q", c)
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(f[4], f[5]))
+	if err != nil {
+		return err
+	}
+	p.Server = ap
+	return nil
+}
+
+// Local is the peer's UDP address.
+func (p *Peer) Local() netip.AddrPort { return p.local }
+
+// ServerCredentials are the server's ICE ufrag and password from the offer.
+func (p *Peer) ServerCredentials() (string, string) { return p.serverUfrag, p.serverPwd }
+
+// BindingRequest builds a Binding request to the server as the controlling
+// agent (RFC 8445 §7.2.2), authenticated with pwd.
+func (p *Peer) BindingRequest(pwd string, nominate bool) []byte {
+	setters := []stun.Setter{stun.BindingRequest, stun.TransactionID,
+		stun.NewUsername(p.serverUfrag + ":" + p.ufrag),
+		attr{stun.AttrPriority, []byte{0x6e, 0x7f, 0x1e, 0xff}},
+		attr{stun.AttrICEControlling, u64(p.tieBreaker)}}
+	if nominate {
+		setters = append(setters, attr{stun.AttrUseCandidate, nil})
+	}
+	setters = append(setters, stun.NewShortTermIntegrity(pwd), stun.Fingerprint)
+	m, err := stun.Build(setters...)
+	if err != nil {
+		panic(err)
+	}
+	return m.Raw
+}
+
+type attr struct {
+	t stun.AttrType
+	v []byte
+}
+
+func (a attr) AddTo(m *stun.Message) error { m.Add(a.t, a.v); return nil }
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	for i := range 8 {
+		b[i] = byte(v >> (56 - 8*i))
+	}
+	return b
+}
+
+// check runs one ICE check until the server answers.
+func (p *Peer) check(ctx context.Context, nominate bool) error {
+	req := p.BindingRequest(p.serverPwd, nominate)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := p.conn.WriteToUDPAddrPort(req, p.Server); err != nil {
+			return err
+		}
+		select {
+		case resp := <-p.stunResp:
+			m := &stun.Message{Raw: resp}
+			if m.Decode() == nil && m.Type == stun.BindingSuccess && stun.NewShortTermIntegrity(p.serverPwd).Check(m) == nil {
+				return nil
+			}
+		case <-t.C:
+		case <-ctx.Done():
+			return ErrICE
+		case <-p.closed:
+			return ErrClosed
+		}
+	}
+}
+
+func (p *Peer) consentLoop() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.opt.ConsentInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			_, _ = p.conn.WriteToUDPAddrPort(p.BindingRequest(p.serverPwd, false), p.Server)
+		case <-p.closed:
+			return
+		}
+	}
+}
+
+// handshake runs DTLS as client and installs the SRTP contexts.
+func (p *Peer) handshake(ctx context.Context) error {
+	a := &adapter{p: p, rd: deadline.New()}
+	c, err := dtls.ClientWithOptions(a, net.UDPAddrFromAddrPort(p.Server),
+		dtls.WithCertificates(p.opt.Certificate.TLS),
+		dtls.WithSRTPProtectionProfiles(p.opt.Profiles...),
+		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
+		dtls.WithInsecureSkipVerify(true),
+		dtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || !strings.EqualFold(cert.Fingerprint(raw[0]), p.serverFP) {
+				return errors.New("loadpeer: server certificate does not match the offer")
+			}
+			return nil
+		}))
+	if err != nil {
+		return err
+	}
+	p.dconn = c
+	if err := c.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	state, _ := c.ConnectionState()
+	prof, _ := c.SelectedSRTPProtectionProfile()
+	profile := srtp.ProtectionProfileAeadAes128Gcm
+	if prof == dtls.SRTP_AES128_CM_HMAC_SHA1_80 {
+		profile = srtp.ProtectionProfileAes128CmHmacSha1_80
+	}
+	cfg := srtp.Config{Profile: profile}
+	if err := cfg.ExtractSessionKeysFromDTLS(&state, true); err != nil {
+		return err
+	}
+	if p.enc, err = srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile); err != nil {
+		return err
+	}
+	if p.dec, err = srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile,
+		srtp.SRTPReplayProtection(512), srtp.SRTCPReplayProtection(512)); err != nil {
+		return err
+	}
+	p.ready.Store(true)
+	return nil
+}
+
+// Profile is the negotiated SRTP profile.
+func (p *Peer) Profile() (dtls.SRTPProtectionProfile, bool) {
+	if p.dconn == nil {
+		return 0, false
+	}
+	return p.dconn.SelectedSRTPProtectionProfile()
+}
+
+// readLoop demultiplexes the peer's socket (RFC 7983).
+func (p *Peer) readLoop() {
+	defer p.wg.Done()
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		b := buf[:n]
+		switch c := b[0]; {
+		case c < 4:
+			select {
+			case p.stunResp <- append([]byte(nil), b...):
+			default:
+			}
+		case c >= 20 && c <= 63:
+			select {
+			case p.dtlsIn <- append([]byte(nil), b...):
+			default:
+			}
+		case c >= 128 && c <= 191 && p.ready.Load():
+			if n >= 2 && b[1] >= 192 && b[1] <= 223 {
+				out, err := p.dec.DecryptRTCP(b[:0], b, nil)
+				if err != nil {
+					p.DecryptErrors.Add(1)
+					continue
+				}
+				p.RTCPReceived.Add(1)
+				if p.opt.OnRTCP != nil {
+					p.opt.OnRTCP(out)
+				}
+				continue
+			}
+			out, err := p.dec.DecryptRTP(b[:0], b, nil)
+			if err != nil {
+				p.DecryptErrors.Add(1)
+				continue
+			}
+			p.RTPReceived.Add(1)
+			if p.opt.OnRTP != nil {
+				p.opt.OnRTP(out)
+			}
+		}
+	}
+}
+
+// signalLoop answers re-offers (with the same parameters) and records the
+// server's close.
+func (p *Peer) signalLoop() {
+	defer p.wg.Done()
+	defer close(p.sigDone)
+	for {
+		msg, err := p.Sig.ReadMessage(time.Now().Add(24 * time.Hour))
+		if err != nil {
+			var cl *sigclient.Closed
+			if errors.As(err, &cl) {
+				p.sigMu.Lock()
+				p.sigClose = cl
+				p.sigMu.Unlock()
+			}
+			return
+		}
+		var m struct {
+			Type string `json:"type"`
+			SDP  string `json:"sdp"`
+		}
+		if json.Unmarshal(msg, &m) != nil || m.Type != "re-offer" {
+			continue
+		}
+		ans, err := sigclient.Answer(m.SDP, sigclient.AnswerParams{Ufrag: p.ufrag, Pwd: p.pwd, Fingerprint: p.opt.Certificate.Fingerprint, SSRCs: p.SSRCs, CNAME: p.ufrag})
+		if err == nil {
+			_ = p.Sig.SendJSON(map[string]string{"type": "re-answer", "sdp": ans})
+		}
+	}
+}
+
+// SignalingClosed waits until the server closed the WebSocket and returns
+// its close frame (nil if the connection just dropped).
+func (p *Peer) SignalingClosed(timeout time.Duration) (*sigclient.Closed, bool) {
+	select {
+	case <-p.sigDone:
+	case <-time.After(timeout):
+		return nil, false
+	}
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	return p.sigClose, true
+}
+
+// EncryptRTP protects an RTP packet (a full marshalled packet) into dst.
+func (p *Peer) EncryptRTP(dst, pkt []byte) ([]byte, error) {
+	p.encMu.Lock()
+	defer p.encMu.Unlock()
+	return p.enc.EncryptRTP(dst, pkt, nil)
+}
+
+// EncryptRTCP protects an RTCP compound packet into dst.
+func (p *Peer) EncryptRTCP(dst, pkt []byte) ([]byte, error) {
+	p.encMu.Lock()
+	defer p.encMu.Unlock()
+	return p.enc.EncryptRTCP(dst, pkt, nil)
+}
+
+// SendRTP encrypts and sends one RTP packet to the server.
+func (p *Peer) SendRTP(pkt []byte) error {
+	out, err := p.EncryptRTP(make([]byte, 0, len(pkt)+32), pkt)
+	if err != nil {
+		return err
+	}
+	return p.WriteRaw(out)
+}
+
+// SendRTCP encrypts and sends one RTCP compound packet to the server.
+func (p *Peer) SendRTCP(pkt []byte) error {
+	out, err := p.EncryptRTCP(make([]byte, 0, len(pkt)+32), pkt)
+	if err != nil {
+		return err
+	}
+	return p.WriteRaw(out)
+}
+
+// WriteRaw sends bytes to the server as they are.
+func (p *Peer) WriteRaw(b []byte) error {
+	_, err := p.conn.WriteToUDPAddrPort(b, p.Server)
+	return err
+}
+
+// Conn is the peer's UDP socket (for batch senders; do not read from it).
+func (p *Peer) Conn() *net.UDPConn { return p.conn }
+
+// Disconnect sends Sora's disconnect and waits for the server's close.
+func (p *Peer) Disconnect(timeout time.Duration) (*sigclient.Closed, error) {
+	if err := p.Sig.SendJSON(map[string]string{"type": "disconnect", "reason": "NO-ERROR"}); err != nil {
+		return nil, err
+	}
+	cl, ok := p.SignalingClosed(timeout)
+	if !ok {
+		return nil, errors.New("loadpeer: no close after disconnect")
+	}
+	return cl, nil
+}
+
+// Close drops everything without saying goodbye.
+func (p *Peer) Close() {
+	p.once.Do(func() {
+		close(p.closed)
+		if p.dconn != nil {
+			p.dconn.Close()
+		}
+		if p.conn != nil {
+			p.conn.Close()
+		}
+		if p.Sig != nil {
+			p.Sig.Close()
+		}
+	})
+	p.wg.Wait()
+}
+
+// adapter feeds pion/dtls from the peer's reader.
+type adapter struct {
+	p  *Peer
+	rd *deadline.Deadline
+}
+
+func (a *adapter) ReadFrom(b []byte) (int, net.Addr, error) {
+	select {
+	case d := <-a.p.dtlsIn:
+		return copy(b, d), net.UDPAddrFromAddrPort(a.p.Server), nil
+	case <-a.rd.Done():
+		return 0, nil, os.ErrDeadlineExceeded
+	case <-a.p.closed:
+		return 0, nil, net.ErrClosed
+	}
+}
+
+func (a *adapter) WriteTo(b []byte, _ net.Addr) (int, error) {
+	return a.p.conn.WriteToUDPAddrPort(b, a.p.Server)
+}
+func (a *adapter) Close() error                       { return nil }
+func (a *adapter) LocalAddr() net.Addr                { return net.UDPAddrFromAddrPort(a.p.local) }
+func (a *adapter) SetDeadline(t time.Time) error      { a.rd.Set(t); return nil }
+func (a *adapter) SetReadDeadline(t time.Time) error  { a.rd.Set(t); return nil }
+func (a *adapter) SetWriteDeadline(_ time.Time) error { return nil }
