@@ -99,8 +99,14 @@ func New(cfg Config) (*Engine, error) {
 }
 
 // NewWithIO starts an engine on sockets that are already bound (all to the
-// same address), for alternative backends and tests.
+// same address), for alternative backends.
 func NewWithIO(cfg Config, ios []PacketIO) (*Engine, error) {
+	return newEngine(cfg, ios, true)
+}
+
+// newEngine builds an engine; without loops, its shards are driven by the
+// caller (tests and benchmarks call handle and flush themselves).
+func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 	if len(ios) == 0 {
 		return nil, errors.New("rtpcore: no socket")
 	}
@@ -113,11 +119,15 @@ func NewWithIO(cfg Config, ios []PacketIO) (*Engine, error) {
 	for i, io := range ios {
 		s := newShard(e, i, io)
 		e.shards = append(e.shards, s)
-		e.wg.Add(1)
-		go s.run()
+		if loops {
+			e.wg.Add(1)
+			go s.run()
+		}
 	}
-	e.wg.Add(1)
-	go e.janitor()
+	if loops {
+		e.wg.Add(1)
+		go e.janitor()
+	}
 	return e, nil
 }
 
