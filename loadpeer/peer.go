@@ -55,6 +55,13 @@ type Options struct {
 	ConsentInterval time.Duration
 	// Timeout bounds signaling, ICE and DTLS (default 10 s).
 	Timeout time.Duration
+	// AcceptDuplicates turns off SRTP replay protection on receive, so a
+	// test can see a packet arrive twice (a NACK for a packet that was not
+	// really lost).
+	AcceptDuplicates bool
+	// AnswerFingerprint, if set, is put in the answer instead of the
+	// certificate's real fingerprint (to test that the server checks it).
+	AnswerFingerprint string
 }
 
 // Peer is one connected client.
@@ -90,6 +97,7 @@ type Peer struct {
 	sigMu    sync.Mutex
 	sigClose *sigclient.Closed
 	sigDone  chan struct{}
+	reoffers []string
 }
 
 // Errors of a peer.
@@ -150,7 +158,7 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 		return fail(err)
 	}
 	p.local, _ = netip.ParseAddrPort(p.conn.LocalAddr().String())
-	answer, err := sigclient.Answer(p.Offer.SDP, sigclient.AnswerParams{Ufrag: p.ufrag, Pwd: p.pwd, Fingerprint: opt.Certificate.Fingerprint, SSRCs: p.SSRCs, CNAME: p.ufrag})
+	answer, err := sigclient.Answer(p.Offer.SDP, p.answerParams())
 	if err != nil {
 		return fail(err)
 	}
@@ -169,6 +177,14 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 	p.wg.Add(1)
 	go p.consentLoop()
 	return p, nil
+}
+
+func (p *Peer) answerParams() sigclient.AnswerParams {
+	fp := p.opt.Certificate.Fingerprint
+	if p.opt.AnswerFingerprint != "" {
+		fp = p.opt.AnswerFingerprint
+	}
+	return sigclient.AnswerParams{Ufrag: p.ufrag, Pwd: p.pwd, Fingerprint: fp, SSRCs: p.SSRCs, CNAME: p.ufrag}
 }
 
 // readOffer takes the server's ICE credentials, fingerprint and candidate.
@@ -309,8 +325,11 @@ func (p *Peer) handshake(ctx context.Context) error {
 	if p.enc, err = srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile); err != nil {
 		return err
 	}
-	if p.dec, err = srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile,
-		srtp.SRTPReplayProtection(512), srtp.SRTCPReplayProtection(512)); err != nil {
+	replay := []srtp.ContextOption{srtp.SRTPReplayProtection(512), srtp.SRTCPReplayProtection(512)}
+	if p.opt.AcceptDuplicates {
+		replay = nil
+	}
+	if p.dec, err = srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile, replay...); err != nil {
 		return err
 	}
 	p.ready.Store(true)
@@ -395,10 +414,28 @@ func (p *Peer) signalLoop() {
 		if json.Unmarshal(msg, &m) != nil || m.Type != "re-offer" {
 			continue
 		}
-		ans, err := sigclient.Answer(m.SDP, sigclient.AnswerParams{Ufrag: p.ufrag, Pwd: p.pwd, Fingerprint: p.opt.Certificate.Fingerprint, SSRCs: p.SSRCs, CNAME: p.ufrag})
+		p.sigMu.Lock()
+		p.reoffers = append(p.reoffers, m.SDP)
+		p.sigMu.Unlock()
+		ans, err := sigclient.Answer(m.SDP, p.answerParams())
 		if err == nil {
 			_ = p.Sig.SendJSON(map[string]string{"type": "re-answer", "sdp": ans})
 		}
+	}
+}
+
+// ReOffers returns the SDPs of the re-offers received so far.
+func (p *Peer) ReOffers() []string {
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	return append([]string(nil), p.reoffers...)
+}
+
+// StopMedia closes the peer's UDP socket and keeps signaling open, as a
+// client whose network vanished would.
+func (p *Peer) StopMedia() {
+	if p.conn != nil {
+		p.conn.Close()
 	}
 }
 

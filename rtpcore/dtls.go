@@ -125,8 +125,9 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 		return // closed meanwhile
 	}
 	t.lastRecv.Store(time.Now().UnixNano())
+	// This transport can now receive its subscriptions: each needs a key frame.
 	for _, pt := range *t.sources.Load() {
-		pt.requestKeyFrame(nil)
+		pt.wantKey.Store(true)
 	}
 	if t.ev != nil {
 		t.ev.Connected()

@@ -33,6 +33,9 @@ func (s *shard) handleRTP(t *Transport, b []byte) {
 	s.stats.ReceivedRTP.Add(1)
 	if pt.cache != nil {
 		pt.cache.Store(seq, plain)
+		if pt.wantKey.Load() && pt.requestKeyFrame(s) {
+			pt.wantKey.Store(false)
+		}
 	}
 	for _, d := range *pt.downs.Load() {
 		s.sendRTP(d, plain)

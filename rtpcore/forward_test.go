@@ -3,6 +3,7 @@ package rtpcore
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -30,20 +31,26 @@ func TestForwardDecryptsOnceEncryptsPerSubscriber(t *testing.T) {
 			// recording shard: take the batch before the flush.
 			buf := append(make([]byte, 0, bufSize), in...)
 			s.handleRTP(f.pub, buf)
-			if s.sb.Len() != 3 {
-				t.Fatalf("%d datagrams queued, want 3", s.sb.Len())
+			// The PLI asking the publisher for a key frame for the new
+			// subscribers, then three forwards.
+			if s.sb.Len() != 4 || s.sb.to[0] != netip.MustParseAddrPort("127.0.0.1:9") {
+				t.Fatalf("%d datagrams queued, want a PLI to the publisher and 3 forwards", s.sb.Len())
+			}
+			pli, err := f.pubOut.context(t, prof.p).DecryptRTCP(nil, s.sb.slots[0][:s.sb.lens[0]], nil)
+			if err != nil || pli[1] != 206 || pli[0]&0x1f != 1 {
+				t.Fatalf("not a PLI: % x %v", pli, err)
 			}
 			for i := range 3 {
 				dec := f.subKeys[i].context(t, prof.p)
-				got, err := dec.DecryptRTP(nil, s.sb.slots[i][:s.sb.lens[i]], nil)
+				got, err := dec.DecryptRTP(nil, s.sb.slots[i+1][:s.sb.lens[i+1]], nil)
 				if err != nil {
 					t.Fatalf("subscriber %d cannot decrypt: %v", i, err)
 				}
 				if !bytes.Equal(got, raw) {
 					t.Fatalf("subscriber %d got a different packet", i)
 				}
-				if s.sb.to[i] != f.sinks.addrs[i] {
-					t.Fatalf("subscriber %d sent to %v", i, s.sb.to[i])
+				if s.sb.to[i+1] != f.sinks.addrs[i] {
+					t.Fatalf("subscriber %d sent to %v", i, s.sb.to[i+1])
 				}
 			}
 			s.sb.reset()

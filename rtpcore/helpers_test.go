@@ -209,6 +209,7 @@ type fanout struct {
 	// pubKeys encrypt what the publisher sends; subKeys decrypt what each
 	// subscriber gets.
 	pubKeys keys
+	pubOut  keys
 	subKeys []keys
 	prof    srtp.ProtectionProfile
 	ssrc    uint32
@@ -217,8 +218,8 @@ type fanout struct {
 func newFanout(tb testing.TB, p srtp.ProtectionProfile, n int) *fanout {
 	tb.Helper()
 	f := &fanout{e: testEngine(tb), sinks: newSinks(tb, n), prof: p, ssrc: 0x1234}
-	f.pubKeys = newKeys(tb, p)
-	f.pub = readyTransport(tb, f.e, p, f.pubKeys, newKeys(tb, p), netip.MustParseAddrPort("127.0.0.1:9"))
+	f.pubKeys, f.pubOut = newKeys(tb, p), newKeys(tb, p)
+	f.pub = readyTransport(tb, f.e, p, f.pubKeys, f.pubOut, netip.MustParseAddrPort("127.0.0.1:9"))
 	tr := media.Track{Kind: media.Video, SSRC: f.ssrc, PayloadType: 96, ClockRate: 90000}
 	f.pub.Publish([]media.Track{tr})
 	for i := range n {

@@ -159,17 +159,17 @@ func (s *shard) sendRTCP(d *Transport, build func([]byte) []byte) bool {
 }
 
 // requestKeyFrame sends a PLI for the track to its publisher, at most once
-// per pliInterval. On a receive loop (s != nil) the PLI joins the loop's
-// batch; elsewhere it is written at once.
-func (pt *pubTrack) requestKeyFrame(s *shard) {
+// per pliInterval, and reports whether it did. On a receive loop (s != nil)
+// the PLI joins the loop's batch; elsewhere it is written at once.
+func (pt *pubTrack) requestKeyFrame(s *shard) bool {
 	owner := pt.owner
 	if pt.Kind != media.Video || !owner.ready.Load() {
-		return
+		return false
 	}
 	now := time.Now().UnixNano()
 	last := pt.lastPLI.Load()
 	if now-last < pliInterval.Nanoseconds() || !pt.lastPLI.CompareAndSwap(last, now) {
-		return
+		return false
 	}
 	build := func(b []byte) []byte {
 		b = append(b, 0x80|fmtPLI, rtcpPSFB, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -177,17 +177,18 @@ func (pt *pubTrack) requestKeyFrame(s *shard) {
 		binary.BigEndian.PutUint32(b[8:12], pt.SSRC)
 		return b
 	}
-	var sent bool
 	if s != nil {
-		sent = s.sendRTCP(owner, build)
-		if sent {
+		if s.sendRTCP(owner, build) {
 			s.stats.PLIsSent.Add(1)
+			return true
 		}
-		return
+		return false
 	}
 	if owner.writeRTCP(build) {
 		owner.e.stats.PLIsSent.Add(1)
+		return true
 	}
+	return false
 }
 
 // writeRTCP encrypts and writes one RTCP packet at once, off the receive

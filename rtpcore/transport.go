@@ -198,9 +198,7 @@ func (t *Transport) Subscribe(src media.Transport, tracks []media.Track) {
 			t.sources.Store(&next)
 		}
 		t.subMu.Unlock()
-		if t.ready.Load() {
-			pt.requestKeyFrame(nil)
-		}
+		pt.wantKey.Store(true)
 	}
 }
 
@@ -308,6 +306,11 @@ type pubTrack struct {
 	downs   atomic.Pointer[[]*Transport]
 	cache   *packetcache.Cache
 	lastPLI atomic.Int64
+	// wantKey asks for a key frame on the next packet of the track: set
+	// when a subscriber is added or becomes ready. Sending the PLI from the
+	// packet path means the publisher is sending, so it has its keys and
+	// will not drop our SRTCP.
+	wantKey atomic.Bool
 	rx      rxStats // guarded by owner.rmu
 }
 
