@@ -1,0 +1,96 @@
+package node
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/sigclient"
+)
+
+// readReOffer reads messages until a re-offer arrives.
+func readReOffer(t *testing.T, c *sigclient.Client, d time.Duration) (string, bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		msg, err := c.ReadMessage(deadline)
+		if err != nil {
+			return "", false
+		}
+		var m struct{ Type, SDP string }
+		_ = json.Unmarshal(msg, &m)
+		if m.Type == "re-offer" {
+			return m.SDP, true
+		}
+	}
+}
+
+// TestReOffersCoalesced: one re-offer is in flight per connection; changes
+// while it is unanswered go into the next one.
+func TestReOffersCoalesced(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.SignalingNotify = false })
+	sub, _ := join(t, n, "co", "recvonly") // signaling only: answers what we make it answer
+	_, p1 := join(t, n, "co", "sendonly")
+	first, ok := readReOffer(t, sub, 5*time.Second)
+	if !ok || !strings.Contains(first, p1.ConnectionID) {
+		t.Fatalf("first re-offer missing or without publisher 1: %v", ok)
+	}
+	_, p2 := join(t, n, "co", "sendonly")
+	_, p3 := join(t, n, "co", "sendonly")
+	if _, ok := readReOffer(t, sub, 300*time.Millisecond); ok {
+		t.Fatal("a second re-offer was sent before the first was answered")
+	}
+	ans, err := sigclient.Answer(first, sigclient.AnswerParams{Ufrag: "tufr", Pwd: "0123456789abcdef0123456789", Fingerprint: testFingerprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.SendJSON(map[string]string{"type": "re-answer", "sdp": ans}); err != nil {
+		t.Fatal(err)
+	}
+	next, ok := readReOffer(t, sub, 5*time.Second)
+	if !ok || !strings.Contains(next, p2.ConnectionID) || !strings.Contains(next, p3.ConnectionID) || !strings.Contains(next, p1.ConnectionID) {
+		t.Fatalf("the coalesced re-offer does not carry all three publishers")
+	}
+	_, _, raw := apiCall(t, n, "Sora_20171010.GetStatsReport", "")
+	var s struct {
+		ReOffers int `json:"total_re_offers"`
+	}
+	_ = json.Unmarshal(raw, &s)
+	if s.ReOffers != 2 {
+		t.Fatalf("total_re_offers = %d, want 2", s.ReOffers)
+	}
+}
+
+// TestMediaCallsLeakNothing: calls with ICE, DTLS and SRTP come and go; the
+// goroutines (DTLS's included) and transports return to the baseline.
+func TestMediaCallsLeakNothing(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = 10 * time.Second })
+	// One call first, so lazily started goroutines exist before the baseline.
+	warm := dialPeer(t, n, "warm", "sendrecv", nil)
+	warm.Disconnect(5 * time.Second)
+	warm.Close()
+	waitFor(t, "warm-up gone", 5*time.Second, func() bool { return n.Media().Stats().Transports == 0 })
+	base := goroutineBaseline()
+	for round := range 3 {
+		var peers []*loadpeer.Peer
+		for i := range 6 {
+			role := []string{"sendrecv", "recvonly", "sendonly"}[i%3]
+			peers = append(peers, dialPeer(t, n, "leak-"+string(rune('a'+round)), role, nil))
+		}
+		for i, p := range peers {
+			if i%2 == 0 {
+				if _, err := p.Disconnect(5 * time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p.Close() // the others vanish without a goodbye
+		}
+		waitFor(t, "every transport closed", 15*time.Second, func() bool {
+			return n.Media().Stats().Transports == 0 && n.hub.Connections() == 0
+		})
+	}
+	checkGoroutines(t, base, n)
+}
