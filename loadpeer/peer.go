@@ -15,7 +15,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,9 +24,9 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
-	"github.com/pion/transport/v5/deadline"
 
 	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/chanconn"
 	"github.com/hayate-sfu/hayate/ids"
 	"github.com/hayate-sfu/hayate/sigclient"
 )
@@ -293,7 +292,8 @@ func (p *Peer) consentLoop() {
 
 // handshake runs DTLS as client and installs the SRTP contexts.
 func (p *Peer) handshake(ctx context.Context) error {
-	a := &adapter{p: p, rd: deadline.New()}
+	a := chanconn.New(p.dtlsIn, p.closed, p.local, func() (netip.AddrPort, bool) { return p.Server, true },
+		func(b []byte, to netip.AddrPort) error { _, err := p.conn.WriteToUDPAddrPort(b, to); return err })
 	c, err := dtls.ClientWithOptions(a, net.UDPAddrFromAddrPort(p.Server),
 		dtls.WithCertificates(p.opt.Certificate.TLS),
 		dtls.WithSRTPProtectionProfiles(p.opt.Profiles...),
@@ -521,29 +521,3 @@ func (p *Peer) Close() {
 	})
 	p.wg.Wait()
 }
-
-// adapter feeds pion/dtls from the peer's reader.
-type adapter struct {
-	p  *Peer
-	rd *deadline.Deadline
-}
-
-func (a *adapter) ReadFrom(b []byte) (int, net.Addr, error) {
-	select {
-	case d := <-a.p.dtlsIn:
-		return copy(b, d), net.UDPAddrFromAddrPort(a.p.Server), nil
-	case <-a.rd.Done():
-		return 0, nil, os.ErrDeadlineExceeded
-	case <-a.p.closed:
-		return 0, nil, net.ErrClosed
-	}
-}
-
-func (a *adapter) WriteTo(b []byte, _ net.Addr) (int, error) {
-	return a.p.conn.WriteToUDPAddrPort(b, a.p.Server)
-}
-func (a *adapter) Close() error                       { return nil }
-func (a *adapter) LocalAddr() net.Addr                { return net.UDPAddrFromAddrPort(a.p.local) }
-func (a *adapter) SetDeadline(t time.Time) error      { a.rd.Set(t); return nil }
-func (a *adapter) SetReadDeadline(t time.Time) error  { a.rd.Set(t); return nil }
-func (a *adapter) SetWriteDeadline(_ time.Time) error { return nil }

@@ -7,15 +7,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/srtp/v3"
-	"github.com/pion/transport/v5/deadline"
 
 	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/chanconn"
 )
 
 // DTLS over the receive loops: the loop hands DTLS datagrams (first byte 20
@@ -62,7 +61,13 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 		case <-ctx.Done():
 		}
 	}()
-	ad := &dtlsAdapter{t: t, rd: deadline.New()}
+	ad := chanconn.New(t.dtlsIn, t.closed, t.e.addr, t.remote, func(p []byte, to netip.AddrPort) error {
+		io := t.io.Load()
+		if io == nil {
+			return net.ErrClosed
+		}
+		return (*io).WriteTo(p, to)
+	})
 	opts := []dtls.Option{
 		dtls.WithCertificates(t.e.cfg.Certificate),
 		// The server's order wins (RFC 5764 §4.1.1): AES-GCM costs a fifth
@@ -198,40 +203,3 @@ func (t *Transport) installKeys(conn *dtls.Conn, asClient bool) error {
 
 // Profile returns the negotiated SRTP protection profile (0 before DTLS).
 func (t *Transport) Profile() srtp.ProtectionProfile { return srtp.ProtectionProfile(t.profile.Load()) }
-
-// dtlsAdapter is the net.PacketConn pion/dtls runs on: reads come from the
-// receive loop, writes go to the transport's current remote address.
-type dtlsAdapter struct {
-	t  *Transport
-	rd *deadline.Deadline
-}
-
-func (a *dtlsAdapter) ReadFrom(p []byte) (int, net.Addr, error) {
-	select {
-	case b := <-a.t.dtlsIn:
-		addr, _ := a.t.remote()
-		return copy(p, b), net.UDPAddrFromAddrPort(addr), nil
-	case <-a.rd.Done():
-		return 0, nil, os.ErrDeadlineExceeded
-	case <-a.t.closed:
-		return 0, nil, net.ErrClosed
-	}
-}
-
-func (a *dtlsAdapter) WriteTo(p []byte, _ net.Addr) (int, error) {
-	addr, ok := a.t.remote()
-	io := a.t.io.Load()
-	if !ok || io == nil {
-		return 0, net.ErrClosed
-	}
-	if err := (*io).WriteTo(p, addr); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (a *dtlsAdapter) Close() error                       { return nil }
-func (a *dtlsAdapter) LocalAddr() net.Addr                { return net.UDPAddrFromAddrPort(a.t.e.addr) }
-func (a *dtlsAdapter) SetDeadline(d time.Time) error      { a.rd.Set(d); return nil }
-func (a *dtlsAdapter) SetReadDeadline(d time.Time) error  { a.rd.Set(d); return nil }
-func (a *dtlsAdapter) SetWriteDeadline(_ time.Time) error { return nil }
