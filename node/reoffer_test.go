@@ -94,3 +94,38 @@ func TestMediaCallsLeakNothing(t *testing.T) {
 	}
 	checkGoroutines(t, base, n)
 }
+
+// TestSameBundleNoMedia: connections with one bundle_id get no media of
+// each other (Sora's bundle_id), and a publisher never gets its own tracks.
+func TestSameBundleNoMedia(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.SignalingBundleID = true; c.SignalingNotify = false })
+	bundled := func(role string) (*sigclient.Client, *sigclient.Offer) {
+		c := dial(t, n)
+		m := connectMsg("bundle", role)
+		m["bundle_id"] = "same-device"
+		o, err := c.Connect(m, soon())
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer(t, c, o)
+		return c, o
+	}
+	_, pub := bundled("sendrecv")
+	sub, subOffer := bundled("recvonly")
+	_, other := join(t, n, "bundle", "sendonly") // another bundle: its tracks go to both
+	ro, ok := readReOffer(t, sub, 5*time.Second)
+	if !ok {
+		t.Fatal("no re-offer for the other publisher")
+	}
+	for _, sdp := range []string{subOffer.SDP, ro} {
+		if strings.Contains(sdp, pub.ConnectionID) {
+			t.Fatal("a connection was offered the tracks of its own bundle")
+		}
+	}
+	if !strings.Contains(ro, other.ConnectionID) {
+		t.Fatal("the other bundle's tracks were not offered")
+	}
+	if strings.Contains(pub.SDP, pub.ConnectionID) {
+		t.Fatal("a publisher was offered its own tracks")
+	}
+}
