@@ -68,8 +68,9 @@ type Config struct {
 	MediaSockets                    int
 	ICEConnectionStateFailedTimeout time.Duration
 
-	// Logging.
-	LogLevel string
+	// Logging and debugging.
+	LogLevel   string
+	DebugPprof bool
 }
 
 // Default returns the built-in defaults: a node serving on loopback, usable
@@ -151,6 +152,7 @@ func (c *Config) keys() []key {
 		intKey("media_sockets", "SO_REUSEPORT sockets on media_port, each read by one goroutine; default GOMAXPROCS", &c.MediaSockets),
 		durationKey("ice_connection_state_failed_timeout", "close a connection (4408 ICE-CONNECTION-STATE-FAILED) whose peer sent nothing for this long, or whose ICE and DTLS are not up this long after its answer", &c.ICEConnectionStateFailedTimeout),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
+		boolKey("debug_pprof", "serve Go's pprof profiles at /debug/pprof/ on the API port (keep the API on loopback)", &c.DebugPprof),
 	}
 }
 

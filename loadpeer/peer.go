@@ -9,6 +9,7 @@ package loadpeer
 import (
 	"context"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +59,11 @@ type Options struct {
 	// test can see a packet arrive twice (a NACK for a packet that was not
 	// really lost).
 	AcceptDuplicates bool
+	// Detach stops the peer's own reader once SRTP is up: the caller then
+	// reads the socket itself (Conn, DecryptRTP), for example with recvmmsg
+	// across many peers. STUN consent answers are then not read (they need
+	// not be).
+	Detach bool
 	// AnswerFingerprint, if set, is put in the answer instead of the
 	// certificate's real fingerprint (to test that the server checks it).
 	AnswerFingerprint string
@@ -86,10 +92,12 @@ type Peer struct {
 	enc      *srtp.Context
 	dec      *srtp.Context
 	ready    atomic.Bool
+	detach   atomic.Bool
 
 	// Counters of the reader.
 	RTPReceived, RTCPReceived, DecryptErrors atomic.Uint64
 
+	detached chan struct{}
 	closed   chan struct{}
 	once     sync.Once
 	wg       sync.WaitGroup
@@ -129,6 +137,7 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 	p := &Peer{
 		opt: opt, ufrag: ids.ICE(8), pwd: ids.ICE(24), tieBreaker: rand.Uint64(), SSRCs: map[string]uint32{},
 		dtlsIn: make(chan []byte, 64), stunResp: make(chan []byte, 8), closed: make(chan struct{}), sigDone: make(chan struct{}),
+		detached: make(chan struct{}),
 	}
 	for k, v := range opt.SSRCs {
 		p.SSRCs[k] = v
@@ -175,6 +184,12 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 	}
 	p.wg.Add(1)
 	go p.consentLoop()
+	if opt.Detach {
+		p.detach.Store(true)
+		p.conn.SetReadDeadline(time.Now())
+		<-p.detached
+		p.conn.SetReadDeadline(time.Time{})
+	}
 	return p, nil
 }
 
@@ -196,9 +211,17 @@ func (p *Peer) readOffer(text string) error {
 		return errors.New("loadpeer: offer without sections")
 	}
 	md := s.MediaDescriptions[0]
-	p.serverUfrag, _ = md.Attribute("ice-ufrag")
-	p.serverPwd, _ = md.Attribute("ice-pwd")
-	fp, _ := md.Attribute("fingerprint")
+	// Media-level attributes win; offers may put them at session level.
+	attr := func(k string) string {
+		if v, ok := md.Attribute(k); ok {
+			return v
+		}
+		v, _ := s.Attribute(k)
+		return v
+	}
+	p.serverUfrag = attr("ice-ufrag")
+	p.serverPwd = attr("ice-pwd")
+	fp := attr("fingerprint")
 	p.serverFP = strings.TrimPrefix(fp, "sha-256 ")
 	c, _ := md.Attribute("candidate")
 	f := strings.Fields(c)
@@ -284,6 +307,13 @@ func (p *Peer) consentLoop() {
 		select {
 		case <-t.C:
 			_, _ = p.conn.WriteToUDPAddrPort(p.BindingRequest(p.serverPwd, false), p.Server)
+			// An empty receiver report, as RTCP is sent even without media
+			// (RFC 3550 §6.2); it also tells the server our DTLS is done.
+			if p.ready.Load() {
+				rr := []byte{0x80, 201, 0, 1, 0, 0, 0, 0}
+				binary.BigEndian.PutUint32(rr[4:], p.SSRCs["audio"])
+				_ = p.SendRTCP(rr)
+			}
 		case <-p.closed:
 			return
 		}
@@ -350,6 +380,10 @@ func (p *Peer) readLoop() {
 	buf := make([]byte, 2048)
 	for {
 		n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+		if p.detach.Load() {
+			close(p.detached)
+			return
+		}
 		if err != nil {
 			return
 		}
@@ -451,6 +485,10 @@ func (p *Peer) SignalingClosed(timeout time.Duration) (*sigclient.Closed, bool) 
 	defer p.sigMu.Unlock()
 	return p.sigClose, true
 }
+
+// DecryptRTP opens an SRTP packet from the server into dst. With Detach,
+// the caller's reader is the only user of the decrypt context.
+func (p *Peer) DecryptRTP(dst, pkt []byte) ([]byte, error) { return p.dec.DecryptRTP(dst, pkt, nil) }
 
 // EncryptRTP protects an RTP packet (a full marshalled packet) into dst.
 func (p *Peer) EncryptRTP(dst, pkt []byte) ([]byte, error) {

@@ -196,6 +196,9 @@ func TestAPIConnections(t *testing.T) {
 			t.Errorf("GetStatsReport %s = %v, want %v", k, stats[k], want)
 		}
 	}
+	if rt, _ := stats["runtime"].(map[string]any); rt == nil || rt["goroutines"].(float64) < 1 || rt["total_mallocs"].(float64) < 1 {
+		t.Errorf("runtime section: %v", stats["runtime"])
+	}
 	if _, ok := stats["refused_connections"].(map[string]any)["BLOCKED-NEW-SESSION"]; !ok {
 		t.Errorf("no refusal counters: %s", raw)
 	}

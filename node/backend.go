@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"runtime"
 
 	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/rtpcore"
@@ -68,7 +69,31 @@ type StatsReport struct {
 	ReOffers        uint64      `json:"total_re_offers"`
 	Error           ErrorCounts `json:"error"`
 
-	Media rtpcore.StatsSnapshot `json:"media"`
+	Media   rtpcore.StatsSnapshot `json:"media"`
+	Runtime RuntimeStats          `json:"runtime"`
+}
+
+// RuntimeStats are the Go runtime's numbers, for load tests (allocations
+// per forwarded packet) and for operators (goroutines, heap).
+type RuntimeStats struct {
+	Goroutines   int    `json:"goroutines"`
+	HeapAlloc    uint64 `json:"heap_alloc_bytes"`
+	HeapInuse    uint64 `json:"heap_inuse_bytes"`
+	StackInuse   uint64 `json:"stack_inuse_bytes"`
+	Sys          uint64 `json:"sys_bytes"`
+	Mallocs      uint64 `json:"total_mallocs"`
+	Frees        uint64 `json:"total_frees"`
+	NumGC        uint32 `json:"num_gc"`
+	PauseTotalNs uint64 `json:"gc_pause_total_ns"`
+}
+
+func runtimeStats() RuntimeStats {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return RuntimeStats{
+		Goroutines: runtime.NumGoroutine(), HeapAlloc: m.HeapAlloc, HeapInuse: m.HeapInuse, StackInuse: m.StackInuse, Sys: m.Sys,
+		Mallocs: m.Mallocs, Frees: m.Frees, NumGC: m.NumGC, PauseTotalNs: m.PauseTotalNs,
+	}
 }
 
 // ErrorCounts is GetStatsReport's error object.
@@ -89,7 +114,7 @@ func (n *Node) StatsReport() any {
 		AuthAllowed: n.auth.Allowed.Load(), AuthDenied: n.auth.Denied.Load(),
 		AuthSuccessful: n.auth.Counters.Successful.Load(), AuthFailed: n.auth.Counters.Failed.Load(),
 		IgnoredMessages: s.IgnoredMessages.Load(), ReOffers: s.ReOffers.Load(),
-		Media: n.media.Stats(),
+		Media: n.media.Stats(), Runtime: runtimeStats(),
 		Error: ErrorCounts{SignalingError: s.SignalingErrors.Load()},
 	}
 	r.SessionHookSuccessful, r.SessionHookFailed, r.SessionHookIgnored = counters(&n.sessionQ.Counters)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -91,7 +92,15 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		IgnoreSessionVanished: cfg.IgnoreSessionVanishedWebhook,
 	}
 	n.hub = signal.NewHub(set, n.word, n.media, signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}, log)
-	api := control.New(n, cfg.APICORSOrigin, log)
+	var api http.Handler = control.New(n, cfg.APICORSOrigin, log)
+	if cfg.DebugPprof {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/", api)
+		api = mux
+	}
 	n.sigSrv = &http.Server{Handler: n.hub, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	n.apiSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -111,6 +120,7 @@ func listenTCP(loopbackOnly bool, port int) (net.Listener, error) {
 
 // Start serves signaling and the API and logs the ports on one line
 // ("hayate ready signaling=... api=... media=...") for scripts and tests.
+// The line is written at every log_level.
 func (n *Node) Start() {
 	for _, s := range []struct {
 		srv *http.Server
@@ -124,9 +134,12 @@ func (n *Node) Start() {
 			}
 		}()
 	}
-	n.log.Info("hayate ready", "signaling", n.SignalingAddr().String(), "api", n.APIAddr().String(),
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "hayate ready", 0)
+	r.Add("signaling", n.SignalingAddr().String(), "api", n.APIAddr().String(),
 		"media", n.MediaAddr().String(), "mode", n.word.Load().String(), "version", Version,
 		"fingerprint", n.cert.Fingerprint)
+	// Straight to the handler: the level filter does not apply to this line.
+	_ = n.log.Handler().Handle(context.Background(), r)
 }
 
 // SignalingAddr is the bound signaling address.

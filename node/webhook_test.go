@@ -107,6 +107,7 @@ func TestSessionAndEventWebhooks(t *testing.T) {
 	sess, ev := newHookReceiver(t), newHookReceiver(t)
 	n := startNode(t, func(c *config.Config) { c.SessionWebhookURL, c.EventWebhookURL = sess.url(), ev.url() })
 	a, oa := join(t, n, "room", "sendrecv")
+	waitFor(t, "A's connection.created", 5*time.Second, func() bool { return ev.count("connection.created") == 1 })
 	b, ob := join(t, n, "room", "recvonly")
 	waitFor(t, "two connection.created", 5*time.Second, func() bool { return ev.count("connection.created") == 2 })
 	if _, err := b.Disconnect(soon()); err != nil {

@@ -29,6 +29,10 @@ var errFingerprint = errors.New("rtpcore: DTLS certificate does not match a=fing
 // deliverDTLS hands one DTLS datagram from an ICE-checked address to the
 // transport, starting its handshake on the first.
 func (t *Transport) deliverDTLS(s *shard, from netip.AddrPort, b []byte) {
+	if t.dtlsDone.Load() {
+		s.stats.DropDTLSAfterHandshake.Add(1)
+		return
+	}
 	t.dtlsPeer.Store(&from)
 	t.io.Store(&s.io)
 	t.dtlsOnce.Do(func() { go t.handshake(from, false) })
@@ -61,7 +65,7 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 		case <-ctx.Done():
 		}
 	}()
-	ad := chanconn.New(t.dtlsIn, t.closed, t.e.addr, t.remote, func(p []byte, to netip.AddrPort) error {
+	ad := chanconn.New(t.dtlsIn, t.dtlsStop, t.e.addr, t.remote, func(p []byte, to netip.AddrPort) error {
 		io := t.io.Load()
 		if io == nil {
 			return net.ErrClosed
@@ -129,6 +133,11 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	if !t.state.CompareAndSwap(stStarted, stConnected) {
 		return // closed meanwhile
 	}
+	if asClient {
+		// The server (the peer) finished before it sent its last flight,
+		// which completed ours: nothing of DTLS is needed any more.
+		t.releaseDTLS()
+	}
 	t.lastRecv.Store(time.Now().UnixNano())
 	// This transport can now receive its subscriptions: each needs a key frame.
 	for _, pt := range *t.sources.Load() {
@@ -137,6 +146,27 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	if t.ev != nil {
 		t.ev.Connected()
 	}
+}
+
+// releaseDTLS ends pion's DTLS goroutines (its record reader, handshake
+// state machine and context watcher, and the 8 KiB read buffer the reader
+// holds) once the peer has provably finished its handshake: as DTLS client
+// at once; as DTLS server on the peer's first authenticated SRTP or SRTCP
+// packet, which it can only send after receiving our last flight. Until
+// then pion stays to answer retransmissions. The reader ends on
+// net.ErrClosed from the adapter, which pion takes as the end of the
+// transport without sending any alert; SRTP keys are already exported.
+// Idle connections are the reason: about 30 KiB each. Close then sends no
+// close_notify; the peer learns of the end from signaling and ICE consent.
+func (t *Transport) releaseDTLS() {
+	if t.dtlsDone.Swap(true) {
+		return
+	}
+	t.dtlsStopOnce.Do(func() { close(t.dtlsStop) })
+	t.connMu.Lock()
+	t.dtlsConn = nil
+	t.connMu.Unlock()
+	t.e.stats.DTLSReleased.Add(1)
 }
 
 // verifyFingerprint compares the client's certificate with the answer's

@@ -31,6 +31,7 @@ func TestForwardDecryptsOnceEncryptsPerSubscriber(t *testing.T) {
 			// recording shard: take the batch before the flush.
 			buf := append(make([]byte, 0, bufSize), in...)
 			s.handleRTP(f.pub, buf)
+			s.forwardPending()
 			// The PLI asking the publisher for a key frame for the new
 			// subscribers, then three forwards.
 			if s.sb.Len() != 4 || s.sb.to[0] != netip.MustParseAddrPort("127.0.0.1:9") {
@@ -57,6 +58,7 @@ func TestForwardDecryptsOnceEncryptsPerSubscriber(t *testing.T) {
 			// A replay of the same packet is dropped, not forwarded.
 			buf = append(buf[:0], in...)
 			s.handleRTP(f.pub, buf)
+			s.forwardPending()
 			if s.sb.Len() != 0 || s.stats.DropSRTPReplay.Load() != 1 {
 				t.Fatalf("replay forwarded (%d) or not counted", s.sb.Len())
 			}
@@ -174,4 +176,31 @@ func BenchmarkForwardFloor(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestForwardGroupsBySubscriber: the packets of one receive batch go out
+// subscriber by subscriber, so one subscriber's frame is contiguous (and
+// leaves as one GSO send).
+func TestForwardGroupsBySubscriber(t *testing.T) {
+	f := newFanout(t, srtp.ProtectionProfileAeadAes128Gcm, 3)
+	s := f.e.shards[0]
+	from := f.pubAddr(s)
+	stream := encryptedStream(t, f.pubKeys.context(t, f.prof), f.ssrc, 96, 1100, 4)
+	bufs := make([][]byte, 4)
+	for i := range bufs {
+		bufs[i] = append(make([]byte, 0, bufSize), stream[i]...)
+		s.handle(bufs[i], from)
+	}
+	s.forwardPending()
+	// Skip the PLI, then 4 datagrams to sink 0, 4 to sink 1, 4 to sink 2.
+	got := s.sb.to[1:s.sb.Len()]
+	if len(got) != 12 {
+		t.Fatalf("%d datagrams", len(got))
+	}
+	for i, to := range got {
+		if to != f.sinks.addrs[i/4] {
+			t.Fatalf("datagram %d to %v, want sink %d", i, to, i/4)
+		}
+	}
+	s.sb.reset()
 }

@@ -36,6 +36,9 @@ func (s *shard) handleRTCP(t *Transport, b []byte) {
 		s.countDecryptError(err)
 		return
 	}
+	if !t.dtlsDone.Load() {
+		t.releaseDTLS()
+	}
 	for len(plain) >= 4 {
 		size := (int(binary.BigEndian.Uint16(plain[2:4])) + 1) * 4
 		if plain[0]>>6 != 2 || size > len(plain) {
@@ -79,7 +82,7 @@ func (s *shard) rtcpPacket(t *Transport, p []byte) {
 			return
 		}
 		pt := t.source(binary.BigEndian.Uint32(p[8:12]))
-		if pt == nil || pt.cache == nil {
+		if pt == nil || pt.cache.Load() == nil {
 			return
 		}
 		s.stats.NACKsReceived.Add(1)
@@ -123,7 +126,7 @@ func (s *shard) retransmit(d *Transport, pt *pubTrack, seq uint16) {
 	if !ok {
 		return
 	}
-	slot, ok := pt.cache.Load(seq, s.slot())
+	slot, ok := pt.cache.Load().Load(seq, s.slot())
 	if !ok {
 		return
 	}

@@ -21,6 +21,10 @@ type shard struct {
 	stun  ice.Responder
 	stats Stats
 	now   int64
+	// pending are the batch's decrypted publisher packets, forwarded at
+	// the end of the batch (forwardPending).
+	pending  [recvBatch]pendingPacket
+	npending int
 }
 
 func newShard(e *Engine, id int, io PacketIO) *shard {
@@ -68,8 +72,15 @@ func (s *shard) run() {
 	}
 }
 
-// flush sends what the batch gathered.
+// flush forwards the batch's publisher packets and sends everything the
+// batch produced.
 func (s *shard) flush() {
+	s.forwardPending()
+	s.send()
+}
+
+// send hands the gathered datagrams to the socket.
+func (s *shard) send() {
 	n := s.sb.Len()
 	if n == 0 {
 		return
@@ -86,10 +97,10 @@ func (s *shard) flush() {
 	s.stats.BytesOut.Add(bytes)
 }
 
-// slot returns a free send slot, flushing first if the batch is full.
+// slot returns a free send slot, sending the batch first if it is full.
 func (s *shard) slot() []byte {
 	if s.sb.Full() {
-		s.flush()
+		s.send()
 	}
 	return s.sb.Slot()
 }

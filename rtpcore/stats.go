@@ -21,6 +21,7 @@ type Stats struct {
 
 	DTLSHandshakes atomic.Uint64
 	DTLSFailures   atomic.Uint64
+	DTLSReleased   atomic.Uint64
 
 	NACKsReceived  atomic.Uint64
 	Retransmitted  atomic.Uint64
@@ -31,18 +32,19 @@ type Stats struct {
 	TransportFails atomic.Uint64
 
 	// Dropped packets by reason.
-	DropMalformed       atomic.Uint64 // fits no RFC 7983 range, or truncated
-	DropUnknownAddress  atomic.Uint64 // DTLS/SRTP from an address that did not pass ICE
-	DropSTUNMalformed   atomic.Uint64 // STUN that does not decode or lacks a valid FINGERPRINT
-	DropSTUNUnknown     atomic.Uint64 // USERNAME names no connection
-	DropSTUNBadRequest  atomic.Uint64 // missing attributes or wrong remote ufrag (400 sent)
-	DropSTUNAuth        atomic.Uint64 // MESSAGE-INTEGRITY failed (401 sent)
-	DropNotReady        atomic.Uint64 // SRTP before the DTLS handshake finished
-	DropSRTPAuth        atomic.Uint64 // SRTP/SRTCP whose tag does not verify
-	DropSRTPReplay      atomic.Uint64 // SRTP/SRTCP replayed
-	DropUnknownSSRC     atomic.Uint64 // RTP of an SSRC the connection did not announce
-	DropDTLSQueueFull   atomic.Uint64 // DTLS datagrams beyond the handshake queue
-	DropSendBatchNoRoom atomic.Uint64 // packet too large for a send slot after re-encryption
+	DropMalformed          atomic.Uint64 // fits no RFC 7983 range, or truncated
+	DropUnknownAddress     atomic.Uint64 // DTLS/SRTP from an address that did not pass ICE
+	DropSTUNMalformed      atomic.Uint64 // STUN that does not decode or lacks a valid FINGERPRINT
+	DropSTUNUnknown        atomic.Uint64 // USERNAME names no connection
+	DropSTUNBadRequest     atomic.Uint64 // missing attributes or wrong remote ufrag (400 sent)
+	DropSTUNAuth           atomic.Uint64 // MESSAGE-INTEGRITY failed (401 sent)
+	DropNotReady           atomic.Uint64 // SRTP before the DTLS handshake finished
+	DropSRTPAuth           atomic.Uint64 // SRTP/SRTCP whose tag does not verify
+	DropSRTPReplay         atomic.Uint64 // SRTP/SRTCP replayed
+	DropUnknownSSRC        atomic.Uint64 // RTP of an SSRC the connection did not announce
+	DropDTLSQueueFull      atomic.Uint64 // DTLS datagrams beyond the handshake queue
+	DropDTLSAfterHandshake atomic.Uint64 // DTLS datagrams after the handshake state was released
+	DropSendBatchNoRoom    atomic.Uint64 // packet too large for a send slot after re-encryption
 }
 
 // StatsSnapshot is a copy of the counters, summed over shards; it is the
@@ -61,6 +63,7 @@ type StatsSnapshot struct {
 	STUNNominations uint64            `json:"total_stun_nominations"`
 	DTLSHandshakes  uint64            `json:"total_dtls_handshakes"`
 	DTLSFailures    uint64            `json:"total_dtls_failures"`
+	DTLSReleased    uint64            `json:"total_dtls_released"`
 	NACKsReceived   uint64            `json:"total_nacks_received"`
 	Retransmitted   uint64            `json:"total_retransmitted_rtp"`
 	PLIsReceived    uint64            `json:"total_plis_received"`
@@ -80,23 +83,24 @@ func (s *Stats) snapshot() StatsSnapshot {
 		BytesOut: s.BytesOut.Load(), SendCalls: s.SendCalls.Load(), RecvCalls: s.RecvCalls.Load(),
 		SendErrors: s.SendErrors.Load(), Forwarded: s.Forwarded.Load(), ReceivedRTP: s.ReceivedRTP.Load(),
 		STUNAnswered: s.STUNAnswered.Load(), STUNNominations: s.STUNNominations.Load(),
-		DTLSHandshakes: s.DTLSHandshakes.Load(), DTLSFailures: s.DTLSFailures.Load(),
+		DTLSHandshakes: s.DTLSHandshakes.Load(), DTLSFailures: s.DTLSFailures.Load(), DTLSReleased: s.DTLSReleased.Load(),
 		NACKsReceived: s.NACKsReceived.Load(), Retransmitted: s.Retransmitted.Load(),
 		PLIsReceived: s.PLIsReceived.Load(), PLIsSent: s.PLIsSent.Load(), SRsForwarded: s.SRsForwarded.Load(),
 		RRsSent: s.RRsSent.Load(), TransportFails: s.TransportFails.Load(),
 		Dropped: map[string]uint64{
-			"malformed":          s.DropMalformed.Load(),
-			"unknown_address":    s.DropUnknownAddress.Load(),
-			"stun_malformed":     s.DropSTUNMalformed.Load(),
-			"stun_unknown_ufrag": s.DropSTUNUnknown.Load(),
-			"stun_bad_request":   s.DropSTUNBadRequest.Load(),
-			"stun_unauthorized":  s.DropSTUNAuth.Load(),
-			"not_ready":          s.DropNotReady.Load(),
-			"srtp_auth_failed":   s.DropSRTPAuth.Load(),
-			"srtp_replayed":      s.DropSRTPReplay.Load(),
-			"unknown_ssrc":       s.DropUnknownSSRC.Load(),
-			"dtls_queue_full":    s.DropDTLSQueueFull.Load(),
-			"too_large":          s.DropSendBatchNoRoom.Load(),
+			"malformed":            s.DropMalformed.Load(),
+			"unknown_address":      s.DropUnknownAddress.Load(),
+			"stun_malformed":       s.DropSTUNMalformed.Load(),
+			"stun_unknown_ufrag":   s.DropSTUNUnknown.Load(),
+			"stun_bad_request":     s.DropSTUNBadRequest.Load(),
+			"stun_unauthorized":    s.DropSTUNAuth.Load(),
+			"not_ready":            s.DropNotReady.Load(),
+			"srtp_auth_failed":     s.DropSRTPAuth.Load(),
+			"srtp_replayed":        s.DropSRTPReplay.Load(),
+			"unknown_ssrc":         s.DropUnknownSSRC.Load(),
+			"dtls_queue_full":      s.DropDTLSQueueFull.Load(),
+			"dtls_after_handshake": s.DropDTLSAfterHandshake.Load(),
+			"too_large":            s.DropSendBatchNoRoom.Load(),
 		},
 	}
 }
@@ -115,6 +119,7 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.STUNNominations += b.STUNNominations
 	a.DTLSHandshakes += b.DTLSHandshakes
 	a.DTLSFailures += b.DTLSFailures
+	a.DTLSReleased += b.DTLSReleased
 	a.NACKsReceived += b.NACKsReceived
 	a.Retransmitted += b.Retransmitted
 	a.PLIsReceived += b.PLIsReceived

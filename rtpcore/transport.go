@@ -61,6 +61,12 @@ type Transport struct {
 	io       atomic.Pointer[PacketIO]
 	connMu   sync.Mutex
 	dtlsConn *dtls.Conn
+	// dtlsStop is closed to end pion's DTLS goroutines once the peer has
+	// finished its handshake (releaseDTLS) or at Close; dtlsDone is set
+	// then, so the packet path stops checking.
+	dtlsStop     chan struct{}
+	dtlsStopOnce sync.Once
+	dtlsDone     atomic.Bool
 
 	// Receive side, guarded by rmu.
 	rmu   sync.Mutex
@@ -90,7 +96,8 @@ type Transport struct {
 func newTransport(e *Engine, id string, ev media.Events) *Transport {
 	t := &Transport{
 		e: e, id: id, ev: ev, agent: ice.NewAgent(ids.ICE(8), ids.ICE(32)), ssrc: rand.Uint32() | 1,
-		started: make(chan struct{}), dtlsIn: make(chan []byte, 64), closed: make(chan struct{}),
+		started: make(chan struct{}), dtlsIn: make(chan []byte, 16), closed: make(chan struct{}),
+		dtlsStop: make(chan struct{}),
 	}
 	t.lastRecv.Store(time.Now().UnixNano())
 	empty := []*pubTrack{}
@@ -246,6 +253,7 @@ func (t *Transport) Close() {
 			t.dtlsConn.Close() // sends close_notify: the peer tears down at once
 		}
 		t.connMu.Unlock()
+		t.dtlsStopOnce.Do(func() { close(t.dtlsStop) })
 		for _, pt := range *t.sources.Load() {
 			pt.removeDown(t)
 		}
@@ -301,10 +309,12 @@ func (t *Transport) tick(now time.Time, report bool) {
 // reception statistics.
 type pubTrack struct {
 	media.Track
-	owner   *Transport
-	dmu     sync.Mutex
-	downs   atomic.Pointer[[]*Transport]
-	cache   *packetcache.Cache
+	owner *Transport
+	dmu   sync.Mutex
+	downs atomic.Pointer[[]*Transport]
+	// cache holds the last packets of a video track for NACKs; it is made
+	// on the first packet, so a publisher that sends nothing costs nothing.
+	cache   atomic.Pointer[packetcache.Cache]
 	lastPLI atomic.Int64
 	// wantKey asks for a key frame on the next packet of the track: set
 	// when a subscriber is added or becomes ready. Sending the PLI from the
@@ -318,10 +328,18 @@ func newPubTrack(owner *Transport, tr media.Track) *pubTrack {
 	pt := &pubTrack{Track: tr, owner: owner}
 	empty := []*Transport{}
 	pt.downs.Store(&empty)
-	if tr.Kind == media.Video {
-		pt.cache = packetcache.New(videoCacheSize)
-	}
 	return pt
+}
+
+// packetCache returns the track's cache, making it for a video track on
+// first use (called from the publisher's receive loop under owner.rmu).
+func (pt *pubTrack) packetCache() *packetcache.Cache {
+	c := pt.cache.Load()
+	if c == nil && pt.Kind == media.Video {
+		c = packetcache.New(videoCacheSize)
+		pt.cache.Store(c)
+	}
+	return c
 }
 
 func (pt *pubTrack) addDown(t *Transport) {

@@ -2,8 +2,10 @@ package signal
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -23,6 +25,8 @@ import (
 const (
 	// outQueueLen bounds the messages waiting to be written to one client.
 	outQueueLen = 128
+	// readBufferSize is the read buffer of a signaling connection.
+	readBufferSize = 1024
 	// closeGrace is how long Hayate waits for the client's close frame after
 	// sending its own (RFC 6455 §7.1.1).
 	closeGrace = time.Second
@@ -43,15 +47,14 @@ var pingJSON = []byte(`{"type":"ping","stats":false}`)
 
 // Conn is one signaling WebSocket and, once admitted, one Sora connection.
 //
-// Two goroutines serve it: the reader (the HTTP handler goroutine, which
-// runs serve) and, after admission, the writer (writeLoop), the only one
-// that writes to the socket. Other goroutines talk to it by queueing frames
-// (queue) or asking it to close (requestClose).
+// The reader (the HTTP handler goroutine, which runs serve) reads and
+// handles the client's messages. Writes go through the connection's queue
+// (writer.go); other goroutines talk to it by queueing frames (queue) or
+// asking it to close (requestClose).
 type Conn struct {
 	hub *Hub
 	nc  net.Conn
 	br  *bufio.Reader
-	bw  *bufio.Writer
 	id  string
 
 	// Set while connecting, read-only after admission.
@@ -87,14 +90,13 @@ type Conn struct {
 	reofferDue bool
 	tracks     []media.Track
 
-	out           chan outFrame
-	writerStarted atomic.Bool
-	writerDone    chan struct{}
-	lastPong      atomic.Int64
+	// live is set at admission: from then on writes go through w.
+	live     atomic.Bool
+	w        writer
+	lastPong atomic.Int64
 
 	closeMu  sync.Mutex
 	closeErr *CloseError
-	closeReq chan struct{}
 }
 
 // ServeHTTP upgrades requests for /signaling to WebSocket and serves them.
@@ -110,18 +112,33 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	c := &Conn{
-		hub: h, nc: nc, br: rw.Reader, bw: bufio.NewWriterSize(nc, 4096), id: ids.New(),
-		notify: h.set.SignalingNotify, out: make(chan outFrame, outQueueLen),
-		writerDone: make(chan struct{}), closeReq: make(chan struct{}),
-	}
+	c := &Conn{hub: h, nc: nc, br: ownReader(rw.Reader, nc), id: ids.New(), notify: h.set.SignalingNotify}
+	c.w.finished = make(chan struct{})
 	if !h.track(c) {
 		c.writeClose(ErrServerShutdown)
 		nc.Close()
 		return
 	}
-	defer h.untrack(c)
-	c.serve()
+	// The connection runs on a goroutine of its own and the handler
+	// returns: net/http then releases its 4 KiB read and write buffers,
+	// the request and its own frames, which it would keep for the life of
+	// the WebSocket if the handler went on serving it.
+	go func() {
+		defer h.untrack(c)
+		c.serve()
+	}()
+}
+
+// ownReader returns a small reader of the connection that does not keep
+// net/http's: bytes the client sent right after its upgrade request (a
+// pipelined connect) are carried over.
+func ownReader(httpReader *bufio.Reader, nc net.Conn) *bufio.Reader {
+	n := httpReader.Buffered()
+	if n == 0 {
+		return bufio.NewReaderSize(nc, readBufferSize)
+	}
+	pending, _ := httpReader.Peek(n)
+	return bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(pending)), nc), readBufferSize)
 }
 
 // serve runs the connection to its end on the reader goroutine.
@@ -130,9 +147,6 @@ func (c *Conn) serve() {
 		c.refuse(err)
 		return
 	}
-	c.lastPong.Store(time.Now().UnixNano())
-	c.writerStarted.Store(true)
-	go c.writeLoop()
 	answerTimer := time.AfterFunc(c.hub.set.AnswerTimeout, func() {
 		c.hub.mu.Lock()
 		done := c.answered
@@ -144,7 +158,7 @@ func (c *Conn) serve() {
 	reason := c.readLoop()
 	answerTimer.Stop()
 	c.requestClose(closeErr(CodeNormal, ""))
-	<-c.writerDone
+	<-c.w.finished
 	c.nc.Close()
 	c.hub.mu.Lock()
 	if c.endReason == "" {
@@ -589,93 +603,6 @@ func (c *Conn) offerMessage() outFrame {
 		panic("signal: offer does not marshal: " + err.Error())
 	}
 	return outText(b)
-}
-
-// queue queues a frame for the writer without blocking. A client too
-// slow to keep its queue below outQueueLen is closed with 4429.
-func (c *Conn) queue(f outFrame) {
-	select {
-	case c.out <- f:
-	default:
-		c.requestClose(ErrQueueFull)
-	}
-}
-
-// requestClose asks for the connection to be closed with e; the first
-// request wins. Before admission it wakes the reader; after, the writer
-// sends the close frame.
-func (c *Conn) requestClose(e *CloseError) {
-	c.closeMu.Lock()
-	first := c.closeErr == nil
-	if first {
-		c.closeErr = e
-		close(c.closeReq)
-	}
-	c.closeMu.Unlock()
-	if first && !c.writerStarted.Load() {
-		c.nc.SetReadDeadline(time.Now())
-	}
-}
-
-func (c *Conn) closeRequested() *CloseError {
-	c.closeMu.Lock()
-	defer c.closeMu.Unlock()
-	return c.closeErr
-}
-
-// writeLoop is the only writer of an admitted connection.
-//
-// It wakes for: a queued frame (write it), the ping ticker (send ping, or
-// close with PONG-TIMEOUT when the last pong is too old) and a close
-// request (send the close frame, give the reader closeGrace to read the
-// client's reply, and return).
-func (c *Conn) writeLoop() {
-	defer close(c.writerDone)
-	ping := time.NewTicker(c.hub.set.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case f := <-c.out:
-			if err := c.write(f.op, f.data); err != nil {
-				c.nc.Close()
-				return
-			}
-		case now := <-ping.C:
-			if now.Sub(time.Unix(0, c.lastPong.Load())) > c.hub.set.PongTimeout {
-				c.requestClose(ErrPongTimeout)
-				continue
-			}
-			if err := c.write(ws.OpText, pingJSON); err != nil {
-				c.nc.Close()
-				return
-			}
-		case <-c.closeReq:
-			e := c.closeRequested()
-			if e.Code != 0 {
-				c.writeClose(e)
-			}
-			c.nc.SetReadDeadline(time.Now().Add(closeGrace))
-			return
-		}
-	}
-}
-
-func (c *Conn) write(op ws.OpCode, data []byte) error {
-	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return writeFrame(c.bw, op, data)
-}
-
-func (c *Conn) writeClose(e *CloseError) {
-	_ = c.write(ws.OpClose, closePayload(e.Code, e.Reason))
-}
-
-// pongDirect answers a WebSocket ping before admission, when the reader is
-// the only writer.
-func (c *Conn) pongDirect(p []byte) { _ = c.write(ws.OpPong, append([]byte(nil), p...)) }
-
-// pongQueued answers a WebSocket ping through the writer.
-func (c *Conn) pongQueued(p []byte) {
-	c.queue(outFrame{op: ws.OpPong, data: append([]byte(nil), p...)})
 }
 
 // Connected implements media.Events: ICE and DTLS are up.

@@ -115,7 +115,7 @@ const maxSessionHistory = 1000
 // transport per connection on engine.
 func NewHub(set Settings, word *mode.Word, engine media.Engine, hooks Hooks, log *slog.Logger) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{
+	h := &Hub{
 		set: set, word: word, media: engine, hooks: hooks, log: log,
 		ctx: ctx, cancel: cancel,
 		channels: map[string]*channel{},
@@ -123,6 +123,8 @@ func NewHub(set Settings, word *mode.Word, engine media.Engine, hooks Hooks, log
 		sockets:  map[*Conn]struct{}{},
 		idle:     make(chan struct{}),
 	}
+	go h.keepalive()
+	return h
 }
 
 // Stats returns the hub's counters.
@@ -269,6 +271,8 @@ func (h *Hub) admit(c *Conn) *CloseError {
 		ch.peak = len(ch.members)
 	}
 	h.conns[c.id] = c
+	c.lastPong.Store(now.UnixNano())
+	c.live.Store(true)
 	c.queue(c.offerMessage())
 	return nil
 }

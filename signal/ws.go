@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"net"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -101,15 +102,18 @@ func readMessage(br *bufio.Reader, max int, onPing func([]byte)) ([]byte, error)
 	}
 }
 
-// writeFrame writes one unmasked server frame and flushes it.
-func writeFrame(bw *bufio.Writer, op ws.OpCode, payload []byte) error {
-	if err := ws.WriteHeader(bw, ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}); err != nil {
+// writeFrame writes one unmasked server frame: header and payload in one
+// writev, so a connection keeps no write buffer.
+func writeFrame(w io.Writer, op ws.OpCode, payload []byte) error {
+	var hdr [ws.MaxHeaderSize]byte
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
+	// WriteHeaderBuffer encodes into hdr; the copy to Discard is a no-op.
+	if err := ws.WriteHeaderBuffer(io.Discard, h, hdr[:]); err != nil {
 		return err
 	}
-	if _, err := bw.Write(payload); err != nil {
-		return err
-	}
-	return bw.Flush()
+	bufs := net.Buffers{hdr[:ws.HeaderSize(h)], payload}
+	_, err := bufs.WriteTo(w)
+	return err
 }
 
 // closePayload builds a close frame body; the reason is cut to the 123 bytes

@@ -1,0 +1,227 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Binaries built once for the whole run.
+var hayateBin, baselineBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hayate-bench")
+	if err != nil {
+		panic(err)
+	}
+	if hayateBin, err = Build(dir, "./cmd/hayate", "hayate"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if _, err := os.Stat("baseline"); err == nil {
+		if baselineBin, err = Build(dir, "./bench/baseline", "baseline"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	// The server gets CPU 0 and the load generator the others.
+	if runtime.NumCPU() >= 2 {
+		if err := PinSelf(cpuRange(1, runtime.NumCPU()-1)...); err != nil {
+			fmt.Fprintln(os.Stderr, "pin:", err)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func cpuRange(from, to int) []int {
+	var c []int
+	for i := from; i <= to; i++ {
+		c = append(c, i)
+	}
+	return c
+}
+
+// Settings from the environment, so one command can size a run.
+func envInts(name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
+}
+
+// serverLimits is one core for the server: taskset CPU 0 and GOMAXPROCS=1.
+var serverLimits = Limits{CPUs: "0", GOMAXPROCS: 1}
+
+func startServer(b *testing.B, kind string, extra ...string) *Server {
+	b.Helper()
+	var s *Server
+	var err error
+	switch kind {
+	case "hayate":
+		args := append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--media_sockets=1", "--log_level=warn"}, extra...)
+		s, err = Start("hayate", hayateBin, serverLimits, args...)
+	case "baseline":
+		s, err = Start("baseline", baselineBin, serverLimits, "--signaling_port=0")
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := s.Stop(30 * time.Second); err != nil {
+			b.Logf("%s: %v", kind, err)
+		}
+	})
+	return s
+}
+
+// fanoutRun is one server under the fanout load.
+type fanoutRun struct {
+	srv  *Server
+	pub  *Publisher
+	subs []*Subscriber
+	join []time.Duration
+}
+
+func startFanout(b *testing.B, kind string, n int) *fanoutRun {
+	b.Helper()
+	r := &fanoutRun{srv: startServer(b, kind)}
+	var err error
+	if r.pub, err = StartPublisher(r.srv.Signaling, "fanout"); err != nil {
+		b.Fatalf("%s: %v\n%s", kind, err, r.srv.Log())
+	}
+	b.Cleanup(r.pub.Stop)
+	r.subs, r.join, err = JoinSubscribers(r.srv.Signaling, "fanout", n, 16, r.pub.video, r.pub.audio)
+	if err != nil {
+		b.Fatalf("%s: joining %d subscribers: %v\n%s", kind, n, err, r.srv.Log())
+	}
+	b.Cleanup(func() {
+		for _, s := range r.subs {
+			s.Close()
+		}
+	})
+	// Settle: every subscriber receives, then one more second.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range r.subs {
+		for s.Packets() == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	time.Sleep(time.Second)
+	return r
+}
+
+// measure runs b.N windows and merges them.
+func (r *fanoutRun) measure(b *testing.B, window time.Duration) Window {
+	var total Window
+	for range b.N {
+		w, err := Measure(r.srv, r.pub, r.subs, window)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total.Duration += w.Duration
+		total.PubPackets += w.PubPackets
+		total.Expected += w.Expected
+		total.Received += w.Received
+		total.ServerCPU += w.ServerCPU
+		total.Mallocs += w.Mallocs
+		total.Delays = append(total.Delays, w.Delays...)
+	}
+	if total.Expected > 0 {
+		total.LossPercent = 100 * (1 - float64(total.Received)/float64(total.Expected))
+	}
+	return total
+}
+
+// BenchmarkFanout: one publisher (1.5 Mbit/s video at 30 fps plus 32 kbit/s
+// Opus) and N recvonly subscribers, the server on one core (taskset CPU 0,
+// GOMAXPROCS=1), the load generator on the other. In the same run: Hayate,
+// the floor (only encrypting and sendmmsg-ing the same packets to the same
+// sockets) and the pion baseline (bench/baseline). Each iteration is one
+// measurement window (HAYATE_BENCH_WINDOW, default 5s); run with
+// -benchtime=1x or more.
+//
+//	go test -run '^$' -bench Fanout -benchtime 1x ./bench/
+//	HAYATE_BENCH_SUBS=1000 HAYATE_BENCH_BASELINE_MAX=0 go test ...   (Hayate alone)
+func BenchmarkFanout(b *testing.B) {
+	window := envDuration("HAYATE_BENCH_WINDOW", 5*time.Second)
+	baselineMax := 500
+	if v := envInts("HAYATE_BENCH_BASELINE_MAX", nil); len(v) == 1 {
+		baselineMax = v[0]
+	}
+	for _, n := range envInts("HAYATE_BENCH_SUBS", []int{10, 100, 500, 1000}) {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			h := startFanout(b, "hayate", n)
+			hw := h.measure(b, window)
+			h.pub.Stop() // the server's core is idle for the floor
+			floor, err := floorOnServerCore(h.subs, window)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(hw.NsPerForward(), "hayate-ns/fwd")
+			b.ReportMetric(hw.Mallocs/float64(hw.Expected), "hayate-allocs/fwd")
+			b.ReportMetric(hw.LossPercent, "hayate-loss-%")
+			b.ReportMetric(float64(hw.P99().Microseconds())/1000, "hayate-p99-ms")
+			b.ReportMetric(float64(hw.Expected)/hw.Duration.Seconds(), "fwd/s")
+			b.ReportMetric(floor, "floor-ns/fwd")
+			b.ReportMetric(hw.NsPerForward()/floor, "hayate/floor")
+			b.Logf("hayate: %d packets from the publisher, %d forwards expected, %d received, CPU %v, p99 %v, join p50 %v",
+				hw.PubPackets, hw.Expected, hw.Received, hw.ServerCPU, hw.P99(), percentile(h.join, 50))
+			if n > baselineMax {
+				return
+			}
+			base := startFanout(b, "baseline", n)
+			bw := base.measure(b, window)
+			b.ReportMetric(bw.NsPerForward(), "baseline-ns/fwd")
+			b.ReportMetric(bw.LossPercent, "baseline-loss-%")
+			b.ReportMetric(float64(bw.P99().Microseconds())/1000, "baseline-p99-ms")
+			b.ReportMetric(bw.NsPerForward()/hw.NsPerForward(), "baseline/hayate")
+		})
+	}
+}
+
+// floorOnServerCore runs Floor on a goroutine of its own (its locked,
+// pinned thread is discarded with it) on the server's CPU.
+func floorOnServerCore(subs []*Subscriber, d time.Duration) (float64, error) {
+	type res struct {
+		ns  float64
+		err error
+	}
+	out := make(chan res, 1)
+	go func() {
+		ns, _, err := Floor(subs, d, 0)
+		out <- res{ns, err}
+	}()
+	r := <-out
+	return r.ns, r.err
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)]
+}

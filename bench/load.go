@@ -1,0 +1,426 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/pion/rtp"
+	"golang.org/x/sys/unix"
+
+	"github.com/hayate-sfu/hayate/loadpeer"
+)
+
+// Stream shape of the publisher (issue 4): video at 1.5 Mbit/s, 30 frames
+// per second, packets of at most 1200 bytes, a key frame five times larger
+// every 2 s; Opus at 32 kbit/s in 20 ms packets.
+const (
+	videoBitrate  = 1_500_000
+	frameRate     = 30
+	keyEvery      = 2 * time.Second
+	keyFactor     = 5
+	maxPacket     = 1200
+	srtpOverhead  = 16 + 12 // GCM tag and RTP header
+	audioInterval = 20 * time.Millisecond
+	audioPayload  = 32_000 / 8 / 50
+	videoPT       = 96
+	audioPT       = 111
+)
+
+// connectMsg is the connect message of a load client.
+func connectMsg(channel, role string) map[string]any {
+	return map[string]any{"type": "connect", "role": role, "channel_id": channel, "video": map[string]any{"codec_type": "VP8"}}
+}
+
+// Publisher sends the paced stream.
+type Publisher struct {
+	Peer       *loadpeer.Peer
+	video      uint32
+	audio      uint32
+	vseq, aseq atomic.Uint32 // next sequence numbers
+	sent       atomic.Uint64
+	stop, done chan struct{}
+	stopOnce   sync.Once
+}
+
+// StartPublisher connects a sendonly client and starts sending.
+func StartPublisher(url, channel string) (*Publisher, error) {
+	peer, err := loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: connectMsg(channel, "sendonly"), Timeout: 20 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
+	p := &Publisher{Peer: peer, video: peer.SSRCs["video"], audio: peer.SSRCs["audio"], stop: make(chan struct{}), done: make(chan struct{})}
+	go p.run()
+	return p, nil
+}
+
+// Mark is the publisher's position: the next sequence numbers and packets
+// sent so far.
+type Mark struct {
+	Video, Audio uint16
+	Sent         uint64
+	At           time.Time
+}
+
+// Mark returns the current position.
+func (p *Publisher) Mark() Mark {
+	return Mark{Video: uint16(p.vseq.Load()), Audio: uint16(p.aseq.Load()), Sent: p.sent.Load(), At: time.Now()}
+}
+
+// run paces frames and audio packets on an absolute schedule.
+func (p *Publisher) run() {
+	defer close(p.done)
+	start := time.Now()
+	frameDur := time.Second / frameRate
+	nextFrame, nextAudio := start, start
+	frame := 0
+	buf := make([]byte, 0, 1500)
+	payload := make([]byte, maxPacket)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	for {
+		now := time.Now()
+		for !nextAudio.After(now) {
+			p.send(&buf, p.audio, audioPT, &p.aseq, uint32(frame)*960, payload[:audioPayload], true)
+			nextAudio = nextAudio.Add(audioInterval)
+		}
+		for !nextFrame.After(now) {
+			size := videoBitrate / 8 / frameRate
+			if frame%int(keyEvery/time.Second*frameRate) == 0 {
+				size *= keyFactor
+			}
+			ts := uint32(frame) * (90000 / frameRate)
+			chunk := maxPacket - srtpOverhead
+			for size > 0 {
+				n := min(size, chunk)
+				size -= n
+				p.send(&buf, p.video, videoPT, &p.vseq, ts, payload[:n], size == 0)
+			}
+			frame++
+			nextFrame = nextFrame.Add(frameDur)
+		}
+		wait := time.Until(earliest(nextFrame, nextAudio))
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// send marshals one packet whose payload starts with the send time.
+func (p *Publisher) send(buf *[]byte, ssrc uint32, pt uint8, seq *atomic.Uint32, ts uint32, payload []byte, marker bool) {
+	binary.BigEndian.PutUint64(payload[0:8], uint64(time.Now().UnixNano()))
+	s := uint16(seq.Add(1) - 1)
+	h := rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: s, Timestamp: ts, SSRC: ssrc, Marker: marker}
+	b, _ := h.MarshalTo((*buf)[:cap(*buf)])
+	pkt := append((*buf)[:b], payload...)
+	if p.Peer.SendRTP(pkt) == nil {
+		p.sent.Add(1)
+	}
+}
+
+// Stop ends the stream and disconnects; it may be called again.
+func (p *Publisher) Stop() {
+	p.stopOnce.Do(func() {
+		close(p.stop)
+		<-p.done
+		p.Peer.Close()
+	})
+}
+
+// Subscriber receives with recvmmsg on its own socket, records every
+// sequence number it sees (from the SRTP header, which is in the clear) and
+// decrypts one packet in sampleEvery to read the send time.
+type Subscriber struct {
+	Peer    *loadpeer.Peer
+	seen    [2][1024]atomic.Uint64 // bitmaps of sequence numbers: 0 video, 1 audio
+	ssrc    [2]uint32
+	packets atomic.Uint64
+	mu      sync.Mutex
+	delays  []time.Duration
+	from    atomic.Int64 // record delays of packets sent after this (unix ns)
+	done    chan struct{}
+}
+
+const sampleEvery = 16
+
+// JoinSubscribers connects n recvonly clients, at most concurrency at once,
+// and returns them with the time each join took (connect to SRTP ready).
+func JoinSubscribers(url, channel string, n, concurrency int, video, audio uint32) ([]*Subscriber, []time.Duration, error) {
+	subs := make([]*Subscriber, n)
+	lat := make([]time.Duration, n)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			t0 := time.Now()
+			s, err := NewSubscriber(url, channel, video, audio)
+			if err != nil {
+				errs <- err
+				return
+			}
+			lat[i] = time.Since(t0)
+			subs[i] = s
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		for _, s := range subs {
+			if s != nil {
+				s.Close()
+			}
+		}
+		return nil, nil, err
+	}
+	return subs, lat, nil
+}
+
+// NewSubscriber connects one recvonly client and starts its receiver.
+func NewSubscriber(url, channel string, video, audio uint32) (*Subscriber, error) {
+	peer, err := loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: connectMsg(channel, "recvonly"), Detach: true, Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("subscriber: %w", err)
+	}
+	s := &Subscriber{Peer: peer, ssrc: [2]uint32{video, audio}, done: make(chan struct{})}
+	// The server may send with SSRCs of its own (pion's fan-out does):
+	// take them from the offer's sections when it announces them.
+	if v, a := offeredSSRCs(peer.Offer.SDP); v != 0 && a != 0 {
+		s.ssrc = [2]uint32{v, a}
+	}
+	go s.receive()
+	return s, nil
+}
+
+// offeredSSRCs returns the first video and audio SSRC the server announces
+// in an offer (a=ssrc lines describe what the offerer sends).
+func offeredSSRCs(offer string) (video, audio uint32) {
+	var kind string
+	for _, line := range strings.Split(offer, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "m="):
+			kind = strings.TrimPrefix(strings.Fields(line)[0], "m=")
+		case strings.HasPrefix(line, "a=ssrc:"):
+			f := strings.Fields(strings.TrimPrefix(line, "a=ssrc:"))
+			v, err := strconv.ParseUint(f[0], 10, 32)
+			if err != nil {
+				continue
+			}
+			if kind == "video" && video == 0 {
+				video = uint32(v)
+			}
+			if kind == "audio" && audio == 0 {
+				audio = uint32(v)
+			}
+		}
+	}
+	return video, audio
+}
+
+// receive is the subscriber's recvmmsg loop.
+func (s *Subscriber) receive() {
+	defer close(s.done)
+	const batch = 32
+	var hdrs [batch]unix.Mmsghdr
+	var iovs [batch]unix.Iovec
+	mem := make([]byte, batch*1500)
+	for i := range batch {
+		iovs[i].Base = &mem[i*1500]
+		iovs[i].SetLen(1500)
+		hdrs[i].Hdr.Iov = &iovs[i]
+		hdrs[i].Hdr.Iovlen = 1
+	}
+	rc, err := s.Peer.Conn().SyscallConn()
+	if err != nil {
+		return
+	}
+	var n int
+	read := func(fd uintptr) bool {
+		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), batch, unix.MSG_DONTWAIT, 0, 0)
+		if errno == unix.EAGAIN || errno == unix.EINTR {
+			return false
+		}
+		n = int(r)
+		if errno != 0 {
+			n = -1
+		}
+		return true
+	}
+	k := 0
+	scratch := make([]byte, 1500)
+	for {
+		if err := rc.Read(read); err != nil || n < 0 {
+			return
+		}
+		for i := range n {
+			pkt := mem[i*1500 : i*1500+int(hdrs[i].Len)]
+			if len(pkt) < 12 || pkt[0]>>6 != 2 || pkt[1] >= 192 && pkt[1] <= 223 {
+				continue // STUN answers, RTCP
+			}
+			ssrc := binary.BigEndian.Uint32(pkt[8:12])
+			seq := binary.BigEndian.Uint16(pkt[2:4])
+			idx := -1
+			for j, v := range s.ssrc {
+				if v == ssrc {
+					idx = j
+				}
+			}
+			if idx < 0 {
+				continue
+			}
+			s.seen[idx][seq>>6].Or(1 << (seq & 63))
+			s.packets.Add(1)
+			k++
+			if k%sampleEvery != 0 {
+				continue
+			}
+			plain, err := s.Peer.DecryptRTP(scratch[:0], append(scratch[:0], pkt...))
+			if err != nil || len(plain) < 20 {
+				continue
+			}
+			var h rtp.Header
+			off, err := h.Unmarshal(plain)
+			if err != nil || len(plain) < off+8 {
+				continue
+			}
+			sent := int64(binary.BigEndian.Uint64(plain[off : off+8]))
+			if sent >= s.from.Load() {
+				d := time.Duration(time.Now().UnixNano() - sent)
+				s.mu.Lock()
+				s.delays = append(s.delays, d)
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+// Packets is the number of media packets received.
+func (s *Subscriber) Packets() uint64 { return s.packets.Load() }
+
+// count returns how many sequence numbers in [from, to) of stream idx were seen.
+func (s *Subscriber) count(idx int, from, to uint16) int {
+	c := 0
+	for q := from; q != to; q++ {
+		if s.seen[idx][q>>6].Load()&(1<<(q&63)) != 0 {
+			c++
+		}
+	}
+	return c
+}
+
+// clearWindow forgets sequence numbers in [from, from+span) and delays, so a
+// window counts only what arrives in it.
+func (s *Subscriber) clearWindow(idx int, from uint16, span int) {
+	for q, i := from, 0; i < span; q, i = q+1, i+1 {
+		s.seen[idx][q>>6].And(^uint64(1 << (q & 63)))
+	}
+}
+
+func (s *Subscriber) takeDelays() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.delays
+	s.delays = nil
+	return d
+}
+
+// Close disconnects the subscriber.
+func (s *Subscriber) Close() {
+	s.Peer.Close()
+	<-s.done
+}
+
+// Window is what one measurement window saw.
+type Window struct {
+	Duration    time.Duration
+	PubPackets  uint64        // packets the publisher sent in the window
+	Expected    uint64        // PubPackets × subscribers
+	Received    uint64        // of those, received by the subscribers
+	LossPercent float64       // 100 × (1 − Received/Expected)
+	ServerCPU   time.Duration // server CPU time in the window
+	Mallocs     float64       // server allocations in the window (Hayate only)
+	Delays      []time.Duration
+}
+
+// NsPerForward is the server's CPU per forwarded packet.
+func (w Window) NsPerForward() float64 {
+	return float64(w.ServerCPU.Nanoseconds()) / float64(w.Expected)
+}
+
+// P99 is the 99th percentile forwarding delay of the sampled packets.
+func (w Window) P99() time.Duration {
+	if len(w.Delays) == 0 {
+		return 0
+	}
+	d := slices.Clone(w.Delays)
+	slices.Sort(d)
+	return d[len(d)*99/100]
+}
+
+// Measure runs one window of length d: marks the publisher, clears the
+// subscribers' records ahead, waits, and counts. Packets sent in the last
+// 200 ms are left out of the count so stragglers in flight are not loss.
+func Measure(srv *Server, pub *Publisher, subs []*Subscriber, d time.Duration) (Window, error) {
+	const ahead = 8192
+	m0 := pub.Mark()
+	for _, s := range subs {
+		s.clearWindow(0, m0.Video, ahead)
+		s.clearWindow(1, m0.Audio, ahead/4)
+		s.takeDelays()
+		s.from.Store(time.Now().UnixNano())
+	}
+	m0 = pub.Mark()
+	cpu0, err := srv.CPUTime()
+	if err != nil {
+		return Window{}, err
+	}
+	mal0, _ := srv.Mallocs()
+	time.Sleep(d)
+	cpu1, err := srv.CPUTime()
+	if err != nil {
+		return Window{}, err
+	}
+	mal1, _ := srv.Mallocs()
+	m1 := pub.Mark()
+	time.Sleep(200 * time.Millisecond) // let the window's last packets land
+	w := Window{Duration: m1.At.Sub(m0.At), PubPackets: m1.Sent - m0.Sent, ServerCPU: cpu1 - cpu0, Mallocs: mal1 - mal0}
+	w.Expected = w.PubPackets * uint64(len(subs))
+	for _, s := range subs {
+		w.Received += uint64(s.count(0, m0.Video, m1.Video) + s.count(1, m0.Audio, m1.Audio))
+		w.Delays = append(w.Delays, s.takeDelays()...)
+	}
+	if w.Expected > 0 {
+		w.LossPercent = 100 * (1 - float64(w.Received)/float64(w.Expected))
+	}
+	return w, nil
+}
+
+// ThreadCPU is the CPU time of the calling OS thread (RUSAGE_THREAD).
+func ThreadCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(unix.RUSAGE_THREAD, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
