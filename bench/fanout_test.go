@@ -132,6 +132,25 @@ func startFanout(b *testing.B, kind string, n int) *fanoutRun {
 	return r
 }
 
+// idleAllocsPerSecond pauses the publisher and measures the server's
+// allocation rate with every connection up and no media: keepalive only.
+func (r *fanoutRun) idleAllocsPerSecond(b *testing.B, d time.Duration) float64 {
+	r.pub.Pause()
+	defer func() {
+		r.pub.Resume()
+		time.Sleep(time.Second) // a key frame and steady media again
+	}()
+	time.Sleep(500 * time.Millisecond)
+	m0, err := r.srv.Mallocs()
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	time.Sleep(d)
+	m1, _ := r.srv.Mallocs()
+	return (m1 - m0) / time.Since(t0).Seconds()
+}
+
 // measure runs b.N windows and merges them.
 func (r *fanoutRun) measure(b *testing.B, window time.Duration) Window {
 	var total Window
@@ -147,6 +166,12 @@ func (r *fanoutRun) measure(b *testing.B, window time.Duration) Window {
 		total.ServerCPU += w.ServerCPU
 		total.Mallocs += w.Mallocs
 		total.Delays = append(total.Delays, w.Delays...)
+		if total.Counters == nil {
+			total.Counters = map[string]float64{}
+		}
+		for k, v := range w.Counters {
+			total.Counters[k] += v
+		}
 	}
 	if total.Expected > 0 {
 		total.LossPercent = 100 * (1 - float64(total.Received)/float64(total.Expected))
@@ -173,19 +198,33 @@ func BenchmarkFanout(b *testing.B) {
 	for _, n := range envInts("HAYATE_BENCH_SUBS", []int{10, 100, 500, 1000}) {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			h := startFanout(b, "hayate", n)
+			idleAllocs := h.idleAllocsPerSecond(b, 3*time.Second)
 			hw := h.measure(b, window)
 			h.pub.Stop() // the server's core is idle for the floor
-			floor, err := floorOnServerCore(h.subs, window)
+			floor, err := floorOnServerCore(h.subs, window, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			floorFrame, err := floorOnServerCore(h.subs, window, true)
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(hw.NsPerForward(), "hayate-ns/fwd")
 			b.ReportMetric(hw.Mallocs/float64(hw.Expected), "hayate-allocs/fwd")
+			// Allocations the media add over the same connections idle:
+			// what forwarding itself allocates per packet.
+			liveAllocs := hw.Mallocs / hw.Duration.Seconds()
+			b.ReportMetric((liveAllocs-idleAllocs)*hw.Duration.Seconds()/float64(hw.Expected), "hayate-media-allocs/fwd")
 			b.ReportMetric(hw.LossPercent, "hayate-loss-%")
 			b.ReportMetric(float64(hw.P99().Microseconds())/1000, "hayate-p99-ms")
 			b.ReportMetric(float64(hw.Expected)/hw.Duration.Seconds(), "fwd/s")
 			b.ReportMetric(floor, "floor-ns/fwd")
 			b.ReportMetric(hw.NsPerForward()/floor, "hayate/floor")
+			b.ReportMetric(floorFrame, "floor-frame-ns/fwd")
+			b.ReportMetric(hw.NsPerForward()/floorFrame, "hayate/floor-frame")
+			c := hw.Counters
+			b.Logf("hayate batches: %.1f packets per receive call, %.1f datagrams per send call, %.2f datagrams per message (GSO)",
+				c["packets_in"]/c["recv_calls"], c["packets_out"]/c["send_calls"], c["packets_out"]/c["send_messages"])
 			b.Logf("hayate: %d packets from the publisher, %d forwards expected, %d received, CPU %v, p99 %v, join p50 %v",
 				hw.PubPackets, hw.Expected, hw.Received, hw.ServerCPU, hw.P99(), percentile(h.join, 50))
 			if n > baselineMax {
@@ -203,14 +242,14 @@ func BenchmarkFanout(b *testing.B) {
 
 // floorOnServerCore runs Floor on a goroutine of its own (its locked,
 // pinned thread is discarded with it) on the server's CPU.
-func floorOnServerCore(subs []*Subscriber, d time.Duration) (float64, error) {
+func floorOnServerCore(subs []*Subscriber, d time.Duration, perFrame bool) (float64, error) {
 	type res struct {
 		ns  float64
 		err error
 	}
 	out := make(chan res, 1)
 	go func() {
-		ns, _, err := Floor(subs, d, 0)
+		ns, _, err := Floor(subs, d, 0, perFrame)
 		out <- res{ns, err}
 	}()
 	r := <-out

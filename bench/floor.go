@@ -17,13 +17,17 @@ import (
 // Floor is the physical floor of a fanout on this machine: only encrypting
 // the publisher's packets once per subscriber (AES-GCM) and sending them
 // with sendmmsg (Hayate's own send path, GSO included) to the same
-// subscriber sockets, at the same pace, for d. It runs on one locked OS
+// subscriber sockets, at the same pace, for d. With perFrame false, each
+// publisher packet is sent to every subscriber and flushed on its own (the
+// batching a server gets when packets arrive one by one); with perFrame
+// true, a whole frame goes to each subscriber in turn in one flush (the
+// best batching there is: every frame a GSO send per subscriber). It runs on one locked OS
 // thread pinned to cpu (the server's core, idle by then, so the kernel's
 // loopback delivery and cross-CPU wake-ups cost what they cost the server)
 // and returns that thread's CPU time per packet sent. Nothing is received,
 // decrypted, looked up or forwarded: whatever Hayate costs above this is
 // the price of being an SFU.
-func Floor(subs []*Subscriber, d time.Duration, cpu int) (float64, uint64, error) {
+func Floor(subs []*Subscriber, d time.Duration, cpu int, perFrame bool) (float64, uint64, error) {
 	runtime.LockOSThread()
 	// The thread is not unlocked: it ends with the goroutine, and its
 	// pinned affinity with it.
@@ -71,18 +75,30 @@ func Floor(subs []*Subscriber, d time.Duration, cpu int) (float64, uint64, error
 			binary.BigEndian.PutUint64(b[n:], uint64(time.Now().UnixNano()))
 			burst[k] = b[:n+size]
 		}
-		for i := range subs {
-			for k := range sizes {
-				if batch.Full() {
-					_ = io.Send(batch)
-				}
-				slot := append(batch.Slot(), burst[k]...)
-				out, _ := encs[i].EncryptRTP(slot[:0], slot, &hdr)
-				batch.Commit(out, addrs[i])
-				sent++
+		queue := func(i, k int) {
+			if batch.Full() {
+				_ = io.Send(batch)
 			}
+			slot := append(batch.Slot(), burst[k]...)
+			out, _ := encs[i].EncryptRTP(slot[:0], slot, &hdr)
+			batch.Commit(out, addrs[i])
+			sent++
 		}
-		_ = io.Send(batch)
+		if perFrame {
+			for i := range subs {
+				for k := range sizes {
+					queue(i, k)
+				}
+			}
+			_ = io.Send(batch)
+			return
+		}
+		for k := range sizes {
+			for i := range subs {
+				queue(i, k)
+			}
+			_ = io.Send(batch)
+		}
 	}
 	start := time.Now()
 	cpu0 := ThreadCPU()

@@ -49,7 +49,12 @@ type Publisher struct {
 	sent       atomic.Uint64
 	stop, done chan struct{}
 	stopOnce   sync.Once
+	paused     atomic.Bool
 }
+
+// Pause stops sending media (the connection stays); Resume restarts it.
+func (p *Publisher) Pause()  { p.paused.Store(true) }
+func (p *Publisher) Resume() { p.paused.Store(false) }
 
 // StartPublisher connects a sendonly client and starts sending.
 func StartPublisher(url, channel string) (*Publisher, error) {
@@ -119,6 +124,9 @@ func (p *Publisher) run() {
 
 // send marshals one packet whose payload starts with the send time.
 func (p *Publisher) send(buf *[]byte, ssrc uint32, pt uint8, seq *atomic.Uint32, ts uint32, payload []byte, marker bool) {
+	if p.paused.Load() {
+		return
+	}
 	binary.BigEndian.PutUint64(payload[0:8], uint64(time.Now().UnixNano()))
 	s := uint16(seq.Add(1) - 1)
 	h := rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: s, Timestamp: ts, SSRC: ssrc, Marker: marker}
@@ -356,6 +364,10 @@ type Window struct {
 	ServerCPU   time.Duration // server CPU time in the window
 	Mallocs     float64       // server allocations in the window (Hayate only)
 	Delays      []time.Duration
+	// Counters are the growth of the server's counters in the window
+	// (Hayate only): mallocs, recv_calls, packets_in, send_calls,
+	// send_messages, packets_out.
+	Counters map[string]float64
 }
 
 // NsPerForward is the server's CPU per forwarded packet.
@@ -390,16 +402,23 @@ func Measure(srv *Server, pub *Publisher, subs []*Subscriber, d time.Duration) (
 	if err != nil {
 		return Window{}, err
 	}
-	mal0, _ := srv.Mallocs()
+	st0 := srv.counters()
 	time.Sleep(d)
 	cpu1, err := srv.CPUTime()
 	if err != nil {
 		return Window{}, err
 	}
-	mal1, _ := srv.Mallocs()
+	st1 := srv.counters()
 	m1 := pub.Mark()
 	time.Sleep(200 * time.Millisecond) // let the window's last packets land
-	w := Window{Duration: m1.At.Sub(m0.At), PubPackets: m1.Sent - m0.Sent, ServerCPU: cpu1 - cpu0, Mallocs: mal1 - mal0}
+	w := Window{Duration: m1.At.Sub(m0.At), PubPackets: m1.Sent - m0.Sent, ServerCPU: cpu1 - cpu0}
+	for k, v := range st1 {
+		if w.Counters == nil {
+			w.Counters = map[string]float64{}
+		}
+		w.Counters[k] = v - st0[k]
+	}
+	w.Mallocs = w.Counters["mallocs"]
 	w.Expected = w.PubPackets * uint64(len(subs))
 	for _, s := range subs {
 		w.Received += uint64(s.count(0, m0.Video, m1.Video) + s.count(1, m0.Audio, m1.Audio))

@@ -216,6 +216,26 @@ func (s *Server) Stats() (map[string]any, error) {
 	return m, nil
 }
 
+// counters reads the GetStatsReport counters a window reports (Hayate
+// only; empty for a server without the API).
+func (s *Server) counters() map[string]float64 {
+	out := map[string]float64{}
+	m, err := s.Stats()
+	if err != nil {
+		return out
+	}
+	rt, _ := m["runtime"].(map[string]any)
+	md, _ := m["media"].(map[string]any)
+	f := func(src map[string]any, k string) float64 { v, _ := src[k].(float64); return v }
+	out["mallocs"] = f(rt, "total_mallocs")
+	out["recv_calls"] = f(md, "total_receive_calls")
+	out["packets_in"] = f(md, "total_received_packets")
+	out["send_calls"] = f(md, "total_send_calls")
+	out["send_messages"] = f(md, "total_send_messages")
+	out["packets_out"] = f(md, "total_sent_packets")
+	return out
+}
+
 // Mallocs is the server's cumulative allocation count (Hayate only).
 func (s *Server) Mallocs() (float64, error) {
 	m, err := s.Stats()

@@ -137,3 +137,16 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkHandle(b *testing.B) {
+	a := NewAgent("ourU", "our-password-0123456789")
+	lookup := func([]byte) *Agent { return a }
+	req := request(b, "ourU:theirs", a.LocalPwd, priority, useCandidate)
+	var r Responder
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, out := r.Handle(req, from, lookup); out != Nominated {
+			b.Fatal(out)
+		}
+	}
+}

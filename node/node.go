@@ -71,7 +71,7 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	}
 	n.media, err = rtpcore.New(rtpcore.Config{
 		Addr:    netip.AddrPortFrom(cfg.IPv4Address, uint16(cfg.MediaPort)),
-		Sockets: cfg.MediaSockets, Certificate: c.TLS, Fingerprint: c.Fingerprint,
+		Sockets: cfg.MediaSockets, Backend: cfg.MediaBackend, Certificate: c.TLS, Fingerprint: c.Fingerprint,
 		FailedTimeout: cfg.ICEConnectionStateFailedTimeout, Log: log,
 	})
 	if err != nil {

@@ -314,3 +314,24 @@ func TestPublisherLeavesAndReturns(t *testing.T) {
 		t.Fatalf("sections grew from %d to %d: inactive ones were not reused", sections, got)
 	}
 }
+
+// TestIOUringBackendCall: a node on the io_uring socket backend carries a
+// call like the epoll one.
+func TestIOUringBackendCall(t *testing.T) {
+	n := startNode(t, func(c *config.Config) {
+		c.MediaBackend = "io_uring"
+		c.MediaSockets = 2
+		c.ICEConnectionStateFailedTimeout = 10 * time.Second
+	})
+	c := newCall(t, n, "uring")
+	c.sendVideo(t, 50)
+	last := c.seq
+	waitFor(t, "50 packets through io_uring", 5*time.Second, func() bool {
+		for s := last - 49; s != last+1; s++ {
+			if c.subRec.count(c.video, s) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -57,7 +57,9 @@ type Config struct {
 	FailedTimeout time.Duration
 	// ReportInterval is the period of RTCP receiver reports to publishers.
 	ReportInterval time.Duration
-	Log            *slog.Logger
+	// Backend is the socket backend: BackendEpoll (default) or BackendIOUring.
+	Backend string
+	Log     *slog.Logger
 }
 
 // Engine is the media path of a node; it implements media.Engine.
@@ -87,16 +89,33 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.ReportInterval <= 0 {
 		cfg.ReportInterval = time.Second
 	}
-	ios, err := listenMedia(cfg.Addr, cfg.Sockets)
+	var ios []PacketIO
+	var err error
+	switch cfg.Backend {
+	case "", BackendEpoll:
+		ios, err = ListenMedia(cfg.Addr, cfg.Sockets)
+	case BackendIOUring:
+		if err := UringAvailable(); err != nil {
+			return nil, fmt.Errorf("media_backend io_uring: %w", err)
+		}
+		ios, err = ListenMediaUring(cfg.Addr, cfg.Sockets)
+	default:
+		return nil, fmt.Errorf("%w: media_backend %q", ErrBackend, cfg.Backend)
+	}
 	if err != nil {
 		return nil, err
 	}
-	pios := make([]PacketIO, len(ios))
-	for i, s := range ios {
-		pios[i] = s
-	}
-	return NewWithIO(cfg, pios)
+	return NewWithIO(cfg, ios)
 }
+
+// The socket backends (media_backend).
+const (
+	BackendEpoll   = "epoll"
+	BackendIOUring = "io_uring"
+)
+
+// ErrBackend is an unknown media_backend.
+var ErrBackend = errors.New("rtpcore: unknown socket backend")
 
 // NewWithIO starts an engine on sockets that are already bound (all to the
 // same address), for alternative backends.

@@ -89,9 +89,10 @@ func (s *shard) send() {
 	for i := range n {
 		bytes += uint64(s.sb.lens[i])
 	}
-	calls, sent, errs := s.sb.Sent, s.sb.Datagrams, s.sb.Errors
+	calls, msgs, sent, errs := s.sb.Sent, s.sb.Messages, s.sb.Datagrams, s.sb.Errors
 	_ = s.io.Send(s.sb)
 	s.stats.SendCalls.Add(s.sb.Sent - calls)
+	s.stats.SendMessages.Add(s.sb.Messages - msgs)
 	s.stats.PacketsOut.Add(s.sb.Datagrams - sent)
 	s.stats.SendErrors.Add(s.sb.Errors - errs)
 	s.stats.BytesOut.Add(bytes)

@@ -3,6 +3,7 @@ package rtpcore
 import (
 	"errors"
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,8 +24,8 @@ const (
 
 // PacketIO is the socket backend of one receive loop: batched receive and
 // send on one UDP socket bound to the media port. The epoll backend
-// (recvmmsg/sendmmsg through the Go netpoller) is in socket_linux.go; a
-// second backend (io_uring) implements the same interface.
+// (recvmmsg/sendmmsg through the Go netpoller) is in socket_linux.go, the
+// io_uring backend (ListenMediaUring) in uring_linux.go.
 type PacketIO interface {
 	// Recv blocks until at least one datagram has arrived or the deadline
 	// passes (then it returns 0 and ErrTimeout), and fills b.
@@ -53,12 +54,22 @@ var (
 
 // RecvBatch is the preallocated memory of one receive: Count datagrams, the
 // i-th of Lens[i] bytes in Bufs[i] from Addrs[i].
+//
+// A batch serves one PacketIO: the io_uring backend keeps receives armed
+// into the buffers of the batch it was last given, so between two Recv
+// calls only Bufs[:Count] belong to the caller, and Recv may reorder the
+// slices of Bufs (the same buffers, the received ones first).
 type RecvBatch struct {
 	Bufs  [recvBatch][]byte
 	Lens  [recvBatch]int
 	Addrs [recvBatch]netip.AddrPort
 	Count int
+	// armedBy is the backend whose receives point into Bufs, if any.
+	armedBy atomic.Pointer[batchHolder]
 }
+
+// batchHolder identifies a backend that holds a RecvBatch's buffers.
+type batchHolder struct{ _ byte }
 
 // NewRecvBatch allocates a batch's buffers once.
 func NewRecvBatch() *RecvBatch {
@@ -76,9 +87,10 @@ type SendBatch struct {
 	lens  [sendBatch]int
 	to    [sendBatch]netip.AddrPort
 	n     int
-	// Sent, Datagrams and Errors count flushes' results: syscalls made,
-	// datagrams handed to the kernel, datagrams refused.
-	Sent, Datagrams, Errors uint64
+	// Sent, Messages, Datagrams and Errors count flushes' results:
+	// syscalls made, messages sent (a GSO message carries several
+	// datagrams), datagrams handed to the kernel, datagrams refused.
+	Sent, Messages, Datagrams, Errors uint64
 }
 
 // NewSendBatch allocates a batch's slots once.

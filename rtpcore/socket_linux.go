@@ -15,6 +15,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// This file holds the epoll backend and what both Linux backends share:
+// the sockets' creation (listenUDP), the msghdrs of a receive batch
+// (recvMsgs) and the GSO layout of a send batch (sendMsgs). The io_uring
+// backend is in uring_linux.go.
+
 // mmsgIO is the epoll backend: raw recvmmsg/sendmmsg on the socket's file
 // descriptor through syscall.RawConn, so the Go netpoller parks the loop
 // while the socket is empty. Every array the syscalls read is allocated
@@ -25,25 +30,17 @@ type mmsgIO struct {
 	local netip.AddrPort
 
 	// Receive side, used by the receive loop only.
-	rhdr   [recvBatch]unix.Mmsghdr
-	riov   [recvBatch]unix.Iovec
-	rname  [recvBatch]unix.RawSockaddrInet4
+	recvMsgs
 	rn     int
 	rerrno syscall.Errno
 	rfn    func(fd uintptr) bool
 
 	// Send side, used by the receive loop only.
-	shdr   [sendBatch]unix.Mmsghdr
-	siov   [sendBatch]unix.Iovec
-	sname  [sendBatch]unix.RawSockaddrInet4
-	scmsg  [sendBatch][cmsgSegmentSpace]byte
-	smsgs  int
+	sendMsgs
 	soff   int
 	sn     int
 	serrno syscall.Errno
 	sfn    func(fd uintptr) bool
-	gso    bool
-	group  gsoGroups
 
 	// WriteTo may be called from any goroutine.
 	wmu sync.Mutex
@@ -52,9 +49,18 @@ type mmsgIO struct {
 // cmsgSegmentSpace is the room of one UDP_SEGMENT control message.
 const cmsgSegmentSpace = 24 // unix.CmsgSpace(2) on 64-bit Linux; checked in a test
 
-// listenMedia binds n sockets to addr with SO_REUSEPORT (the kernel spreads
-// peers over them by their 4-tuple). Port 0 picks one free port for all.
+// listenMedia binds n sockets to addr for the epoll backend.
 func listenMedia(addr netip.AddrPort, n int) ([]*mmsgIO, error) {
+	return listenUDP(addr, n, newMmsgIO)
+}
+
+// listenUDP binds n sockets to addr with SO_REUSEPORT (the kernel spreads
+// peers over them by their 4-tuple) and large buffers, and hands each to
+// open, which makes a backend of it. Port 0 picks one free port for all.
+func listenUDP[T interface {
+	LocalAddr() netip.AddrPort
+	Close() error
+}](addr netip.AddrPort, n int, open func(*net.UDPConn) (T, error)) ([]T, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -65,8 +71,8 @@ func listenMedia(addr netip.AddrPort, n int) ([]*mmsgIO, error) {
 		}
 		return serr
 	}}
-	var out []*mmsgIO
-	fail := func(err error) ([]*mmsgIO, error) {
+	var out []T
+	fail := func(err error) ([]T, error) {
 		for _, s := range out {
 			s.Close()
 		}
@@ -77,13 +83,17 @@ func listenMedia(addr netip.AddrPort, n int) ([]*mmsgIO, error) {
 		if err != nil {
 			return fail(fmt.Errorf("media socket %d: %w", i, err))
 		}
-		s, err := newMmsgIO(pc.(*net.UDPConn))
+		c := pc.(*net.UDPConn)
+		if raw, err := c.SyscallConn(); err == nil {
+			setBuffers(raw, 4<<20)
+		}
+		s, err := open(c)
 		if err != nil {
-			pc.Close()
+			c.Close()
 			return fail(err)
 		}
 		out = append(out, s)
-		addr = s.local // later sockets share the port the first one got
+		addr = s.LocalAddr() // later sockets share the port the first one got
 	}
 	return out, nil
 }
@@ -93,12 +103,17 @@ func newMmsgIO(c *net.UDPConn) (*mmsgIO, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &mmsgIO{conn: c, raw: raw, gso: true}
-	s.local, _ = netip.ParseAddrPort(c.LocalAddr().String())
-	setBuffers(raw, 4<<20)
+	s := &mmsgIO{conn: c, raw: raw, local: udpLocal(c)}
+	s.gso = true
 	s.rfn = s.recvSyscall
 	s.sfn = s.sendSyscall
 	return s, nil
+}
+
+// udpLocal is a socket's bound address.
+func udpLocal(c *net.UDPConn) netip.AddrPort {
+	a, _ := netip.ParseAddrPort(c.LocalAddr().String())
+	return a
 }
 
 // setBuffers asks for large socket buffers; SO_*BUFFORCE needs
@@ -120,13 +135,7 @@ func (s *mmsgIO) Close() error { return s.conn.Close() }
 // Recv implements PacketIO.
 func (s *mmsgIO) Recv(b *RecvBatch, deadline time.Time) (int, error) {
 	for i := range recvBatch {
-		s.riov[i].Base = &b.Bufs[i][:1][0]
-		s.riov[i].SetLen(bufSize)
-		h := &s.rhdr[i].Hdr
-		h.Name = (*byte)(unsafe.Pointer(&s.rname[i]))
-		h.Namelen = unix.SizeofSockaddrInet4
-		h.Iov = &s.riov[i]
-		h.Iovlen = 1
+		s.setRecv(i, b.Bufs[i])
 	}
 	if err := s.conn.SetReadDeadline(deadline); err != nil {
 		return 0, ErrClosed
@@ -143,9 +152,7 @@ func (s *mmsgIO) Recv(b *RecvBatch, deadline time.Time) (int, error) {
 	}
 	for i := range s.rn {
 		b.Lens[i] = int(s.rhdr[i].Len)
-		sa := &s.rname[i]
-		port := uint16(sa.Port>>8 | sa.Port<<8)
-		b.Addrs[i] = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
+		b.Addrs[i] = s.source(i)
 	}
 	b.Count = s.rn
 	return s.rn, nil
@@ -179,21 +186,25 @@ func (s *mmsgIO) Send(b *SendBatch) error {
 		}
 		b.Sent++
 		if s.serrno != 0 {
-			// The message at soff was refused. A GSO failure (EIO/EINVAL on
-			// devices or kernels without it) turns GSO off and resends.
-			if s.gso && (s.serrno == unix.EIO || s.serrno == unix.EINVAL) && s.shdr[s.soff].Hdr.Controllen != 0 {
+			// The message at soff was refused. A GSO failure turns GSO off
+			// and resends what was not sent yet, one datagram a message.
+			if s.gsoRefused(s.soff, s.serrno) {
 				s.gso = false
-				s.build(b)
+				for m := s.soff; m < s.smsgs; m++ {
+					s.redo[m] = true
+				}
+				s.resend()
 				s.soff = 0
 				continue
 			}
-			b.Errors += uint64(s.shdr[s.soff].Hdr.Iovlen)
+			b.Errors += s.shdr[s.soff].Hdr.Iovlen
 			s.soff++
 			continue
 		}
 		for i := s.soff; i < s.soff+s.sn; i++ {
-			b.Datagrams += uint64(s.shdr[i].Hdr.Iovlen)
+			b.Datagrams += s.shdr[i].Hdr.Iovlen
 		}
+		b.Messages += uint64(s.sn)
 		s.soff += s.sn
 	}
 	return nil
@@ -212,23 +223,70 @@ func (s *mmsgIO) sendSyscall(fd uintptr) bool {
 	return true
 }
 
-// build lays out the batch as mmsghdrs. With GSO, each message carries the
+// WriteTo implements PacketIO.
+func (s *mmsgIO) WriteTo(p []byte, to netip.AddrPort) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err := s.conn.WriteToUDPAddrPort(p, to)
+	return err
+}
+
+// recvMsgs are the msghdrs of a receive batch, one per buffer: recvmmsg
+// reads them as one array, io_uring one per IORING_OP_RECVMSG.
+type recvMsgs struct {
+	rhdr  [recvBatch]unix.Mmsghdr
+	riov  [recvBatch]unix.Iovec
+	rname [recvBatch]unix.RawSockaddrInet4
+}
+
+// setRecv points message i at p, up to its capacity (bufSize for the
+// buffers of NewRecvBatch).
+func (r *recvMsgs) setRecv(i int, p []byte) {
+	r.riov[i].Base = &p[:1][0]
+	r.riov[i].SetLen(cap(p))
+	h := &r.rhdr[i].Hdr
+	h.Name = (*byte)(unsafe.Pointer(&r.rname[i]))
+	h.Namelen = unix.SizeofSockaddrInet4
+	h.Iov = &r.riov[i]
+	h.Iovlen = 1
+	h.Flags = 0
+}
+
+// source is the sender of the datagram message i received.
+func (r *recvMsgs) source(i int) netip.AddrPort {
+	sa := &r.rname[i]
+	port := sa.Port>>8 | sa.Port<<8
+	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
+}
+
+// sendMsgs lays a SendBatch out as msghdrs: sendmmsg reads them as one
+// array, io_uring one per IORING_OP_SENDMSG.
+type sendMsgs struct {
+	shdr  [sendBatch]unix.Mmsghdr
+	siov  [sendBatch]unix.Iovec
+	sname [sendBatch]unix.RawSockaddrInet4
+	scmsg [sendBatch][cmsgSegmentSpace]byte
+	smsgs int
+	// gso is on until the kernel refuses a GSO message.
+	gso   bool
+	group gsoGroups
+	// redo marks the messages resend lays out again.
+	redo [sendBatch]bool
+}
+
+// sendLayout gives tests the layout of either backend.
+func (s *sendMsgs) sendLayout() *sendMsgs { return s }
+
+// build lays out the batch as msghdrs. With GSO, each message carries the
 // datagrams to one destination that share one size (the last may be
 // shorter), one iovec each, and a UDP_SEGMENT control message with the size
-// (Linux udp(7)); datagrams to a destination stay in their order.
-func (s *mmsgIO) build(b *SendBatch) {
-	s.smsgs = 0
-	if !s.gso {
-		for i := range b.n {
-			s.setIov(i, b.slots[i][:b.lens[i]])
-			s.setMsg(s.smsgs, b.to[i], i, 1, 0)
-			s.smsgs++
-		}
-		return
-	}
+// (Linux udp(7)); without, one datagram each. The datagrams of a message
+// are contiguous in the iovec array, and datagrams to a destination stay in
+// their order; group.next and group.follows chain the messages to one
+// destination.
+func (s *sendMsgs) build(b *SendBatch) {
 	g := &s.group
-	g.assign(b)
-	// Lay each message's datagrams out contiguously in the iovec array.
+	g.assign(b, s.gso)
 	pos := 0
 	for m := range g.msgs {
 		g.start[m] = pos
@@ -250,12 +308,44 @@ func (s *mmsgIO) build(b *SendBatch) {
 	s.smsgs = g.msgs
 }
 
-func (s *mmsgIO) setIov(i int, p []byte) {
+// gsoRefused reports whether message m failed because the kernel or the
+// device refuses UDP GSO (EIO, EINVAL) rather than the datagrams.
+func (s *sendMsgs) gsoRefused(m int, errno syscall.Errno) bool {
+	return s.gso && (errno == unix.EIO || errno == unix.EINVAL) && s.shdr[m].Hdr.Controllen != 0
+}
+
+// resend lays out again the datagrams of the messages marked in redo, one
+// datagram a message without GSO, in their order, as the only messages,
+// chained one after another. The iovecs stay where build put them.
+func (s *sendMsgs) resend() {
+	g := &s.group
+	k := 0
+	for m := range s.smsgs {
+		if !s.redo[m] {
+			continue
+		}
+		s.redo[m] = false
+		for j := g.start[m]; j < g.start[m]+g.count[m]; j++ {
+			s.setMsg(k, g.dest[m], j, 1, 0)
+			k++
+		}
+	}
+	for m := range k {
+		g.next[m] = int32(m + 1)
+		g.follows[m] = m > 0
+	}
+	if k > 0 {
+		g.next[k-1] = -1
+	}
+	s.smsgs = k
+}
+
+func (s *sendMsgs) setIov(i int, p []byte) {
 	s.siov[i].Base = &p[:1][0]
 	s.siov[i].SetLen(len(p))
 }
 
-func (s *mmsgIO) setMsg(m int, to netip.AddrPort, iov, n, segment int) {
+func (s *sendMsgs) setMsg(m int, to netip.AddrPort, iov, n, segment int) {
 	sa := &s.sname[m]
 	sa.Family = unix.AF_INET
 	p := to.Port()
@@ -279,15 +369,7 @@ func (s *mmsgIO) setMsg(m int, to netip.AddrPort, iov, n, segment int) {
 	}
 }
 
-// WriteTo implements PacketIO.
-func (s *mmsgIO) WriteTo(p []byte, to netip.AddrPort) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	_, err := s.conn.WriteToUDPAddrPort(p, to)
-	return err
-}
-
-// gsoGroups assigns the datagrams of a batch to GSO messages.
+// gsoGroups assigns the datagrams of a batch to messages.
 type gsoGroups struct {
 	of    [sendBatch]int // message of each datagram
 	msgs  int
@@ -297,6 +379,10 @@ type gsoGroups struct {
 	count [sendBatch]int
 	start [sendBatch]int
 	done  [sendBatch]bool // closed: took a shorter datagram, or full
+	// next is the following message to the same destination (-1: none);
+	// follows marks the messages that have a previous one.
+	next    [sendBatch]int32
+	follows [sendBatch]bool
 	// open maps a destination to its open message: an open-addressed table
 	// cleared by generation.
 	slot [1024]struct {
@@ -307,7 +393,13 @@ type gsoGroups struct {
 	gen uint32
 }
 
-func (g *gsoGroups) assign(b *SendBatch) {
+// assign groups the datagrams of b: with gso, runs of equal size to one
+// destination share a message; without, every datagram has its own.
+func (g *gsoGroups) assign(b *SendBatch, gso bool) {
+	limit := 1
+	if gso {
+		limit = maxGSOSegments
+	}
 	g.msgs = 0
 	g.gen++
 	for i := range b.n {
@@ -325,7 +417,7 @@ func (g *gsoGroups) assign(b *SendBatch) {
 			}
 			h = (h + 1) & (len(g.slot) - 1)
 		}
-		if m >= 0 && !g.done[m] && n <= g.size[m] && g.count[m] < maxGSOSegments && g.bytes[m]+n <= maxGSOBytes {
+		if m >= 0 && !g.done[m] && n <= g.size[m] && g.count[m] < limit && g.bytes[m]+n <= maxGSOBytes {
 			g.of[i] = m
 			g.count[m]++
 			g.bytes[m] += n
@@ -334,12 +426,17 @@ func (g *gsoGroups) assign(b *SendBatch) {
 			}
 			continue
 		}
-		// A new message for this destination; it becomes the open one.
-		m = g.msgs
+		// A new message for this destination; it becomes the open one and
+		// follows the previous one.
+		nm := g.msgs
 		g.msgs++
-		g.of[i], g.dest[m], g.size[m], g.bytes[m], g.count[m], g.done[m] = m, to, n, n, 1, false
+		g.of[i], g.dest[nm], g.size[nm], g.bytes[nm], g.count[nm], g.done[nm] = nm, to, n, n, 1, false
+		g.next[nm], g.follows[nm] = -1, m >= 0
+		if m >= 0 {
+			g.next[m] = int32(nm)
+		}
 		e := &g.slot[h]
-		e.dest, e.msg, e.gen = to, m, g.gen
+		e.dest, e.msg, e.gen = to, nm, g.gen
 	}
 }
 

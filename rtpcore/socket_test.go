@@ -18,14 +18,16 @@ func TestCmsgSpaceConstant(t *testing.T) {
 
 // TestSendGSOAndOrder: a batch mixing destinations and sizes arrives whole
 // and in order per destination, with equal-size runs to one destination
-// sent as one GSO message.
+// sent as one GSO message; for each backend.
 func TestSendGSOAndOrder(t *testing.T) {
-	socks, err := listenMedia(netip.MustParseAddrPort("127.0.0.1:0"), 1)
-	if err != nil {
-		t.Fatal(err)
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) { testSendGSOAndOrder(t, be) })
 	}
-	s := socks[0]
-	defer s.Close()
+}
+
+func testSendGSOAndOrder(t *testing.T, be backend) {
+	s := be.listen(t, netip.MustParseAddrPort("127.0.0.1:0"), 1)[0]
+	l := layout(s)
 	var dst [2]*net.UDPConn
 	var addr [2]netip.AddrPort
 	for i := range dst {
@@ -60,8 +62,8 @@ func TestSendGSOAndOrder(t *testing.T) {
 	if b.Datagrams != 8 || b.Errors != 0 {
 		t.Fatalf("datagrams %d errors %d", b.Datagrams, b.Errors)
 	}
-	if s.gso && s.smsgs != 3 {
-		t.Fatalf("%d messages, want 3 (GSO groups)", s.smsgs)
+	if l.gso && l.smsgs != 3 {
+		t.Fatalf("%d messages, want 3 (GSO groups)", l.smsgs)
 	}
 	for i := range dst {
 		var exp [][]byte
@@ -83,24 +85,25 @@ func TestSendGSOAndOrder(t *testing.T) {
 		}
 	}
 	// Without GSO the same batch goes as eight messages.
-	s.gso = false
+	l.gso = false
 	want = nil
 	add(0, 100, 9)
 	add(0, 100, 10)
-	if err := s.Send(b); err != nil || s.smsgs != 2 {
-		t.Fatalf("no-GSO send: %v, %d messages", err, s.smsgs)
+	if err := s.Send(b); err != nil || l.smsgs != 2 {
+		t.Fatalf("no-GSO send: %v, %d messages", err, l.smsgs)
 	}
 }
 
-// TestRecvBatch: recvmmsg fills the batch with datagrams and sources.
+// TestRecvBatch: a receive fills the batch with datagrams and sources, for
+// each backend. Each socket has its own batch, as each receive loop does.
 func TestRecvBatch(t *testing.T) {
-	socks, err := listenMedia(netip.MustParseAddrPort("127.0.0.1:0"), 2)
-	if err != nil {
-		t.Fatal(err)
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) { testRecvBatch(t, be) })
 	}
-	for _, s := range socks {
-		defer s.Close()
-	}
+}
+
+func testRecvBatch(t *testing.T, be backend) {
+	socks := be.listen(t, netip.MustParseAddrPort("127.0.0.1:0"), 2)
 	if socks[0].LocalAddr() != socks[1].LocalAddr() {
 		t.Fatalf("SO_REUSEPORT sockets on different ports: %v %v", socks[0].LocalAddr(), socks[1].LocalAddr())
 	}
@@ -112,10 +115,11 @@ func TestRecvBatch(t *testing.T) {
 	}
 	// The kernel picks one of the two sockets for this 4-tuple; read both.
 	got := 0
-	rb := NewRecvBatch()
+	rbs := []*RecvBatch{NewRecvBatch(), NewRecvBatch()}
 	deadline := time.Now().Add(2 * time.Second)
 	for got < 5 && time.Now().Before(deadline) {
-		for _, s := range socks {
+		for k, s := range socks {
+			rb := rbs[k]
 			n, err := s.Recv(rb, time.Now().Add(50*time.Millisecond))
 			if err != nil && err != ErrTimeout {
 				t.Fatal(err)

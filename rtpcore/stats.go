@@ -6,15 +6,16 @@ import "sync/atomic"
 // only, so the atomics are uncontended); the engine has one for what
 // happens off the loops.
 type Stats struct {
-	PacketsIn   atomic.Uint64 // datagrams received
-	BytesIn     atomic.Uint64
-	PacketsOut  atomic.Uint64 // datagrams handed to the kernel
-	BytesOut    atomic.Uint64
-	SendCalls   atomic.Uint64 // sendmmsg calls
-	RecvCalls   atomic.Uint64 // recvmmsg calls
-	SendErrors  atomic.Uint64 // datagrams the kernel refused
-	Forwarded   atomic.Uint64 // RTP packets sent to subscribers
-	ReceivedRTP atomic.Uint64 // RTP packets decrypted from publishers
+	PacketsIn    atomic.Uint64 // datagrams received
+	BytesIn      atomic.Uint64
+	PacketsOut   atomic.Uint64 // datagrams handed to the kernel
+	BytesOut     atomic.Uint64
+	SendCalls    atomic.Uint64 // sendmmsg calls
+	SendMessages atomic.Uint64 // messages sent (a GSO message carries several datagrams)
+	RecvCalls    atomic.Uint64 // recvmmsg calls
+	SendErrors   atomic.Uint64 // datagrams the kernel refused
+	Forwarded    atomic.Uint64 // RTP packets sent to subscribers
+	ReceivedRTP  atomic.Uint64 // RTP packets decrypted from publishers
 
 	STUNAnswered    atomic.Uint64
 	STUNNominations atomic.Uint64
@@ -55,6 +56,7 @@ type StatsSnapshot struct {
 	PacketsOut      uint64            `json:"total_sent_packets"`
 	BytesOut        uint64            `json:"total_sent_bytes"`
 	SendCalls       uint64            `json:"total_send_calls"`
+	SendMessages    uint64            `json:"total_send_messages"`
 	RecvCalls       uint64            `json:"total_receive_calls"`
 	SendErrors      uint64            `json:"total_send_errors"`
 	Forwarded       uint64            `json:"total_forwarded_rtp"`
@@ -80,7 +82,7 @@ type StatsSnapshot struct {
 func (s *Stats) snapshot() StatsSnapshot {
 	return StatsSnapshot{
 		PacketsIn: s.PacketsIn.Load(), BytesIn: s.BytesIn.Load(), PacketsOut: s.PacketsOut.Load(),
-		BytesOut: s.BytesOut.Load(), SendCalls: s.SendCalls.Load(), RecvCalls: s.RecvCalls.Load(),
+		BytesOut: s.BytesOut.Load(), SendCalls: s.SendCalls.Load(), SendMessages: s.SendMessages.Load(), RecvCalls: s.RecvCalls.Load(),
 		SendErrors: s.SendErrors.Load(), Forwarded: s.Forwarded.Load(), ReceivedRTP: s.ReceivedRTP.Load(),
 		STUNAnswered: s.STUNAnswered.Load(), STUNNominations: s.STUNNominations.Load(),
 		DTLSHandshakes: s.DTLSHandshakes.Load(), DTLSFailures: s.DTLSFailures.Load(), DTLSReleased: s.DTLSReleased.Load(),
@@ -111,6 +113,7 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.PacketsOut += b.PacketsOut
 	a.BytesOut += b.BytesOut
 	a.SendCalls += b.SendCalls
+	a.SendMessages += b.SendMessages
 	a.RecvCalls += b.RecvCalls
 	a.SendErrors += b.SendErrors
 	a.Forwarded += b.Forwarded
