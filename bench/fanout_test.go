@@ -80,7 +80,16 @@ func startServer(b *testing.B, kind string, extra ...string) *Server {
 	var err error
 	switch kind {
 	case "hayate":
-		args := append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--media_sockets=1", "--log_level=warn"}, extra...)
+		// The fanout compares with the floor, which sends with the epoll
+		// backend's sendmmsg: Hayate runs on the same backend unless
+		// HAYATE_BENCH_BACKEND says otherwise (BenchmarkFanoutBackend
+		// compares the backends).
+		backend := os.Getenv("HAYATE_BENCH_BACKEND")
+		if backend == "" {
+			backend = "epoll"
+		}
+		args := append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--media_sockets=1", "--log_level=warn",
+			"--media_backend=" + backend}, extra...)
 		s, err = Start("hayate", hayateBin, serverLimits, args...)
 	case "baseline":
 		s, err = Start("baseline", baselineBin, serverLimits, "--signaling_port=0")
@@ -104,14 +113,17 @@ type fanoutRun struct {
 	join []time.Duration
 }
 
-func startFanout(b *testing.B, kind string, n int) *fanoutRun {
+func startFanout(b *testing.B, kind string, n int, extra ...string) *fanoutRun {
 	b.Helper()
-	r := &fanoutRun{srv: startServer(b, kind)}
+	r := &fanoutRun{srv: startServer(b, kind, extra...)}
 	var err error
 	if r.pub, err = StartPublisher(r.srv.Signaling, "fanout"); err != nil {
 		b.Fatalf("%s: %v\n%s", kind, err, r.srv.Log())
 	}
 	b.Cleanup(r.pub.Stop)
+	// Let the stream run before anyone joins: the pion baseline gives a
+	// subscriber only the tracks that exist when it joins.
+	time.Sleep(time.Second)
 	r.subs, r.join, err = JoinSubscribers(r.srv.Signaling, "fanout", n, 16, r.pub.video, r.pub.audio)
 	if err != nil {
 		b.Fatalf("%s: joining %d subscribers: %v\n%s", kind, n, err, r.srv.Log())
@@ -238,6 +250,36 @@ func BenchmarkFanout(b *testing.B) {
 			b.ReportMetric(bw.NsPerForward()/hw.NsPerForward(), "baseline/hayate")
 		})
 	}
+}
+
+// BenchmarkFanoutBackend compares the socket backends under the fanout
+// load in the same run: Hayate with media_backend epoll, then io_uring, at
+// HAYATE_BENCH_BACKEND_SUBS subscribers (default 500), one core.
+//
+//	go test -run '^$' -bench FanoutBackend -benchtime 1x ./bench/
+func BenchmarkFanoutBackend(b *testing.B) {
+	window := envDuration("HAYATE_BENCH_WINDOW", 5*time.Second)
+	n := 500
+	if v := envInts("HAYATE_BENCH_BACKEND_SUBS", nil); len(v) == 1 {
+		n = v[0]
+	}
+	b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+		ns := map[string]float64{}
+		for _, backend := range []string{"epoll", "io_uring"} {
+			r := startFanout(b, "hayate", n, "--media_backend="+backend)
+			w := r.measure(b, window)
+			ns[backend] = w.NsPerForward()
+			b.ReportMetric(w.NsPerForward(), backend+"-ns/fwd")
+			b.ReportMetric(w.LossPercent, backend+"-loss-%")
+			r.pub.Stop()
+			for _, s := range r.subs {
+				s.Close()
+			}
+			r.subs = nil
+			r.srv.Stop(30 * time.Second)
+		}
+		b.ReportMetric(ns["io_uring"]/ns["epoll"], "io_uring/epoll")
+	})
 }
 
 // floorOnServerCore runs Floor on a goroutine of its own (its locked,

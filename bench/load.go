@@ -370,9 +370,12 @@ type Window struct {
 	Counters map[string]float64
 }
 
-// NsPerForward is the server's CPU per forwarded packet.
+// NsPerForward is the server's CPU per forwarded packet: per packet that
+// reached a subscriber. Without loss that is every packet the fanout asks
+// for; a saturated server that delivers less is charged for what it
+// delivered.
 func (w Window) NsPerForward() float64 {
-	return float64(w.ServerCPU.Nanoseconds()) / float64(w.Expected)
+	return float64(w.ServerCPU.Nanoseconds()) / float64(max(w.Received, 1))
 }
 
 // P99 is the 99th percentile forwarding delay of the sampled packets.

@@ -99,7 +99,7 @@ func Default() Config {
 		WebhookWorkers:                  5,
 		WebhookQueueSize:                1024,
 		IgnoreSessionVanishedWebhook:    true,
-		MediaBackend:                    "epoll",
+		MediaBackend:                    "auto",
 		MediaSockets:                    runtime.GOMAXPROCS(0),
 		ICEConnectionStateFailedTimeout: 10 * time.Second,
 		LogLevel:                        "info",
@@ -151,7 +151,7 @@ func (c *Config) keys() []key {
 		intKey("webhook_workers", "senders per session/event webhook queue", &c.WebhookWorkers),
 		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),
 		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
-		stringKey("media_backend", "socket backend: epoll (recvmmsg/sendmmsg through the Go netpoller) or io_uring", &c.MediaBackend),
+		stringKey("media_backend", "socket backend: auto (io_uring where the kernel allows it, else epoll), io_uring, or epoll (recvmmsg/sendmmsg through the Go netpoller)", &c.MediaBackend),
 		intKey("media_sockets", "SO_REUSEPORT sockets on media_port, each read by one goroutine; default GOMAXPROCS", &c.MediaSockets),
 		durationKey("ice_connection_state_failed_timeout", "close a connection (4408 ICE-CONNECTION-STATE-FAILED) whose peer sent nothing for this long, or whose ICE and DTLS are not up this long after its answer", &c.ICEConnectionStateFailedTimeout),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
@@ -306,9 +306,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: default_audio_codec_type %q: %w", c.DefaultAudioCodecType, ErrOutOfRange)
 	}
 	switch c.MediaBackend {
-	case "epoll", "io_uring":
+	case "auto", "epoll", "io_uring":
 	default:
-		return fmt.Errorf("config: media_backend %q (want epoll or io_uring): %w", c.MediaBackend, ErrOutOfRange)
+		return fmt.Errorf("config: media_backend %q (want auto, io_uring or epoll): %w", c.MediaBackend, ErrOutOfRange)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -136,7 +136,7 @@ func (n *Node) Start() {
 	}
 	r := slog.NewRecord(time.Now(), slog.LevelInfo, "hayate ready", 0)
 	r.Add("signaling", n.SignalingAddr().String(), "api", n.APIAddr().String(),
-		"media", n.MediaAddr().String(), "mode", n.word.Load().String(), "version", Version,
+		"media", n.MediaAddr().String(), "media_backend", n.media.Backend(), "mode", n.word.Load().String(), "version", Version,
 		"fingerprint", n.cert.Fingerprint)
 	// Straight to the handler: the level filter does not apply to this line.
 	_ = n.log.Handler().Handle(context.Background(), r)

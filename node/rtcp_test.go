@@ -315,23 +315,30 @@ func TestPublisherLeavesAndReturns(t *testing.T) {
 	}
 }
 
-// TestIOUringBackendCall: a node on the io_uring socket backend carries a
-// call like the epoll one.
-func TestIOUringBackendCall(t *testing.T) {
-	n := startNode(t, func(c *config.Config) {
-		c.MediaBackend = "io_uring"
-		c.MediaSockets = 2
-		c.ICEConnectionStateFailedTimeout = 10 * time.Second
-	})
-	c := newCall(t, n, "uring")
-	c.sendVideo(t, 50)
-	last := c.seq
-	waitFor(t, "50 packets through io_uring", 5*time.Second, func() bool {
-		for s := last - 49; s != last+1; s++ {
-			if c.subRec.count(c.video, s) == 0 {
-				return false
+// TestBackendsCarryACall: a node carries a call on each socket backend
+// (auto picks io_uring here; epoll is the fallback where it is forbidden).
+func TestBackendsCarryACall(t *testing.T) {
+	for _, backend := range []string{"epoll", "io_uring"} {
+		t.Run(backend, func(t *testing.T) {
+			n := startNode(t, func(c *config.Config) {
+				c.MediaBackend = backend
+				c.MediaSockets = 2
+				c.ICEConnectionStateFailedTimeout = 10 * time.Second
+			})
+			if n.Media().Backend() != backend {
+				t.Fatalf("backend %q", n.Media().Backend())
 			}
-		}
-		return true
-	})
+			c := newCall(t, n, "backend")
+			c.sendVideo(t, 50)
+			last := c.seq
+			waitFor(t, "50 packets through "+backend, 5*time.Second, func() bool {
+				for s := last - 49; s != last+1; s++ {
+					if c.subRec.count(c.video, s) == 0 {
+						return false
+					}
+				}
+				return true
+			})
+		})
+	}
 }

@@ -57,16 +57,19 @@ type Config struct {
 	FailedTimeout time.Duration
 	// ReportInterval is the period of RTCP receiver reports to publishers.
 	ReportInterval time.Duration
-	// Backend is the socket backend: BackendEpoll (default) or BackendIOUring.
+	// Backend is the socket backend: BackendAuto (io_uring where the
+	// kernel allows it, else epoll; the default), BackendEpoll or
+	// BackendIOUring.
 	Backend string
 	Log     *slog.Logger
 }
 
 // Engine is the media path of a node; it implements media.Engine.
 type Engine struct {
-	cfg    Config
-	shards []*shard
-	addr   netip.AddrPort
+	cfg     Config
+	shards  []*shard
+	addr    netip.AddrPort
+	backend string
 
 	mu         sync.RWMutex
 	byUfrag    map[string]*Transport
@@ -91,8 +94,19 @@ func New(cfg Config) (*Engine, error) {
 	}
 	var ios []PacketIO
 	var err error
+	if cfg.Backend == BackendAuto || cfg.Backend == "" {
+		// io_uring where the kernel allows it (it is faster under fanout,
+		// BENCHMARKS.md); containers often forbid it, then epoll.
+		cfg.Backend = BackendIOUring
+		if uerr := UringAvailable(); uerr != nil {
+			cfg.Backend = BackendEpoll
+			if cfg.Log != nil {
+				cfg.Log.Info("io_uring unavailable, media_backend epoll", "err", uerr)
+			}
+		}
+	}
 	switch cfg.Backend {
-	case "", BackendEpoll:
+	case BackendEpoll:
 		ios, err = ListenMedia(cfg.Addr, cfg.Sockets)
 	case BackendIOUring:
 		if err := UringAvailable(); err != nil {
@@ -105,14 +119,22 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewWithIO(cfg, ios)
+	e, err := NewWithIO(cfg, ios)
+	if err == nil {
+		e.backend = cfg.Backend
+	}
+	return e, err
 }
 
 // The socket backends (media_backend).
 const (
+	BackendAuto    = "auto"
 	BackendEpoll   = "epoll"
 	BackendIOUring = "io_uring"
 )
+
+// Backend is the socket backend in use.
+func (e *Engine) Backend() string { return e.backend }
 
 // ErrBackend is an unknown media_backend.
 var ErrBackend = errors.New("rtpcore: unknown socket backend")
