@@ -44,6 +44,15 @@ type Config struct {
 	InitialMode  mode.Mode
 	DrainTimeout time.Duration
 
+	// Limits.
+	MaxConnections            int
+	MaxChannelConnections     int
+	MaxPendingConnections     int
+	SignalingHandshakeTimeout time.Duration
+
+	// Security.
+	APIToken string
+
 	// Signaling.
 	SignalingPingInterval    time.Duration
 	SignalingPongTimeout     time.Duration
@@ -87,6 +96,9 @@ func Default() Config {
 		Label:                           "Hayate",
 		InitialMode:                     mode.Normal,
 		DrainTimeout:                    5 * time.Minute,
+		MaxConnections:                  10000,
+		MaxPendingConnections:           1000,
+		SignalingHandshakeTimeout:       10 * time.Second,
 		SignalingPingInterval:           5 * time.Second,
 		SignalingPongTimeout:            15 * time.Second,
 		MaxSignalingMessageBytes:        1 << 20,
@@ -135,6 +147,11 @@ func (c *Config) keys() []key {
 		stringKey("node_name", "node_name field of webhooks; empty means hayate@<ipv4_address>", &c.NodeName),
 		modeKey("initial_mode", "mode at start: normal, block_new_session or block_new_connection", &c.InitialMode),
 		durationKey("drain_timeout", "on SIGTERM, how long to wait for live sessions to end before closing them and exiting", &c.DrainTimeout),
+		intKey("max_connections", "most connections admitted on the node at once; more are refused with 4429 MAX-CONNECTIONS (0: no limit)", &c.MaxConnections),
+		intKey("max_channel_connections", "most connections in one channel; more are refused with 4429 MAX-CHANNEL-CONNECTIONS (0: no limit)", &c.MaxChannelConnections),
+		intKey("max_pending_connections", "most WebSockets open but not yet admitted (waiting for connect or the auth webhook); more are closed at once with 4429 TOO-MANY-PENDING-CONNECTIONS", &c.MaxPendingConnections),
+		durationKey("signaling_handshake_timeout", "time a new TCP connection has to send its WebSocket upgrade request before it is dropped", &c.SignalingHandshakeTimeout),
+		stringKey("api_token", "if set, the HTTP API requires Authorization: Bearer <api_token> (401 UNAUTHORIZED otherwise); for deployments that expose the API beyond loopback", &c.APIToken),
 		durationKey("signaling_ping_interval", "interval between signaling ping messages", &c.SignalingPingInterval),
 		durationKey("signaling_pong_timeout", "close a connection (4408 PONG-TIMEOUT) when no pong arrives for this long", &c.SignalingPongTimeout),
 		intKey("max_signaling_message_bytes", "largest signaling message accepted; larger ones close with 4400 MESSAGE-TOO-LARGE", &c.MaxSignalingMessageBytes),
@@ -267,6 +284,9 @@ func (c *Config) Validate() error {
 	if c.MaxSignalingMessageBytes < 4096 {
 		return fmt.Errorf("config: max_signaling_message_bytes must be at least 4096: %w", ErrOutOfRange)
 	}
+	if c.MaxConnections < 0 || c.MaxChannelConnections < 0 || c.MaxPendingConnections < 1 {
+		return fmt.Errorf("config: max_connections and max_channel_connections must be 0 or more, max_pending_connections at least 1: %w", ErrOutOfRange)
+	}
 	if c.WebhookWorkers < 1 || c.WebhookQueueSize < 1 || c.MediaSockets < 1 {
 		return fmt.Errorf("config: webhook_workers, webhook_queue_size and media_sockets must be at least 1: %w", ErrOutOfRange)
 	}
@@ -278,6 +298,7 @@ func (c *Config) Validate() error {
 		{"connect_timeout", c.ConnectTimeout}, {"answer_timeout", c.AnswerTimeout},
 		{"webhook_response_timeout", c.WebhookResponseTimeout},
 		{"ice_connection_state_failed_timeout", c.ICEConnectionStateFailedTimeout},
+		{"signaling_handshake_timeout", c.SignalingHandshakeTimeout},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("config: %s must be positive: %w", d.name, ErrOutOfRange)

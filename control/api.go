@@ -10,8 +10,10 @@
 package control
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,6 +40,7 @@ type Backend interface {
 type API struct {
 	backend    Backend
 	corsOrigin string
+	token      []byte
 	log        *slog.Logger
 	ops        map[string]operation
 }
@@ -47,9 +50,13 @@ type API struct {
 type operation func(p params) (any, error)
 
 // New returns the API; corsOrigin is api_cors_origin (empty sends no
-// access-control-allow-origin).
-func New(b Backend, corsOrigin string, log *slog.Logger) *API {
+// access-control-allow-origin) and token api_token (empty: no
+// authentication, for an API on loopback).
+func New(b Backend, corsOrigin, token string, log *slog.Logger) *API {
 	a := &API{backend: b, corsOrigin: corsOrigin, log: log}
+	if token != "" {
+		a.token = []byte(token)
+	}
 	a.ops = map[string]operation{
 		"Sora_20211215.ChangeMode":             a.changeMode,
 		"Sora_20211215.GetMode":                a.getMode,
@@ -73,10 +80,22 @@ func (a *API) Targets() []string {
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		// A bug must not take the node down nor leak a stack trace: the
+		// client gets 500 INTERNAL-ERROR and the log the panic's value.
+		if v := recover(); v != nil {
+			a.log.Error("api panic", "target", r.Header.Get("X-Sora-Target"), "panic", fmt.Sprint(v))
+			a.fail(w, r, errInternal)
+		}
+	}()
 	a.cors(w.Header())
 	switch {
 	case r.Method == http.MethodOptions:
 		w.WriteHeader(http.StatusOK)
+		return
+	case !a.authorized(r):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hayate"`)
+		a.fail(w, r, errUnauthorized)
 		return
 	case r.Method != http.MethodPost:
 		w.Header().Set("Allow", "POST, OPTIONS")
@@ -122,9 +141,19 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(data) //nolint:errcheck // the client may be gone
 }
 
+// authorized checks the bearer token when api_token is set (RFC 6750 §2.1),
+// in constant time.
+func (a *API) authorized(r *http.Request) bool {
+	if a.token == nil {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), a.token) == 1
+}
+
 // cors sets Sora's CORS headers (API_MODE.html examples).
 func (a *API) cors(h http.Header) {
-	h.Set("Access-Control-Allow-Headers", "Origin, X-Requested-With, Content-Type, Accept, x-sora-target")
+	h.Set("Access-Control-Allow-Headers", "Origin, X-Requested-With, Content-Type, Accept, Authorization, x-sora-target")
 	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
 	h.Set("Access-Control-Max-Age", "1000")
 	if a.corsOrigin != "" {

@@ -25,6 +25,7 @@ var (
 	errChannelNotFound    = &Error{http.StatusNotFound, "CHANNEL-NOT-FOUND", "no connection in that channel on this node"}
 	errConnectionNotFound = &Error{http.StatusNotFound, "CONNECTION-NOT-FOUND", "no such connection in that channel"}
 	errMethod             = &Error{http.StatusMethodNotAllowed, "METHOD-NOT-ALLOWED", "use POST (or OPTIONS for CORS preflight)"}
+	errUnauthorized       = &Error{http.StatusUnauthorized, "UNAUTHORIZED", "this API needs Authorization: Bearer <api_token>"}
 	errBodyTooLarge       = &Error{http.StatusRequestEntityTooLarge, "BODY-TOO-LARGE", "request body over 1 MiB"}
 	errInternal           = &Error{http.StatusInternalServerError, "INTERNAL-ERROR", "internal error"}
 )
@@ -32,7 +33,7 @@ var (
 // AllErrors lists every API error, for documentation tests.
 func AllErrors() []*Error {
 	return []*Error{errBadJSON, errMissingParameter, errInvalidParameter, errInvalidMode, errUnknownTarget,
-		errNotFound, errChannelNotFound, errConnectionNotFound, errMethod, errBodyTooLarge, errInternal}
+		errNotFound, errChannelNotFound, errConnectionNotFound, errMethod, errUnauthorized, errBodyTooLarge, errInternal}
 }
 
 // wrapped is an API error with a message naming the parameter.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/sigclient"
 )
 
@@ -118,13 +119,7 @@ func expectClosed(t testing.TB, err error, code int, reason string) {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, what, d, cond)
 }
 
 // apiCall posts one API operation and returns the status and decoded body.
@@ -230,4 +225,19 @@ func checkGoroutines(t testing.TB, base int, nodes ...*Node) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// hangingAuth is an auth webhook that admits everyone at once, except
+// connects to channel, which it holds until the test ends.
+func hangingAuth(t testing.TB, channel string) *hookReceiver {
+	release := make(chan struct{})
+	r := newHookReceiver(t)
+	r.respond = func(w http.ResponseWriter, body map[string]any) {
+		if body["channel_id"] == channel {
+			<-release
+		}
+		w.Write([]byte(`{"allowed":true}`))
+	}
+	t.Cleanup(func() { close(release) }) // runs before the receiver closes
+	return r
 }

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,9 +91,11 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		SignalingNotify: cfg.SignalingNotify, SignalingBundleID: cfg.SignalingBundleID,
 		DefaultVideoCodecType: cfg.DefaultVideoCodecType, DefaultAudioCodecType: cfg.DefaultAudioCodecType,
 		IgnoreSessionVanished: cfg.IgnoreSessionVanishedWebhook,
+		MaxConnections:        cfg.MaxConnections, MaxChannelConnections: cfg.MaxChannelConnections,
+		MaxPending: cfg.MaxPendingConnections,
 	}
 	n.hub = signal.NewHub(set, n.word, n.media, signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}, log)
-	var api http.Handler = control.New(n, cfg.APICORSOrigin, log)
+	var api http.Handler = control.New(n, cfg.APICORSOrigin, cfg.APIToken, log)
 	if cfg.DebugPprof {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -100,8 +103,21 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.Handle("/", api)
 		api = mux
+		if cfg.APIToken != "" {
+			// The profiles need the token too.
+			inner := api
+			tok := "Bearer " + cfg.APIToken
+			api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasPrefix(r.URL.Path, "/debug/pprof/") && r.Header.Get("Authorization") != tok {
+					http.Error(w, "unauthorized", http.StatusUnauthorized)
+					return
+				}
+				inner.ServeHTTP(w, r)
+			})
+		}
 	}
-	n.sigSrv = &http.Server{Handler: n.hub, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	n.sigSrv = &http.Server{Handler: n.hub, ReadHeaderTimeout: cfg.SignalingHandshakeTimeout, IdleTimeout: cfg.SignalingHandshakeTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	n.apiSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// Booting into a block mode counts as entering it: with no session yet,

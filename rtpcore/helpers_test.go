@@ -211,6 +211,7 @@ type fanout struct {
 	pubKeys keys
 	pubOut  keys
 	subKeys []keys
+	subIn   []keys // what each subscriber sends (RTCP)
 	prof    srtp.ProtectionProfile
 	ssrc    uint32
 }
@@ -223,9 +224,9 @@ func newFanout(tb testing.TB, p srtp.ProtectionProfile, n int) *fanout {
 	tr := media.Track{Kind: media.Video, SSRC: f.ssrc, PayloadType: 96, ClockRate: 90000}
 	f.pub.Publish([]media.Track{tr})
 	for i := range n {
-		k := newKeys(tb, p)
-		f.subKeys = append(f.subKeys, k)
-		sub := readyTransport(tb, f.e, p, newKeys(tb, p), k, f.sinks.addrs[i])
+		k, in := newKeys(tb, p), newKeys(tb, p)
+		f.subKeys, f.subIn = append(f.subKeys, k), append(f.subIn, in)
+		sub := readyTransport(tb, f.e, p, in, k, f.sinks.addrs[i])
 		sub.Subscribe(f.pub, []media.Track{tr})
 		f.subs = append(f.subs, sub)
 	}

@@ -97,15 +97,16 @@ func (s *shard) rtcpPacket(t *Transport, p []byte) {
 			}
 		}
 	case rtcpPSFB:
+		if len(p) < 12 {
+			return // shorter than the feedback header (RFC 4585 §6.1)
+		}
 		switch count {
 		case fmtPLI:
-			if len(p) >= 12 {
-				if pt := t.source(binary.BigEndian.Uint32(p[8:12])); pt != nil {
-					s.stats.PLIsReceived.Add(1)
-					pt.requestKeyFrame(s)
-				}
+			if pt := t.source(binary.BigEndian.Uint32(p[8:12])); pt != nil {
+				s.stats.PLIsReceived.Add(1)
+				pt.requestKeyFrame(s)
 			}
-		case fmtFIR:
+		case fmtFIR: // RFC 5104 §4.3.1: FCI entries of SSRC and sequence number
 			for fci := p[12:]; len(fci) >= 8; fci = fci[8:] {
 				if pt := t.source(binary.BigEndian.Uint32(fci[0:4])); pt != nil {
 					s.stats.PLIsReceived.Add(1)

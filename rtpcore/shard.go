@@ -2,6 +2,7 @@ package rtpcore
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -34,13 +35,35 @@ func newShard(e *Engine, id int, io PacketIO) *shard {
 // housekeeping is how often a shard forgets addresses of closed transports.
 const housekeeping = time.Second
 
-// run is the receive loop.
+// run runs the receive loop and restarts it if a bug makes it panic: one
+// bad datagram must not stop the media of everyone on this socket. The
+// panic's value is logged, with no stack trace.
+func (s *shard) run() {
+	defer s.e.wg.Done()
+	for !s.loopOnce() {
+	}
+}
+
+func (s *shard) loopOnce() (done bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.stats.Panics.Add(1)
+			s.e.cfg.Log.Error("media receive loop panicked; restarting it", "shard", s.id, "panic", fmt.Sprint(v))
+			s.sb.reset()
+			s.npending = 0
+			done = false
+		}
+	}()
+	s.loop()
+	return true
+}
+
+// loop is the receive loop.
 //
 // It wakes for: a batch of datagrams (handle each, then flush the datagrams
 // produced with one send call), or the receive deadline (no traffic for
-// 250 ms: only housekeeping). It ends when the socket is closed.
-func (s *shard) run() {
-	defer s.e.wg.Done()
+// 250 ms: only housekeeping). It returns when the socket is closed.
+func (s *shard) loop() {
 	lastSweep := time.Now()
 	for {
 		now := time.Now()

@@ -31,6 +31,7 @@ type Stats struct {
 	SRsForwarded   atomic.Uint64
 	RRsSent        atomic.Uint64
 	TransportFails atomic.Uint64
+	Panics         atomic.Uint64
 
 	// Dropped packets by reason.
 	DropMalformed          atomic.Uint64 // fits no RFC 7983 range, or truncated
@@ -73,6 +74,7 @@ type StatsSnapshot struct {
 	SRsForwarded    uint64            `json:"total_srs_forwarded"`
 	RRsSent         uint64            `json:"total_rrs_sent"`
 	TransportFails  uint64            `json:"total_transport_failures"`
+	Panics          uint64            `json:"total_panics"`
 	Dropped         map[string]uint64 `json:"dropped"`
 	Transports      int               `json:"transports"`
 	// Profiles counts connected transports by SRTP protection profile.
@@ -88,7 +90,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 		DTLSHandshakes: s.DTLSHandshakes.Load(), DTLSFailures: s.DTLSFailures.Load(), DTLSReleased: s.DTLSReleased.Load(),
 		NACKsReceived: s.NACKsReceived.Load(), Retransmitted: s.Retransmitted.Load(),
 		PLIsReceived: s.PLIsReceived.Load(), PLIsSent: s.PLIsSent.Load(), SRsForwarded: s.SRsForwarded.Load(),
-		RRsSent: s.RRsSent.Load(), TransportFails: s.TransportFails.Load(),
+		RRsSent: s.RRsSent.Load(), TransportFails: s.TransportFails.Load(), Panics: s.Panics.Load(),
 		Dropped: map[string]uint64{
 			"malformed":            s.DropMalformed.Load(),
 			"unknown_address":      s.DropUnknownAddress.Load(),
@@ -130,6 +132,7 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.SRsForwarded += b.SRsForwarded
 	a.RRsSent += b.RRsSent
 	a.TransportFails += b.TransportFails
+	a.Panics += b.Panics
 	for k, v := range b.Dropped {
 		a.Dropped[k] += v
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -69,6 +70,8 @@ type Conn struct {
 	notifyMetadata                json.RawMessage
 
 	// Guarded by hub.mu.
+	pendingCounted       bool
+	left                 bool
 	ch                   *channel
 	sessionID            string
 	created              bool
@@ -110,12 +113,26 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	nc, rw, _, err := ws.UpgradeHTTP(r, w)
 	if err != nil {
 		h.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		if nc != nil {
+			// The upgrader hijacked the connection to write its 4xx; it
+			// is ours to close, or the socket stays open until GC.
+			nc.Close()
+		}
 		return
 	}
 	c := &Conn{hub: h, nc: nc, br: ownReader(rw.Reader, nc), id: ids.New(), notify: h.set.SignalingNotify}
 	c.w.finished = make(chan struct{})
-	if !h.track(c) {
-		c.writeClose(ErrServerShutdown)
+	if e := h.track(c); e != nil {
+		if e.Code == CodeLimit {
+			h.stats.Failed.Add(1)
+			h.stats.countRefusal(e)
+			if h.pendingWarn.Allow(time.Now()) {
+				// At most one line a second: a flood must not flood the log too.
+				h.log.Warn("signaling connections refused: too many pending", "limit", h.set.MaxPending, "remote", r.RemoteAddr,
+					"total_refused_limit", h.stats.RefusedLimit.Load())
+			}
+		}
+		c.writeClose(e)
 		nc.Close()
 		return
 	}
@@ -125,8 +142,34 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the WebSocket if the handler went on serving it.
 	go func() {
 		defer h.untrack(c)
+		defer c.contain()
 		c.serve()
 	}()
+}
+
+// contain keeps a bug in one connection from taking the node down: the
+// panic is logged (its value, no stack trace), the client gets 1011 and
+// the connection is torn down like any other.
+func (c *Conn) contain() {
+	v := recover()
+	if v == nil {
+		return
+	}
+	c.hub.stats.Panics.Add(1)
+	c.hub.log.Error("connection panicked", "connection_id", c.id, "channel_id", c.channelID, "panic", fmt.Sprint(v))
+	if !c.live.Load() {
+		c.writeClose(ErrInternal)
+		c.nc.Close()
+		return
+	}
+	c.requestClose(ErrInternal)
+	select {
+	case <-c.w.finished:
+	case <-time.After(writeTimeout):
+	}
+	c.nc.Close()
+	c.hub.leave(c)
+	c.tr.Close()
 }
 
 // ownReader returns a small reader of the connection that does not keep

@@ -105,7 +105,13 @@ var (
 	ErrDTLSFailed  = closeErr(CodeBadRequest, "DTLS-FAILED")
 
 	// 4429: limits.
-	ErrQueueFull = closeErr(CodeLimit, "SIGNALING-QUEUE-FULL")
+	ErrQueueFull             = closeErr(CodeLimit, "SIGNALING-QUEUE-FULL")
+	ErrMaxConnections        = closeErr(CodeLimit, "MAX-CONNECTIONS")
+	ErrMaxChannelConnections = closeErr(CodeLimit, "MAX-CHANNEL-CONNECTIONS")
+	ErrTooManyPending        = closeErr(CodeLimit, "TOO-MANY-PENDING-CONNECTIONS")
+
+	// 1011: a bug in Hayate, contained to one connection.
+	ErrInternal = closeErr(1011, "INTERNAL-ERROR")
 
 	// 1000 and 1001.
 	ErrTypeDisconnect  = closeErr(CodeNormal, "TYPE-DISCONNECT")
@@ -124,8 +130,9 @@ func AllCloseErrors() []*CloseError {
 		ErrAuthTimeout, ErrAuthUnreachable, ErrAuthStatus, ErrAuthBadResponse, errAuthDeniedSample,
 		ErrBlockedNewConnection, ErrBlockedNewSession,
 		ErrConnectTimeout, ErrAnswerTimeout, ErrPongTimeout, ErrQueueFull,
+		ErrMaxConnections, ErrMaxChannelConnections, ErrTooManyPending,
 		ErrICEFailed, ErrDTLSTimeout, ErrDTLSFailed,
-		ErrTypeDisconnect, ErrDisconnectedAPI, ErrServerShutdown,
+		ErrTypeDisconnect, ErrDisconnectedAPI, ErrServerShutdown, ErrInternal,
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hayate-sfu/hayate/ids"
@@ -50,6 +51,11 @@ type Settings struct {
 	DefaultAudioCodecType string
 
 	IgnoreSessionVanished bool
+
+	// Limits (0: none, except MaxPending).
+	MaxConnections        int
+	MaxChannelConnections int
+	MaxPending            int
 }
 
 // Authenticator calls the auth webhook.
@@ -85,10 +91,15 @@ type Hub struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// admitted mirrors len(conns) for the lock-free precheck.
+	admitted    atomic.Int64
+	pendingWarn everySecond
+
 	mu       sync.Mutex
 	channels map[string]*channel
 	conns    map[string]*Conn // admitted connections by connection_id
 	sockets  map[*Conn]struct{}
+	pending  int // sockets not admitted yet
 	// vanishedSent is true once session.vanished went out for the current
 	// drain; a new session or a return to normal resets it.
 	vanishedSent bool
@@ -219,14 +230,40 @@ func (h *Hub) sessionLive(id string) bool {
 	return h.channels[id] != nil
 }
 
-// precheck is the lock-free admission check made before the auth webhook.
+// precheck is the admission check made before the auth webhook, so that a
+// refused connect costs the application server nothing. In normal mode with
+// no per-channel limit it takes no lock. admit checks again under the lock.
 func (h *Hub) precheck(channelID string) *CloseError {
 	m := h.word.Load()
-	live := false
-	if m == mode.BlockNewSession {
-		live = h.sessionLive(channelID)
+	if e := refusalError(mode.Admit(m, true)); e != nil {
+		return e // refused whatever the channel's state
 	}
-	return refusalError(mode.Admit(m, live))
+	if m != mode.BlockNewSession && h.set.MaxChannelConnections == 0 {
+		return h.limitError(int(h.admitted.Load()), 0)
+	}
+	h.mu.Lock()
+	ch := h.channels[channelID]
+	conns, members := len(h.conns), 0
+	if ch != nil {
+		members = len(ch.members)
+	}
+	h.mu.Unlock()
+	if e := refusalError(mode.Admit(m, ch != nil)); e != nil {
+		return e
+	}
+	return h.limitError(conns, members)
+}
+
+// limitError is the refusal, if any, of one more connection on a node with
+// conns admitted connections, to a channel with members of them.
+func (h *Hub) limitError(conns, members int) *CloseError {
+	if h.set.MaxConnections > 0 && conns >= h.set.MaxConnections {
+		return ErrMaxConnections
+	}
+	if h.set.MaxChannelConnections > 0 && members >= h.set.MaxChannelConnections {
+		return ErrMaxChannelConnections
+	}
+	return nil
 }
 
 func refusalError(r mode.Refusal) *CloseError {
@@ -253,6 +290,15 @@ func (h *Hub) admit(c *Conn) *CloseError {
 	if err := refusalError(mode.Admit(h.word.Load(), ch != nil)); err != nil {
 		return err
 	}
+	members := 0
+	if ch != nil {
+		members = len(ch.members)
+	}
+	if err := h.limitError(len(h.conns), members); err != nil {
+		return err
+	}
+	h.pending--
+	c.pendingCounted = false
 	now := time.Now()
 	if ch == nil {
 		ch = &channel{id: c.channelID, sessionID: ids.New(), created: now}
@@ -271,6 +317,7 @@ func (h *Hub) admit(c *Conn) *CloseError {
 		ch.peak = len(ch.members)
 	}
 	h.conns[c.id] = c
+	h.admitted.Store(int64(len(h.conns)))
 	c.lastPong.Store(now.UnixNano())
 	c.live.Store(true)
 	c.queue(c.offerMessage())
@@ -318,9 +365,10 @@ func (h *Hub) leave(c *Conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ch := c.ch
-	if ch == nil {
+	if ch == nil || c.left {
 		return
 	}
+	c.left = true
 	h.unpublishLocked(c)
 	for i, m := range ch.members {
 		if m == c {
@@ -329,6 +377,7 @@ func (h *Hub) leave(c *Conn) {
 		}
 	}
 	delete(h.conns, c.id)
+	h.admitted.Store(int64(len(h.conns)))
 	c.destroyedAt = time.Now()
 	if len(ch.history) < maxSessionHistory {
 		ch.history = append(ch.history, c.sessionRecord())
@@ -367,23 +416,40 @@ func (h *Hub) refused(c *Conn, e *CloseError) {
 	h.hooks.Event.Send(payload)
 }
 
-// track registers an upgraded socket; it fails once the hub is closed.
-func (h *Hub) track(c *Conn) bool {
+// track registers an upgraded socket, counted as pending until admitted.
+// It refuses once the hub is closed or too many sockets are pending.
+func (h *Hub) track(c *Conn) *CloseError {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return false
+		return ErrServerShutdown
 	}
+	if h.pending >= h.set.MaxPending {
+		return ErrTooManyPending
+	}
+	h.pending++
+	c.pendingCounted = true
 	h.sockets[c] = struct{}{}
 	h.wg.Add(1)
-	return true
+	return nil
 }
 
 func (h *Hub) untrack(c *Conn) {
 	h.mu.Lock()
 	delete(h.sockets, c)
+	if c.pendingCounted {
+		h.pending--
+		c.pendingCounted = false
+	}
 	h.mu.Unlock()
 	h.wg.Done()
+}
+
+// Pending returns the number of sockets not admitted yet.
+func (h *Hub) Pending() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pending
 }
 
 // Close closes every signaling connection with 1001 SERVER-SHUTDOWN and
@@ -407,4 +473,13 @@ func (h *Hub) Close(ctx context.Context) {
 	case <-ctx.Done():
 		h.log.Warn("signaling connections still closing at shutdown", "left", len(all))
 	}
+}
+
+// everySecond lets one event a second through, without a lock.
+type everySecond struct{ last atomic.Int64 }
+
+// Allow reports whether an event at now may be logged.
+func (e *everySecond) Allow(now time.Time) bool {
+	last := e.last.Load()
+	return now.UnixNano()-last >= int64(time.Second) && e.last.CompareAndSwap(last, now.UnixNano())
 }

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +55,7 @@ func newHTTPClient(conns int) *http.Client {
 func post(ctx context.Context, client *http.Client, url string, body []byte, header http.Header) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err) //nolint:errorlint // classify, keep text
+		return nil, fmt.Errorf("%w: %s: bad URL", ErrUnreachable, Redact(url))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range header {
@@ -65,7 +66,7 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, hea
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, ErrTimeout
 		}
-		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err) //nolint:errorlint // classify, keep text
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, Redact(url), cause(err)) //nolint:errorlint // classify, keep text
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
@@ -73,15 +74,34 @@ func post(ctx context.Context, client *http.Client, url string, body []byte, hea
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, ErrTimeout
 		}
-		return nil, fmt.Errorf("%w: reading body: %v", ErrUnreachable, err) //nolint:errorlint // classify
+		return nil, fmt.Errorf("%w: %s: reading body: %v", ErrUnreachable, Redact(url), cause(err)) //nolint:errorlint // classify
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, fmt.Errorf("%w: %d", ErrStatus, resp.StatusCode)
+		return nil, fmt.Errorf("%w: %s: %d", ErrStatus, Redact(url), resp.StatusCode)
 	}
 	if len(data) > maxResponseBytes {
 		return nil, fmt.Errorf("%w: response over %d bytes", ErrBadResponse, maxResponseBytes)
 	}
 	return data, nil
+}
+
+// Redact returns a webhook URL fit for logs: scheme, host and path, without
+// user information or query, where credentials often sit.
+func Redact(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
+}
+
+// cause strips the URL net/http puts in its errors (*url.Error).
+func cause(err error) error {
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // Queue sends events of one kind (session or event webhooks) to one URL.

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 )
 
-const ctlUsage = `usage: hayate ctl [-api URL] mode get
-       hayate ctl [-api URL] mode set normal|block_new_session|block_new_connection
+const ctlUsage = `usage: hayate ctl [-api URL] [-token TOKEN] mode get
+       hayate ctl [-api URL] [-token TOKEN] mode set normal|block_new_session|block_new_connection
+The token (api_token) may also come from the environment variable HAYATE_API_TOKEN,
+which keeps it out of the process list.
 `
 
 // ctl is a small client of the node's HTTP API for operators.
@@ -21,6 +24,7 @@ func ctl(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage); fs.PrintDefaults() }
 	api := fs.String("api", "http://127.0.0.1:3000/", "URL of the node's HTTP API")
 	timeout := fs.Duration("timeout", 10*time.Second, "request timeout")
+	token := fs.String("token", os.Getenv("HAYATE_API_TOKEN"), "the node's api_token, sent as Authorization: Bearer")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -36,7 +40,7 @@ func ctl(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	out, err := call(*api, target, body, *timeout)
+	out, err := call(*api, *token, target, body, *timeout)
 	if err != nil {
 		fmt.Fprintln(stderr, "hayate ctl:", err)
 		return 1
@@ -54,7 +58,7 @@ func ctl(args []string, stdout, stderr io.Writer) int {
 
 // call posts one API operation and returns the body of a 2xx answer; any
 // other answer becomes an error carrying its error_type.
-func call(url, target string, body any, timeout time.Duration) ([]byte, error) {
+func call(url, token, target string, body any, timeout time.Duration) ([]byte, error) {
 	var payload []byte
 	if body != nil {
 		var err error
@@ -68,6 +72,9 @@ func call(url, target string, body any, timeout time.Duration) ([]byte, error) {
 	}
 	req.Header.Set("X-Sora-Target", target)
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := (&http.Client{Timeout: timeout}).Do(req)
 	if err != nil {
 		return nil, err

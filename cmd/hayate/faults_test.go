@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/hayate-sfu/hayate/internal/poll"
+	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/sigclient"
+)
+
+// mediaCall is a publisher and a subscriber in one channel of a running
+// binary, on our own stack (ICE, DTLS, SRTP).
+type mediaCall struct {
+	pub, sub *loadpeer.Peer
+	ssrc     uint32
+	seq      uint16
+
+	mu   sync.Mutex
+	seen map[uint16]bool
+}
+
+func newMediaCall(t *testing.T, url, channel string) *mediaCall {
+	t.Helper()
+	c := &mediaCall{seen: map[uint16]bool{}, seq: 1000}
+	dial := func(role string, onRTP func([]byte)) *loadpeer.Peer {
+		msg := map[string]any{"type": "connect", "role": role, "channel_id": channel, "video": map[string]any{"codec_type": "VP8"}}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p, err := loadpeer.Dial(ctx, loadpeer.Options{URL: url, Connect: msg, OnRTP: onRTP, ConsentInterval: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		t.Cleanup(p.Close)
+		return p
+	}
+	c.sub = dial("recvonly", func(b []byte) {
+		var h rtp.Header
+		if _, err := h.Unmarshal(b); err != nil {
+			return
+		}
+		c.mu.Lock()
+		if h.SSRC == c.ssrc {
+			c.seen[h.SequenceNumber] = true
+		}
+		c.mu.Unlock()
+	})
+	c.pub = dial("sendonly", nil)
+	c.mu.Lock()
+	c.ssrc = c.pub.SSRCs["video"]
+	c.mu.Unlock()
+	poll.Until(t, "media at the subscriber", 5*time.Second, func() bool { return c.send(t, 1) == 1 })
+	return c
+}
+
+// send sends n video packets and returns how many of them arrived.
+func (c *mediaCall) send(t *testing.T, n int) int {
+	t.Helper()
+	first := c.seq + 1
+	for range n {
+		c.seq++
+		b, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: c.seq,
+			Timestamp: uint32(c.seq) * 3000, SSRC: c.ssrc}, Payload: make([]byte, 900)}).Marshal()
+		if err := c.pub.SendRTP(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		got := 0
+		for s := first; s != c.seq+1; s++ {
+			if c.seen[s] {
+				got++
+			}
+		}
+		return got
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for count() < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return count()
+}
+
+// TestSIGTERMDrainWithMedia: during the drain, new connects are refused
+// while the live call's media keeps flowing without loss; when the call
+// leaves, the node exits 0.
+func TestSIGTERMDrainWithMedia(t *testing.T) {
+	p := start(t, freeArgs("--drain_timeout=30 s")...)
+	call := newMediaCall(t, p.signaling, "drain-media")
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	poll.Until(t, "the drain to refuse connects", 5*time.Second, func() bool {
+		var cl *sigclient.Closed
+		return errors.As(connectErr(t, p.signaling, "drain-media"), &cl) && cl.Code == 4503
+	})
+	const rounds, per = 20, 50
+	for i := range rounds {
+		if got := call.send(t, per); got != per {
+			t.Fatalf("round %d of the drain: %d of %d packets arrived", i, got, per)
+		}
+	}
+	select {
+	case <-p.done:
+		t.Fatal("exited with the call live")
+	default:
+	}
+	for _, peer := range []*loadpeer.Peer{call.pub, call.sub} {
+		if cl, err := peer.Disconnect(5 * time.Second); err != nil || cl.Code != 1000 {
+			t.Fatalf("disconnect: %v %v", cl, err)
+		}
+	}
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// freePorts returns a TCP port for signaling, one for the API and a UDP
+// port for media, free at the time of the call.
+func freePorts(t *testing.T) (int, int, int) {
+	t.Helper()
+	var tcp [2]int
+	for i := range tcp {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tcp[i] = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	return tcp[0], tcp[1], udp
+}
+
+// TestSIGKILLRestart: a node killed mid-call restarts at once on the same
+// ports, clean (no session of the old process), and serves a new call.
+func TestSIGKILLRestart(t *testing.T) {
+	sig, api, media := freePorts(t)
+	args := []string{fmt.Sprintf("--signaling_port=%d", sig), fmt.Sprintf("--api_port=%d", api),
+		fmt.Sprintf("--media_port=%d", media), "--ice_connection_state_failed_timeout=5 min"}
+	p := start(t, args...)
+	old := newMediaCall(t, p.signaling, "room")
+	p.cmd.Process.Kill()
+	<-p.done
+	// The old clients see their signaling go.
+	if _, ok := old.sub.SignalingClosed(5 * time.Second); !ok {
+		t.Fatal("the old subscriber's WebSocket survived the kill")
+	}
+	p2 := start(t, args...)
+	if p2.signaling != p.signaling || p2.api != p.api {
+		t.Fatalf("restarted on %s %s, want %s %s", p2.signaling, p2.api, p.signaling, p.api)
+	}
+	var out bytes.Buffer
+	if code := ctl([]string{"-api", p2.api, "mode", "get"}, &out, &out); code != 0 || strings.TrimSpace(out.String()) != "normal" {
+		t.Fatalf("mode after restart: %d %s", code, out.String())
+	}
+	data, err := call(p2.api, "", "Sora_20201013.ListConnections", nil, 5*time.Second)
+	if err != nil || strings.TrimSpace(string(data)) != "[]" {
+		t.Fatalf("connections after restart: %s %v", data, err)
+	}
+	c := newMediaCall(t, p2.signaling, "room")
+	if got := c.send(t, 50); got != 50 {
+		t.Fatalf("after restart %d of 50 packets arrived", got)
+	}
+}
+
+// TestCtlToken: with api_token, ctl needs -token (or HAYATE_API_TOKEN).
+func TestCtlToken(t *testing.T) {
+	p := start(t, freeArgs("--api_token=tok-123")...)
+	var out, errOut bytes.Buffer
+	if code := ctl([]string{"-api", p.api, "mode", "get"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "UNAUTHORIZED") {
+		t.Fatalf("without token: %d %q", code, errOut.String())
+	}
+	out.Reset()
+	if code := ctl([]string{"-api", p.api, "-token", "tok-123", "mode", "set", "block_new_session"}, &out, &errOut); code != 0 ||
+		strings.TrimSpace(out.String()) != "block_new_session" {
+		t.Fatalf("with -token: %d %q %q", code, out.String(), errOut.String())
+	}
+	t.Setenv("HAYATE_API_TOKEN", "tok-123")
+	out.Reset()
+	if code := ctl([]string{"-api", p.api, "mode", "get"}, &out, &errOut); code != 0 || strings.TrimSpace(out.String()) != "block_new_session" {
+		t.Fatalf("with HAYATE_API_TOKEN: %d %q", code, out.String())
+	}
+}

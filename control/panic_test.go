@@ -1,0 +1,96 @@
+package control
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/hayate-sfu/hayate/mode"
+	"github.com/hayate-sfu/hayate/signal"
+)
+
+// buggy is a backend whose every operation panics.
+type buggy struct{}
+
+func (buggy) Mode() mode.Mode                                { panic("mode: secret-in-panic") }
+func (buggy) SetMode(mode.Mode) mode.Mode                    { panic("setmode") }
+func (buggy) ListConnections(string) []signal.ConnectionInfo { panic("list") }
+func (buggy) DisconnectChannel(string, json.RawMessage) error {
+	panic("disconnect channel")
+}
+func (buggy) DisconnectConnection(string, string, json.RawMessage) error {
+	panic("disconnect connection")
+}
+func (buggy) StatsReport() any { panic("stats") }
+
+// TestPanicContained: a bug in an operation answers 500 INTERNAL-ERROR
+// with no detail, logs the panic's value without a stack trace, and the
+// API goes on serving.
+func TestPanicContained(t *testing.T) {
+	var logs bytes.Buffer
+	a := New(buggy{}, "", "", slog.New(slog.NewTextHandler(&logs, nil)))
+	for range 2 {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/", nil)
+		req.Header.Set("x-sora-target", "Sora_20211215.GetMode")
+		a.ServeHTTP(rec, req)
+		var e struct {
+			Type    string `json:"error_type"`
+			Message string `json:"message"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || rec.Code != 500 || e.Type != "INTERNAL-ERROR" {
+			t.Fatalf("got %d %s", rec.Code, rec.Body)
+		}
+		if strings.Contains(rec.Body.String(), "secret-in-panic") {
+			t.Fatalf("panic value leaked to the client: %s", rec.Body)
+		}
+	}
+	if !strings.Contains(logs.String(), "secret-in-panic") || strings.Count(logs.String(), "api panic") != 2 {
+		t.Fatalf("panic not logged: %s", logs.String())
+	}
+	if strings.Contains(logs.String(), "goroutine ") || strings.Contains(logs.String(), ".go:") {
+		t.Fatalf("log carries a stack trace: %s", logs.String())
+	}
+}
+
+// TestToken: with api_token set, every operation needs the bearer token;
+// preflight does not.
+func TestToken(t *testing.T) {
+	a := New(buggy{}, "", "s3cret", slog.New(slog.DiscardHandler))
+	for _, c := range []struct {
+		name, method, auth string
+		want               int
+	}{
+		{"no header", http.MethodPost, "", 401},
+		{"wrong token", http.MethodPost, "Bearer s3creT", 401},
+		{"prefix of the token", http.MethodPost, "Bearer s3cre", 401},
+		{"basic scheme", http.MethodPost, "Basic czNjcmV0", 401},
+		{"no scheme", http.MethodPost, "s3cret", 401},
+		{"right token reaches the operation", http.MethodPost, "Bearer s3cret", 500},
+		{"preflight", http.MethodOptions, "", 200},
+		{"other method with no token", http.MethodGet, "", 401},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(c.method, "/", nil)
+		req.Header.Set("x-sora-target", "Sora_20211215.GetMode")
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		a.ServeHTTP(rec, req)
+		if rec.Code != c.want {
+			t.Errorf("%s: status %d, want %d (%s)", c.name, rec.Code, c.want, rec.Body)
+		}
+		if c.want == 401 {
+			if !strings.Contains(rec.Body.String(), `"UNAUTHORIZED"`) || rec.Header().Get("WWW-Authenticate") == "" {
+				t.Errorf("%s: %s %v", c.name, rec.Body, rec.Header())
+			}
+			if strings.Contains(rec.Body.String(), "s3cre") {
+				t.Errorf("%s: the answer echoes the token", c.name)
+			}
+		}
+	}
+}

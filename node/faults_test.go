@@ -1,0 +1,202 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/loadpeer"
+)
+
+// childEnv names the signaling URL a re-executed test binary joins as a
+// client process (see TestMain).
+const childEnv = "HAYATE_TEST_CLIENT_URL"
+
+func TestMain(m *testing.M) {
+	if url := os.Getenv(childEnv); url != "" {
+		os.Exit(clientProcess(url, os.Getenv("HAYATE_TEST_CLIENT_CHANNEL")))
+	}
+	os.Exit(m.Run())
+}
+
+// clientProcess joins channel as a sendrecv client on our own stack,
+// prints "READY <connection_id>", and stays until killed (at most a minute).
+func clientProcess(url, channel string) int {
+	msg := connectMsg(channel, "sendrecv")
+	msg["video"] = map[string]any{"codec_type": "VP8"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := loadpeer.Dial(ctx, loadpeer.Options{URL: url, Connect: msg, ConsentInterval: 200 * time.Millisecond})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		return 1
+	}
+	fmt.Println("READY", p.Offer.ConnectionID)
+	time.Sleep(time.Minute) // the parent kills this process long before
+	return 0
+}
+
+// startClientProcess starts a client process and returns it with its
+// connection_id once it is connected (ICE and DTLS up).
+func startClientProcess(t *testing.T, n *Node, channel string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+n.signalingURL(), "HAYATE_TEST_CLIENT_CHANNEL="+channel)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+	}()
+	select {
+	case l := <-line:
+		id, ok := strings.CutPrefix(l, "READY ")
+		if !ok {
+			t.Fatalf("client process: %s", l)
+		}
+		return cmd, id
+	case <-time.After(15 * time.Second):
+		t.Fatal("client process never connected")
+	}
+	return nil, ""
+}
+
+// destroyedReason returns the reason of connection.destroyed for id, or "".
+func destroyedReason(r *hookReceiver, id string) string {
+	for _, d := range r.ofType("connection.destroyed") {
+		if d["connection_id"] == id {
+			return d["data"].(map[string]any)["reason"].(string)
+		}
+	}
+	return ""
+}
+
+// TestClientProcessVanishes: a client whose process is killed, and one
+// whose process is stopped (its TCP and UDP go silent without any close),
+// are each cleaned up with connection.destroyed; the stopped one after
+// ice_connection_state_failed_timeout. The channel's other client stays.
+func TestClientProcessVanishes(t *testing.T) {
+	ev := newHookReceiver(t)
+	n := startNode(t, func(c *config.Config) {
+		c.ICEConnectionStateFailedTimeout = time.Second
+		c.SignalingPongTimeout = time.Minute
+		c.EventWebhookURL = ev.url()
+	})
+	stay := newCall(t, n, "vanish")
+	killed, killedID := startClientProcess(t, n, "vanish")
+	stopped, stoppedID := startClientProcess(t, n, "vanish")
+	waitFor(t, "four connections", 5*time.Second, func() bool { return len(n.hub.ListConnections("vanish")) == 4 })
+
+	killed.Process.Kill()
+	waitFor(t, "connection.destroyed of the killed client", 5*time.Second, func() bool { return destroyedReason(ev, killedID) != "" })
+
+	stopped.Process.Signal(syscall.SIGSTOP)
+	start := time.Now()
+	waitFor(t, "connection.destroyed of the stopped client", 10*time.Second, func() bool { return destroyedReason(ev, stoppedID) != "" })
+	if d := time.Since(start); d < 800*time.Millisecond {
+		t.Fatalf("stopped client destroyed after %v, before the liveness timeout", d)
+	}
+	if r := destroyedReason(ev, stoppedID); r != "ICE-CONNECTION-STATE-FAILED" {
+		t.Fatalf("stopped client destroyed with %q", r)
+	}
+	if got := len(n.hub.ListConnections("vanish")); got != 2 {
+		t.Fatalf("%d connections left, want the 2 that stayed", got)
+	}
+	// The clients that stayed still exchange media.
+	stay.expectFlow(t, "media after the clean-up")
+}
+
+// TestSlowAuthForOneChannel: an auth webhook that hangs for one channel
+// delays only that channel's connects (refused with 4502 at the timeout);
+// connects to other channels are admitted meanwhile.
+func TestSlowAuthForOneChannel(t *testing.T) {
+	auth := hangingAuth(t, "slow")
+	n := startNode(t, func(c *config.Config) {
+		c.AuthWebhookURL = auth.url()
+		c.WebhookResponseTimeout = 2 * time.Second
+	})
+	var wg sync.WaitGroup
+	slowErr := make([]error, 5)
+	for i := range slowErr {
+		wg.Go(func() {
+			cl := dial(t, n)
+			_, slowErr[i] = cl.Connect(connectMsg("slow", "sendrecv"), time.Now().Add(10*time.Second))
+		})
+	}
+	waitFor(t, "the slow connects to reach the webhook", 5*time.Second, func() bool { return n.hub.Pending() == 5 })
+	for i := range 20 {
+		start := time.Now()
+		join(t, n, fmt.Sprintf("fast-%d", i%4), "sendrecv")
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("connect %d took %v while the auth webhook hangs for another channel", i, d)
+		}
+	}
+	wg.Wait()
+	for _, err := range slowErr {
+		expectClosed(t, err, 4502, "AUTH-WEBHOOK-TIMEOUT")
+	}
+}
+
+// TestSlowHookReceivers: session and event receivers that hang never slow
+// a connect; what does not fit the queue is dropped and counted, and every
+// event is accounted for: delivered, failed or dropped.
+func TestSlowHookReceivers(t *testing.T) {
+	release := make(chan struct{})
+	hook := newHookReceiver(t)
+	hook.respond = func(w http.ResponseWriter, _ map[string]any) { <-release }
+	n := startNode(t, func(c *config.Config) {
+		c.EventWebhookURL, c.SessionWebhookURL = hook.url()+"?events", hook.url()+"?sessions"
+		c.WebhookQueueSize, c.WebhookWorkers = 4, 1
+		c.WebhookResponseTimeout = 30 * time.Second
+	})
+	for i := range 20 {
+		start := time.Now()
+		c, _ := join(t, n, fmt.Sprintf("ch-%d", i), "sendrecv")
+		if _, err := c.Disconnect(soon()); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("join and leave %d took %v with hanging receivers", i, d)
+		}
+	}
+	stats := func() map[string]any { _, s, _ := apiCall(t, n, "Sora_20171010.GetStatsReport", ""); return s }
+	s := stats()
+	if s["total_ignored_event_webhook"].(float64) == 0 || s["total_ignored_session_webhook"].(float64) == 0 {
+		t.Fatalf("nothing dropped with a queue of 4: %v", s)
+	}
+	close(release)
+	// 20 connections: created + destroyed each; 20 sessions: created + destroyed each.
+	for _, kind := range []string{"event", "session"} {
+		waitFor(t, kind+" webhooks accounted for", 10*time.Second, func() bool {
+			s := stats()
+			sum := s["total_successful_"+kind+"_webhook"].(float64) + s["total_failed_"+kind+"_webhook"].(float64) +
+				s["total_ignored_"+kind+"_webhook"].(float64)
+			return sum == 40
+		})
+	}
+	s = stats()
+	if got := float64(hook.count("connection.created") + hook.count("connection.destroyed")); got != s["total_successful_event_webhook"].(float64) {
+		t.Fatalf("receiver got %v events, node counts %v delivered", got, s["total_successful_event_webhook"])
+	}
+}
