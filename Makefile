@@ -6,7 +6,7 @@ FUZZTIME ?= 60s
 
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build test test-go test-e2e e2e-deps deps lint bench fuzz clean
+.PHONY: run build test test-go test-e2e e2e-deps deps lint bench fuzz soak clean
 
 run:
 	$(GO) run ./cmd/hayate $(ARGS)
@@ -38,6 +38,12 @@ test: lint test-go test-e2e
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The churn soak against the real binary (soak/), SOAK_DURATION long
+# (at most 5m); `make test` runs a 20 s version.
+SOAK_DURATION ?= 4m30s
+soak: deps
+	HAYATE_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 10m ./soak/
 
 # Every fuzz target for FUZZTIME each.
 fuzz:

@@ -159,6 +159,11 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 	if p.Offer.Type != "offer" {
 		return fail(fmt.Errorf("loadpeer: got %s, not an offer", p.Offer.Type))
 	}
+	// From here on the server has admitted the connection.
+	fail = func(err error) (*Peer, error) {
+		p.Close()
+		return nil, &AdmittedError{ConnectionID: p.Offer.ConnectionID, Err: err}
+	}
 	if err := p.readOffer(p.Offer.SDP); err != nil {
 		return fail(err)
 	}
@@ -192,6 +197,19 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 	}
 	return p, nil
 }
+
+// AdmittedError is a Dial that failed after the server admitted the
+// connection (sent its offer): in ICE, DTLS or the answer.
+type AdmittedError struct {
+	ConnectionID string
+	Err          error
+}
+
+func (e *AdmittedError) Error() string {
+	return "loadpeer: connection " + e.ConnectionID + " admitted, then: " + e.Err.Error()
+}
+
+func (e *AdmittedError) Unwrap() error { return e.Err }
 
 func (p *Peer) answerParams() sigclient.AnswerParams {
 	fp := p.opt.Certificate.Fingerprint

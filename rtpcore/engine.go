@@ -183,6 +183,7 @@ func (e *Engine) Stats() StatsSnapshot {
 	snap := e.stats.snapshot()
 	for _, s := range e.shards {
 		snap.add(s.stats.snapshot())
+		snap.Addresses += int(s.addresses.Load())
 	}
 	snap.Profiles = map[string]int{}
 	e.mu.RLock()

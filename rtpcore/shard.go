@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/hayate-sfu/hayate/ice"
@@ -19,9 +20,11 @@ type shard struct {
 	// peers maps the addresses that passed ICE on this socket to their
 	// transport. Only the shard's goroutine touches it.
 	peers map[netip.AddrPort]*Transport
-	stun  ice.Responder
-	stats Stats
-	now   int64
+	// addresses is len(peers), for the stats.
+	addresses atomic.Int64
+	stun      ice.Responder
+	stats     Stats
+	now       int64
 	// pending are the batch's decrypted publisher packets, forwarded at
 	// the end of the batch (forwardPending).
 	pending  [recvBatch]pendingPacket
@@ -89,6 +92,7 @@ func (s *shard) loop() {
 			for a, t := range s.peers {
 				if t.isClosed() {
 					delete(s.peers, a)
+					s.addresses.Add(-1)
 				}
 			}
 		}
@@ -197,6 +201,9 @@ func (s *shard) handleSTUN(b []byte, from netip.AddrPort) {
 		t := s.e.transportOf(agent.LocalUfrag)
 		if t == nil || t.isClosed() {
 			return
+		}
+		if _, known := s.peers[from]; !known {
+			s.addresses.Add(1)
 		}
 		s.peers[from] = t
 		addr := from

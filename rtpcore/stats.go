@@ -77,6 +77,9 @@ type StatsSnapshot struct {
 	Panics          uint64            `json:"total_panics"`
 	Dropped         map[string]uint64 `json:"dropped"`
 	Transports      int               `json:"transports"`
+	// Addresses are the peer addresses the socket readers still know;
+	// those of closed transports are forgotten within a second.
+	Addresses int `json:"addresses"`
 	// Profiles counts connected transports by SRTP protection profile.
 	Profiles map[string]int `json:"srtp_profiles"`
 }
