@@ -86,6 +86,42 @@ func (h *history) overlaps() []string {
 	return out
 }
 
+// lastEnd returns the latest end of node's closed intervals on channels.
+func (h *history) lastEnd(node string, channels []string) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var t time.Time
+	for _, iv := range h.done {
+		if iv.node == node && slices.Contains(channels, iv.channel) && iv.end.After(t) {
+			t = iv.end
+		}
+	}
+	return t
+}
+
+// firstStartAfter returns, per channel, the first start after t by a node
+// other than node.
+func (h *history) firstStartAfter(t time.Time, notNode string, channels []string) map[string]time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]time.Time{}
+	consider := func(n, ch string, s time.Time) {
+		if n == notNode || !slices.Contains(channels, ch) || s.Before(t) {
+			return
+		}
+		if cur, ok := out[ch]; !ok || s.Before(cur) {
+			out[ch] = s
+		}
+	}
+	for _, iv := range h.done {
+		consider(iv.node, iv.channel, iv.start)
+	}
+	for k, s := range h.open {
+		consider(k[0], k[1], s)
+	}
+	return out
+}
+
 // intervals returns the number of recorded intervals (open and closed).
 func (h *history) intervals() int {
 	h.mu.Lock()
@@ -175,13 +211,18 @@ func (tc *testCluster) start(cfg Config) *testNode {
 	return n
 }
 
-// startN starts n regular nodes named a, b, c... and forms a cluster.
-func (tc *testCluster) startN(n int) []*testNode {
+// startN starts n regular nodes named a, b, c... and forms a cluster;
+// mutate, if not nil, adjusts each node's config first.
+func (tc *testCluster) startN(n int, mutate ...func(*Config)) []*testNode {
 	tc.t.Helper()
 	var nodes []*testNode
 	var addrs []string
 	for i := range n {
-		nd := tc.start(tc.config(string(rune('a' + i))))
+		cfg := tc.config(string(rune('a' + i)))
+		for _, m := range mutate {
+			m(&cfg)
+		}
+		nd := tc.start(cfg)
 		nodes = append(nodes, nd)
 		addrs = append(addrs, nd.RPCAddr())
 	}

@@ -1,0 +1,183 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hayate-sfu/hayate/mode"
+)
+
+// The partition suite of spec 3.7: three nodes, nine channels spread over
+// them; one node is cut off while the others keep receiving connects for its
+// channels (redirects while it still owns them, take-over after it is
+// expired); then the network heals. Every node's exact serving history must
+// show no two intervals of one channel overlapping.
+
+func TestPartitionFollower(t *testing.T) { runPartition(t, false, 0) }
+
+func TestPartitionLeader(t *testing.T) { runPartition(t, true, 0) }
+
+// TestPartitionApplyDelay runs the leader case with a 2 ms delay inside
+// every FSM.Apply, which made the prototype's AppliedIndex bug fail 20 of 20.
+func TestPartitionApplyDelay(t *testing.T) { runPartition(t, true, 2*time.Millisecond) }
+
+func runPartition(t *testing.T, victimIsLeader bool, applyDelay time.Duration) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3, func(cfg *Config) { cfg.hooks.applyDelay = applyDelay })
+
+	channels := map[string][]string{}
+	for i := range 9 {
+		n := nodes[i%3]
+		ch := fmt.Sprintf("ch-%d", i)
+		if d := route(t, n, ch); !d.Serve {
+			t.Fatalf("%s: Route(%s) = %+v, want served", n.name, ch, d)
+		}
+		channels[n.name] = append(channels[n.name], ch)
+	}
+
+	leader := tc.leader(nodes)
+	victim := leader
+	if !victimIsLeader {
+		victim = nodes[(slices.Index(nodes, leader)+1)%3]
+	}
+	var healthy []*testNode
+	for _, n := range nodes {
+		if n != victim {
+			healthy = append(healthy, n)
+		}
+	}
+	mine := channels[victim.name]
+	modesBefore := len(victim.modeLog())
+
+	// Load: healthy nodes keep routing the victim's channels; the victim
+	// keeps routing its own.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var served, redirected, unavailable atomic.Int64
+	load := func(n *testNode) {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for _, ch := range mine {
+				ctx, cancel := context.WithTimeout(context.Background(), testTTL)
+				d, err := n.Route(ctx, ch)
+				cancel()
+				switch {
+				case err == nil && d.Serve:
+					served.Add(1)
+				case err == nil:
+					redirected.Add(1)
+				case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed):
+					unavailable.Add(1)
+				default:
+					t.Errorf("%s Route(%s): %v", n.name, ch, err)
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}
+	for _, n := range nodes {
+		wg.Go(func() { load(n) })
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+
+	cutAt := time.Now()
+	tc.net.cut(victim.name)
+
+	// The victim fences itself: all its channels reported, block_new_connection.
+	waitFor(t, 5*time.Second, victim.name+" fenced", func() bool {
+		f, _ := victim.fencedChannels()
+		for _, ch := range mine {
+			if !slices.Contains(f, ch) {
+				return false
+			}
+		}
+		return victim.HealthMode() == mode.BlockNewConnection
+	})
+	leaseLost := tc.hist.lastEnd(victim.name, mine).Sub(cutAt)
+	if leaseLost > testTTL {
+		t.Errorf("victim served %v after the cut, longer than the lease TTL %v", leaseLost, testTTL)
+	}
+	for _, ch := range mine {
+		if victim.Serving(ch) {
+			t.Errorf("victim still Serving(%s) after its lease lapsed", ch)
+		}
+	}
+
+	// Every channel of the victim moves to a healthy node.
+	waitFor(t, 10*time.Second, "victim's channels moved", func() bool {
+		for _, ch := range mine {
+			ok := false
+			for _, h := range healthy {
+				ok = ok || h.Serving(ch)
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	var moved time.Duration
+	for _, s := range tc.hist.firstStartAfter(cutAt, victim.name, mine) {
+		moved = max(moved, s.Sub(cutAt))
+	}
+
+	healAt := time.Now()
+	tc.net.heal(victim.name)
+	waitFor(t, 10*time.Second, victim.name+" normal after heal", func() bool { return victim.HealthMode() == mode.Normal })
+	healed := time.Since(healAt)
+	close(stop)
+	wg.Wait()
+
+	// The victim lost its old channels and knows it.
+	waitFor(t, 5*time.Second, "victim's table caught up", func() bool {
+		for _, ch := range mine {
+			if o, ok := victim.Owner(ch); !ok || o == victim.name {
+				return false
+			}
+		}
+		return true
+	})
+	for _, ch := range mine {
+		d := route(t, victim, ch)
+		if d.Serve || d.Owner == victim.name {
+			t.Errorf("victim Route(%s) after heal = %+v, want a redirect", ch, d)
+		}
+	}
+	ms := victim.modeLog()[modesBefore:]
+	if len(ms) < 2 || ms[0] == mode.Normal || ms[len(ms)-1] != mode.Normal || !slices.Contains(ms, mode.BlockNewConnection) {
+		t.Errorf("victim health modes during the test: %s", modesString(ms))
+	}
+
+	overlaps := tc.hist.overlaps()
+	role := "follower"
+	if victimIsLeader {
+		role = "leader"
+	}
+	if applyDelay > 0 {
+		role += fmt.Sprintf("+apply-delay-%v", applyDelay)
+	}
+	t.Logf("PARTITION %s lease_lost_ms=%d moved_ms=%d heal_ms=%d intervals=%d routes_served=%d redirected=%d unavailable=%d overlaps=%d modes=%s",
+		role, leaseLost.Milliseconds(), moved.Milliseconds(), healed.Milliseconds(), tc.hist.intervals(),
+		served.Load(), redirected.Load(), unavailable.Load(), len(overlaps), modesString(ms))
+	for _, o := range overlaps {
+		t.Errorf("double serving: %s", o)
+	}
+}
