@@ -247,7 +247,9 @@ func (c *Cluster) close() error {
 	// Stop the loops (heartbeats in flight are cancelled) but keep raft and
 	// the RPC server up for the goodbye.
 	c.cancel()
-	c.leave()
+	if !c.cfg.hooks.crash {
+		c.leave()
+	}
 	c.teardown()
 	c.log.Info("cluster node closed")
 	return nil

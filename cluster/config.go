@@ -82,6 +82,9 @@ type hooks struct {
 	// applyDelay sleeps inside FSM.Apply before the state changes, so the
 	// local FSM lags raft's own applied index (spec 3.7 lesson).
 	applyDelay time.Duration
+	// crash makes Close skip the goodbye (Remove or Expire of itself), as
+	// if the process died.
+	crash bool
 	// now replaces time.Now for lease and expiry arithmetic.
 	now func() time.Time
 	// serve observes the exact serving history: start=true when this node

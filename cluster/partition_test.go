@@ -141,7 +141,10 @@ func runPartition(t *testing.T, victimIsLeader bool, applyDelay time.Duration) {
 
 	healAt := time.Now()
 	tc.net.heal(victim.name)
-	waitFor(t, 10*time.Second, victim.name+" normal after heal", func() bool { return victim.HealthMode() == mode.Normal })
+	waitFor(t, 10*time.Second, victim.name+" normal after heal", func() bool {
+		ms := victim.modeLog() // what OnHealthMode reported, not just the current mode
+		return ms[len(ms)-1] == mode.Normal
+	})
 	healed := time.Since(healAt)
 	close(stop)
 	wg.Wait()
