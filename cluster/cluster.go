@@ -82,6 +82,10 @@ type Cluster struct {
 	expiring    map[string]bool
 	healthFns   []func(mode.Mode)
 	fencedFns   []func([]string)
+	// futures counts raft futures being waited on; futuresIdle is closed
+	// when it drops to zero.
+	futures     int
+	futuresIdle chan struct{}
 }
 
 // Start opens the stores, starts raft, the RPC listener and the node's
@@ -288,6 +292,7 @@ func (c *Cluster) leave() {
 // teardown releases everything start acquired; safe on a half-started node.
 func (c *Cluster) teardown() {
 	c.cancel()
+	c.waitFutures(c.cfg.LeaseTTL)
 	if c.raft != nil {
 		if err := c.raft.Shutdown().Error(); err != nil {
 			c.log.Debug("raft shutdown", "err", err)

@@ -19,16 +19,18 @@ import (
 // expired); then the network heals. Every node's exact serving history must
 // show no two intervals of one channel overlapping.
 
-func TestPartitionFollower(t *testing.T) { runPartition(t, false, 0) }
+func TestPartitionFollower(t *testing.T) { runPartition(t, false, false, 0) }
 
-func TestPartitionLeader(t *testing.T) { runPartition(t, true, 0) }
+func TestPartitionLeader(t *testing.T) { runPartition(t, false, true, 0) }
 
 // TestPartitionApplyDelay runs the leader case with a 2 ms delay inside
 // every FSM.Apply, which made the prototype's AppliedIndex bug fail 20 of 20.
-func TestPartitionApplyDelay(t *testing.T) { runPartition(t, true, 2*time.Millisecond) }
+func TestPartitionApplyDelay(t *testing.T) { runPartition(t, false, true, 2*time.Millisecond) }
 
-func runPartition(t *testing.T, victimIsLeader bool, applyDelay time.Duration) {
-	tc := newTestCluster(t, false)
+// runPartition runs the scenario on loopback TCP, or with mem set on the
+// in-memory network (raft.InmemTransport, net.Pipe RPC) for synctest.
+func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Duration) {
+	tc := newTestCluster(t, mem)
 	nodes := tc.startN(3, func(cfg *Config) { cfg.hooks.applyDelay = applyDelay })
 
 	channels := map[string][]string{}
@@ -176,6 +178,9 @@ func runPartition(t *testing.T, victimIsLeader bool, applyDelay time.Duration) {
 	}
 	if applyDelay > 0 {
 		role += fmt.Sprintf("+apply-delay-%v", applyDelay)
+	}
+	if mem {
+		role += "+synctest"
 	}
 	t.Logf("PARTITION %s lease_lost_ms=%d moved_ms=%d heal_ms=%d intervals=%d routes_served=%d redirected=%d unavailable=%d overlaps=%d modes=%s",
 		role, leaseLost.Milliseconds(), moved.Milliseconds(), healed.Milliseconds(), tc.hist.intervals(),

@@ -321,7 +321,11 @@ func (c *Cluster) enqueueTimeout(ctx context.Context) time.Duration {
 // await waits for a raft future, mapping raft's errors to ours.
 func (c *Cluster) await(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
+	c.futureStarted()
+	go func() {
+		defer c.futureDone()
+		done <- f.Error()
+	}()
 	var err error
 	select {
 	case err = <-done:
@@ -338,6 +342,45 @@ func (c *Cluster) await(ctx context.Context, f raft.Future) error {
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	default:
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+}
+
+// futureStarted and futureDone count the raft futures being waited on.
+// Raft never resolves a future whose entry was committed but not applied
+// when it shuts down, so teardown lets them finish first (bounded).
+func (c *Cluster) futureStarted() {
+	c.mu.Lock()
+	if c.futures == 0 {
+		c.futuresIdle = make(chan struct{})
+	}
+	c.futures++
+	c.mu.Unlock()
+}
+
+func (c *Cluster) futureDone() {
+	c.mu.Lock()
+	c.futures--
+	if c.futures == 0 {
+		close(c.futuresIdle)
+	}
+	c.mu.Unlock()
+}
+
+// waitFutures waits until no raft future is pending, at most d.
+func (c *Cluster) waitFutures(d time.Duration) {
+	c.mu.Lock()
+	if c.futures == 0 {
+		c.mu.Unlock()
+		return
+	}
+	idle := c.futuresIdle
+	c.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+		c.log.Debug("cluster closing with raft futures pending")
 	}
 }
 
