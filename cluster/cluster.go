@@ -40,6 +40,7 @@ type Cluster struct {
 
 	ev        *dispatcher
 	kick      chan struct{} // wakes the lease loop after a renewal
+	beatNow   chan struct{} // asks the heartbeat loop for a beat now
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -114,6 +115,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		seen:      map[string]time.Time{},
 		expiring:  map[string]bool{},
 		kick:      make(chan struct{}, 1),
+		beatNow:   make(chan struct{}, 1),
 		ev:        newDispatcher(),
 	}
 	c.inc = uint64(c.now().UnixMicro())
@@ -208,6 +210,9 @@ func (c *Cluster) start() error {
 
 	rc := cfg.raftConfig()
 	rc.Logger = hl
+	if cfg.hooks.raftConfig != nil {
+		cfg.hooks.raftConfig(rc)
+	}
 	r, err := raft.NewRaft(rc, fsm{c}, logs, stable, snaps, c.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
@@ -285,6 +290,13 @@ func (c *Cluster) leave() {
 	if cmd != nil {
 		if _, err := c.propose(ctx, cmd); err != nil {
 			c.log.Debug("could not expire own channels on close", "err", err)
+		}
+	}
+	// Hand leadership over rather than leave the cluster without a leader
+	// for an election timeout.
+	if c.raft.State() == raft.Leader {
+		if err := c.await(ctx, c.raft.LeadershipTransfer()); err != nil {
+			c.log.Debug("leadership transfer on close", "err", err)
 		}
 	}
 }

@@ -82,6 +82,8 @@ type hooks struct {
 	// applyDelay sleeps inside FSM.Apply before the state changes, so the
 	// local FSM lags raft's own applied index (spec 3.7 lesson).
 	applyDelay time.Duration
+	// raftConfig adjusts raft's config (snapshot thresholds in tests).
+	raftConfig func(*raft.Config)
 	// crash makes Close skip the goodbye (Remove or Expire of itself), as
 	// if the process died.
 	crash bool

@@ -231,10 +231,18 @@ func (tc *testCluster) startN(n int, mutate ...func(*Config)) []*testNode {
 	if err := nodes[0].InitCluster(ctx, addrs); err != nil {
 		tc.t.Fatalf("InitCluster: %v", err)
 	}
+	tc.waitAllNormal(nodes)
+	return nodes
+}
+
+// waitAllNormal waits until every node is healthy and every node's table
+// shows every node normal and connected (so placement may pick any).
+func (tc *testCluster) waitAllNormal(nodes []*testNode) {
+	tc.t.Helper()
+	n := len(nodes)
 	for _, nd := range nodes {
 		tc.waitHealth(nd, mode.Normal, 10*time.Second)
 	}
-	// Every node must see every other as eligible (its health reported normal).
 	waitFor(tc.t, 10*time.Second, "all nodes normal in every table", func() bool {
 		for _, a := range nodes {
 			for _, st := range a.Nodes() {
@@ -248,7 +256,6 @@ func (tc *testCluster) startN(n int, mutate ...func(*Config)) []*testNode {
 		}
 		return true
 	})
-	return nodes
 }
 
 func (tc *testCluster) closeAll() {

@@ -21,7 +21,7 @@ func (c *Cluster) heartbeatLoop() {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
-		case <-st.again:
+		case <-c.beatNow:
 		}
 	}
 }
@@ -31,14 +31,9 @@ func (c *Cluster) heartbeatLoop() {
 type beatState struct {
 	registering bool
 	inFlight    int
-	// again asks for a beat at once (after a successful Register).
-	again chan struct{}
 }
 
 func (c *Cluster) beat(st *beatState) {
-	if st.again == nil {
-		st.again = make(chan struct{}, 1)
-	}
 	if _, leader := c.raft.LeaderWithID(); leader == "" {
 		return
 	}
@@ -75,10 +70,7 @@ func (c *Cluster) beat(st *beatState) {
 				return
 			}
 			c.log.Info("cluster node registered", "epoch", c.inc, "index", res.Index)
-			select {
-			case st.again <- struct{}{}:
-			default:
-			}
+			c.beatSoon()
 		})
 		return
 	}
@@ -107,4 +99,14 @@ func (c *Cluster) beat(st *beatState) {
 		st.inFlight--
 		c.mu.Unlock()
 	})
+}
+
+// beatSoon makes the heartbeat loop beat now rather than at the next tick:
+// after registering, and when the health mode changes, so that placement
+// learns it within a round trip.
+func (c *Cluster) beatSoon() {
+	select {
+	case c.beatNow <- struct{}{}:
+	default:
+	}
 }

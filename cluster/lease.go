@@ -174,6 +174,7 @@ func (c *Cluster) evalHealthLocked(now time.Time) {
 	}
 	c.log.Debug("cluster health mode", "from", c.health, "to", h)
 	c.health = h
+	c.beatSoon()
 	fns := slices.Clone(c.healthFns)
 	c.ev.post(func() {
 		for _, f := range fns {

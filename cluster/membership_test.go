@@ -397,3 +397,95 @@ func TestReleaseAndLinger(t *testing.T) {
 		t.Fatalf("Channels() = %+v", chans)
 	}
 }
+
+// TestSnapshotInstall: a node that joins after the log was compacted gets
+// the table through a snapshot (FSM.Restore) and routes from it.
+func TestSnapshotInstall(t *testing.T) {
+	tc := newTestCluster(t, false)
+	small := func(cfg *Config) {
+		cfg.hooks.raftConfig = func(rc *raft.Config) { rc.TrailingLogs, rc.SnapshotThreshold = 4, 16 }
+	}
+	nodes := tc.startN(3, small)
+	for i := range 5 {
+		route(t, nodes[i%3], fmt.Sprintf("snap-%d", i))
+	}
+	leader := tc.leader(nodes)
+	if err := leader.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	cfg := tc.config("tmp")
+	cfg.Temporary, cfg.DataDir = true, ""
+	small(&cfg)
+	tmp := tc.start(cfg)
+	if err := tmp.Join(ctxT(t, 10*time.Second), leader.RPCAddr()); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitHealth(tmp, mode.Normal, 5*time.Second)
+	for i := range 5 {
+		ch := fmt.Sprintf("snap-%d", i)
+		want := nodes[i%3].name
+		if o, _ := tmp.Owner(ch); o != want {
+			t.Fatalf("after snapshot install, owner of %s = %q, want %q", ch, o, want)
+		}
+		if d := route(t, tmp, ch); d.Owner != want || d.Serve {
+			t.Fatalf("tmp Route(%s) = %+v", ch, d)
+		}
+	}
+	if st := tmp.raft.Stats(); st["last_snapshot_index"] == "0" {
+		t.Fatalf("tmp did not install a snapshot: %v", st)
+	}
+}
+
+// TestFullRestartFromDisk: every regular node dies; they come back from
+// their DataDirs (one restores a snapshot), re-form the cluster with no
+// InitCluster, register new incarnations and drop every old channel.
+func TestFullRestartFromDisk(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3, func(cfg *Config) { cfg.hooks.crash = true })
+	for i := range 6 {
+		route(t, nodes[i%3], fmt.Sprintf("disk-%d", i))
+	}
+	if err := nodes[0].raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	var cfgs []Config
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		cfg := n.cfg
+		cfg.RaftListen, cfg.RPCListen = n.RaftAddr(), n.RPCAddr()
+		cfgs = append(cfgs, cfg)
+		wg.Go(func() { _ = n.Close() })
+	}
+	wg.Wait()
+	var again []*testNode
+	for _, cfg := range cfgs {
+		var n *testNode
+		waitFor(t, 5*time.Second, "restart "+cfg.NodeName, func() bool {
+			c, err := Start(context.Background(), cfg)
+			if err != nil {
+				return false
+			}
+			n = &testNode{Cluster: c, name: cfg.NodeName}
+			return true
+		})
+		tc.mu.Lock()
+		tc.nodes[cfg.NodeName] = n
+		tc.mu.Unlock()
+		again = append(again, n)
+	}
+	tc.waitAllNormal(again)
+	waitFor(t, 5*time.Second, "old channels gone", func() bool {
+		for _, n := range again {
+			if len(n.Channels()) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if d := route(t, again[1], "disk-0"); !d.Serve {
+		t.Fatalf("%+v", d)
+	}
+	if o := tc.hist.overlaps(); len(o) > 0 {
+		t.Fatalf("overlaps: %v", o)
+	}
+}

@@ -30,9 +30,12 @@ type testNet struct {
 }
 
 type netNode struct {
-	cut   bool
-	conns map[*trackedConn]struct{}
-	trans *raft.InmemTransport
+	// in: nobody can open a connection to the node; out: the node cannot
+	// open one. Raft and the RPC open a connection per direction of
+	// request, so in+out is a full cut and either alone a one-way partition.
+	in, out bool
+	conns   map[*trackedConn]struct{}
+	trans   *raft.InmemTransport
 }
 
 var errCut = errors.New("testnet: node is cut off")
@@ -53,28 +56,28 @@ func (tn *testNet) nodeLocked(name string) *netNode {
 	return n
 }
 
-// isCutLocked reports whether traffic between a and b is blocked.
-func (tn *testNet) isCutLocked(a, b string) bool {
-	return tn.nodeLocked(a).cut || b != "" && tn.nodeLocked(b).cut
+// isCutLocked reports whether dialer may not open a connection to target
+// ("" when unknown).
+func (tn *testNet) isCutLocked(dialer, target string) bool {
+	return dialer != "" && tn.nodeLocked(dialer).out || target != "" && tn.nodeLocked(target).in
 }
 
 // cut isolates node from every other node.
-func (tn *testNet) cut(node string) {
+func (tn *testNet) cut(node string) { tn.cutDir(node, true, true) }
+
+// cutDir blocks connections opened to node (in) and/or by node (out), and
+// closes the live ones that the new rule forbids.
+func (tn *testNet) cutDir(node string, in, out bool) {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
 	n := tn.nodeLocked(node)
-	n.cut = true
+	n.in, n.out = n.in || in, n.out || out
 	for c := range n.conns {
-		tn.dropLocked(c)
-	}
-	if n.trans != nil {
-		n.trans.DisconnectAll()
-		for name, o := range tn.nodes {
-			if name != node && o.trans != nil {
-				o.trans.Disconnect(n.trans.LocalAddr())
-			}
+		if tn.isCutLocked(c.dialer, c.target) {
+			tn.dropLocked(c)
 		}
 	}
+	tn.wireInmemLocked()
 }
 
 // heal reconnects node.
@@ -82,14 +85,21 @@ func (tn *testNet) heal(node string) {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
 	n := tn.nodeLocked(node)
-	n.cut = false
-	tn.connectInmemLocked()
+	n.in, n.out = false, false
+	tn.wireInmemLocked()
 }
 
-func (tn *testNet) connectInmemLocked() {
+// wireInmemLocked connects every pair of inmem transports the cut rules
+// allow, per direction, and disconnects the others.
+func (tn *testNet) wireInmemLocked() {
 	for a, na := range tn.nodes {
 		for b, nb := range tn.nodes {
-			if a != b && na.trans != nil && nb.trans != nil && !na.cut && !nb.cut {
+			if a == b || na.trans == nil || nb.trans == nil {
+				continue
+			}
+			if tn.isCutLocked(a, b) {
+				na.trans.Disconnect(nb.trans.LocalAddr())
+			} else {
 				na.trans.Connect(nb.trans.LocalAddr(), nb.trans)
 			}
 		}
@@ -102,36 +112,44 @@ func (tn *testNet) inmemTransport(node string) *raft.InmemTransport {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
 	tn.nodeLocked(node).trans = tr
-	tn.connectInmemLocked()
+	tn.wireInmemLocked()
 	return tr
 }
 
 func (tn *testNet) dropLocked(c *trackedConn) {
-	for _, o := range c.owners {
-		delete(tn.nodeLocked(o).conns, c)
-	}
+	tn.untrackLocked(c)
 	_ = c.Conn.Close()
 }
 
-func (tn *testNet) trackLocked(c net.Conn, owners ...string) *trackedConn {
-	tc := &trackedConn{Conn: c, tn: tn, owners: owners}
-	for _, o := range owners {
-		tn.nodeLocked(o).conns[tc] = struct{}{}
+func (tn *testNet) untrackLocked(c *trackedConn) {
+	for _, o := range []string{c.dialer, c.target} {
+		if o != "" {
+			delete(tn.nodeLocked(o).conns, c)
+		}
+	}
+}
+
+// trackLocked tracks one end of a connection dialer opened to target
+// (either may be "" when unknown).
+func (tn *testNet) trackLocked(c net.Conn, dialer, target string) *trackedConn {
+	tc := &trackedConn{Conn: c, tn: tn, dialer: dialer, target: target}
+	for _, o := range []string{dialer, target} {
+		if o != "" {
+			tn.nodeLocked(o).conns[tc] = struct{}{}
+		}
 	}
 	return tc
 }
 
 type trackedConn struct {
 	net.Conn
-	tn     *testNet
-	owners []string
+	tn             *testNet
+	dialer, target string
 }
 
 func (c *trackedConn) Close() error {
 	c.tn.mu.Lock()
-	for _, o := range c.owners {
-		delete(c.tn.nodeLocked(o).conns, c)
-	}
+	c.tn.untrackLocked(c)
 	c.tn.mu.Unlock()
 	return c.Conn.Close()
 }
@@ -181,16 +199,12 @@ func (l *cutListener) Accept() (net.Conn, error) {
 			return tc, nil
 		}
 		peer := tn.dialer[c.RemoteAddr().String()]
-		if tn.isCutLocked(l.node, peer) {
+		if tn.isCutLocked(peer, l.node) {
 			tn.mu.Unlock()
 			_ = c.Close()
 			continue
 		}
-		owners := []string{l.node}
-		if peer != "" {
-			owners = append(owners, peer)
-		}
-		tc := tn.trackLocked(c, owners...)
+		tc := tn.trackLocked(c, peer, l.node)
 		tn.mu.Unlock()
 		return tc, nil
 	}
