@@ -40,6 +40,10 @@ var (
 	ErrInvalidConfig = errors.New("cluster: invalid config")
 )
 
+// errTransient marks an RPC that failed on the way (connection refused or
+// reset, a bad answer): leaderCall retries it until its context ends.
+var errTransient = errors.New("cluster: rpc failed")
+
 // errorByName maps the names that travel in RPC answers back to sentinels.
 func errorByName(name string) error {
 	for _, e := range []error{

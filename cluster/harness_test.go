@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,8 +14,6 @@ import (
 
 	"github.com/hayate-sfu/hayate/mode"
 )
-
-var debugLog = flag.Bool("cluster.debug", false, "log cluster nodes at debug level to stderr")
 
 // Test timings (spec 3.7): H = 50 ms, TTL = 300 ms, grace = 100 ms.
 const (
@@ -157,7 +154,7 @@ func newTestCluster(t testing.TB, mem bool) *testCluster {
 }
 
 func testLogger(t testing.TB) *slog.Logger {
-	if *debugLog {
+	if os.Getenv("HAYATE_CLUSTER_DEBUG") != "" { // debug log of every node to stderr
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)

@@ -39,6 +39,9 @@ func slogLevel(l hclog.Level) slog.Level {
 }
 
 func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
+	if level == hclog.NoLevel {
+		level = hclog.Info
+	}
 	if level == hclog.Off || level < h.level {
 		return
 	}

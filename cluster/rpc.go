@@ -28,10 +28,6 @@ const (
 	maxRPCBody   = 1 << 20
 )
 
-// errTransient marks an RPC that failed on the way (connection refused or
-// reset, no leader yet): leaderCall retries it until its context ends.
-var errTransient = errors.New("cluster: rpc failed")
-
 type infoResp struct {
 	Name        string `json:"name"`
 	RaftAddr    string `json:"raft_addr"`
