@@ -145,7 +145,7 @@
 // SetOperatorMode replicates the operator mode, so that placement skips a node
 // in block_new_session or block_new_connection cluster-wide. Placement also
 // skips nodes whose last heartbeat reported a non-normal health mode, expired
-// nodes, and nodes the leader has not heard from within LeaseTTL/2.
+// nodes, and nodes the leader has not heard from within LeaseTTL.
 //
 // # Timings
 //

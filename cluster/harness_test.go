@@ -335,3 +335,26 @@ func modesString(ms []mode.Mode) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// place routes each channel through the node given for it until the
+// cluster decides (retrying while a lease flaps on a loaded machine), and
+// returns the channels per owner.
+func place(t testing.TB, asks map[string]*testNode) map[string][]string {
+	t.Helper()
+	owners := map[string][]string{}
+	for ch, n := range asks {
+		var d Decision
+		waitFor(t, 30*time.Second, "placing "+ch, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			var err error
+			d, err = n.Route(ctx, ch)
+			return err == nil
+		})
+		owners[d.Owner] = append(owners[d.Owner], ch)
+	}
+	for _, chs := range owners {
+		slices.Sort(chs)
+	}
+	return owners
+}

@@ -81,15 +81,16 @@ func (c *Cluster) lastSeenLocked(name string) time.Time {
 	return last
 }
 
-// eligible lists the nodes this leader saw heartbeating within TTL/2, for a
-// Claim it proposes; the FSM also requires them to be in normal mode.
+// eligible lists the nodes this leader saw heartbeating within LeaseTTL
+// (they may hold a lease), for a Claim it proposes; the FSM also requires
+// them to be in normal mode, which a node whose renewals run late is not.
 func (c *Cluster) eligible() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
 	var out []string
 	for name, n := range c.tab.Nodes {
-		if !n.Expired && now.Sub(c.seen[name]) <= c.cfg.LeaseTTL/2 {
+		if !n.Expired && now.Sub(c.seen[name]) <= c.cfg.LeaseTTL {
 			out = append(out, name)
 		}
 	}

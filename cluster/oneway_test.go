@@ -34,14 +34,14 @@ func TestPartitionOneWay(t *testing.T) {
 func runOneWay(t *testing.T, victimIsLeader, in, out bool) {
 	tc := newTestCluster(t, false)
 	nodes := tc.startN(3)
+	asks := map[string]*testNode{}
 	var all []string
 	for i := range 9 {
 		ch := fmt.Sprintf("ow-%d", i)
-		if d := route(t, nodes[i%3], ch); !d.Serve {
-			t.Fatalf("%+v", d)
-		}
+		asks[ch] = nodes[i%3]
 		all = append(all, ch)
 	}
+	place(t, asks)
 	leader := tc.leader(nodes)
 	victim := leader
 	if !victimIsLeader {
@@ -77,7 +77,7 @@ func runOneWay(t *testing.T, victimIsLeader, in, out bool) {
 	// Wait until every channel is served by some node that is not fenced
 	// and the fenced nodes are known: the cluster has settled.
 	var fenced []string
-	waitFor(t, 10*time.Second, "cluster settled under the one-way partition", func() bool {
+	waitFor(t, 30*time.Second, "cluster settled under the one-way partition", func() bool {
 		fenced = fenced[:0]
 		for _, n := range nodes {
 			if n.HealthMode() == mode.BlockNewConnection {
@@ -102,20 +102,23 @@ func runOneWay(t *testing.T, victimIsLeader, in, out bool) {
 	healAt := time.Now()
 	tc.net.heal(victim.name)
 	for _, n := range nodes {
-		waitFor(t, 10*time.Second, n.name+" normal after heal", func() bool { return n.HealthMode() == mode.Normal })
+		waitFor(t, 30*time.Second, n.name+" normal after heal", func() bool { return n.HealthMode() == mode.Normal })
 	}
 	healed := time.Since(healAt)
 	stopLoad()
 	for _, ch := range all {
-		owner := 0
-		for _, n := range nodes {
-			if n.Serving(ch) {
-				owner++
+		waitFor(t, 30*time.Second, ch+" served after heal", func() bool {
+			owners := 0
+			for _, n := range nodes {
+				if n.Serving(ch) {
+					owners++
+				}
 			}
-		}
-		if owner != 1 {
-			t.Errorf("after heal %s is served by %d nodes", ch, owner)
-		}
+			if owners > 1 {
+				t.Fatalf("after heal %s is served by %d nodes", ch, owners)
+			}
+			return owners == 1
+		})
 	}
 	overlaps := tc.hist.overlaps()
 	t.Logf("ONEWAY victim=%s(leader=%v) in=%v out=%v fenced=%v settled_ms=%d heal_ms=%d intervals=%d overlaps=%d",

@@ -33,15 +33,11 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 	tc := newTestCluster(t, mem)
 	nodes := tc.startN(3, func(cfg *Config) { cfg.hooks.applyDelay = applyDelay })
 
-	channels := map[string][]string{}
+	asks := map[string]*testNode{}
 	for i := range 9 {
-		n := nodes[i%3]
-		ch := fmt.Sprintf("ch-%d", i)
-		if d := route(t, n, ch); !d.Serve {
-			t.Fatalf("%s: Route(%s) = %+v, want served", n.name, ch, d)
-		}
-		channels[n.name] = append(channels[n.name], ch)
+		asks[fmt.Sprintf("ch-%d", i)] = nodes[i%3] // equal loads: placed on the node asked
 	}
+	channels := place(t, asks)
 
 	leader := tc.leader(nodes)
 	victim := leader
@@ -55,6 +51,9 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 		}
 	}
 	mine := channels[victim.name]
+	if len(mine) == 0 {
+		t.Fatalf("victim %s owns no channel: %v", victim.name, channels)
+	}
 	modesBefore := len(victim.modeLog())
 
 	// Load: healthy nodes keep routing the victim's channels; the victim
@@ -75,7 +74,7 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 					served.Add(1)
 				case err == nil:
 					redirected.Add(1)
-				case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed):
+				case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) || errors.Is(err, ErrNoEligibleNode):
 					unavailable.Add(1)
 				default:
 					t.Errorf("%s Route(%s): %v", n.name, ch, err)
@@ -104,7 +103,7 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 	tc.net.cut(victim.name)
 
 	// The victim fences itself: all its channels reported, block_new_connection.
-	waitFor(t, 5*time.Second, victim.name+" fenced", func() bool {
+	waitFor(t, 30*time.Second, victim.name+" fenced", func() bool {
 		f, _ := victim.fencedChannels()
 		for _, ch := range mine {
 			if !slices.Contains(f, ch) {
@@ -124,7 +123,7 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 	}
 
 	// Every channel of the victim moves to a healthy node.
-	waitFor(t, 10*time.Second, "victim's channels moved", func() bool {
+	waitFor(t, 30*time.Second, "victim's channels moved", func() bool {
 		for _, ch := range mine {
 			ok := false
 			for _, h := range healthy {
@@ -143,7 +142,7 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 
 	healAt := time.Now()
 	tc.net.heal(victim.name)
-	waitFor(t, 10*time.Second, victim.name+" normal after heal", func() bool {
+	waitFor(t, 30*time.Second, victim.name+" normal after heal", func() bool {
 		ms := victim.modeLog() // what OnHealthMode reported, not just the current mode
 		return ms[len(ms)-1] == mode.Normal
 	})
@@ -152,7 +151,7 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 	wg.Wait()
 
 	// The victim lost its old channels and knows it.
-	waitFor(t, 5*time.Second, "victim's table caught up", func() bool {
+	waitFor(t, 30*time.Second, "victim's table caught up", func() bool {
 		for _, ch := range mine {
 			if o, ok := victim.Owner(ch); !ok || o == victim.name {
 				return false
@@ -161,10 +160,15 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 		return true
 	})
 	for _, ch := range mine {
-		d := route(t, victim, ch)
-		if d.Serve || d.Owner == victim.name {
-			t.Errorf("victim Route(%s) after heal = %+v, want a redirect", ch, d)
-		}
+		waitFor(t, 30*time.Second, "victim redirects "+ch, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			d, err := victim.Route(ctx, ch)
+			if err == nil && (d.Serve || d.Owner == victim.name) {
+				t.Fatalf("victim Route(%s) after heal = %+v, want a redirect", ch, d)
+			}
+			return err == nil
+		})
 	}
 	ms := victim.modeLog()[modesBefore:]
 	if len(ms) < 2 || ms[0] == mode.Normal || ms[len(ms)-1] != mode.Normal || !slices.Contains(ms, mode.BlockNewConnection) {
