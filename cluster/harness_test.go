@@ -338,10 +338,11 @@ func modesString(ms []mode.Mode) string {
 
 // place routes each channel through the node given for it until the
 // cluster decides (retrying while a lease flaps on a loaded machine), and
-// returns the channels per owner.
-func place(t testing.TB, asks map[string]*testNode) map[string][]string {
+// returns the channels per owner and the decision per channel.
+func place(t testing.TB, asks map[string]*testNode) (map[string][]string, map[string]Decision) {
 	t.Helper()
 	owners := map[string][]string{}
+	decided := map[string]Decision{}
 	for ch, n := range asks {
 		var d Decision
 		waitFor(t, 30*time.Second, "placing "+ch, func() bool {
@@ -352,9 +353,10 @@ func place(t testing.TB, asks map[string]*testNode) map[string][]string {
 			return err == nil
 		})
 		owners[d.Owner] = append(owners[d.Owner], ch)
+		decided[ch] = d
 	}
 	for _, chs := range owners {
 		slices.Sort(chs)
 	}
-	return owners
+	return owners, decided
 }

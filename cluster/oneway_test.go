@@ -41,7 +41,7 @@ func runOneWay(t *testing.T, victimIsLeader, in, out bool) {
 		asks[ch] = nodes[i%3]
 		all = append(all, ch)
 	}
-	place(t, asks)
+	_, _ = place(t, asks)
 	leader := tc.leader(nodes)
 	victim := leader
 	if !victimIsLeader {
