@@ -272,6 +272,9 @@ func (c *Cluster) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), max(4*c.cfg.Heartbeat, 200*time.Millisecond))
 	defer cancel()
 	if c.cfg.Temporary {
+		if member, err := c.isMember(c.cfg.NodeName); err != nil || !member {
+			return // never joined, or already removed
+		}
 		err := c.leaderCall(ctx, pathLeave, nameReq{Name: c.cfg.NodeName}, nil, func(ctx context.Context) error {
 			return c.leaveLocal(ctx, c.cfg.NodeName)
 		})
