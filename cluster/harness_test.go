@@ -128,11 +128,61 @@ func (h *history) intervals() int {
 
 // testCluster runs nodes in one process on a testNet.
 type testCluster struct {
-	t     testing.TB
-	net   *testNet
-	hist  *history
-	mu    sync.Mutex
-	nodes map[string]*testNode
+	t      testing.TB
+	net    *testNet
+	hist   *history
+	mu     sync.Mutex
+	nodes  map[string]*testNode
+	clocks map[string]*skewClock
+}
+
+// skewClock is a node's clock whose rate can be changed once, without a
+// jump; real maps its readings back to the process clock for the history.
+type skewClock struct {
+	mu                     sync.Mutex
+	rate                   float64
+	realAnchor, skewAnchor time.Time
+}
+
+func (k *skewClock) now() time.Time {
+	r := time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.skewLocked(r)
+}
+
+func (k *skewClock) skewLocked(r time.Time) time.Time {
+	if k.realAnchor.IsZero() {
+		return r
+	}
+	return k.skewAnchor.Add(time.Duration(float64(r.Sub(k.realAnchor)) * k.rate))
+}
+
+func (k *skewClock) setRate(rate float64) {
+	r := time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.skewAnchor, k.realAnchor, k.rate = k.skewLocked(r), r, rate
+}
+
+func (k *skewClock) real(s time.Time) time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.realAnchor.IsZero() || s.Before(k.skewAnchor) {
+		return s
+	}
+	return k.realAnchor.Add(time.Duration(float64(s.Sub(k.skewAnchor)) / k.rate))
+}
+
+func (tc *testCluster) clock(name string) *skewClock {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	k := tc.clocks[name]
+	if k == nil {
+		k = &skewClock{}
+		tc.clocks[name] = k
+	}
+	return k
 }
 
 // testNode is a Cluster plus what its callbacks reported.
@@ -148,7 +198,7 @@ type testNode struct {
 }
 
 func newTestCluster(t testing.TB, mem bool) *testCluster {
-	tc := &testCluster{t: t, net: newTestNet(mem), hist: newHistory(), nodes: map[string]*testNode{}}
+	tc := &testCluster{t: t, net: newTestNet(mem), hist: newHistory(), nodes: map[string]*testNode{}, clocks: map[string]*skewClock{}}
 	t.Cleanup(tc.closeAll)
 	return tc
 }
@@ -172,7 +222,9 @@ func (tc *testCluster) config(name string) Config {
 	}
 	cfg.hooks.listen = tc.net.listen(name)
 	cfg.hooks.dial = tc.net.dial(name)
-	cfg.hooks.serve = tc.hist.record
+	clk := tc.clock(name)
+	cfg.hooks.now = clk.now
+	cfg.hooks.serve = func(node, ch string, start bool, at time.Time) { tc.hist.record(node, ch, start, clk.real(at)) }
 	if tc.net.mem {
 		cfg.hooks.transport = tc.net.inmemTransport(name)
 		cfg.hooks.memStores = true

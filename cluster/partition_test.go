@@ -19,17 +19,42 @@ import (
 // expired); then the network heals. Every node's exact serving history must
 // show no two intervals of one channel overlapping.
 
-func TestPartitionFollower(t *testing.T) { runPartition(t, false, false, 0) }
+func TestPartitionFollower(t *testing.T) { runPartition(t, partition{}) }
 
-func TestPartitionLeader(t *testing.T) { runPartition(t, false, true, 0) }
+func TestPartitionLeader(t *testing.T) { runPartition(t, partition{leader: true}) }
 
 // TestPartitionApplyDelay runs the leader case with a 2 ms delay inside
 // every FSM.Apply, which made the prototype's AppliedIndex bug fail 20 of 20.
-func TestPartitionApplyDelay(t *testing.T) { runPartition(t, false, true, 2*time.Millisecond) }
+func TestPartitionApplyDelay(t *testing.T) {
+	runPartition(t, partition{leader: true, applyDelay: 2 * time.Millisecond})
+}
 
-// runPartition runs the scenario on loopback TCP, or with mem set on the
-// in-memory network (raft.InmemTransport, net.Pipe RPC) for synctest.
-func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Duration) {
+// TestPartitionSlowClock is spec 3.7's slow-clock test. The victim's clock
+// runs 2 % slow from just before the cut: grace covers that, no overlap.
+// Then, as a control that the history check can fail, a clock running at
+// quarter speed: the victim believes in its lease for four times the TTL, far longer
+// than TTL + grace, and the check must see double serving.
+func TestPartitionSlowClock(t *testing.T) {
+	t.Run("2%", func(t *testing.T) { runPartition(t, partition{victimClock: 0.98}) })
+	t.Run("75%-slow-must-overlap", func(t *testing.T) { runPartition(t, partition{victimClock: 0.25, wantOverlap: true}) })
+}
+
+// partition is one scenario of the suite.
+type partition struct {
+	// mem runs on the in-memory network (raft.InmemTransport, net.Pipe RPC),
+	// for synctest bubbles.
+	mem bool
+	// leader cuts the raft leader off, else a follower.
+	leader     bool
+	applyDelay time.Duration
+	// victimClock, if not 0, is the rate of the victim's clock from just
+	// before the cut; wantOverlap expects the check to find double serving.
+	victimClock float64
+	wantOverlap bool
+}
+
+func runPartition(t *testing.T, p partition) {
+	mem, victimIsLeader, applyDelay := p.mem, p.leader, p.applyDelay
 	tc := newTestCluster(t, mem)
 	nodes := tc.startN(3, func(cfg *Config) { cfg.hooks.applyDelay = applyDelay })
 
@@ -99,6 +124,9 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 		wg.Wait()
 	}()
 
+	if p.victimClock != 0 {
+		tc.clock(victim.name).setRate(p.victimClock)
+	}
 	cutAt := time.Now()
 	tc.net.cut(victim.name)
 
@@ -113,7 +141,7 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 		return victim.HealthMode() == mode.BlockNewConnection
 	})
 	leaseLost := tc.hist.lastEnd(victim.name, mine).Sub(cutAt)
-	if leaseLost > testTTL {
+	if leaseLost > testTTL && p.victimClock == 0 {
 		t.Errorf("victim served %v after the cut, longer than the lease TTL %v", leaseLost, testTTL)
 	}
 	for _, ch := range mine {
@@ -196,9 +224,18 @@ func runPartition(t *testing.T, mem, victimIsLeader bool, applyDelay time.Durati
 	if mem {
 		role += "+synctest"
 	}
+	if p.victimClock != 0 {
+		role += fmt.Sprintf("+victim-clock-%.2f", p.victimClock)
+	}
 	t.Logf("PARTITION %s lease_lost_ms=%d moved_ms=%d heal_ms=%d intervals=%d routes_served=%d redirected=%d unavailable=%d overlaps=%d modes=%s",
 		role, leaseLost.Milliseconds(), moved.Milliseconds(), healed.Milliseconds(), tc.hist.intervals(),
 		served.Load(), redirected.Load(), unavailable.Load(), len(overlaps), modesString(ms))
+	if p.wantOverlap {
+		if len(overlaps) == 0 {
+			t.Errorf("a victim clock at %.2f speed went unnoticed: the history check is blind", p.victimClock)
+		}
+		return
+	}
 	for _, o := range overlaps {
 		t.Errorf("double serving: %s", o)
 	}

@@ -12,15 +12,18 @@ import (
 // time and its timings are those of an idealised machine.
 
 func TestPartitionSynctestFollower(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) { bubble(t); runPartition(t, true, false, 0) })
+	synctest.Test(t, func(t *testing.T) { bubble(t); runPartition(t, partition{mem: true}) })
 }
 
 func TestPartitionSynctestLeader(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) { bubble(t); runPartition(t, true, true, 0) })
+	synctest.Test(t, func(t *testing.T) { bubble(t); runPartition(t, partition{mem: true, leader: true}) })
 }
 
 func TestPartitionSynctestApplyDelay(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) { bubble(t); runPartition(t, true, true, 2*time.Millisecond) })
+	synctest.Test(t, func(t *testing.T) {
+		bubble(t)
+		runPartition(t, partition{mem: true, leader: true, applyDelay: 2 * time.Millisecond})
+	})
 }
 
 // bubble lets goroutines that raft leaves behind after Shutdown (an
