@@ -1,0 +1,30 @@
+package cluster
+
+import (
+	"testing"
+)
+
+// TestThreeNodesRoute: a fresh cluster places a new channel on the node
+// asked (all loads equal), and the other nodes redirect to it.
+func TestThreeNodesRoute(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3)
+	for i, n := range nodes {
+		ch := "room-" + n.name
+		d := route(t, n, ch)
+		if !d.Serve || d.Owner != n.name {
+			t.Fatalf("%s: Route(%s) = %+v, want served here", n.name, ch, d)
+		}
+		other := nodes[(i+1)%3]
+		d = route(t, other, ch)
+		if d.Serve || d.Owner != n.name || d.RedirectURL != "ws://"+n.name+".test/signaling" {
+			t.Fatalf("%s: Route(%s) = %+v, want redirect to %s", other.name, ch, d, n.name)
+		}
+		if !n.Serving(ch) || other.Serving(ch) {
+			t.Fatalf("Serving(%s): owner %v other %v", ch, n.Serving(ch), other.Serving(ch))
+		}
+	}
+	if o := tc.hist.overlaps(); len(o) > 0 {
+		t.Fatalf("overlaps: %v", o)
+	}
+}

@@ -1,0 +1,491 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/hayate-sfu/hayate/mode"
+)
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestLeastLoadedPlacement: loads carried by heartbeats steer new channels
+// to the node with the lowest connections / maximum, whoever is asked.
+func TestLeastLoadedPlacement(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3, func(cfg *Config) { cfg.MaxConnections = 100 })
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	a.SetLoad(10)
+	c.SetLoad(5)
+	waitFor(t, 5*time.Second, "loads in every table", func() bool {
+		for _, n := range nodes {
+			for _, st := range n.Nodes() {
+				want := map[string]int{"a": 10, "b": 0, "c": 5}[st.Name]
+				if st.Connections != want || st.MaxConnections != 100 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for i, n := range nodes {
+		d := route(t, n, fmt.Sprintf("load-%d", i))
+		if d.Owner != "b" || d.Serve != (n == b) {
+			t.Fatalf("asked %s: %+v, want owner b", n.name, d)
+		}
+	}
+	// Equal loads: the node asked takes the channel.
+	b.SetLoad(10)
+	c.SetLoad(10)
+	waitFor(t, 5*time.Second, "equal loads", func() bool {
+		for _, st := range a.Nodes() {
+			if st.Connections != 10 {
+				return false
+			}
+		}
+		return true
+	})
+	for i, n := range nodes {
+		if d := route(t, n, fmt.Sprintf("tie-%d", i)); !d.Serve || d.Owner != n.name {
+			t.Fatalf("tie, asked %s: %+v", n.name, d)
+		}
+	}
+}
+
+// TestClaimRace: two nodes claim the same new channels at the same moment;
+// the log orders the claims and each channel gets exactly one owner.
+func TestClaimRace(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3)
+	a, b := nodes[0], nodes[1]
+	for i := range 30 {
+		ch := fmt.Sprintf("race-%d", i)
+		var da, db Decision
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		wg.Go(func() { <-start; da = route(t, a, ch) })
+		wg.Go(func() { <-start; db = route(t, b, ch) })
+		close(start)
+		wg.Wait()
+		if da.Owner != db.Owner || da.ClaimIndex != db.ClaimIndex || da.Serve == db.Serve {
+			t.Fatalf("%s: a got %+v, b got %+v", ch, da, db)
+		}
+		if da.Serve != a.Serving(ch) || db.Serve != b.Serving(ch) {
+			t.Fatalf("%s: Serving disagrees with the decisions", ch)
+		}
+	}
+	if o := tc.hist.overlaps(); len(o) > 0 {
+		t.Fatalf("overlaps: %v", o)
+	}
+}
+
+// TestRestartNewIncarnation: a regular node that dies and comes back from its
+// DataDir registers a new incarnation, which drops the channels of the old
+// one at once (grace is set far too long for an Expire to do it).
+func TestRestartNewIncarnation(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3, func(cfg *Config) { cfg.Grace = time.Minute })
+	c := nodes[2]
+	for i := range 3 {
+		if d := route(t, c, fmt.Sprintf("old-%d", i)); !d.Serve {
+			t.Fatalf("%+v", d)
+		}
+	}
+	oldEpoch := c.Epoch()
+	cfg := c.cfg
+	cfg.hooks.crash = true
+	c.cfg.hooks.crash = true
+	c.Close()
+	// Same name, data dir and addresses: a restarted process.
+	cfg.hooks.crash = false
+	cfg.RaftListen, cfg.RPCListen = c.RaftAddr(), c.RPCAddr()
+	var c2 *testNode
+	waitFor(t, 5*time.Second, "restart on the same ports", func() bool {
+		cl, err := Start(context.Background(), cfg)
+		if err != nil {
+			return false // the old listener may linger a moment
+		}
+		c2 = &testNode{Cluster: cl, name: "c"}
+		tc.mu.Lock()
+		tc.nodes["c"] = c2
+		tc.mu.Unlock()
+		return true
+	})
+	if c2.Epoch() == oldEpoch {
+		t.Fatal("restart kept the epoch")
+	}
+	if err := c2.Join(ctxT(t, 5*time.Second), nodes[0].RPCAddr()); err != nil {
+		t.Fatalf("rejoin (already a member): %v", err)
+	}
+	waitFor(t, 5*time.Second, "old channels dropped everywhere", func() bool {
+		for _, n := range []*testNode{nodes[0], nodes[1], c2} {
+			for i := range 3 {
+				if _, ok := n.Owner(fmt.Sprintf("old-%d", i)); ok {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	tc.waitHealth(c2, mode.Normal, 5*time.Second)
+	waitFor(t, 5*time.Second, "restarted c listed normal with its new epoch", func() bool {
+		for _, st := range nodes[0].Nodes() {
+			if st.Name == "c" {
+				return st.Epoch == c2.Epoch() && st.Connected && st.Mode == mode.Normal
+			}
+		}
+		return false
+	})
+	if d := route(t, c2, "old-0"); !d.Serve {
+		t.Fatalf("restarted node cannot take a channel: %+v", d)
+	}
+	if o := tc.hist.overlaps(); len(o) > 0 {
+		t.Fatalf("overlaps: %v", o)
+	}
+}
+
+// TestTemporaryNode: a temporary node joins as a raft non-voter with
+// in-memory stores, takes channels, and on Close removes itself: from the
+// table, from the raft configuration, with its channels.
+func TestTemporaryNode(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3)
+	cfg := tc.config("tmp")
+	cfg.Temporary = true
+	cfg.DataDir = ""
+	tmp := tc.start(cfg)
+	ctx := ctxT(t, 10*time.Second)
+	if err := tmp.InitCluster(ctx, nil); !errors.Is(err, ErrTemporaryNode) {
+		t.Fatalf("InitCluster on a temporary node: %v", err)
+	}
+	if err := tmp.Join(ctx, nodes[1].RPCAddr()); err != nil { // b may not be the leader: forwarded
+		t.Fatal(err)
+	}
+	tc.waitHealth(tmp, mode.Normal, 5*time.Second)
+	conf := nodes[0].raft.GetConfiguration()
+	if err := conf.Error(); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range conf.Configuration().Servers {
+		if s.ID == "tmp" {
+			found = s.Suffrage == raft.Nonvoter
+		}
+	}
+	if !found {
+		t.Fatalf("tmp is not a non-voter: %+v", conf.Configuration().Servers)
+	}
+	waitFor(t, 5*time.Second, "tmp listed as a connected temporary node", func() bool {
+		for _, st := range nodes[0].Nodes() {
+			if st.Name == "tmp" {
+				return st.Temporary && st.Connected && st.Mode == mode.Normal
+			}
+		}
+		return false
+	})
+	if d := route(t, tmp, "on-tmp"); !d.Serve {
+		t.Fatalf("temporary node: %+v", d)
+	}
+	if d := route(t, nodes[0], "on-tmp"); d.Owner != "tmp" || d.RedirectURL != "ws://tmp.test/signaling" {
+		t.Fatalf("redirect to tmp: %+v", d)
+	}
+	if err := tmp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "tmp gone from every table and the configuration", func() bool {
+		for _, n := range nodes {
+			if _, ok := n.Owner("on-tmp"); ok {
+				return false
+			}
+			for _, st := range n.Nodes() {
+				if st.Name == "tmp" {
+					return false
+				}
+			}
+		}
+		ok, err := nodes[0].isMember("tmp")
+		return err == nil && !ok
+	})
+}
+
+// TestPurge: a live node cannot be purged; a dead one is removed from the
+// table and the raft configuration, with its channels.
+func TestPurge(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3)
+	cfg := tc.config("d")
+	d := tc.start(cfg)
+	ctx := ctxT(t, 10*time.Second)
+	if err := d.Join(ctx, nodes[0].RPCAddr()); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitHealth(d, mode.Normal, 5*time.Second)
+	waitFor(t, 5*time.Second, "d eligible", func() bool {
+		for _, st := range nodes[0].Nodes() {
+			if st.Name == "d" {
+				return st.Mode == mode.Normal
+			}
+		}
+		return false
+	})
+	if dec := route(t, d, "on-d"); !dec.Serve {
+		t.Fatalf("%+v", dec)
+	}
+	if err := nodes[1].Purge(ctx, "d"); !errors.Is(err, ErrNodeAlive) {
+		t.Fatalf("Purge of a live node: %v", err)
+	}
+	if err := nodes[1].Purge(ctx, "nobody"); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("Purge of an unknown node: %v", err)
+	}
+	if err := nodes[1].Purge(ctx, "b"); !errors.Is(err, ErrSelf) {
+		t.Fatalf("Purge of itself: %v", err)
+	}
+	d.cfg.hooks.crash = true
+	d.Close()
+	waitFor(t, 5*time.Second, "d reported disconnected", func() bool {
+		for _, st := range nodes[0].Nodes() {
+			if st.Name == "d" {
+				return !st.Connected
+			}
+		}
+		return false
+	})
+	waitFor(t, 5*time.Second, "purge accepted", func() bool {
+		err := nodes[1].Purge(ctx, "d")
+		if err != nil && !errors.Is(err, ErrNodeAlive) {
+			t.Fatalf("Purge: %v", err)
+		}
+		return err == nil
+	})
+	waitFor(t, 5*time.Second, "d gone", func() bool {
+		for _, n := range nodes {
+			if slices.ContainsFunc(n.Nodes(), func(st NodeStatus) bool { return st.Name == "d" }) {
+				return false
+			}
+			if _, ok := n.Owner("on-d"); ok {
+				return false
+			}
+		}
+		ok, err := nodes[0].isMember("d")
+		return err == nil && !ok
+	})
+}
+
+// TestInitClusterTwice: a second InitCluster is refused, also when the list
+// mixes a fresh node with initialised ones (and the fresh node stays fresh).
+func TestInitClusterTwice(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3)
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.RPCAddr())
+	}
+	ctx := ctxT(t, 10*time.Second)
+	if err := nodes[2].InitCluster(ctx, addrs); !errors.Is(err, ErrAlreadyInitialised) {
+		t.Fatalf("second InitCluster: %v", err)
+	}
+	fresh := tc.start(tc.config("e"))
+	if err := fresh.InitCluster(ctx, []string{"e", nodes[0].RPCAddr()}); !errors.Is(err, ErrAlreadyInitialised) {
+		t.Fatalf("InitCluster with an initialised node: %v", err)
+	}
+	if fresh.initialised() {
+		t.Fatal("the fresh node was bootstrapped anyway")
+	}
+	if err := fresh.InitCluster(ctx, []string{"x@" + nodes[0].RPCAddr()}); !errors.Is(err, ErrNameMismatch) {
+		t.Fatalf("InitCluster with a wrong name: %v", err)
+	}
+	if err := fresh.InitCluster(ctx, []string{"nohost"}); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("InitCluster with an unresolvable name: %v", err)
+	}
+	if err := nodes[0].Join(ctx, nodes[1].RPCAddr()); err != nil {
+		t.Fatalf("Join of a member: %v", err)
+	}
+	if err := fresh.Join(ctx, fresh.RPCAddr()); !errors.Is(err, ErrSelf) {
+		t.Fatalf("Join through itself: %v", err)
+	}
+	// Names resolve through Peers and through the table.
+	cfg := tc.config("f")
+	cfg.Peers = map[string]string{"a": nodes[0].RPCAddr()}
+	f := tc.start(cfg)
+	if err := f.Join(ctx, "a"); err != nil {
+		t.Fatalf("Join by peer name: %v", err)
+	}
+	if addr, byName, err := f.resolve("b"); err != nil || !byName || addr != nodes[1].RPCAddr() {
+		t.Fatalf("resolve(b) from the table = %q %v %v", addr, byName, err)
+	}
+}
+
+// TestLeaseTimerFencesIdleOwner is spec 3.4's lease-check timer: an owner cut
+// off with no traffic at all still fences itself when its lease ends.
+func TestLeaseTimerFencesIdleOwner(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3)
+	c := nodes[2]
+	if d := route(t, c, "idle"); !d.Serve {
+		t.Fatalf("%+v", d)
+	}
+	cutAt := time.Now()
+	tc.net.cut(c.name)
+	waitFor(t, 2*time.Second, "idle owner fenced", func() bool {
+		f, _ := c.fencedChannels()
+		return slices.Contains(f, "idle")
+	})
+	_, at := c.fencedChannels()
+	if late := at.Sub(cutAt); late > testTTL+2*testH {
+		t.Errorf("fenced %v after the cut; lease TTL is %v", late, testTTL)
+	}
+	if c.Serving("idle") || c.HealthMode() != mode.BlockNewConnection {
+		t.Fatalf("after fencing: serving %v, health %v", c.Serving("idle"), c.HealthMode())
+	}
+	if end := tc.hist.lastEnd(c.name, []string{"idle"}); end.Sub(cutAt) > testTTL {
+		t.Fatalf("served %v after the cut", end.Sub(cutAt))
+	}
+	t.Logf("fenced %v after the cut (lease ended %v after)", at.Sub(cutAt), tc.hist.lastEnd(c.name, []string{"idle"}).Sub(cutAt))
+}
+
+// TestReleaseAndLinger: Release gives a channel up after the linger unless a
+// Route serves it again first.
+func TestReleaseAndLinger(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3)
+	a, b := nodes[0], nodes[1]
+	route(t, a, "r")
+	a.Release("r")
+	if d := route(t, a, "r"); !d.Serve { // within the linger: cancels the release
+		t.Fatalf("%+v", d)
+	}
+	// The cancelled release never happens.
+	deadline := time.Now().Add(3 * testH)
+	for time.Now().Before(deadline) {
+		if !a.Serving("r") {
+			t.Fatal("release went through although a Route cancelled it")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.Release("r")
+	waitFor(t, 5*time.Second, "release applied everywhere", func() bool {
+		for _, n := range nodes {
+			if _, ok := n.Owner("r"); ok {
+				return false
+			}
+		}
+		return true
+	})
+	if f, _ := a.fencedChannels(); len(f) != 0 {
+		t.Fatalf("a release was reported as a fence: %v", f)
+	}
+	if d := route(t, b, "r"); !d.Serve {
+		t.Fatalf("after release, b: %+v", d)
+	}
+	if o := tc.hist.overlaps(); len(o) > 0 {
+		t.Fatalf("overlaps: %v", o)
+	}
+	b.Release("x-not-mine") // no-op
+	chans := b.Channels()
+	if len(chans) != 1 || chans[0].ChannelID != "r" || chans[0].Owner != "b" || chans[0].ClaimIndex == 0 {
+		t.Fatalf("Channels() = %+v", chans)
+	}
+}
+
+// TestSnapshotInstall: a node that joins after the log was compacted gets
+// the table through a snapshot (FSM.Restore) and routes from it.
+func TestSnapshotInstall(t *testing.T) {
+	tc := newTestCluster(t, false)
+	small := func(cfg *Config) {
+		cfg.hooks.raftConfig = func(rc *raft.Config) { rc.TrailingLogs, rc.SnapshotThreshold = 4, 16 }
+	}
+	nodes := tc.startN(3, small)
+	for i := range 5 {
+		route(t, nodes[i%3], fmt.Sprintf("snap-%d", i))
+	}
+	leader := tc.leader(nodes)
+	if err := leader.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	cfg := tc.config("tmp")
+	cfg.Temporary, cfg.DataDir = true, ""
+	small(&cfg)
+	tmp := tc.start(cfg)
+	if err := tmp.Join(ctxT(t, 10*time.Second), leader.RPCAddr()); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitHealth(tmp, mode.Normal, 5*time.Second)
+	for i := range 5 {
+		ch := fmt.Sprintf("snap-%d", i)
+		want := nodes[i%3].name
+		if o, _ := tmp.Owner(ch); o != want {
+			t.Fatalf("after snapshot install, owner of %s = %q, want %q", ch, o, want)
+		}
+		if d := route(t, tmp, ch); d.Owner != want || d.Serve {
+			t.Fatalf("tmp Route(%s) = %+v", ch, d)
+		}
+	}
+	if st := tmp.raft.Stats(); st["last_snapshot_index"] == "0" {
+		t.Fatalf("tmp did not install a snapshot: %v", st)
+	}
+}
+
+// TestFullRestartFromDisk: every regular node dies; they come back from
+// their DataDirs (one restores a snapshot), re-form the cluster with no
+// InitCluster, register new incarnations and drop every old channel.
+func TestFullRestartFromDisk(t *testing.T) {
+	tc := newTestCluster(t, false)
+	nodes := tc.startN(3, func(cfg *Config) { cfg.hooks.crash = true })
+	for i := range 6 {
+		route(t, nodes[i%3], fmt.Sprintf("disk-%d", i))
+	}
+	if err := nodes[0].raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	var cfgs []Config
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		cfg := n.cfg
+		cfg.RaftListen, cfg.RPCListen = n.RaftAddr(), n.RPCAddr()
+		cfgs = append(cfgs, cfg)
+		wg.Go(func() { _ = n.Close() })
+	}
+	wg.Wait()
+	var again []*testNode
+	for _, cfg := range cfgs {
+		var n *testNode
+		waitFor(t, 5*time.Second, "restart "+cfg.NodeName, func() bool {
+			c, err := Start(context.Background(), cfg)
+			if err != nil {
+				return false
+			}
+			n = &testNode{Cluster: c, name: cfg.NodeName}
+			return true
+		})
+		tc.mu.Lock()
+		tc.nodes[cfg.NodeName] = n
+		tc.mu.Unlock()
+		again = append(again, n)
+	}
+	tc.waitAllNormal(again)
+	waitFor(t, 5*time.Second, "old channels gone", func() bool {
+		for _, n := range again {
+			if len(n.Channels()) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if d := route(t, again[1], "disk-0"); !d.Serve {
+		t.Fatalf("%+v", d)
+	}
+	if o := tc.hist.overlaps(); len(o) > 0 {
+		t.Fatalf("overlaps: %v", o)
+	}
+}

@@ -1,0 +1,242 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hayate-sfu/hayate/mode"
+)
+
+// The partition suite of spec 3.7: three nodes, nine channels spread over
+// them; one node is cut off while the others keep receiving connects for its
+// channels (redirects while it still owns them, take-over after it is
+// expired); then the network heals. Every node's exact serving history must
+// show no two intervals of one channel overlapping.
+
+func TestPartitionFollower(t *testing.T) { runPartition(t, partition{}) }
+
+func TestPartitionLeader(t *testing.T) { runPartition(t, partition{leader: true}) }
+
+// TestPartitionApplyDelay runs the leader case with a 2 ms delay inside
+// every FSM.Apply, which made the prototype's AppliedIndex bug fail 20 of 20.
+func TestPartitionApplyDelay(t *testing.T) {
+	runPartition(t, partition{leader: true, applyDelay: 2 * time.Millisecond})
+}
+
+// TestPartitionSlowClock is spec 3.7's slow-clock test. The victim's clock
+// runs 2 % slow from just before the cut: grace covers that, no overlap.
+// Then, as a control that the history check can fail, a clock running at
+// quarter speed: the victim believes in its lease for four times the TTL, far longer
+// than TTL + grace, and the check must see double serving.
+func TestPartitionSlowClock(t *testing.T) {
+	t.Run("2%", func(t *testing.T) { runPartition(t, partition{victimClock: 0.98}) })
+	t.Run("75%-slow-must-overlap", func(t *testing.T) { runPartition(t, partition{victimClock: 0.25, wantOverlap: true}) })
+}
+
+// partition is one scenario of the suite.
+type partition struct {
+	// mem runs on the in-memory network (raft.InmemTransport, net.Pipe RPC),
+	// for synctest bubbles.
+	mem bool
+	// leader cuts the raft leader off, else a follower.
+	leader     bool
+	applyDelay time.Duration
+	// victimClock, if not 0, is the rate of the victim's clock from just
+	// before the cut; wantOverlap expects the check to find double serving.
+	victimClock float64
+	wantOverlap bool
+}
+
+func runPartition(t *testing.T, p partition) {
+	mem, victimIsLeader, applyDelay := p.mem, p.leader, p.applyDelay
+	tc := newTestCluster(t, mem)
+	nodes := tc.startN(3, func(cfg *Config) { cfg.hooks.applyDelay = applyDelay })
+
+	asks := map[string]*testNode{}
+	for i := range 9 {
+		asks[fmt.Sprintf("ch-%d", i)] = nodes[i%3] // equal loads: placed on the node asked
+	}
+	channels, first := place(t, asks)
+
+	leader := tc.leader(nodes)
+	victim := leader
+	if !victimIsLeader {
+		victim = nodes[(slices.Index(nodes, leader)+1)%3]
+	}
+	var healthy []*testNode
+	for _, n := range nodes {
+		if n != victim {
+			healthy = append(healthy, n)
+		}
+	}
+	mine := channels[victim.name]
+	if len(mine) == 0 {
+		t.Fatalf("victim %s owns no channel: %v", victim.name, channels)
+	}
+	modesBefore := len(victim.modeLog())
+
+	// Load: healthy nodes keep routing the victim's channels; the victim
+	// keeps routing its own.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var served, redirected, unavailable atomic.Int64
+	load := func(n *testNode) {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for _, ch := range mine {
+				ctx, cancel := context.WithTimeout(context.Background(), testTTL)
+				d, err := n.Route(ctx, ch)
+				cancel()
+				switch {
+				case err == nil && d.Serve:
+					served.Add(1)
+				case err == nil:
+					redirected.Add(1)
+				case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) || errors.Is(err, ErrNoEligibleNode):
+					unavailable.Add(1)
+				default:
+					t.Errorf("%s Route(%s): %v", n.name, ch, err)
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}
+	for _, n := range nodes {
+		wg.Go(func() { load(n) })
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+
+	if p.victimClock != 0 {
+		tc.clock(victim.name).setRate(p.victimClock)
+	}
+	cutAt := time.Now()
+	tc.net.cut(victim.name)
+
+	// The victim fences itself: all its channels reported, block_new_connection.
+	waitFor(t, 30*time.Second, victim.name+" fenced", func() bool {
+		f, _ := victim.fencedChannels()
+		for _, ch := range mine {
+			if !slices.Contains(f, ch) {
+				return false
+			}
+		}
+		return victim.HealthMode() == mode.BlockNewConnection
+	})
+	leaseLost := tc.hist.lastEnd(victim.name, mine).Sub(cutAt)
+	if leaseLost > testTTL && p.victimClock == 0 {
+		t.Errorf("victim served %v after the cut, longer than the lease TTL %v", leaseLost, testTTL)
+	}
+	for _, ch := range mine {
+		if victim.Serving(ch) {
+			t.Errorf("victim still Serving(%s) after its lease lapsed", ch)
+		}
+	}
+
+	// Every channel of the victim moves to a healthy node.
+	waitFor(t, 30*time.Second, "victim's channels moved", func() bool {
+		for _, ch := range mine {
+			ok := false
+			for _, h := range healthy {
+				ok = ok || h.Serving(ch)
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	var moved time.Duration
+	for _, s := range tc.hist.firstStartAfter(cutAt, victim.name, mine) {
+		moved = max(moved, s.Sub(cutAt))
+	}
+
+	healAt := time.Now()
+	tc.net.heal(victim.name)
+	waitFor(t, 30*time.Second, victim.name+" normal after heal", func() bool {
+		ms := victim.modeLog() // what OnHealthMode reported, not just the current mode
+		return ms[len(ms)-1] == mode.Normal
+	})
+	healed := time.Since(healAt)
+	close(stop)
+	wg.Wait()
+
+	// The victim lost its old claims and knows it. (On a loaded machine a
+	// healthy owner may lose its lease too and the victim may claim a
+	// channel again after the heal, but never under the old claim.)
+	stale := func(ch string) bool {
+		for _, st := range victim.Channels() {
+			if st.ChannelID == ch {
+				return st.Owner == victim.name && st.ClaimIndex == first[ch].ClaimIndex
+			}
+		}
+		return false
+	}
+	waitFor(t, 30*time.Second, "victim's table caught up", func() bool {
+		for _, ch := range mine {
+			if stale(ch) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, ch := range mine {
+		waitFor(t, 30*time.Second, "victim decides "+ch, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			d, err := victim.Route(ctx, ch)
+			if err == nil && d.Serve && d.ClaimIndex == first[ch].ClaimIndex {
+				t.Fatalf("victim Route(%s) after heal serves the old claim: %+v", ch, d)
+			}
+			return err == nil
+		})
+	}
+	ms := victim.modeLog()[modesBefore:]
+	if len(ms) < 2 || ms[0] == mode.Normal || ms[len(ms)-1] != mode.Normal || !slices.Contains(ms, mode.BlockNewConnection) {
+		t.Errorf("victim health modes during the test: %s", modesString(ms))
+	}
+
+	overlaps := tc.hist.overlaps()
+	role := "follower"
+	if victimIsLeader {
+		role = "leader"
+	}
+	if applyDelay > 0 {
+		role += fmt.Sprintf("+apply-delay-%v", applyDelay)
+	}
+	if mem {
+		role += "+synctest"
+	}
+	if p.victimClock != 0 {
+		role += fmt.Sprintf("+victim-clock-%.2f", p.victimClock)
+	}
+	t.Logf("PARTITION %s lease_lost_ms=%d moved_ms=%d heal_ms=%d intervals=%d routes_served=%d redirected=%d unavailable=%d overlaps=%d modes=%s",
+		role, leaseLost.Milliseconds(), moved.Milliseconds(), healed.Milliseconds(), tc.hist.intervals(),
+		served.Load(), redirected.Load(), unavailable.Load(), len(overlaps), modesString(ms))
+	if p.wantOverlap {
+		if len(overlaps) == 0 {
+			t.Errorf("a victim clock at %.2f speed went unnoticed: the history check is blind", p.victimClock)
+		}
+		return
+	}
+	for _, o := range overlaps {
+		t.Errorf("double serving: %s", o)
+	}
+}
