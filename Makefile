@@ -6,7 +6,7 @@ FUZZTIME ?= 60s
 
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build test test-go test-e2e e2e-deps deps lint bench fuzz soak clean
+.PHONY: run build test test-go test-e2e e2e-deps deps lint bench fuzz soak cluster-example clean
 
 run:
 	$(GO) run ./cmd/hayate $(ARGS)
@@ -44,6 +44,10 @@ bench:
 SOAK_DURATION ?= 4m30s
 soak: deps
 	HAYATE_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 10m ./soak/
+
+# The three-node example cluster of examples/cluster on loopback (Ctrl-C stops it).
+cluster-example: build
+	examples/cluster/run.sh bin/hayate
 
 # Every fuzz target for FUZZTIME each.
 fuzz:

@@ -322,6 +322,11 @@ func (c *Cluster) teardown() {
 	if c.httpTr != nil {
 		c.httpTr.CloseIdleConnections()
 	}
+	if nt, ok := c.trans.(*raft.NetworkTransport); ok {
+		// Pooled outbound connections: closed, so that the other nodes'
+		// handlers of them end too.
+		nt.CloseStreams()
+	}
 	if cl, ok := c.trans.(io.Closer); ok {
 		_ = cl.Close()
 	}

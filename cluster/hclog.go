@@ -6,6 +6,8 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -15,16 +17,52 @@ import (
 // that is down), so its Trace, Debug and Info go to slog's Debug, Warn to
 // Info and Error to Warn: our own code reports what matters to an operator.
 type hclogAdapter struct {
-	log   *slog.Logger
-	name  string
-	args  []any
-	level hclog.Level
+	log     *slog.Logger
+	name    string
+	args    []any
+	level   hclog.Level
+	repeats *repeats // shared by every adapter derived from one
+}
+
+// repeatWindow is how long a raft message logged at info or above is not
+// logged again: a dead peer makes raft report the same failure several
+// times a second until the node is purged.
+const repeatWindow = 10 * time.Second
+
+// repeats remembers when each message was last logged.
+type repeats struct {
+	mu   sync.Mutex
+	last map[string]*repeat
+}
+
+type repeat struct {
+	at         time.Time
+	suppressed int
+}
+
+// allow reports whether msg may be logged at now, and how many times it was
+// suppressed since it last was.
+func (r *repeats) allow(msg string, now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.last[msg]
+	if e == nil {
+		r.last[msg] = &repeat{at: now}
+		return true, 0
+	}
+	if now.Sub(e.at) < repeatWindow {
+		e.suppressed++
+		return false, 0
+	}
+	n := e.suppressed
+	e.at, e.suppressed = now, 0
+	return true, n
 }
 
 var _ hclog.Logger = (*hclogAdapter)(nil)
 
 func newHclog(l *slog.Logger, name string) *hclogAdapter {
-	return &hclogAdapter{log: l, name: name, level: hclog.Trace}
+	return &hclogAdapter{log: l, name: name, level: hclog.Trace, repeats: &repeats{last: map[string]*repeat{}}}
 }
 
 func slogLevel(l hclog.Level) slog.Level {
@@ -50,9 +88,20 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if !h.log.Enabled(ctx, sl) {
 		return
 	}
-	attrs := make([]any, 0, len(h.args)+len(args)+2)
+	suppressed := 0
+	if sl >= slog.LevelInfo {
+		ok, n := h.repeats.allow(msg, time.Now())
+		if !ok {
+			return
+		}
+		suppressed = n
+	}
+	attrs := make([]any, 0, len(h.args)+len(args)+4)
 	if h.name != "" {
 		attrs = append(attrs, "component", h.name)
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, "repeated_since_last", suppressed)
 	}
 	attrs = append(attrs, h.args...)
 	attrs = append(attrs, args...)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -38,4 +39,35 @@ func TestHclogAdapter(t *testing.T) {
 		t.Errorf("IsDebug %v IsWarn %v with an info-level logger", quiet.IsDebug(), quiet.IsWarn())
 	}
 	var _ hclog.Logger = quiet
+}
+
+// TestHclogRepeats: raft's failure reports about a dead peer are logged
+// once per window (with the count of those left out), not several times a
+// second; debug lines are not filtered.
+func TestHclogRepeats(t *testing.T) {
+	var buf bytes.Buffer
+	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := newHclog(l, "raft")
+	peer := h.With("peer", "c")
+	for range 5 {
+		peer.Error("failed to heartbeat to", "error", "connection refused")
+		h.Debug("debug chatter")
+	}
+	out := buf.String()
+	if n := strings.Count(out, "failed to heartbeat to"); n != 1 {
+		t.Fatalf("logged %d times in one window, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "debug chatter"); n != 5 {
+		t.Fatalf("debug lines filtered: %d of 5", n)
+	}
+	r := h.repeats
+	start := time.Now()
+	if ok, _ := r.allow("m", start); !ok {
+		t.Fatal("first occurrence refused")
+	}
+	r.allow("m", start.Add(time.Second))
+	r.allow("m", start.Add(2*time.Second))
+	if ok, n := r.allow("m", start.Add(repeatWindow)); !ok || n != 2 {
+		t.Fatalf("after the window: allowed %v, suppressed %d, want true, 2", ok, n)
+	}
 }

@@ -99,6 +99,10 @@ func (c *Cluster) syncChannelLocked(id string, now time.Time, fenced *[]string) 
 		if c.cfg.hooks.serve != nil {
 			c.cfg.hooks.serve(c.cfg.NodeName, id, false, end)
 		}
+		// The exact interval, for operators and for the multi-process test
+		// that checks no channel is served by two nodes at once.
+		c.cfg.Log.Info("cluster: stopped serving channel", "channel_id", id,
+			"served_from_unix_ns", start.UnixNano(), "served_until_unix_ns", end.UnixNano())
 		if _, releasing := c.releasing[id]; !releasing && !c.closed {
 			*fenced = append(*fenced, id)
 		}
@@ -107,6 +111,7 @@ func (c *Cluster) syncChannelLocked(id string, now time.Time, fenced *[]string) 
 		if c.cfg.hooks.serve != nil {
 			c.cfg.hooks.serve(c.cfg.NodeName, id, true, now)
 		}
+		c.cfg.Log.Info("cluster: serving channel", "channel_id", id, "served_from_unix_ns", now.UnixNano())
 	}
 }
 

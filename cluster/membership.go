@@ -258,7 +258,8 @@ func (c *Cluster) Purge(ctx context.Context, nodeName string) error {
 
 func (c *Cluster) purgeLocal(ctx context.Context, name string) error {
 	if name == c.cfg.NodeName {
-		return ErrSelf // the leader is alive by definition
+		// The leader is alive by definition (the caller named another node).
+		return fmt.Errorf("%w: %s is the leader", ErrNodeAlive, name)
 	}
 	member, err := c.isMember(name)
 	if err != nil {

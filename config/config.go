@@ -78,6 +78,20 @@ type Config struct {
 	MediaSockets                    int
 	ICEConnectionStateFailedTimeout time.Duration
 
+	// Cluster (spec/cluster.md 3).
+	Cluster                  bool
+	ClusterNodeName          string
+	ClusterAddress           netip.Addr // zero: IPv4Address
+	ClusterPort              int
+	ClusterRaftPort          int
+	ClusterSignalingURL      string
+	ClusterAPIURL            string
+	ClusterTemporaryNode     bool
+	ClusterDataDir           string
+	ClusterHeartbeatInterval time.Duration
+	ClusterLeaseTTL          time.Duration
+	ClusterLeaseGrace        time.Duration
+
 	// Logging and debugging.
 	LogLevel   string
 	DebugPprof bool
@@ -114,6 +128,12 @@ func Default() Config {
 		MediaBackend:                    "auto",
 		MediaSockets:                    runtime.GOMAXPROCS(0),
 		ICEConnectionStateFailedTimeout: 10 * time.Second,
+		ClusterPort:                     5690,
+		ClusterRaftPort:                 5691,
+		ClusterDataDir:                  "cluster-data",
+		ClusterHeartbeatInterval:        time.Second,
+		ClusterLeaseTTL:                 5 * time.Second,
+		ClusterLeaseGrace:               2 * time.Second,
 		LogLevel:                        "info",
 	}
 }
@@ -171,6 +191,18 @@ func (c *Config) keys() []key {
 		stringKey("media_backend", "socket backend: auto (io_uring where the kernel allows it, else epoll), io_uring, or epoll (recvmmsg/sendmmsg through the Go netpoller)", &c.MediaBackend),
 		intKey("media_sockets", "SO_REUSEPORT sockets on media_port, each read by one goroutine; default GOMAXPROCS", &c.MediaSockets),
 		durationKey("ice_connection_state_failed_timeout", "close a connection (4408 ICE-CONNECTION-STATE-FAILED) whose peer sent nothing for this long, or whose ICE and DTLS are not up this long after its answer", &c.ICEConnectionStateFailedTimeout),
+		boolKey("cluster", "run as a node of a cluster: channels owned by one node each, on embedded raft (see README, Cluster)", &c.Cluster),
+		stringKey("cluster_node_name", "the node's name in the cluster, unique and stable across restarts; empty: hayate@<cluster_address>:<cluster_port>", &c.ClusterNodeName),
+		addrKey("cluster_address", "address the cluster listeners bind and advertise; empty: ipv4_address", &c.ClusterAddress),
+		intKey("cluster_port", "TCP port of the cluster RPC between nodes (claims, joins); 0 picks a free port (then set cluster_node_name)", &c.ClusterPort),
+		intKey("cluster_raft_port", "TCP port of the raft transport; 0 picks a free port", &c.ClusterRaftPort),
+		stringKey("cluster_signaling_url", "signaling URL other nodes redirect clients to; empty: ws://<ipv4_address>:<signaling port>/signaling", &c.ClusterSignalingURL),
+		stringKey("cluster_api_url", "this node's API URL in ListClusterNodes; empty: http://<API address>:<api port>/", &c.ClusterAPIURL),
+		boolKey("cluster_temporary_node", "join as a temporary node: a raft non-voter with in-memory state, removed from the cluster when it stops", &c.ClusterTemporaryNode),
+		stringKey("cluster_data_dir", "directory of a regular node's raft log and snapshots; must survive restarts", &c.ClusterDataDir),
+		durationKey("cluster_heartbeat_interval", "how often the node renews its lease", &c.ClusterHeartbeatInterval),
+		durationKey("cluster_lease_ttl", "lease length: a node that renews nothing for this long stops serving its channels", &c.ClusterLeaseTTL),
+		durationKey("cluster_lease_grace", "extra time before the leader gives a silent node's channels to others (covers clock-rate drift and pauses)", &c.ClusterLeaseGrace),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
 		boolKey("debug_pprof", "serve Go's pprof profiles at /debug/pprof/ on the API port (keep the API on loopback)", &c.DebugPprof),
 	}
@@ -284,6 +316,11 @@ func (c *Config) Validate() error {
 	if c.MaxSignalingMessageBytes < 4096 {
 		return fmt.Errorf("config: max_signaling_message_bytes must be at least 4096: %w", ErrOutOfRange)
 	}
+	if c.Cluster {
+		if err := c.validateCluster(); err != nil {
+			return err
+		}
+	}
 	if c.MaxConnections < 0 || c.MaxChannelConnections < 0 || c.MaxPendingConnections < 1 {
 		return fmt.Errorf("config: max_connections and max_channel_connections must be 0 or more, max_pending_connections at least 1: %w", ErrOutOfRange)
 	}
@@ -340,6 +377,47 @@ func (c *Config) Validate() error {
 }
 
 // EffectiveNodeName is node_name, or hayate@<ipv4_address> when unset.
+func (c *Config) validateCluster() error {
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"cluster_port", c.ClusterPort}, {"cluster_raft_port", c.ClusterRaftPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return fmt.Errorf("config: %s = %d: %w", p.name, p.v, ErrOutOfRange)
+		}
+	}
+	if c.ClusterPort == 0 && c.ClusterNodeName == "" {
+		return fmt.Errorf("config: cluster_port = 0 needs a cluster_node_name: %w", ErrOutOfRange)
+	}
+	if c.ClusterAddress.IsValid() && !c.ClusterAddress.Is4() {
+		return fmt.Errorf("config: cluster_address %v: %w", c.ClusterAddress, ErrOutOfRange)
+	}
+	if !c.ClusterTemporaryNode && c.ClusterDataDir == "" {
+		return fmt.Errorf("config: a regular cluster node needs cluster_data_dir: %w", ErrOutOfRange)
+	}
+	if c.ClusterHeartbeatInterval <= 0 || c.ClusterLeaseTTL <= 2*c.ClusterHeartbeatInterval || c.ClusterLeaseGrace <= 0 {
+		return fmt.Errorf("config: cluster_lease_ttl must exceed twice cluster_heartbeat_interval, and both and cluster_lease_grace be positive: %w", ErrOutOfRange)
+	}
+	return nil
+}
+
+// ClusterAddr is the address the cluster listeners use.
+func (c *Config) ClusterAddr() netip.Addr {
+	if c.ClusterAddress.IsValid() {
+		return c.ClusterAddress
+	}
+	return c.IPv4Address
+}
+
+// EffectiveClusterNodeName is cluster_node_name, or hayate@<address>:<port>
+// (Sora's name@host style, with the RPC port other nodes reach it on).
+func (c *Config) EffectiveClusterNodeName() string {
+	if c.ClusterNodeName != "" {
+		return c.ClusterNodeName
+	}
+	return "hayate@" + netip.AddrPortFrom(c.ClusterAddr(), uint16(c.ClusterPort)).String()
+}
+
 func (c *Config) EffectiveNodeName() string {
 	if c.NodeName != "" {
 		return c.NodeName
@@ -390,6 +468,10 @@ func stringKey(name, doc string, p *string) key {
 func addrKey(name, doc string, p *netip.Addr) key {
 	return key{name: name, doc: doc,
 		set: func(s string) error {
+			if s == "" {
+				*p = netip.Addr{} // unset: the key's documented fallback
+				return nil
+			}
 			a, err := netip.ParseAddr(s)
 			if err != nil {
 				return fmt.Errorf("%w: %q is not an IP address", ErrSyntax, s)
@@ -397,7 +479,12 @@ func addrKey(name, doc string, p *netip.Addr) key {
 			*p = a
 			return nil
 		},
-		get: func() string { return p.String() }}
+		get: func() string {
+			if !p.IsValid() {
+				return ""
+			}
+			return p.String()
+		}}
 }
 
 func modeKey(name, doc string, p *mode.Mode) key {

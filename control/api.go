@@ -10,6 +10,7 @@
 package control
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -39,23 +40,34 @@ type Backend interface {
 // API serves the HTTP API.
 type API struct {
 	backend    Backend
+	cluster    Cluster
 	corsOrigin string
 	token      []byte
 	log        *slog.Logger
 	ops        map[string]operation
 }
 
+// Options are the API's settings.
+type Options struct {
+	// CORSOrigin is api_cors_origin (empty sends no
+	// access-control-allow-origin).
+	CORSOrigin string
+	// Token is api_token (empty: no authentication, for an API on loopback).
+	Token string
+	// Cluster serves the cluster operations; nil when clustering is off
+	// (they answer CLUSTER-NOT-ENABLED).
+	Cluster Cluster
+}
+
 // operation runs one x-sora-target with the request's parameters and
 // returns the JSON response value.
-type operation func(p params) (any, error)
+type operation func(ctx context.Context, p params) (any, error)
 
-// New returns the API; corsOrigin is api_cors_origin (empty sends no
-// access-control-allow-origin) and token api_token (empty: no
-// authentication, for an API on loopback).
-func New(b Backend, corsOrigin, token string, log *slog.Logger) *API {
-	a := &API{backend: b, corsOrigin: corsOrigin, log: log}
-	if token != "" {
-		a.token = []byte(token)
+// New returns the API.
+func New(b Backend, opt Options, log *slog.Logger) *API {
+	a := &API{backend: b, cluster: opt.Cluster, corsOrigin: opt.CORSOrigin, log: log}
+	if opt.Token != "" {
+		a.token = []byte(opt.Token)
 	}
 	a.ops = map[string]operation{
 		"Sora_20211215.ChangeMode":             a.changeMode,
@@ -65,6 +77,11 @@ func New(b Backend, corsOrigin, token string, log *slog.Logger) *API {
 		"Sora_20151104.DisconnectChannel":      a.disconnectChannel,
 		"Sora_20151104.DisconnectConnection":   a.disconnectConnection,
 		"Sora_20171010.GetStatsReport":         a.getStatsReport,
+		"Sora_20221221.InitCluster":            a.initCluster,
+		"Sora_20211215.RegisterClusterNode":    a.registerClusterNode,
+		"Sora_20211215.ListClusterNodes":       a.listClusterNodes,
+		"Sora_20211215.ListClusterChannels":    a.listClusterChannels,
+		"Sora_20220629.PurgeClusterNode":       a.purgeClusterNode,
 	}
 	return a
 }
@@ -125,7 +142,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out, err := op(p)
+	out, err := op(r.Context(), p)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -208,7 +225,7 @@ func (p params) id(name string) (string, error) {
 	return s, nil
 }
 
-func (a *API) changeMode(p params) (any, error) {
+func (a *API) changeMode(_ context.Context, p params) (any, error) {
 	raw, ok := p["mode"]
 	if !ok || string(raw) == "null" {
 		return nil, missing("mode")
@@ -224,15 +241,15 @@ func (a *API) changeMode(p params) (any, error) {
 	return map[string]string{"mode": a.backend.SetMode(m).String()}, nil
 }
 
-func (a *API) getMode(params) (any, error) {
+func (a *API) getMode(context.Context, params) (any, error) {
 	return map[string]string{"mode": a.backend.Mode().String()}, nil
 }
 
-func (a *API) listConnections(params) (any, error) {
+func (a *API) listConnections(context.Context, params) (any, error) {
 	return a.backend.ListConnections(""), nil
 }
 
-func (a *API) listChannelConnections(p params) (any, error) {
+func (a *API) listChannelConnections(_ context.Context, p params) (any, error) {
 	ch, err := p.id("channel_id")
 	if err != nil {
 		return nil, err
@@ -240,7 +257,7 @@ func (a *API) listChannelConnections(p params) (any, error) {
 	return a.backend.ListConnections(ch), nil
 }
 
-func (a *API) disconnectChannel(p params) (any, error) {
+func (a *API) disconnectChannel(_ context.Context, p params) (any, error) {
 	ch, err := p.id("channel_id")
 	if err != nil {
 		return nil, err
@@ -251,7 +268,7 @@ func (a *API) disconnectChannel(p params) (any, error) {
 	return map[string]string{"channel_id": ch}, nil
 }
 
-func (a *API) disconnectConnection(p params) (any, error) {
+func (a *API) disconnectConnection(_ context.Context, p params) (any, error) {
 	ch, err := p.id("channel_id")
 	if err != nil {
 		return nil, err
@@ -266,7 +283,7 @@ func (a *API) disconnectConnection(p params) (any, error) {
 	return map[string]string{"channel_id": ch, "connection_id": conn}, nil
 }
 
-func (a *API) getStatsReport(params) (any, error) {
+func (a *API) getStatsReport(context.Context, params) (any, error) {
 	return a.backend.StatsReport(), nil
 }
 

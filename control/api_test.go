@@ -17,7 +17,7 @@ func TestREADMEDocumentsEveryError(t *testing.T) {
 			t.Errorf("README.md does not document error_type `%s`", e.Type)
 		}
 	}
-	a := New(nil, "", "", nil)
+	a := New(nil, Options{}, nil)
 	for _, target := range a.Targets() {
 		if !strings.Contains(string(readme), "`"+target+"`") {
 			t.Errorf("README.md does not document operation `%s`", target)

@@ -28,12 +28,24 @@ var (
 	errUnauthorized       = &Error{http.StatusUnauthorized, "UNAUTHORIZED", "this API needs Authorization: Bearer <api_token>"}
 	errBodyTooLarge       = &Error{http.StatusRequestEntityTooLarge, "BODY-TOO-LARGE", "request body over 1 MiB"}
 	errInternal           = &Error{http.StatusInternalServerError, "INTERNAL-ERROR", "internal error"}
+	errClusterNotEnabled  = &Error{http.StatusBadRequest, "CLUSTER-NOT-ENABLED", "this node runs without cluster = true"}
+)
+
+// The cluster operations' errors, which the node maps the cluster's own to.
+var (
+	ErrClusterAlreadyInitialised = &Error{http.StatusConflict, "CLUSTER-ALREADY-INITIALISED", "a listed node already belongs to a cluster"}
+	ErrClusterNodeNotFound       = &Error{http.StatusNotFound, "CLUSTER-NODE-NOT-FOUND", "no such node: not in the cluster, unreachable, or another node answers at its address"}
+	ErrClusterNodeAlive          = &Error{http.StatusConflict, "CLUSTER-NODE-ALIVE", "the node still sends heartbeats; stop it before purging it"}
+	ErrClusterInvalidNode        = &Error{http.StatusBadRequest, "CLUSTER-INVALID-NODE", "the operation cannot take this node (a temporary node, or this node itself)"}
+	ErrClusterUnavailable        = &Error{http.StatusServiceUnavailable, "CLUSTER-UNAVAILABLE", "no leader or no majority reachable now; retry"}
 )
 
 // AllErrors lists every API error, for documentation tests.
 func AllErrors() []*Error {
 	return []*Error{errBadJSON, errMissingParameter, errInvalidParameter, errInvalidMode, errUnknownTarget,
-		errNotFound, errChannelNotFound, errConnectionNotFound, errMethod, errUnauthorized, errBodyTooLarge, errInternal}
+		errNotFound, errChannelNotFound, errConnectionNotFound, errMethod, errUnauthorized, errBodyTooLarge, errInternal,
+		errClusterNotEnabled, ErrClusterAlreadyInitialised, ErrClusterNodeNotFound, ErrClusterNodeAlive,
+		ErrClusterInvalidNode, ErrClusterUnavailable}
 }
 
 // wrapped is an API error with a message naming the parameter.
@@ -47,6 +59,15 @@ func (w wrapped) Unwrap() error { return w.base }
 
 func missing(name string) error {
 	return wrapped{errMissingParameter, fmt.Sprintf("missing parameter %q", name)}
+}
+
+func invalidList(name string) error {
+	return wrapped{errInvalidParameter, fmt.Sprintf("parameter %q must be a non-empty array of strings of 1 to 255 bytes", name)}
+}
+
+// ClusterError wraps a cluster error e with the cluster's own message.
+func ClusterError(e *Error, cause error) error {
+	return wrapped{e, e.Message + ": " + cause.Error()}
 }
 
 func invalid(name string) error {

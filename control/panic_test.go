@@ -32,7 +32,7 @@ func (buggy) StatsReport() any { panic("stats") }
 // API goes on serving.
 func TestPanicContained(t *testing.T) {
 	var logs bytes.Buffer
-	a := New(buggy{}, "", "", slog.New(slog.NewTextHandler(&logs, nil)))
+	a := New(buggy{}, Options{}, slog.New(slog.NewTextHandler(&logs, nil)))
 	for range 2 {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodPost, "/", nil)
@@ -60,7 +60,7 @@ func TestPanicContained(t *testing.T) {
 // TestToken: with api_token set, every operation needs the bearer token;
 // preflight does not.
 func TestToken(t *testing.T) {
-	a := New(buggy{}, "", "s3cret", slog.New(slog.DiscardHandler))
+	a := New(buggy{}, Options{Token: "s3cret"}, slog.New(slog.DiscardHandler))
 	for _, c := range []struct {
 		name, method, auth string
 		want               int

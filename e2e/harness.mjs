@@ -31,10 +31,11 @@ export async function startHayate(extraArgs = []) {
     const timer = setTimeout(() => reject(new Error("hayate: no ready line\n" + log)), 15000);
     proc.stderr.on("data", (chunk) => {
       log += chunk.toString();
-      const m = log.match(/msg="hayate ready" signaling=(\S+) api=(\S+) media=(\S+)/);
+      const m = log.match(/msg="hayate ready" signaling=(\S+) api=(\S+) media=(\S+)[^\n]*/);
       if (m) {
         clearTimeout(timer);
-        resolve({ signaling: m[1], api: m[2], media: m[3] });
+        const c = m[0].match(/cluster_node=(\S+) cluster_rpc=(\S+)/);
+        resolve({ signaling: m[1], api: m[2], media: m[3], clusterNode: c && c[1], clusterRPC: c && c[2] });
       }
     });
     proc.on("exit", (code) => reject(new Error(`hayate exited with ${code}\n${log}`)));
@@ -54,7 +55,10 @@ export async function startHayate(extraArgs = []) {
     proc.kill("SIGTERM");
     return await new Promise((resolve) => proc.on("exit", (code) => resolve(code)));
   };
-  return { url: `ws://${ready.signaling}/signaling`, api, stop, log: () => log, proc, media: ready.media };
+  return {
+    url: `ws://${ready.signaling}/signaling`, api, stop, log: () => log, proc, media: ready.media,
+    clusterNode: ready.clusterNode, clusterRPC: ready.clusterRPC,
+  };
 }
 
 // The page loads sora.js from the npm package, unmodified.

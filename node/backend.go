@@ -16,7 +16,15 @@ import (
 func (n *Node) Mode() mode.Mode { return n.hub.Mode() }
 
 // SetMode sets the operator mode (ChangeMode) and returns the effective mode.
-func (n *Node) SetMode(m mode.Mode) mode.Mode { return n.hub.SetMode(m) }
+// In a cluster the operator mode is also replicated, so that placement
+// skips a blocked node (spec/cluster.md 3.5).
+func (n *Node) SetMode(m mode.Mode) mode.Mode {
+	after := n.hub.SetMode(m)
+	if n.cl != nil {
+		n.cl.operatorChanged()
+	}
+	return after
+}
 
 // ListConnections lists the connections of a channel, or all of them.
 func (n *Node) ListConnections(channelID string) []signal.ConnectionInfo {
@@ -65,9 +73,13 @@ type StatsReport struct {
 	EventHookFailed       uint64 `json:"total_failed_event_webhook"`
 	EventHookIgnored      uint64 `json:"total_ignored_event_webhook"`
 
-	IgnoredMessages uint64      `json:"total_ignored_signaling_messages"`
-	ReOffers        uint64      `json:"total_re_offers"`
-	Error           ErrorCounts `json:"error"`
+	IgnoredMessages uint64 `json:"total_ignored_signaling_messages"`
+	ReOffers        uint64 `json:"total_re_offers"`
+	Redirects       uint64 `json:"total_redirects"`
+	// Cluster is raft's state (raft_state, raft_term, raft_commit_index,
+	// as Sora's) and this node's name; absent without cluster = true.
+	Cluster map[string]any `json:"cluster,omitempty"`
+	Error   ErrorCounts    `json:"error"`
 
 	Media   rtpcore.StatsSnapshot `json:"media"`
 	Runtime RuntimeStats          `json:"runtime"`
@@ -114,8 +126,13 @@ func (n *Node) StatsReport() any {
 		AuthAllowed: n.auth.Allowed.Load(), AuthDenied: n.auth.Denied.Load(),
 		AuthSuccessful: n.auth.Counters.Successful.Load(), AuthFailed: n.auth.Counters.Failed.Load(),
 		IgnoredMessages: s.IgnoredMessages.Load(), ReOffers: s.ReOffers.Load(),
-		Media: n.media.Stats(), Runtime: runtimeStats(),
+		Redirects: s.Redirects.Load(),
+		Media:     n.media.Stats(), Runtime: runtimeStats(),
 		Error: ErrorCounts{SignalingError: s.SignalingErrors.Load()},
+	}
+	if n.cl != nil {
+		r.Cluster = n.cl.c.RaftStats()
+		r.Cluster["cluster_node_name"] = n.cl.c.Name()
 	}
 	r.SessionHookSuccessful, r.SessionHookFailed, r.SessionHookIgnored = counters(&n.sessionQ.Counters)
 	r.EventHookSuccessful, r.EventHookFailed, r.EventHookIgnored = counters(&n.eventQ.Counters)

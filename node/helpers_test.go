@@ -214,6 +214,7 @@ func checkGoroutines(t testing.TB, base int, nodes ...*Node) {
 		for _, n := range nodes {
 			n.sessionQ.CloseIdleConnections()
 			n.eventQ.CloseIdleConnections()
+			n.auth.CloseIdleConnections()
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -45,6 +45,12 @@ type Node struct {
 	media          *rtpcore.Engine
 	sigSrv, apiSrv *http.Server
 
+	// cl is the node's cluster part; nil without cluster = true.
+	cl *clusterNode
+	// The health mode is the stricter of the cluster's and the drain's.
+	healthMu                   sync.Mutex
+	clusterHealth, drainHealth mode.Mode
+
 	closeOnce sync.Once
 	serveWG   sync.WaitGroup
 }
@@ -94,8 +100,20 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		MaxConnections:        cfg.MaxConnections, MaxChannelConnections: cfg.MaxChannelConnections,
 		MaxPending: cfg.MaxPendingConnections,
 	}
-	n.hub = signal.NewHub(set, n.word, n.media, signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}, log)
-	var api http.Handler = control.New(n, cfg.APICORSOrigin, cfg.APIToken, log)
+	hooks := signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}
+	apiOpt := control.Options{CORSOrigin: cfg.APICORSOrigin, Token: cfg.APIToken}
+	if cfg.Cluster {
+		// A cluster node serves nothing until it holds a lease.
+		n.clusterHealth = mode.BlockNewConnection
+		n.word.SetHealth(mode.BlockNewConnection)
+		if n.cl, err = n.startCluster(cfg); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		set.ExternalSignalingURL = n.cl.url
+		hooks.Router, apiOpt.Cluster = n.cl, n.cl
+	}
+	n.hub = signal.NewHub(set, n.word, n.media, hooks, log)
+	var api http.Handler = control.New(n, apiOpt, log)
 	if cfg.DebugPprof {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -123,6 +141,9 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	// Booting into a block mode counts as entering it: with no session yet,
 	// session.vanished goes out at once.
 	n.hub.SetMode(cfg.InitialMode)
+	if n.cl != nil {
+		n.cl.attach()
+	}
 	return n, nil
 }
 
@@ -154,6 +175,9 @@ func (n *Node) Start() {
 	r.Add("signaling", n.SignalingAddr().String(), "api", n.APIAddr().String(),
 		"media", n.MediaAddr().String(), "media_backend", n.media.Backend(), "mode", n.word.Load().String(), "version", Version,
 		"fingerprint", n.cert.Fingerprint)
+	if n.cl != nil {
+		r.Add("cluster_node", n.cl.c.Name(), "cluster_rpc", n.cl.c.RPCAddr(), "cluster_raft", n.cl.c.RaftAddr())
+	}
 	// Straight to the handler: the level filter does not apply to this line.
 	_ = n.log.Handler().Handle(context.Background(), r)
 }
@@ -183,7 +207,13 @@ func (n *Node) Hub() *signal.Hub { return n.hub }
 // cannot lift) and waits until its sessions have ended or timeout passes.
 // It reports whether the node drained.
 func (n *Node) Drain(ctx context.Context, timeout time.Duration) bool {
-	n.hub.SetHealthMode(mode.BlockNewConnection)
+	n.healthMu.Lock()
+	n.drainHealth = mode.BlockNewConnection
+	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth))
+	n.healthMu.Unlock()
+	if n.cl != nil {
+		n.cl.operatorChanged() // placement skips a draining node
+	}
 	n.log.Info("draining", "sessions", n.hub.Sessions(), "connections", n.hub.Connections(), "drain_timeout", config.FormatDuration(timeout))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -203,12 +233,32 @@ func (n *Node) Close(ctx context.Context) {
 		n.sigSrv.Close()
 		n.apiSrv.Close()
 		n.hub.Close(ctx)
+		if n.cl != nil {
+			n.cl.close()
+		}
 		n.sessionQ.Close(ctx)
 		n.eventQ.Close(ctx)
+		n.auth.CloseIdleConnections()
 		n.media.Close()
 		n.serveWG.Wait()
 		n.log.Info("hayate stopped")
 	})
+}
+
+// setClusterHealth takes the cluster's health mode (spec/cluster.md 3.5).
+func (n *Node) setClusterHealth(m mode.Mode) {
+	n.healthMu.Lock()
+	defer n.healthMu.Unlock()
+	n.clusterHealth = m
+	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth))
+}
+
+// replicatedMode is the mode the cluster should place by for this node:
+// the operator's, or block_new_connection while draining.
+func (n *Node) replicatedMode() mode.Mode {
+	n.healthMu.Lock()
+	defer n.healthMu.Unlock()
+	return mode.Stricter(n.word.Operator(), n.drainHealth)
 }
 
 func (n *Node) closeListeners() {
@@ -220,5 +270,8 @@ func (n *Node) closeListeners() {
 	}
 	if n.media != nil {
 		n.media.Close()
+	}
+	if n.cl != nil {
+		n.cl.close()
 	}
 }

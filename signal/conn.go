@@ -69,6 +69,9 @@ type Conn struct {
 	eventMetadata                 json.RawMessage
 	notifyMetadata                json.RawMessage
 
+	// routed: the cluster chose this node for the channel.
+	routed bool
+
 	// Guarded by hub.mu.
 	pendingCounted       bool
 	left                 bool
@@ -187,6 +190,11 @@ func ownReader(httpReader *bufio.Reader, nc net.Conn) *bufio.Reader {
 // serve runs the connection to its end on the reader goroutine.
 func (c *Conn) serve() {
 	if err := c.connect(); err != nil {
+		if c.routed {
+			// Routing may have claimed the channel for this node: give it
+			// back if no session came of it.
+			c.hub.releaseIfIdle(c.channelID)
+		}
 		c.refuse(err)
 		return
 	}
@@ -241,6 +249,12 @@ func (c *Conn) connect() *CloseError {
 	}
 	if e := c.applyConnect(cm); e != nil {
 		return e
+	}
+	if h.hooks.Router != nil {
+		if e := c.route(); e != nil {
+			return e
+		}
+		c.routed = true
 	}
 	if e := h.precheck(c.channelID); e != nil {
 		return e
@@ -461,7 +475,7 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 // one close frame, and a short wait for the client's reply.
 func (c *Conn) refuse(e *CloseError) {
 	gone := e.Code == 0 || e.Reason == errClientGone.Reason
-	if !gone {
+	if !gone && e != ErrRedirect {
 		if e.Code == CodeBadRequest {
 			c.hub.stats.SignalingErrors.Add(1)
 		}

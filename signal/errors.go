@@ -113,7 +113,13 @@ var (
 	// 1011: a bug in Hayate, contained to one connection.
 	ErrInternal = closeErr(1011, "INTERNAL-ERROR")
 
+	// 1012 (RFC 6455 registry: service restart): this node may no longer
+	// serve the channel; the client reconnects and reaches its owner.
+	ErrLeaseLost = closeErr(1012, "CLUSTER-LEASE-LOST")
+
 	// 1000 and 1001.
+	// ErrRedirect closes a connect answered with a cluster redirect.
+	ErrRedirect        = closeErr(CodeNormal, "REDIRECT")
 	ErrTypeDisconnect  = closeErr(CodeNormal, "TYPE-DISCONNECT")
 	ErrDisconnectedAPI = closeErr(CodeNormal, "DISCONNECTED-API")
 	ErrServerShutdown  = closeErr(CodeGoingAway, "SERVER-SHUTDOWN")
@@ -132,7 +138,7 @@ func AllCloseErrors() []*CloseError {
 		ErrConnectTimeout, ErrAnswerTimeout, ErrPongTimeout, ErrQueueFull,
 		ErrMaxConnections, ErrMaxChannelConnections, ErrTooManyPending,
 		ErrICEFailed, ErrDTLSTimeout, ErrDTLSFailed,
-		ErrTypeDisconnect, ErrDisconnectedAPI, ErrServerShutdown, ErrInternal,
+		ErrTypeDisconnect, ErrDisconnectedAPI, ErrServerShutdown, ErrInternal, ErrRedirect, ErrLeaseLost,
 	}
 }
 

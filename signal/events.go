@@ -29,17 +29,18 @@ func (h *Hub) header(typ string) hookHeader {
 
 type sessionHook struct {
 	hookHeader
-	ChannelID          string              `json:"channel_id"`
-	SessionID          string              `json:"session_id"`
-	Multistream        bool                `json:"multistream"`
-	Spotlight          bool                `json:"spotlight"`
-	CreatedTime        int64               `json:"created_time"`
-	CreatedTimestamp   string              `json:"created_timestamp"`
-	DestroyedTime      int64               `json:"destroyed_time,omitempty"`
-	DestroyedTimestamp string              `json:"destroyed_timestamp,omitempty"`
-	MaxConnections     int                 `json:"max_connections,omitempty"`
-	TotalConnections   int                 `json:"total_connections,omitempty"`
-	Connections        []sessionConnection `json:"connections,omitempty"`
+	ExternalSignalingURL string              `json:"external_signaling_url,omitempty"`
+	ChannelID            string              `json:"channel_id"`
+	SessionID            string              `json:"session_id"`
+	Multistream          bool                `json:"multistream"`
+	Spotlight            bool                `json:"spotlight"`
+	CreatedTime          int64               `json:"created_time"`
+	CreatedTimestamp     string              `json:"created_timestamp"`
+	DestroyedTime        int64               `json:"destroyed_time,omitempty"`
+	DestroyedTimestamp   string              `json:"destroyed_timestamp,omitempty"`
+	MaxConnections       int                 `json:"max_connections,omitempty"`
+	TotalConnections     int                 `json:"total_connections,omitempty"`
+	Connections          []sessionConnection `json:"connections,omitempty"`
 }
 
 // sessionConnection is one entry of session.destroyed's connections list.
@@ -58,7 +59,8 @@ type sessionConnection struct {
 
 func (h *Hub) sessionPayload(typ string, ch *channel, destroyed time.Time) sessionHook {
 	p := sessionHook{
-		hookHeader: h.header(typ), ChannelID: ch.id, SessionID: ch.sessionID, Multistream: true,
+		hookHeader: h.header(typ), ExternalSignalingURL: h.set.ExternalSignalingURL,
+		ChannelID: ch.id, SessionID: ch.sessionID, Multistream: true,
 		CreatedTime: ch.created.Unix(), CreatedTimestamp: timestamp(ch.created),
 	}
 	if !destroyed.IsZero() {

@@ -52,6 +52,10 @@ type Settings struct {
 
 	IgnoreSessionVanished bool
 
+	// ExternalSignalingURL is this node's signaling URL in a cluster, sent
+	// in session webhooks (spec/sora-protocol.md 5.4); empty otherwise.
+	ExternalSignalingURL string
+
 	// Limits (0: none, except MaxPending).
 	MaxConnections        int
 	MaxChannelConnections int
@@ -74,6 +78,8 @@ type Hooks struct {
 	Auth    Authenticator
 	Session EventSink
 	Event   EventSink
+	// Router, if set, places channels on the nodes of a cluster.
+	Router Router
 }
 
 // Hub holds every channel, session and connection of a node and serves the
@@ -297,6 +303,9 @@ func (h *Hub) admit(c *Conn) *CloseError {
 	if err := h.limitError(len(h.conns), members); err != nil {
 		return err
 	}
+	if r := h.hooks.Router; r != nil && !r.Serving(c.channelID) {
+		return ErrBlockedNewConnection // the lease lapsed since routing
+	}
 	h.pending--
 	c.pendingCounted = false
 	now := time.Now()
@@ -318,6 +327,9 @@ func (h *Hub) admit(c *Conn) *CloseError {
 	}
 	h.conns[c.id] = c
 	h.admitted.Store(int64(len(h.conns)))
+	if h.hooks.Router != nil {
+		h.hooks.Router.SetLoad(len(h.conns))
+	}
 	c.lastPong.Store(now.UnixNano())
 	c.live.Store(true)
 	c.queue(c.offerMessage())
@@ -378,6 +390,9 @@ func (h *Hub) leave(c *Conn) {
 	}
 	delete(h.conns, c.id)
 	h.admitted.Store(int64(len(h.conns)))
+	if h.hooks.Router != nil {
+		h.hooks.Router.SetLoad(len(h.conns))
+	}
 	c.destroyedAt = time.Now()
 	if len(ch.history) < maxSessionHistory {
 		ch.history = append(ch.history, c.sessionRecord())
@@ -396,6 +411,9 @@ func (h *Hub) leave(c *Conn) {
 		return
 	}
 	delete(h.channels, ch.id)
+	if h.hooks.Router != nil {
+		h.hooks.Router.Release(ch.id)
+	}
 	h.stats.SessionDestroyed.Add(1)
 	h.log.Info("session destroyed", "channel_id", ch.id, "session_id", ch.sessionID, "connections", ch.total)
 	h.hooks.Session.Send(h.sessionPayload("session.destroyed", ch, c.destroyedAt))

@@ -14,6 +14,7 @@ type Stats struct {
 	SignalingErrors     atomic.Uint64 // error.signaling_error: closes with 4400
 	IgnoredMessages     atomic.Uint64 // messages of unknown type, ignored
 	ReOffers            atomic.Uint64 // re-offers sent
+	Redirects           atomic.Uint64 // connects redirected to another cluster node
 	Panics              atomic.Uint64 // connections ended by a contained panic
 	MediaConnected      atomic.Uint64 // transports whose ICE and DTLS completed
 	MediaFailed         atomic.Uint64 // transports closed by the media path

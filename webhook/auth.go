@@ -26,6 +26,10 @@ func NewAuth(url string, timeout time.Duration) *Auth {
 	return &Auth{url: url, timeout: timeout, client: newHTTPClient(64)}
 }
 
+// CloseIdleConnections closes the client's kept-alive connections (on
+// shutdown, and in leak checks).
+func (a *Auth) CloseIdleConnections() { a.client.CloseIdleConnections() }
+
 // Enabled reports whether an auth webhook URL is configured.
 func (a *Auth) Enabled() bool { return a.url != "" }
 

@@ -132,6 +132,14 @@ func joinLive(t *testing.T, url, channel string) *sigclient.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	answerFake(t, c, o)
+	return c
+}
+
+// answerFake answers an offer with a made-up transport (signaling-only
+// clients: the node runs with a long ice_connection_state_failed_timeout).
+func answerFake(t *testing.T, c *sigclient.Client, o *sigclient.Offer) {
+	t.Helper()
 	sdp, err := sigclient.Answer(o.SDP, sigclient.AnswerParams{Ufrag: "abcd", Pwd: "abcdefghijklmnopqrstuvwxyz",
 		Fingerprint: "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF"})
 	if err != nil {
@@ -140,7 +148,6 @@ func joinLive(t *testing.T, url, channel string) *sigclient.Client {
 	if err := c.SendJSON(map[string]string{"type": "answer", "sdp": sdp}); err != nil {
 		t.Fatal(err)
 	}
-	return c
 }
 
 func connectErr(t *testing.T, url, channel string) error {

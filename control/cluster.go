@@ -1,0 +1,92 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// Cluster is what the cluster operations need from a clustered node
+// (spec/cluster.md 3.1 and 3.6; Sora's field names, spec/sora-protocol.md
+// 5.1). Its errors are this package's cluster errors (ErrCluster...), or
+// they answer INTERNAL-ERROR.
+type Cluster interface {
+	InitCluster(ctx context.Context, nodeNames []string) error
+	RegisterClusterNode(ctx context.Context, contactNodeName string) error
+	PurgeClusterNode(ctx context.Context, targetNodeName string) error
+	ListClusterNodes() any
+	ListClusterChannels() any
+}
+
+func (a *API) clusterOn() error {
+	if a.cluster == nil {
+		return errClusterNotEnabled
+	}
+	return nil
+}
+
+// initCluster is Sora_20221221.InitCluster {"node_name_list": [...]}.
+func (a *API) initCluster(ctx context.Context, p params) (any, error) {
+	if err := a.clusterOn(); err != nil {
+		return nil, err
+	}
+	raw, ok := p["node_name_list"]
+	if !ok || string(raw) == "null" {
+		return nil, missing("node_name_list")
+	}
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil || len(names) == 0 {
+		return nil, invalidList("node_name_list")
+	}
+	for _, n := range names {
+		if n == "" || len(n) > 255 {
+			return nil, invalidList("node_name_list")
+		}
+	}
+	if err := a.cluster.InitCluster(ctx, names); err != nil {
+		return nil, err
+	}
+	return map[string]any{"node_name_list": names}, nil
+}
+
+// registerClusterNode is Sora_20211215.RegisterClusterNode {"contact_node_name"}.
+func (a *API) registerClusterNode(ctx context.Context, p params) (any, error) {
+	if err := a.clusterOn(); err != nil {
+		return nil, err
+	}
+	return a.nodeOp(ctx, p, "contact_node_name", a.cluster.RegisterClusterNode)
+}
+
+// purgeClusterNode is Sora_20220629.PurgeClusterNode {"target_node_name"}.
+func (a *API) purgeClusterNode(ctx context.Context, p params) (any, error) {
+	if err := a.clusterOn(); err != nil {
+		return nil, err
+	}
+	return a.nodeOp(ctx, p, "target_node_name", a.cluster.PurgeClusterNode)
+}
+
+// nodeOp runs an operation on the node named by parameter param and
+// answers with that parameter.
+func (a *API) nodeOp(ctx context.Context, p params, param string, op func(context.Context, string) error) (any, error) {
+	name, err := p.id(param)
+	if err != nil {
+		return nil, err
+	}
+	if err := op(ctx, name); err != nil {
+		return nil, err
+	}
+	return map[string]string{param: name}, nil
+}
+
+func (a *API) listClusterNodes(context.Context, params) (any, error) {
+	if err := a.clusterOn(); err != nil {
+		return nil, err
+	}
+	return a.cluster.ListClusterNodes(), nil
+}
+
+func (a *API) listClusterChannels(context.Context, params) (any, error) {
+	if err := a.clusterOn(); err != nil {
+		return nil, err
+	}
+	return a.cluster.ListClusterChannels(), nil
+}

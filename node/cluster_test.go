@@ -1,0 +1,256 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/sigclient"
+)
+
+// clusterEdit makes a node a cluster member on free ports with fast
+// timings and its raft state in a test directory.
+func clusterEdit(t *testing.T, name string) func(*config.Config) {
+	dir := t.TempDir()
+	return func(c *config.Config) {
+		c.Cluster = true
+		c.ClusterNodeName = name
+		c.ClusterPort, c.ClusterRaftPort = 0, 0
+		c.ClusterDataDir = dir
+		c.ClusterHeartbeatInterval = 100 * time.Millisecond
+		c.ClusterLeaseTTL = time.Second
+		c.ClusterLeaseGrace = 500 * time.Millisecond
+	}
+}
+
+// startCluster starts n cluster nodes and forms the cluster through the
+// first one's API; it returns once every node holds a lease (mode normal).
+func startCluster(t *testing.T, size int, edits ...func(*config.Config)) []*Node {
+	t.Helper()
+	var nodes []*Node
+	var rpcs []string
+	for i := range size {
+		n := startNode(t, func(c *config.Config) {
+			clusterEdit(t, fmt.Sprintf("n%d", i+1))(c)
+			for _, e := range edits {
+				e(c)
+			}
+		})
+		if n.Mode().String() != "block_new_connection" {
+			t.Fatalf("a cluster node starts in %s, want block_new_connection", n.Mode())
+		}
+		nodes = append(nodes, n)
+		rpcs = append(rpcs, n.cl.c.RPCAddr())
+	}
+	body, _ := json.Marshal(map[string]any{"node_name_list": rpcs})
+	if st, _, raw := apiCall(t, nodes[0], "Sora_20221221.InitCluster", string(body)); st != 200 {
+		t.Fatalf("InitCluster: %d %s", st, raw)
+	}
+	waitFor(t, "every node in normal mode", 20*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.Mode().String() != "normal" {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+// connectTo sends connect for channel to n and returns the first message
+// (offer or redirect) and, after a redirect, the close.
+func connectTo(t *testing.T, n *Node, channel string, redirect bool) (map[string]any, *sigclient.Closed) {
+	t.Helper()
+	c := dial(t, n)
+	msg := connectMsg(channel, "sendrecv")
+	if redirect {
+		msg["redirect"] = true
+	}
+	if err := c.SendJSON(msg); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := c.ReadMessage(soon())
+	if err != nil {
+		t.Fatalf("connect %s on %s: %v", channel, n.cl.c.Name(), err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["type"] != "redirect" {
+		return m, nil
+	}
+	cl, err := c.AwaitClose(soon())
+	if err != nil {
+		t.Fatalf("no close after redirect: %v", err)
+	}
+	return m, cl
+}
+
+// TestClusterRedirect: the node a connect reaches owns a new channel (equal
+// loads, the node asked wins the tie); another node answers a connect for it
+// with Sora's redirect and closes 1000 REDIRECT, before any auth webhook
+// call; the redirected connect (redirect: true) is admitted by the owner,
+// and session.created carries the owner's external_signaling_url.
+func TestClusterRedirect(t *testing.T) {
+	hooks := newHookReceiver(t)
+	base := goroutineBaseline()
+	var authCalls atomic.Int32
+	hooks.respond = func(w http.ResponseWriter, body map[string]any) {
+		if body["type"] == nil { // the auth webhook's body has no type
+			authCalls.Add(1)
+			w.Write([]byte(`{"allowed":true}`))
+		}
+	}
+	nodes := startCluster(t, 3, func(c *config.Config) {
+		c.AuthWebhookURL = hooks.url() + "?auth"
+		c.SessionWebhookURL = hooks.url()
+	})
+	a, b := nodes[0], nodes[1]
+	first, cl := connectTo(t, a, "room", false)
+	if first["type"] != "offer" || cl != nil {
+		t.Fatalf("the first connect to a new channel: %v", first)
+	}
+	msg, cl := connectTo(t, b, "room", false)
+	if msg["type"] != "redirect" || msg["location"] != a.signalingURL() {
+		t.Fatalf("connect to a non-owner got %v, want a redirect to %s", msg, a.signalingURL())
+	}
+	if cl.Code != 1000 || cl.Reason != "REDIRECT" {
+		t.Fatalf("closed with %d %s after the redirect", cl.Code, cl.Reason)
+	}
+	again, _ := connectTo(t, a, "room", true)
+	if again["type"] != "offer" {
+		t.Fatalf("redirected connect: %v", again)
+	}
+	if calls := authCalls.Load(); calls != 2 {
+		t.Fatalf("auth webhook called %d times, want 2 (never for the redirected connect)", calls)
+	}
+	_, st, _ := apiCall(t, b, "Sora_20171010.GetStatsReport", "")
+	if st["total_redirects"] != 1.0 || st["total_failed_connections"] != 0.0 {
+		t.Fatalf("non-owner stats: redirects %v, failed %v", st["total_redirects"], st["total_failed_connections"])
+	}
+	cs := st["cluster"].(map[string]any)
+	if cs["raft_state"] == nil || cs["raft_term"] == nil || cs["raft_commit_index"] == nil {
+		t.Fatalf("GetStatsReport cluster section: %v", cs)
+	}
+	waitFor(t, "session.created", 5*time.Second, func() bool { return hooks.count("session.created") == 1 })
+	if u := hooks.ofType("session.created")[0]["external_signaling_url"]; u != a.signalingURL() {
+		t.Fatalf("session.created external_signaling_url %v, want %s", u, a.signalingURL())
+	}
+	// ListClusterChannels on any node names the owner.
+	_, _, raw := apiCall(t, nodes[2], "Sora_20211215.ListClusterChannels", "")
+	if !strings.Contains(string(raw), `"channel_id":"room","cluster_node_name":"n1"`) {
+		t.Fatalf("ListClusterChannels: %s", raw)
+	}
+	// Stopped, the nodes leave nothing running (raft included).
+	for _, n := range nodes {
+		n.Close(t.Context())
+	}
+	checkGoroutines(t, base, nodes...)
+}
+
+// TestClusterOperatorModeSkipsNode: ChangeMode on a node is replicated, so
+// a new channel asked of that node goes to another one (redirect), while a
+// channel it already serves keeps accepting connections in
+// block_new_session. ListClusterNodes shows each node's effective mode.
+func TestClusterOperatorModeSkipsNode(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a := nodes[0]
+	if m, _ := connectTo(t, a, "live", false); m["type"] != "offer" {
+		t.Fatalf("first connect: %v", m)
+	}
+	setMode(t, a, "block_new_session")
+	waitFor(t, "the mode replicated", 10*time.Second, func() bool {
+		_, _, raw := apiCall(t, nodes[1], "Sora_20211215.ListClusterNodes", "")
+		var list []map[string]any
+		json.Unmarshal(raw, &list)
+		for _, n := range list {
+			if n["cluster_node_name"] == "n1" {
+				return n["mode"] == "block_new_session"
+			}
+		}
+		return false
+	})
+	for i := range 10 {
+		m, _ := connectTo(t, a, fmt.Sprintf("new-%d", i), false)
+		if m["type"] != "redirect" || m["location"] == a.signalingURL() {
+			t.Fatalf("new channel asked of a node in block_new_session: %v", m)
+		}
+	}
+	if m, _ := connectTo(t, a, "live", false); m["type"] != "offer" {
+		t.Fatalf("a live channel in block_new_session: %v", m)
+	}
+	setMode(t, a, "normal")
+}
+
+// TestClusterLeaseLost: when the other two nodes stop, the survivor has no
+// majority: its lease lapses, its connections are closed with 1012
+// CLUSTER-LEASE-LOST, and it refuses new ones with BLOCKED-NEW-CONNECTION.
+func TestClusterLeaseLost(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a := nodes[0]
+	c, _ := join(t, a, "room", "sendrecv")
+	for _, n := range nodes[1:] {
+		n.Close(t.Context())
+	}
+	cl, err := c.AwaitClose(time.Now().Add(10 * time.Second))
+	if err != nil || cl.Code != 1012 || cl.Reason != "CLUSTER-LEASE-LOST" {
+		t.Fatalf("connection of a fenced node closed with %v %v", cl, err)
+	}
+	if a.Mode().String() != "block_new_connection" {
+		t.Fatalf("fenced node in %s", a.Mode())
+	}
+	_, err = dial(t, a).Connect(connectMsg("room", "sendrecv"), soon())
+	expectClosed(t, err, 4503, "BLOCKED-NEW-CONNECTION")
+}
+
+// TestClusterAPIErrors: the cluster operations' errors, and the API of a
+// node without cluster = true.
+func TestClusterAPIErrors(t *testing.T) {
+	single := startNode(t, nil)
+	for _, target := range []string{"Sora_20221221.InitCluster", "Sora_20211215.RegisterClusterNode",
+		"Sora_20211215.ListClusterNodes", "Sora_20211215.ListClusterChannels", "Sora_20220629.PurgeClusterNode"} {
+		if st, body, _ := apiCall(t, single, target, `{}`); st != 400 || body["error_type"] != "CLUSTER-NOT-ENABLED" {
+			t.Errorf("%s without cluster: %d %v", target, st, body)
+		}
+	}
+	nodes := startCluster(t, 3)
+	a := nodes[0]
+	for _, c := range []struct {
+		target, body string
+		status       int
+		errorType    string
+	}{
+		{"Sora_20221221.InitCluster", `{"node_name_list":["` + a.cl.c.RPCAddr() + `"]}`, 409, "CLUSTER-ALREADY-INITIALISED"},
+		{"Sora_20221221.InitCluster", `{}`, 400, "MISSING-PARAMETER"},
+		{"Sora_20221221.InitCluster", `{"node_name_list":"n1"}`, 400, "INVALID-PARAMETER"},
+		{"Sora_20221221.InitCluster", `{"node_name_list":[]}`, 400, "INVALID-PARAMETER"},
+		{"Sora_20220629.PurgeClusterNode", `{"target_node_name":"n2"}`, 409, "CLUSTER-NODE-ALIVE"},
+		{"Sora_20220629.PurgeClusterNode", `{"target_node_name":"n1"}`, 400, "CLUSTER-INVALID-NODE"},
+		{"Sora_20220629.PurgeClusterNode", `{"target_node_name":"nobody"}`, 404, "CLUSTER-NODE-NOT-FOUND"},
+		{"Sora_20220629.PurgeClusterNode", `{}`, 400, "MISSING-PARAMETER"},
+		{"Sora_20211215.RegisterClusterNode", `{"contact_node_name":7}`, 400, "INVALID-PARAMETER"},
+	} {
+		st, body, raw := apiCall(t, a, c.target, c.body)
+		if st != c.status || body["error_type"] != c.errorType {
+			t.Errorf("%s %s: %d %s, want %d %s", c.target, c.body, st, raw, c.status, c.errorType)
+		}
+	}
+	_, _, raw := apiCall(t, a, "Sora_20211215.ListClusterNodes", "")
+	var list []map[string]any
+	if err := json.Unmarshal(raw, &list); err != nil || len(list) != 3 {
+		t.Fatalf("ListClusterNodes: %s", raw)
+	}
+	for _, n := range list {
+		for _, k := range []string{"cluster_node_name", "epoch", "mode", "cluster_signaling_url", "cluster_api_url", "member_since", "connected", "temporary_node"} {
+			if _, ok := n[k]; !ok {
+				t.Errorf("ListClusterNodes entry lacks %s: %v", k, n)
+			}
+		}
+	}
+}
