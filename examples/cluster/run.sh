@@ -8,10 +8,10 @@ dir=$(dirname "$0")
 pids=()
 trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait' EXIT INT TERM
 for i in 1 2 3; do
-  "$bin" -config "$dir/node$i.conf" 2> >(sed "s/^/[hayate-$i] /" >&2) &
+  "$bin" -config "$dir/node$i.conf" 2> >(sed -u "s/^/[hayate-$i] /" >&2) &
   pids+=($!)
 done
-api() { curl -fsS -H "x-sora-target: $2" ${3:+-d "$3"} "http://127.0.0.1:1300$1/"; }
+api() { curl -fsS -X POST -H "x-sora-target: $2" ${3:+-d "$3"} "http://127.0.0.1:1300$1/"; }
 for i in 1 2 3; do
   for _ in $(seq 100); do api "$i" Sora_20211215.GetMode >/dev/null 2>&1 && break; sleep 0.1; done
 done
