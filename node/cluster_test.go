@@ -254,3 +254,44 @@ func TestClusterAPIErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterTemporaryNodeJoins: a temporary node joins through
+// RegisterClusterNode sent to it, takes channels by load like the others,
+// and leaves the cluster when it stops.
+func TestClusterTemporaryNodeJoins(t *testing.T) {
+	nodes := startCluster(t, 3)
+	tmp := startNode(t, func(c *config.Config) {
+		clusterEdit(t, "temp-1")(c)
+		c.ClusterTemporaryNode = true
+	})
+	if tmp.Mode().String() != "block_new_connection" {
+		t.Fatalf("an unjoined node is in %s", tmp.Mode())
+	}
+	_, err := dial(t, tmp).Connect(connectMsg("x", "sendrecv"), soon())
+	expectClosed(t, err, 4503, "BLOCKED-NEW-CONNECTION")
+	body := `{"contact_node_name":"` + nodes[1].cl.c.RPCAddr() + `"}`
+	if st, _, raw := apiCall(t, tmp, "Sora_20211215.RegisterClusterNode", body); st != 200 {
+		t.Fatalf("RegisterClusterNode: %d %s", st, raw)
+	}
+	waitFor(t, "the temporary node in normal mode", 10*time.Second, func() bool { return tmp.Mode().String() == "normal" })
+	listed := func() (bool, bool) {
+		_, _, raw := apiCall(t, nodes[0], "Sora_20211215.ListClusterNodes", "")
+		var list []map[string]any
+		json.Unmarshal(raw, &list)
+		for _, n := range list {
+			if n["cluster_node_name"] == "temp-1" {
+				return true, n["temporary_node"] == true
+			}
+		}
+		return false, false
+	}
+	if in, temp := listed(); !in || !temp {
+		t.Fatalf("temporary node listed %v, temporary_node %v", in, temp)
+	}
+	// A new channel asked of it is its own (equal loads, the node asked wins).
+	if m, _ := connectTo(t, tmp, "on-temp", false); m["type"] != "offer" {
+		t.Fatalf("connect on the temporary node: %v", m)
+	}
+	tmp.Close(t.Context())
+	waitFor(t, "the temporary node gone from the cluster", 10*time.Second, func() bool { in, _ := listed(); return !in })
+}
