@@ -205,8 +205,12 @@ func TestClusterLeaseLost(t *testing.T) {
 	if a.Mode().String() != "block_new_connection" {
 		t.Fatalf("fenced node in %s", a.Mode())
 	}
-	_, err = dial(t, a).Connect(connectMsg("room", "sendrecv"), soon())
+	start := time.Now()
+	_, err = dial(t, a).Connect(connectMsg("elsewhere", "sendrecv"), soon())
 	expectClosed(t, err, 4503, "BLOCKED-NEW-CONNECTION")
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("refused after %v: a cut-off node must not wait for a claim", d)
+	}
 }
 
 // TestClusterAPIErrors: the cluster operations' errors, and the API of a

@@ -20,6 +20,7 @@ import (
 	"github.com/hayate-sfu/hayate/ids"
 	"github.com/hayate-sfu/hayate/jsep"
 	"github.com/hayate-sfu/hayate/media"
+	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/webhook"
 )
 
@@ -250,7 +251,10 @@ func (c *Conn) connect() *CloseError {
 	if e := c.applyConnect(cm); e != nil {
 		return e
 	}
-	if h.hooks.Router != nil {
+	// A node whose health is block_new_connection (starting, or cut off
+	// from the cluster) cannot route: the mode check refuses at once
+	// rather than after a claim that cannot succeed.
+	if h.hooks.Router != nil && h.word.Health() != mode.BlockNewConnection {
 		if e := c.route(); e != nil {
 			return e
 		}
