@@ -309,6 +309,7 @@ func TestHandshakeNeverCompletes(t *testing.T) {
 	if errors.As(err, &closed) && (closed.Code != 4400 || closed.Reason != "DTLS-FAILED") {
 		t.Fatalf("closed with %d %s, want 4400 DTLS-FAILED", closed.Code, closed.Reason)
 	}
+	t.Logf("the liar's dial: %v", err)
 	waitFor(t, "the DTLS failure counted", 5*time.Second, func() bool { return mediaStats(t, n)["total_dtls_failures"].(float64) >= 1 })
 }
 

@@ -117,9 +117,11 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 		err = t.installKeys(conn, asClient)
 	}
 	if err != nil {
-		if t.isClosed() {
-			return
+		if t.isClosed() && !t.certRejected.Load() {
+			return // our own close ended the handshake
 		}
+		// A rejected certificate counts even when the client, told so by
+		// the alert, hung up before this goroutine got here.
 		t.e.stats.DTLSFailures.Add(1)
 		t.e.cfg.Log.Info("DTLS handshake failed", "connection_id", t.id, "err", err)
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -177,10 +179,8 @@ func (t *Transport) verifyFingerprint(ctx context.Context, raw [][]byte) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if len(raw) == 0 {
-		return errFingerprint
-	}
-	if !strings.EqualFold(cert.Fingerprint(raw[0]), t.remoteFP) {
+	if len(raw) == 0 || !strings.EqualFold(cert.Fingerprint(raw[0]), t.remoteFP) {
+		t.certRejected.Store(true)
 		return errFingerprint
 	}
 	return nil

@@ -67,6 +67,8 @@ type Transport struct {
 	dtlsStop     chan struct{}
 	dtlsStopOnce sync.Once
 	dtlsDone     atomic.Bool
+	// certRejected: the peer's certificate did not match a=fingerprint.
+	certRejected atomic.Bool
 
 	// Receive side, guarded by rmu.
 	rmu   sync.Mutex
