@@ -286,8 +286,8 @@ func (c *Cluster) leave() {
 	c.mu.Lock()
 	n := c.tab.Nodes[c.cfg.NodeName]
 	var cmd *command
-	if n != nil && n.Inc == c.inc && !n.Expired {
-		cmd = &command{Op: opExpire, Node: c.cfg.NodeName, Inc: c.inc, Beats: n.Beats}
+	if n != nil && n.Inc == c.inc && !n.Closed {
+		cmd = &command{Op: opExpire, Node: c.cfg.NodeName, Inc: c.inc, Bye: true}
 	}
 	c.mu.Unlock()
 	if cmd != nil {

@@ -39,6 +39,9 @@ type nodeRec struct {
 	MaxConns int       `json:"max_conns"`
 	// Expired is set by Expire and cleared by the node's next heartbeat.
 	Expired bool `json:"expired"`
+	// Closed: this incarnation said goodbye (its own Expire on Close); a
+	// heartbeat of it still in flight must not bring it back.
+	Closed bool `json:"closed,omitempty"`
 	// Beats counts accepted Register and Heartbeat commands of this node. An
 	// Expire carries the count its proposer saw and is void if another beat
 	// was applied in between (see applyExpire).
@@ -104,6 +107,8 @@ type command struct {
 	Index uint64 `json:"index,omitempty"`
 	// Expire: the Beats count the leader saw.
 	Beats uint64 `json:"beats,omitempty"`
+	// Expire: the node's own goodbye (Close), which closes its incarnation.
+	Bye bool `json:"bye,omitempty"`
 }
 
 // result is what apply returns through raft's ApplyFuture.
@@ -144,6 +149,9 @@ func (t *table) apply(index uint64, cmd *command) (result, []string) {
 		n := t.Nodes[cmd.Node]
 		if n == nil || n.Inc != cmd.Inc {
 			return result{Reason: "unknown incarnation"}, nil
+		}
+		if n.Closed {
+			return result{Reason: "closed incarnation"}, nil
 		}
 		n.Conns, n.Health, n.Expired = cmd.Conns, cmd.Mode, false
 		n.Beats++
@@ -198,7 +206,7 @@ func (t *table) applyRegister(cmd *command) (result, []string) {
 	n.Inc = cmd.Inc
 	n.SignalingURL, n.APIURL, n.RPCAddr = cmd.SignalingURL, cmd.APIURL, cmd.RPCAddr
 	n.Temporary, n.MaxConns = cmd.Temporary, cmd.MaxConns
-	n.Expired = false
+	n.Expired, n.Closed = false, false
 	n.Beats++
 	return result{OK: true}, changed
 }
@@ -250,12 +258,18 @@ func compareLoad(a, b *nodeRec) int {
 // entry: the node may hold a lease from that beat, and it applies this
 // Expire only after that beat, so it could otherwise still serve a channel
 // that a later Claim hands to another node.
+//
+// A goodbye (Bye: the node's own Expire as it closes) needs no Beats check,
+// since the node stopped serving before proposing it; it closes the
+// incarnation, so that a heartbeat still in flight cannot mark the node
+// alive again (it would be placed new channels and refuse purges until
+// the leader expired it).
 func (t *table) applyExpire(cmd *command) (result, []string) {
 	n := t.Nodes[cmd.Node]
-	if n == nil || n.Inc != cmd.Inc || n.Beats != cmd.Beats || n.Expired {
+	if n == nil || n.Inc != cmd.Inc || n.Closed || !cmd.Bye && (n.Beats != cmd.Beats || n.Expired) {
 		return result{Reason: "stale expire"}, nil
 	}
-	n.Expired = true
+	n.Expired, n.Closed = true, cmd.Bye
 	n.Health = mode.BlockNewConnection
 	return result{OK: true}, t.dropChannels(cmd.Node, func(*chanRec) bool { return true })
 }

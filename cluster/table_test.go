@@ -167,3 +167,33 @@ func TestTableDeterministic(t *testing.T) {
 		t.Fatalf("channels: %v", t1.Channels)
 	}
 }
+
+// TestGoodbyeClosesIncarnation: a node's own Expire as it closes drops its
+// channels even if a heartbeat of it came in between, and a heartbeat of
+// that incarnation applied later does not bring the node back; a new
+// incarnation's Register does.
+func TestGoodbyeClosesIncarnation(t *testing.T) {
+	tab := newTable()
+	idx := uint64(0)
+	apply := func(c command) (result, []string) {
+		idx++
+		return tab.apply(idx, &c)
+	}
+	apply(command{Op: opRegister, Node: "a", Inc: 1, Mode: mode.Normal})
+	apply(command{Op: opHeartbeat, Node: "a", Inc: 1, Mode: mode.Normal})
+	apply(command{Op: opClaim, Channel: "x", Node: "a", Eligible: []string{"a"}})
+	apply(command{Op: opHeartbeat, Node: "a", Inc: 1, Mode: mode.Normal}) // raced the goodbye
+	if r, changed := apply(command{Op: opExpire, Node: "a", Inc: 1, Bye: true}); !r.OK || len(changed) != 1 || tab.Channels["x"] != nil {
+		t.Fatalf("goodbye: %+v %v", r, changed)
+	}
+	if r, _ := apply(command{Op: opHeartbeat, Node: "a", Inc: 1, Mode: mode.Normal}); r.OK || !tab.Nodes["a"].Expired {
+		t.Fatalf("a late heartbeat revived a closed incarnation: %+v %+v", r, tab.Nodes["a"])
+	}
+	if r, _ := apply(command{Op: opClaim, Channel: "y", Node: "a", Eligible: nil}); r.OK {
+		t.Fatalf("a closed node got a channel: %+v", r)
+	}
+	apply(command{Op: opRegister, Node: "a", Inc: 2, Mode: mode.Normal})
+	if r, _ := apply(command{Op: opHeartbeat, Node: "a", Inc: 2, Mode: mode.Normal}); !r.OK || tab.Nodes["a"].Expired || tab.Nodes["a"].Closed {
+		t.Fatalf("new incarnation: %+v %+v", r, tab.Nodes["a"])
+	}
+}
