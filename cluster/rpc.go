@@ -23,6 +23,7 @@ const (
 	pathJoin      = "/cluster/v1/join"
 	pathLeave     = "/cluster/v1/leave"
 	pathPurge     = "/cluster/v1/purge"
+	pathReadIndex = "/cluster/v1/read-index"
 
 	hdrForwarded = "X-Hayate-Forwarded"
 	maxRPCBody   = 1 << 20
@@ -55,6 +56,11 @@ type joinReq struct {
 	Name      string `json:"name"`
 	RaftAddr  string `json:"raft_addr"`
 	Temporary bool   `json:"temporary"`
+}
+
+// indexResp is the leader's answer to a read barrier (Sync).
+type indexResp struct {
+	Index uint64 `json:"index"`
 }
 
 type nameReq struct {
@@ -99,6 +105,9 @@ func (c *Cluster) rpcHandler() http.Handler {
 			return nil, err
 		}
 		return struct{}{}, c.leaveLocal(ctx, req.Name)
+	}))
+	mux.HandleFunc("POST "+pathReadIndex, c.leaderHandler(pathReadIndex, func(ctx context.Context, _ []byte) (any, error) {
+		return c.readIndexLocal(ctx)
 	}))
 	mux.HandleFunc("POST "+pathPurge, c.leaderHandler(pathPurge, func(ctx context.Context, body []byte) (any, error) {
 		var req nameReq
