@@ -20,20 +20,45 @@ import (
 	"github.com/hayate-sfu/hayate/sigclient"
 )
 
-// testLogger sends the node's warnings and errors to the test log.
+// testLogger sends the node's warnings and errors to the test log, until
+// the test's cleanups are done: goroutines that outlive a node's Close by a
+// moment (raft's connection handlers log their shutdown) must not call
+// t.Log after the test has ended, which panics.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop) // registered first: runs after the nodes' own cleanups
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type testWriter struct{ t testing.TB }
+type testWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
 }
 
 // startNode runs a node on loopback with free ports; edit adjusts its config.
 func startNode(t testing.TB, edit func(*config.Config)) *Node {
+	t.Helper()
+	return startNodeLog(t, testLogger(t), edit)
+}
+
+// startNodeLog is startNode with the node's logger.
+func startNodeLog(t testing.TB, log *slog.Logger, edit func(*config.Config)) *Node {
 	t.Helper()
 	cfg := config.Default()
 	cfg.SignalingPort, cfg.APIPort, cfg.MediaPort = 0, 0, 0
@@ -44,7 +69,7 @@ func startNode(t testing.TB, edit func(*config.Config)) *Node {
 	if edit != nil {
 		edit(&cfg)
 	}
-	n, err := New(cfg, testLogger(t))
+	n, err := New(cfg, log)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}

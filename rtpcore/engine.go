@@ -76,7 +76,7 @@ type Engine struct {
 	transports map[*Transport]struct{}
 
 	stats  Stats
-	live   liveClock
+	live   stallLog
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -300,9 +300,8 @@ func (e *Engine) janitor() {
 			all = append(all, tr)
 		}
 		e.mu.RUnlock()
-		alive := e.live.at(now.UnixNano())
 		for _, tr := range all {
-			tr.tick(now, alive, report)
+			tr.tick(now, report)
 		}
 	}
 }

@@ -24,9 +24,8 @@ type shard struct {
 	addresses atomic.Int64
 	stun      ice.Responder
 	stats     Stats
-	// now is the wall time (ns) at which the batch in hand was received,
-	// seen the liveness clock's value then (liveness.go).
-	now, seen int64
+	// now is the wall time (ns) at which the batch in hand was received.
+	now int64
 	// beat is the wall time (ns) at which the loop last came back from a
 	// receive; the janitor reads it to tell a stuck loop (a node stall).
 	beat atomic.Int64
@@ -87,10 +86,9 @@ func (s *shard) loop() {
 			continue
 		}
 		if n > 0 {
-			// Liveness is stamped with the time the batch arrived, on the
-			// liveness clock, before any of it is handled.
+			// Liveness is stamped with the time the batch arrived, before
+			// any of it is handled (liveness.go).
 			s.now = now.UnixNano()
-			s.seen = s.e.live.at(s.now)
 			s.stats.RecvCalls.Add(1)
 			for i := range n {
 				s.handle(s.rb.Bufs[i][:s.rb.Lens[i]], s.rb.Addrs[i])
@@ -159,7 +157,7 @@ func (s *shard) handle(b []byte, from netip.AddrPort) {
 		if t == nil {
 			return
 		}
-		t.lastRecv.Store(s.seen)
+		t.lastRecv.Store(s.now)
 		t.deliverDTLS(s, from, b)
 	case c >= 128 && c <= 191:
 		t := s.peer(from)
@@ -170,7 +168,7 @@ func (s *shard) handle(b []byte, from netip.AddrPort) {
 			s.stats.DropNotReady.Add(1)
 			return
 		}
-		t.lastRecv.Store(s.seen)
+		t.lastRecv.Store(s.now)
 		// RFC 5761 §4: payload types 64-95 (second byte 192-223) are RTCP.
 		if len(b) >= 8 && b[1] >= 192 && b[1] <= 223 {
 			s.handleRTCP(t, b)
@@ -219,7 +217,7 @@ func (s *shard) handleSTUN(b []byte, from netip.AddrPort) {
 		addr := from
 		t.checkedAddr.Store(&addr)
 		t.io.Store(&s.io)
-		t.lastRecv.Store(s.seen)
+		t.lastRecv.Store(s.now)
 		s.stats.STUNAnswered.Add(1)
 		if out == ice.Nominated {
 			s.stats.STUNNominations.Add(1)

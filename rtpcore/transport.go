@@ -41,8 +41,9 @@ type Transport struct {
 	ssrc uint32
 
 	state atomic.Uint32
-	// startedAt (the answer) and lastRecv (the peer's last datagram) are
-	// on the engine's liveness clock (liveness.go).
+	// startedAt (the answer) and lastRecv (the arrival of the peer's last
+	// datagram) are wall times in ns, judged by the engine's stall log
+	// (liveness.go).
 	startedAt atomic.Int64
 	lastRecv  atomic.Int64
 	// checked is set by the first authenticated STUN request, checkedAddr
@@ -103,7 +104,7 @@ func newTransport(e *Engine, id string, ev media.Events) *Transport {
 		started: make(chan struct{}), dtlsIn: make(chan []byte, 16), closed: make(chan struct{}),
 		dtlsStop: make(chan struct{}),
 	}
-	t.lastRecv.Store(e.live.now())
+	t.lastRecv.Store(time.Now().UnixNano())
 	empty := []*pubTrack{}
 	t.pubs.Store(&empty)
 	t.sources.Store(&empty)
@@ -122,7 +123,7 @@ func (t *Transport) Start(r media.Remote) error {
 	if t.state.CompareAndSwap(stOpen, stStarted) {
 		t.remoteFP = r.Fingerprint
 		t.dtlsClient.Store(r.DTLSClient)
-		t.startedAt.Store(t.e.live.now())
+		t.startedAt.Store(time.Now().UnixNano())
 		close(t.started)
 		if r.DTLSClient && t.checked.Load() {
 			t.startDTLSClient()
@@ -284,13 +285,14 @@ func (t *Transport) fail(reason string) {
 	})
 }
 
-// tick runs the transport's timers (from the engine's janitor); alive is
-// the liveness clock at wall time now.
-func (t *Transport) tick(now time.Time, alive int64, report bool) {
-	timeout := t.e.cfg.FailedTimeout.Nanoseconds()
+// tick runs the transport's timers (from the engine's janitor): deadlines
+// count time the node was listening (stallLog.silence).
+func (t *Transport) tick(now time.Time, report bool) {
+	timeout := t.e.cfg.FailedTimeout
+	wall := now.UnixNano()
 	switch t.state.Load() {
 	case stStarted:
-		if alive-t.startedAt.Load() > timeout {
+		if t.e.live.silence(t.startedAt.Load(), wall) > timeout {
 			if t.checked.Load() {
 				t.fail("DTLS-HANDSHAKE-TIMEOUT")
 			} else {
@@ -300,7 +302,7 @@ func (t *Transport) tick(now time.Time, alive int64, report bool) {
 	case stConnected:
 		// RFC 7675 consent: a peer that sends nothing (not even STUN
 		// consent checks) for the failed timeout is gone.
-		if alive-t.lastRecv.Load() > timeout {
+		if t.e.live.silence(t.lastRecv.Load(), wall) > timeout {
 			t.fail("ICE-CONNECTION-STATE-FAILED")
 			return
 		}

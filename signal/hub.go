@@ -89,6 +89,10 @@ type TestHooks struct {
 	// admission precheck and the admission commit (admit), with nothing
 	// locked.
 	BeforeAdmit func(channelID string)
+	// BeforeFence runs at the start of Fence: a test delays fencing with it
+	// to show that a cluster_lease_grace shorter than the fencing latency
+	// lets two nodes serve a channel at once.
+	BeforeFence func(channels []string)
 	// TrustPrecheck makes admit skip its mode check and rely on the
 	// precheck's answer: a deliberately broken admission order, so that a
 	// test can show it catches a connect admitted into a session that
