@@ -139,9 +139,32 @@ func (c *Cluster) bootstrapLocal(req *bootstrapReq) error {
 	}
 	err := c.raft.BootstrapCluster(conf).Error()
 	if errors.Is(err, raft.ErrCantBootstrap) {
+		// The other listed nodes, bootstrapped first, may have elected a
+		// leader that already gave this node the very configuration asked
+		// for: that is this InitCluster's cluster, not a second one.
+		if f := c.raft.GetConfiguration(); f.Error() == nil && sameServers(f.Configuration(), conf) {
+			return nil
+		}
 		return fmt.Errorf("%w: %s", ErrAlreadyInitialised, c.cfg.NodeName)
 	}
 	return err
+}
+
+// sameServers reports whether two configurations list the same servers.
+func sameServers(a, b raft.Configuration) bool {
+	if len(a.Servers) != len(b.Servers) {
+		return false
+	}
+	want := make(map[raft.Server]bool, len(b.Servers))
+	for _, s := range b.Servers {
+		want[s] = true
+	}
+	for _, s := range a.Servers {
+		if !want[s] {
+			return false
+		}
+	}
+	return true
 }
 
 // Join adds this node to a running cluster through a contact node
