@@ -66,7 +66,7 @@ func (c *Cluster) lookup(ctx context.Context, entry string) (infoResp, error) {
 	var info infoResp
 	if addr == c.rpcAddr {
 		info = c.info()
-	} else if err := c.call(ctx, addr, pathInfo, struct{}{}, &info, false); err != nil {
+	} else if err := c.call(ctx, addr, pathInfo, struct{}{}, &info, ""); err != nil {
 		return infoResp{}, fmt.Errorf("%w: %q at %s: %w", ErrUnknownNode, entry, addr, err)
 	}
 	if byName && info.Name != entry {
@@ -116,7 +116,7 @@ func (c *Cluster) InitCluster(ctx context.Context, nodeNames []string) error {
 		if info.Name == c.cfg.NodeName {
 			err = c.bootstrapLocal(&req)
 		} else {
-			err = c.call(ctx, info.RPCAddr, pathBootstrap, &req, nil, false)
+			err = c.call(ctx, info.RPCAddr, pathBootstrap, &req, nil, "")
 		}
 		if err != nil {
 			return fmt.Errorf("cluster: bootstrap %s: %w", info.Name, err)
@@ -190,7 +190,7 @@ func (c *Cluster) Join(ctx context.Context, contact string) error {
 	req := joinReq{Name: c.cfg.NodeName, RaftAddr: c.raftAddr, Temporary: c.cfg.Temporary}
 	backoff := c.cfg.Heartbeat / 5
 	for {
-		err = c.call(ctx, addr, pathJoin, &req, nil, false)
+		err = c.call(ctx, addr, pathJoin, &req, nil, "")
 		if err == nil || !retriable(err) {
 			break
 		}
