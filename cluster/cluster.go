@@ -136,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.teardown()
 		return nil, err
 	}
-	c.log.Info("cluster node started", "raft", c.raftAddr, "rpc", c.rpcAddr, "temporary", cfg.Temporary, "epoch", c.inc)
+	c.log.Info("cluster node started", "raft", c.raftAddr, "rpc", c.rpcAddr, "temporary", cfg.Temporary, "epoch", c.inc, "tls", cfg.TLS != nil)
 	return c, nil
 }
 

@@ -194,6 +194,11 @@ func (c *Cluster) Join(ctx context.Context, contact string) error {
 		if err == nil || !retriable(err) {
 			break
 		}
+		if certRefused(err) {
+			// A certificate is refused on one side or the other: retrying
+			// cannot help; the operator must fix the credentials.
+			return fmt.Errorf("%w: join through %s: %w", ErrPeerUntrusted, contact, err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: join through %s: %w (last error: %v)", ErrUnavailable, contact, ctx.Err(), err)

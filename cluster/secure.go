@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -114,6 +116,14 @@ func (c *Cluster) dialPeer(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, fmt.Errorf("cluster: TLS handshake with %s: %w", addr, err)
 	}
 	return tc, nil
+}
+
+// certRefused reports whether err is a TLS handshake that failed over a
+// certificate: this node found the peer's untrusted, or the peer answered
+// with a TLS alert (it refused ours).
+func certRefused(err error) bool {
+	return errors.Is(err, ErrPeerUntrusted) || errors.Is(err, ErrPeerNoCertificate) ||
+		strings.Contains(err.Error(), "remote error: tls: ")
 }
 
 // secure wraps a listener in TLS when configured.
