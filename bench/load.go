@@ -332,6 +332,17 @@ func (s *Subscriber) count(idx int, from, to uint16) int {
 	return c
 }
 
+// Seen reports, of the packets the publisher sent between marks a and b
+// (sequence numbers [a, b) of its video and audio streams), how many this
+// subscriber has seen: counted on sequence numbers, so the answer does not
+// depend on when it is asked, only on what has arrived. Spans over 65,535
+// packets per stream are not supported.
+func (s *Subscriber) Seen(a, b Mark) (seen, sent int) {
+	seen = s.count(0, a.Video, b.Video) + s.count(1, a.Audio, b.Audio)
+	sent = int(b.Video-a.Video) + int(b.Audio-a.Audio)
+	return seen, sent
+}
+
 // clearWindow forgets sequence numbers in [from, from+span) and delays, so a
 // window counts only what arrives in it.
 func (s *Subscriber) clearWindow(idx int, from uint16, span int) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/mode"
 )
 
@@ -82,7 +83,7 @@ func runOneWay(t *testing.T, victimIsLeader, in, out, tls bool) {
 	// Wait until every channel is served by some node that is not fenced
 	// and the fenced nodes are known: the cluster has settled.
 	var fenced []string
-	waitFor(t, 30*time.Second, "cluster settled under the one-way partition", func() bool {
+	waitFor(t, poll.Patience, "cluster settled under the one-way partition", func() bool {
 		fenced = fenced[:0]
 		for _, n := range nodes {
 			if n.HealthMode() == mode.BlockNewConnection {
@@ -107,12 +108,12 @@ func runOneWay(t *testing.T, victimIsLeader, in, out, tls bool) {
 	healAt := time.Now()
 	tc.net.heal(victim.name)
 	for _, n := range nodes {
-		waitFor(t, 30*time.Second, n.name+" normal after heal", func() bool { return n.HealthMode() == mode.Normal })
+		waitFor(t, poll.Patience, n.name+" normal after heal", func() bool { return n.HealthMode() == mode.Normal })
 	}
 	healed := time.Since(healAt)
 	stopLoad()
 	for _, ch := range all {
-		waitFor(t, 30*time.Second, ch+" served after heal", func() bool {
+		waitFor(t, poll.Patience, ch+" served after heal", func() bool {
 			owners := 0
 			for _, n := range nodes {
 				if n.Serving(ch) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/mode"
 )
 
@@ -144,7 +145,7 @@ func runPartition(t *testing.T, p partition) {
 	tc.net.cut(victim.name)
 
 	// The victim fences itself: all its channels reported, block_new_connection.
-	waitFor(t, 30*time.Second, victim.name+" fenced", func() bool {
+	waitFor(t, poll.Patience, victim.name+" fenced", func() bool {
 		f, _ := victim.fencedChannels()
 		for _, ch := range mine {
 			if !slices.Contains(f, ch) {
@@ -164,7 +165,7 @@ func runPartition(t *testing.T, p partition) {
 	}
 
 	// Every channel of the victim moves to a healthy node.
-	waitFor(t, 30*time.Second, "victim's channels moved", func() bool {
+	waitFor(t, poll.Patience, "victim's channels moved", func() bool {
 		for _, ch := range mine {
 			ok := false
 			for _, h := range healthy {
@@ -183,7 +184,7 @@ func runPartition(t *testing.T, p partition) {
 
 	healAt := time.Now()
 	tc.net.heal(victim.name)
-	waitFor(t, 30*time.Second, victim.name+" normal after heal", func() bool {
+	waitFor(t, poll.Patience, victim.name+" normal after heal", func() bool {
 		ms := victim.modeLog() // what OnHealthMode reported, not just the current mode
 		return ms[len(ms)-1] == mode.Normal
 	})
@@ -202,7 +203,7 @@ func runPartition(t *testing.T, p partition) {
 		}
 		return false
 	}
-	waitFor(t, 30*time.Second, "victim's table caught up", func() bool {
+	waitFor(t, poll.Patience, "victim's table caught up", func() bool {
 		for _, ch := range mine {
 			if stale(ch) {
 				return false
@@ -211,7 +212,7 @@ func runPartition(t *testing.T, p partition) {
 		return true
 	})
 	for _, ch := range mine {
-		waitFor(t, 30*time.Second, "victim decides "+ch, func() bool {
+		waitFor(t, poll.Patience, "victim decides "+ch, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			d, err := victim.Route(ctx, ch)

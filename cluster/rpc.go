@@ -25,6 +25,7 @@ const (
 	pathJoin      = "/cluster/v1/join"
 	pathLeave     = "/cluster/v1/leave"
 	pathPurge     = "/cluster/v1/purge"
+	pathReadIndex = "/cluster/v1/read-index"
 
 	hdrForwarded = "X-Hayate-Forwarded"
 	maxRPCBody   = 1 << 20
@@ -57,6 +58,11 @@ type joinReq struct {
 	Name      string `json:"name"`
 	RaftAddr  string `json:"raft_addr"`
 	Temporary bool   `json:"temporary"`
+}
+
+// indexResp is the leader's answer to a read barrier (Sync).
+type indexResp struct {
+	Index uint64 `json:"index"`
 }
 
 type nameReq struct {
@@ -131,6 +137,8 @@ func (c *Cluster) leaderLocal(ctx context.Context, q *rpcRequest) (any, error) {
 		return c.proposeLocal(ctx, q.cmd)
 	case pathJoin:
 		return struct{}{}, c.joinLocal(ctx, q.join)
+	case pathReadIndex:
+		return c.readIndexLocal(ctx)
 	case pathLeave:
 		return struct{}{}, c.leaveLocal(ctx, q.name.Name)
 	default: // pathPurge

@@ -29,7 +29,7 @@ func decodeRPC(path string, body []byte) (rpcRequest, error) {
 	q := rpcRequest{path: path}
 	var err error
 	switch path {
-	case pathInfo:
+	case pathInfo, pathReadIndex:
 		return q, nil
 	case pathBootstrap:
 		q.boot = new(bootstrapReq)
@@ -115,7 +115,8 @@ func (cmd *command) checkRemote() error {
 }
 
 // actor is the node a request acts for, whose certificate must send it;
-// "" when any member may ask (info, bootstrap, purge of a dead node).
+// "" when any member may ask (info, bootstrap, read index, purge of a dead
+// node).
 func (q *rpcRequest) actor() string {
 	switch {
 	case q.cmd != nil:

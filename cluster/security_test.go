@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/hayate-sfu/hayate/clustercert"
+	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/mode"
 )
 
@@ -104,7 +105,7 @@ func (o *outsider) post(addr, path string, body any) (int, []byte, error) {
 		tr.DialContext = dial
 	}
 	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+addr+path, bytes.NewReader(data))
 	res, err := (&http.Client{Transport: tr}).Do(req)
@@ -120,7 +121,7 @@ func (o *outsider) post(addr, path string, body any) (int, []byte, error) {
 // refused peer.
 func (o *outsider) namedInLog(t *testing.T, node string, lb *logBuf) {
 	t.Helper()
-	waitFor(t, 10*time.Second, node+"'s log naming refused peer "+o.name, func() bool {
+	waitFor(t, poll.Patience, node+"'s log naming refused peer "+o.name, func() bool {
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		text := lb.String()
@@ -182,7 +183,7 @@ func TestOutsiderCannotSteer(t *testing.T) {
 		// c dies; once the leader has expired it, it may be purged.
 		c.Close()
 		var leader *testNode
-		waitFor(t, 20*time.Second, "c expired by the leader", func() bool {
+		waitFor(t, poll.Patience, "c expired by the leader", func() bool {
 			leader = tc.leader(nodes[:2])
 			leader.Cluster.mu.Lock()
 			defer leader.Cluster.mu.Unlock()
@@ -227,7 +228,7 @@ func TestOutsiderCannotSteer(t *testing.T) {
 			}
 			if !secure {
 				// The control: the outsider steered the cluster.
-				waitFor(t, 10*time.Second, "the outsider's changes applied", func() bool {
+				waitFor(t, poll.Patience, "the outsider's changes applied", func() bool {
 					owned := false
 					for _, n := range []*testNode{a, b} {
 						_, ok := n.Owner(ch)
@@ -303,7 +304,7 @@ func TestOutsiderCannotDisturbRaft(t *testing.T) {
 				if errAE != nil {
 					t.Fatalf("control: plain AppendEntries failed: %v", errAE)
 				}
-				waitFor(t, 10*time.Second, "the attacker's term adopted (control)", func() bool { return maxTerm() >= attack })
+				waitFor(t, poll.Patience, "the attacker's term adopted (control)", func() bool { return maxTerm() >= attack })
 				return
 			}
 			if errAE == nil || errRV == nil {
@@ -317,7 +318,7 @@ func TestOutsiderCannotDisturbRaft(t *testing.T) {
 		_, _ = place(t, map[string]*testNode{"after-the-raft-outsiders": nodes[1]})
 		for _, n := range nodes {
 			if n.HealthMode() != mode.Normal {
-				waitFor(t, 10*time.Second, n.name+" normal", func() bool { return n.HealthMode() == mode.Normal })
+				waitFor(t, poll.Patience, n.name+" normal", func() bool { return n.HealthMode() == mode.Normal })
 			}
 		}
 	})
@@ -366,11 +367,11 @@ func TestReplayRefused(t *testing.T) {
 		tc.net.cut(f.name)
 		tc.net.heal(f.name)
 		_, _ = place(t, map[string]*testNode{ch: f})
-		waitFor(t, 10*time.Second, "raft traffic recorded", func() bool { return raftRec.size() > 0 })
+		waitFor(t, poll.Patience, "raft traffic recorded", func() bool { return raftRec.size() > 0 })
 		streams, raftStreams := rec.stop(tc.net), raftRec.stop(tc.net)
 
 		f.Release(ch)
-		waitFor(t, 10*time.Second, "the channel released", func() bool {
+		waitFor(t, poll.Patience, "the channel released", func() bool {
 			_, ok := leader.Owner(ch)
 			return !ok
 		})
@@ -380,7 +381,7 @@ func TestReplayRefused(t *testing.T) {
 			replay(t, replayer, leader.RPCAddr(), s)
 		}
 		if !secure {
-			waitFor(t, 10*time.Second, "the replay claimed the channel again (control)", func() bool {
+			waitFor(t, poll.Patience, "the replay claimed the channel again (control)", func() bool {
 				_, ok := leader.Owner(ch)
 				return ok
 			})
@@ -413,7 +414,7 @@ func replay(t *testing.T, o *outsider, addr string, stream []byte) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(poll.Patience))
 	if _, err := c.Write(stream); err != nil {
 		return // refused while writing
 	}
@@ -466,15 +467,15 @@ func TestCredentialRotation(t *testing.T) {
 		defer cancel()
 		return n.Join(ctx, nodes[0].RPCAddr())
 	}
-	if err := joinWith(next, "d", 10*time.Second); err != nil {
+	if err := joinWith(next, "d", poll.Patience); err != nil {
 		t.Fatalf("a node of the new CA cannot join the rotated cluster: %v", err)
 	}
-	tc.waitHealth(tc.nodes["d"], mode.Normal, 10*time.Second)
+	tc.waitHealth(tc.nodes["d"], mode.Normal, poll.Patience)
 
 	for _, f := range files {
 		replaceFile(t, f[0], next.ca.Cert)
 	}
-	if err := joinWith(old, "e", 2*time.Second); err == nil {
+	if err := joinWith(old, "e", poll.Patience); err == nil {
 		t.Fatal("a node of the old CA joined after the old CA was dropped")
 	}
 	_, _ = place(t, map[string]*testNode{"after-rotation": nodes[1]})

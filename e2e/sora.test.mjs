@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  startHayate, startPageServer, launchBrowser, openClient, connect, mediaState, disconnect, waitFor,
+  PATIENCE, startHayate, startPageServer, launchBrowser, openClient, connect, mediaState, disconnect, waitFor,
 } from "./harness.mjs";
 
 let hayate, pages, browser;
@@ -52,7 +52,7 @@ test("two sendrecv clients and a recvonly client exchange audio and video", asyn
     [r, [ca.connectionId, cb.connectionId]],
   ];
   for (const [p, publishers] of expect) {
-    const state = await waitFor("remote media decoded", 30000, async () => {
+    const state = await waitFor("remote media decoded", PATIENCE, async () => {
       const s = await mediaState(p);
       const streams = remoteStreams(s);
       const video = s.inbound.filter((i) => i.kind === "video");
@@ -82,7 +82,7 @@ test("two sendrecv clients and a recvonly client exchange audio and video", asyn
     assert.equal(events[0].code, 1000);
     assert.equal(events[0].reason, "TYPE-DISCONNECT");
   }
-  await waitFor("no connections left", 10000, async () => {
+  await waitFor("no connections left", PATIENCE, async () => {
     const rep = await hayate.api("Sora_20171010.GetStatsReport");
     return { ok: rep.total_ongoing_connections === 0 && rep.media.transports === 0, rep: rep.total_ongoing_connections };
   });

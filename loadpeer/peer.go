@@ -185,7 +185,18 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 		return fail(err)
 	}
 	if err := p.handshake(ctx); err != nil {
-		return fail(err)
+		// A server that refuses the handshake also closes the WebSocket:
+		// wait for that close (within the timeout), as a client would
+		// see it, and report both.
+		select {
+		case <-p.sigDone:
+		case <-ctx.Done():
+		}
+		p.sigMu.Lock()
+		closed := p.sigClose
+		p.sigMu.Unlock()
+		p.Close()
+		return nil, &AdmittedError{ConnectionID: p.Offer.ConnectionID, Err: err, Closed: closed}
 	}
 	p.wg.Add(1)
 	go p.consentLoop()
@@ -203,10 +214,17 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 type AdmittedError struct {
 	ConnectionID string
 	Err          error
+	// Closed is the server's close of the WebSocket after a failed DTLS
+	// handshake, if it came within the timeout.
+	Closed *sigclient.Closed
 }
 
 func (e *AdmittedError) Error() string {
-	return "loadpeer: connection " + e.ConnectionID + " admitted, then: " + e.Err.Error()
+	msg := "loadpeer: connection " + e.ConnectionID + " admitted, then: " + e.Err.Error()
+	if e.Closed != nil {
+		msg += fmt.Sprintf("; signaling closed %d %s", e.Closed.Code, e.Closed.Reason)
+	}
+	return msg
 }
 
 func (e *AdmittedError) Unwrap() error { return e.Err }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hayate-sfu/hayate/cluster"
@@ -26,6 +27,10 @@ type clusterNode struct {
 	c   *cluster.Cluster
 	n   *Node
 	url string // this node's signaling URL, sent in redirects to it
+
+	// routes counts Route calls (tests check that a cut-off node refuses
+	// without routing).
+	routes atomic.Int64
 
 	kick chan struct{} // the operator mode changed
 	stop chan struct{}
@@ -95,6 +100,7 @@ func (cn *clusterNode) attach() {
 // (BLOCKED-NEW-SESSION), or this node cannot decide now
 // (BLOCKED-NEW-CONNECTION: not initialised, cut off, no lease).
 func (cn *clusterNode) Route(ctx context.Context, channelID string) (bool, string, error) {
+	cn.routes.Add(1)
 	d, err := cn.c.Route(ctx, channelID)
 	switch {
 	case errors.Is(err, cluster.ErrNoEligibleNode):
@@ -176,8 +182,33 @@ func (cn *clusterNode) PurgeClusterNode(ctx context.Context, name string) error 
 	return apiError(cn.c.Purge(ctx, name))
 }
 
-func (cn *clusterNode) ListClusterNodes() any    { return cn.c.Nodes() }
-func (cn *clusterNode) ListClusterChannels() any { return cn.c.Channels() }
+// ListClusterNodes implements control.Cluster.
+func (cn *clusterNode) ListClusterNodes(ctx context.Context, stale bool) (any, error) {
+	if err := cn.sync(ctx, stale); err != nil {
+		return nil, err
+	}
+	return cn.c.Nodes(), nil
+}
+
+// ListClusterChannels implements control.Cluster.
+func (cn *clusterNode) ListClusterChannels(ctx context.Context, stale bool) (any, error) {
+	if err := cn.sync(ctx, stale); err != nil {
+		return nil, err
+	}
+	return cn.c.Channels(), nil
+}
+
+// sync is the read barrier before a cluster read (cluster.Sync), bounded
+// by cluster_lease_ttl: a node that cannot reach a leader by then answers
+// CLUSTER-UNAVAILABLE.
+func (cn *clusterNode) sync(ctx context.Context, stale bool) error {
+	if stale {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, cn.n.cfg.ClusterLeaseTTL)
+	defer cancel()
+	return apiError(cn.c.Sync(ctx))
+}
 
 // apiError maps the cluster's errors to the API's.
 func apiError(err error) error {

@@ -50,7 +50,7 @@ func startNode(t testing.TB, edit func(*config.Config)) *Node {
 	}
 	n.Start()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
 		defer cancel()
 		n.Close(ctx)
 	})
@@ -63,7 +63,7 @@ func (n *Node) apiURL() string       { return "http://" + n.APIAddr().String() +
 // dial opens a signaling WebSocket to n.
 func dial(t testing.TB, n *Node) *sigclient.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	c, err := sigclient.Dial(ctx, n.signalingURL())
 	if err != nil {
@@ -77,7 +77,12 @@ func connectMsg(channel, role string) map[string]any {
 	return map[string]any{"type": "connect", "role": role, "channel_id": channel, "sora_client": "hayate-test"}
 }
 
-func soon() time.Time { return time.Now().Add(5 * time.Second) }
+// patience bounds every wait for something that should happen soon
+// (poll.Patience: sized for a loaded machine; it costs nothing when the
+// event comes early).
+const patience = poll.Patience
+
+func soon() time.Time { return time.Now().Add(patience) }
 
 // join connects a client and completes the answer; the returned client is live.
 func join(t testing.TB, n *Node, channel, role string) (*sigclient.Client, *sigclient.Offer) {
@@ -217,7 +222,7 @@ func checkGoroutines(t testing.TB, base int, nodes ...*Node) {
 			n.auth.CloseIdleConnections()
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := soon()
 	for closeIdle(); runtime.NumGoroutine() > base; closeIdle() {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)

@@ -209,11 +209,10 @@ func addrPort(a net.Addr) netip.AddrPort {
 // Hub returns the node's signaling hub.
 func (n *Node) Hub() *signal.Hub { return n.hub }
 
-// Drain is the first half of a SIGTERM: the node refuses every new
-// connection (block_new_connection as its health mode, which the operator
-// cannot lift) and waits until its sessions have ended or timeout passes.
-// It reports whether the node drained.
-func (n *Node) Drain(ctx context.Context, timeout time.Duration) bool {
+// StartDrain is the first step of a SIGTERM: from its return on the node
+// refuses every new connection (block_new_connection as its health mode,
+// which the operator cannot lift), and in a cluster placement skips it.
+func (n *Node) StartDrain() {
 	n.healthMu.Lock()
 	n.drainHealth = mode.BlockNewConnection
 	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth))
@@ -221,6 +220,13 @@ func (n *Node) Drain(ctx context.Context, timeout time.Duration) bool {
 	if n.cl != nil {
 		n.cl.operatorChanged() // placement skips a draining node
 	}
+}
+
+// Drain is the first half of a SIGTERM: the node refuses every new
+// connection (StartDrain) and waits until its sessions have ended or
+// timeout passes. It reports whether the node drained.
+func (n *Node) Drain(ctx context.Context, timeout time.Duration) bool {
+	n.StartDrain()
 	n.log.Info("draining", "sessions", n.hub.Sessions(), "connections", n.hub.Connections(), "drain_timeout", config.FormatDuration(timeout))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/srtp/v3"
@@ -140,7 +139,7 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 		// which completed ours: nothing of DTLS is needed any more.
 		t.releaseDTLS()
 	}
-	t.lastRecv.Store(time.Now().UnixNano())
+	t.lastRecv.Store(t.e.live.now())
 	// This transport can now receive its subscriptions: each needs a key frame.
 	for _, pt := range *t.sources.Load() {
 		pt.wantKey.Store(true)

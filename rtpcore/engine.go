@@ -76,6 +76,7 @@ type Engine struct {
 	transports map[*Transport]struct{}
 
 	stats  Stats
+	live   liveClock
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -185,6 +186,8 @@ func (e *Engine) Stats() StatsSnapshot {
 		snap.add(s.stats.snapshot())
 		snap.Addresses += int(s.addresses.Load())
 	}
+	snap.NodeStalls = e.live.stalls.Load()
+	snap.LongestNodeStallMs = time.Duration(e.live.longest.Load()).Milliseconds()
 	snap.Profiles = map[string]int{}
 	e.mu.RLock()
 	snap.Transports = len(e.transports)
@@ -263,31 +266,43 @@ func (e *Engine) Close() error {
 }
 
 // janitor runs the timers of every transport: liveness and handshake
-// deadlines, and RTCP receiver reports to publishers.
+// deadlines, and RTCP receiver reports to publishers. Each wake it first
+// looks for a node stall (liveness.go), so that the deadlines it then
+// checks are measured in time the node was listening.
 func (e *Engine) janitor() {
 	defer e.wg.Done()
 	tick := min(e.cfg.ReportInterval, e.cfg.FailedTimeout/4, 500*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	beats := make([]int64, len(e.shards))
+	e.live.start(time.Now())
 	lastReport := time.Now()
 	for {
 		select {
 		case <-e.ctx.Done():
 			return
-		case now := <-t.C:
-			report := now.Sub(lastReport) >= e.cfg.ReportInterval
-			if report {
-				lastReport = now
-			}
-			e.mu.RLock()
-			all := make([]*Transport, 0, len(e.transports))
-			for tr := range e.transports {
-				all = append(all, tr)
-			}
-			e.mu.RUnlock()
-			for _, tr := range all {
-				tr.tick(now, report)
-			}
+		case <-t.C:
+		}
+		// The tick's own timestamp is when it was due, not when the
+		// janitor got to run: lateness is measured from the clock.
+		now := time.Now()
+		for i, s := range e.shards {
+			beats[i] = s.beat.Load()
+		}
+		e.live.observe(now, tick, beats, e.cfg.Log)
+		report := now.Sub(lastReport) >= e.cfg.ReportInterval
+		if report {
+			lastReport = now
+		}
+		e.mu.RLock()
+		all := make([]*Transport, 0, len(e.transports))
+		for tr := range e.transports {
+			all = append(all, tr)
+		}
+		e.mu.RUnlock()
+		alive := e.live.at(now.UnixNano())
+		for _, tr := range all {
+			tr.tick(now, alive, report)
 		}
 	}
 }

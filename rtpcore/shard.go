@@ -24,7 +24,12 @@ type shard struct {
 	addresses atomic.Int64
 	stun      ice.Responder
 	stats     Stats
-	now       int64
+	// now is the wall time (ns) at which the batch in hand was received,
+	// seen the liveness clock's value then (liveness.go).
+	now, seen int64
+	// beat is the wall time (ns) at which the loop last came back from a
+	// receive; the janitor reads it to tell a stuck loop (a node stall).
+	beat atomic.Int64
 	// pending are the batch's decrypted publisher packets, forwarded at
 	// the end of the batch (forwardPending).
 	pending  [recvBatch]pendingPacket
@@ -70,7 +75,10 @@ func (s *shard) loop() {
 	lastSweep := time.Now()
 	for {
 		now := time.Now()
-		n, err := s.io.Recv(s.rb, now.Add(250*time.Millisecond))
+		s.beat.Store(now.UnixNano())
+		n, err := s.io.Recv(s.rb, now.Add(recvWait))
+		now = time.Now()
+		s.beat.Store(now.UnixNano())
 		if err != nil && !errors.Is(err, ErrTimeout) {
 			if s.e.ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return
@@ -79,8 +87,10 @@ func (s *shard) loop() {
 			continue
 		}
 		if n > 0 {
-			now = time.Now()
+			// Liveness is stamped with the time the batch arrived, on the
+			// liveness clock, before any of it is handled.
 			s.now = now.UnixNano()
+			s.seen = s.e.live.at(s.now)
 			s.stats.RecvCalls.Add(1)
 			for i := range n {
 				s.handle(s.rb.Bufs[i][:s.rb.Lens[i]], s.rb.Addrs[i])
@@ -149,7 +159,7 @@ func (s *shard) handle(b []byte, from netip.AddrPort) {
 		if t == nil {
 			return
 		}
-		t.lastRecv.Store(s.now)
+		t.lastRecv.Store(s.seen)
 		t.deliverDTLS(s, from, b)
 	case c >= 128 && c <= 191:
 		t := s.peer(from)
@@ -160,7 +170,7 @@ func (s *shard) handle(b []byte, from netip.AddrPort) {
 			s.stats.DropNotReady.Add(1)
 			return
 		}
-		t.lastRecv.Store(s.now)
+		t.lastRecv.Store(s.seen)
 		// RFC 5761 §4: payload types 64-95 (second byte 192-223) are RTCP.
 		if len(b) >= 8 && b[1] >= 192 && b[1] <= 223 {
 			s.handleRTCP(t, b)
@@ -209,7 +219,7 @@ func (s *shard) handleSTUN(b []byte, from netip.AddrPort) {
 		addr := from
 		t.checkedAddr.Store(&addr)
 		t.io.Store(&s.io)
-		t.lastRecv.Store(s.now)
+		t.lastRecv.Store(s.seen)
 		s.stats.STUNAnswered.Add(1)
 		if out == ice.Nominated {
 			s.stats.STUNNominations.Add(1)

@@ -52,31 +52,36 @@ type Stats struct {
 // StatsSnapshot is a copy of the counters, summed over shards; it is the
 // media section of GetStatsReport.
 type StatsSnapshot struct {
-	PacketsIn       uint64            `json:"total_received_packets"`
-	BytesIn         uint64            `json:"total_received_bytes"`
-	PacketsOut      uint64            `json:"total_sent_packets"`
-	BytesOut        uint64            `json:"total_sent_bytes"`
-	SendCalls       uint64            `json:"total_send_calls"`
-	SendMessages    uint64            `json:"total_send_messages"`
-	RecvCalls       uint64            `json:"total_receive_calls"`
-	SendErrors      uint64            `json:"total_send_errors"`
-	Forwarded       uint64            `json:"total_forwarded_rtp"`
-	ReceivedRTP     uint64            `json:"total_received_rtp"`
-	STUNAnswered    uint64            `json:"total_stun_answered"`
-	STUNNominations uint64            `json:"total_stun_nominations"`
-	DTLSHandshakes  uint64            `json:"total_dtls_handshakes"`
-	DTLSFailures    uint64            `json:"total_dtls_failures"`
-	DTLSReleased    uint64            `json:"total_dtls_released"`
-	NACKsReceived   uint64            `json:"total_nacks_received"`
-	Retransmitted   uint64            `json:"total_retransmitted_rtp"`
-	PLIsReceived    uint64            `json:"total_plis_received"`
-	PLIsSent        uint64            `json:"total_plis_sent"`
-	SRsForwarded    uint64            `json:"total_srs_forwarded"`
-	RRsSent         uint64            `json:"total_rrs_sent"`
-	TransportFails  uint64            `json:"total_transport_failures"`
-	Panics          uint64            `json:"total_panics"`
-	Dropped         map[string]uint64 `json:"dropped"`
-	Transports      int               `json:"transports"`
+	PacketsIn       uint64 `json:"total_received_packets"`
+	BytesIn         uint64 `json:"total_received_bytes"`
+	PacketsOut      uint64 `json:"total_sent_packets"`
+	BytesOut        uint64 `json:"total_sent_bytes"`
+	SendCalls       uint64 `json:"total_send_calls"`
+	SendMessages    uint64 `json:"total_send_messages"`
+	RecvCalls       uint64 `json:"total_receive_calls"`
+	SendErrors      uint64 `json:"total_send_errors"`
+	Forwarded       uint64 `json:"total_forwarded_rtp"`
+	ReceivedRTP     uint64 `json:"total_received_rtp"`
+	STUNAnswered    uint64 `json:"total_stun_answered"`
+	STUNNominations uint64 `json:"total_stun_nominations"`
+	DTLSHandshakes  uint64 `json:"total_dtls_handshakes"`
+	DTLSFailures    uint64 `json:"total_dtls_failures"`
+	DTLSReleased    uint64 `json:"total_dtls_released"`
+	NACKsReceived   uint64 `json:"total_nacks_received"`
+	Retransmitted   uint64 `json:"total_retransmitted_rtp"`
+	PLIsReceived    uint64 `json:"total_plis_received"`
+	PLIsSent        uint64 `json:"total_plis_sent"`
+	SRsForwarded    uint64 `json:"total_srs_forwarded"`
+	RRsSent         uint64 `json:"total_rrs_sent"`
+	TransportFails  uint64 `json:"total_transport_failures"`
+	Panics          uint64 `json:"total_panics"`
+	// NodeStalls counts the times the node itself stopped listening for
+	// longer than stallThreshold (liveness.go); LongestNodeStallMs is the
+	// longest. Peers are not failed for such a gap.
+	NodeStalls         uint64            `json:"total_node_stalls"`
+	LongestNodeStallMs int64             `json:"longest_node_stall_ms"`
+	Dropped            map[string]uint64 `json:"dropped"`
+	Transports         int               `json:"transports"`
 	// Addresses are the peer addresses the socket readers still know;
 	// those of closed transports are forgotten within a second.
 	Addresses int `json:"addresses"`

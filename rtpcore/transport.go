@@ -40,7 +40,9 @@ type Transport struct {
 	// ssrc is the sender SSRC of the RTCP Hayate sends on this transport.
 	ssrc uint32
 
-	state     atomic.Uint32
+	state atomic.Uint32
+	// startedAt (the answer) and lastRecv (the peer's last datagram) are
+	// on the engine's liveness clock (liveness.go).
 	startedAt atomic.Int64
 	lastRecv  atomic.Int64
 	// checked is set by the first authenticated STUN request, checkedAddr
@@ -101,7 +103,7 @@ func newTransport(e *Engine, id string, ev media.Events) *Transport {
 		started: make(chan struct{}), dtlsIn: make(chan []byte, 16), closed: make(chan struct{}),
 		dtlsStop: make(chan struct{}),
 	}
-	t.lastRecv.Store(time.Now().UnixNano())
+	t.lastRecv.Store(e.live.now())
 	empty := []*pubTrack{}
 	t.pubs.Store(&empty)
 	t.sources.Store(&empty)
@@ -120,7 +122,7 @@ func (t *Transport) Start(r media.Remote) error {
 	if t.state.CompareAndSwap(stOpen, stStarted) {
 		t.remoteFP = r.Fingerprint
 		t.dtlsClient.Store(r.DTLSClient)
-		t.startedAt.Store(time.Now().UnixNano())
+		t.startedAt.Store(t.e.live.now())
 		close(t.started)
 		if r.DTLSClient && t.checked.Load() {
 			t.startDTLSClient()
@@ -282,12 +284,13 @@ func (t *Transport) fail(reason string) {
 	})
 }
 
-// tick runs the transport's timers (from the engine's janitor).
-func (t *Transport) tick(now time.Time, report bool) {
+// tick runs the transport's timers (from the engine's janitor); alive is
+// the liveness clock at wall time now.
+func (t *Transport) tick(now time.Time, alive int64, report bool) {
 	timeout := t.e.cfg.FailedTimeout.Nanoseconds()
 	switch t.state.Load() {
 	case stStarted:
-		if now.UnixNano()-t.startedAt.Load() > timeout {
+		if alive-t.startedAt.Load() > timeout {
 			if t.checked.Load() {
 				t.fail("DTLS-HANDSHAKE-TIMEOUT")
 			} else {
@@ -297,7 +300,7 @@ func (t *Transport) tick(now time.Time, report bool) {
 	case stConnected:
 		// RFC 7675 consent: a peer that sends nothing (not even STUN
 		// consent checks) for the failed timeout is gone.
-		if now.UnixNano()-t.lastRecv.Load() > timeout {
+		if alive-t.lastRecv.Load() > timeout {
 			t.fail("ICE-CONNECTION-STATE-FAILED")
 			return
 		}

@@ -56,8 +56,11 @@ var pingJSON = []byte(`{"type":"ping","stats":false}`)
 type Conn struct {
 	hub *Hub
 	nc  net.Conn
-	br  *bufio.Reader
+	rd  msgReader
 	id  string
+	// drainFirst: the read loop ended on a frame it refused, whose bytes
+	// may still be arriving (closeSocket).
+	drainFirst bool
 
 	// Set while connecting, read-only after admission.
 	channelID, clientID, bundleID string
@@ -124,7 +127,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	c := &Conn{hub: h, nc: nc, br: ownReader(rw.Reader, nc), id: ids.New(), notify: h.set.SignalingNotify}
+	c := &Conn{hub: h, nc: nc, rd: msgReader{br: ownReader(rw.Reader, nc), max: h.set.MaxMessageBytes}, id: ids.New(), notify: h.set.SignalingNotify}
 	c.w.finished = make(chan struct{})
 	if e := h.track(c); e != nil {
 		if e.Code == CodeLimit {
@@ -137,7 +140,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		c.writeClose(e)
-		nc.Close()
+		c.closeSocket()
 		return
 	}
 	// The connection runs on a goroutine of its own and the handler
@@ -163,7 +166,7 @@ func (c *Conn) contain() {
 	c.hub.log.Error("connection panicked", "connection_id", c.id, "channel_id", c.channelID, "panic", fmt.Sprint(v))
 	if !c.live.Load() {
 		c.writeClose(ErrInternal)
-		c.nc.Close()
+		c.closeSocket()
 		return
 	}
 	c.requestClose(ErrInternal)
@@ -211,7 +214,11 @@ func (c *Conn) serve() {
 	answerTimer.Stop()
 	c.requestClose(closeErr(CodeNormal, ""))
 	<-c.w.finished
-	c.nc.Close()
+	if c.drainFirst {
+		c.closeSocket()
+	} else {
+		c.nc.Close()
+	}
 	c.hub.mu.Lock()
 	if c.endReason == "" {
 		c.endReason = reason
@@ -229,7 +236,7 @@ var errClientGone = &CloseError{Code: 0, Reason: "WEBSOCKET-ONCLOSE"}
 func (c *Conn) connect() *CloseError {
 	h := c.hub
 	c.nc.SetReadDeadline(time.Now().Add(h.set.ConnectTimeout))
-	msg, err := readMessage(c.br, h.set.MaxMessageBytes, c.pongDirect)
+	msg, err := c.rd.next(c.pongDirect)
 	if err != nil {
 		return c.readFailure(err, ErrConnectTimeout)
 	}
@@ -270,6 +277,9 @@ func (c *Conn) connect() *CloseError {
 	}
 	if e := c.closeRequested(); e != nil {
 		return e
+	}
+	if f := h.testHooks().BeforeAdmit; f != nil {
+		f(c.channelID)
 	}
 	tr, err := h.media.Open(c.id, c)
 	if err != nil {
@@ -487,17 +497,28 @@ func (c *Conn) refuse(e *CloseError) {
 			"connection_id", c.id, "remote", c.nc.RemoteAddr().String())
 		c.hub.refused(c, e)
 	}
-	if e != errClientGone {
-		c.writeClose(e)
-		c.nc.SetReadDeadline(time.Now().Add(closeGrace))
-		// Wait for the client's close frame; any error (its close, the
-		// deadline, a frame we cannot read past) ends the wait.
-		for {
-			if _, err := readMessage(c.br, c.hub.set.MaxMessageBytes, func([]byte) {}); err != nil {
-				break
-			}
-		}
+	if e == errClientGone {
+		c.nc.Close()
+		return
 	}
+	c.writeClose(e)
+	c.closeSocket()
+}
+
+// drainLimit bounds the bytes closeSocket reads past a refusal: twice
+// the message size limit and a mebibyte more.
+func (c *Conn) drainLimit() int64 { return 2*int64(c.hub.set.MaxMessageBytes) + 1<<20 }
+
+// closeSocket ends the TCP connection once Hayate's close frame is
+// written: it drains what the client still sends until the client's own
+// close frame (msgReader.drain), for at most closeGrace and drainLimit
+// bytes, then closes. Closing at once would reset a client that is still
+// writing, and it would see 1006 instead of the close code (RFC 6455
+// §7.1.1: the client closes the TCP connection after the server's close;
+// here the server waits for the client's close frame, then closes).
+func (c *Conn) closeSocket() {
+	c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+	c.rd.drain(c.drainLimit())
 	c.nc.Close()
 }
 
@@ -505,7 +526,7 @@ func (c *Conn) refuse(e *CloseError) {
 // end reason of the connection.
 func (c *Conn) readLoop() string {
 	for {
-		msg, err := readMessage(c.br, c.hub.set.MaxMessageBytes, c.pongQueued)
+		msg, err := c.rd.next(c.pongQueued)
 		if err != nil {
 			return c.ended(err)
 		}
@@ -524,11 +545,12 @@ func (c *Conn) readLoop() string {
 
 // ended turns the error that ended the read loop into an end reason.
 func (c *Conn) ended(err error) string {
+	var ce *CloseError
+	c.drainFirst = errors.As(err, &ce)
 	if e := c.closeRequested(); e != nil {
 		return e.Reason
 	}
-	var ce *CloseError
-	if errors.As(err, &ce) {
+	if c.drainFirst {
 		c.hub.stats.SignalingErrors.Add(1)
 		c.requestClose(ce)
 		return ce.Reason

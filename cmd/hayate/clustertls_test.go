@@ -73,7 +73,7 @@ func TestClusterRefusesOutsiderProcesses(t *testing.T) {
 	certs := clusterCerts(t, "member")
 	member, rpc := clusterNode(t, "member", certs[0]...)
 	apiJSON(t, member.api, "Sora_20221221.InitCluster", `{"node_name_list":["`+rpc+`"]}`, nil)
-	poll.Until(t, "the member in normal mode", 20*time.Second, func() bool {
+	poll.Soon(t, "the member in normal mode", func() bool {
 		var list []clusterNodeStatus
 		apiJSON(t, member.api, "Sora_20211215.ListClusterNodes", "", &list)
 		return len(list) == 1 && list[0].Mode == "normal"
@@ -102,7 +102,7 @@ func TestClusterRefusesOutsiderProcesses(t *testing.T) {
 		"another cluster's certificate": `remote error: tls: bad certificate`, // it refused the member's certificate first
 		"no TLS at all":                 `first record does not look like a TLS handshake`,
 	} {
-		poll.Until(t, "the member's log naming the refused peer with "+what, 10*time.Second, func() bool {
+		poll.Soon(t, "the member's log naming the refused peer with "+what, func() bool {
 			for _, line := range strings.Split(member.logText(), "\n") {
 				if strings.Contains(line, `msg="cluster: refused peer"`) && strings.Contains(line, "peer=127.0.0.1:") && strings.Contains(line, reason) {
 					return true

@@ -57,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	n.Start()
 
 	sig := <-sigs
+	n.StartDrain() // new connections are refused from here on
 	log.Info("signal received: draining", "signal", sig.String())
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
