@@ -132,6 +132,7 @@ type testCluster struct {
 	t      testing.TB
 	net    *testNet
 	hist   *history
+	pki    *testPKI // credentials of every node when not nil
 	mu     sync.Mutex
 	nodes  map[string]*testNode
 	clocks map[string]*skewClock
@@ -229,6 +230,9 @@ func (tc *testCluster) config(name string) Config {
 	if tc.net.mem {
 		cfg.hooks.transport = tc.net.inmemTransport(name)
 		cfg.hooks.memStores = true
+	}
+	if tc.pki != nil {
+		cfg.TLS = tc.pki.creds(name)
 	}
 	return cfg
 }

@@ -487,3 +487,33 @@ func TestFullRestartFromDisk(t *testing.T) {
 		t.Fatalf("overlaps: %v", o)
 	}
 }
+
+// TestBootstrapRace: InitCluster bootstraps the listed nodes one after the
+// other, so the first ones may elect a leader that gives a later one the
+// configuration before its own bootstrap call arrives. That call must
+// succeed (it is the same cluster), while a bootstrap with another
+// configuration is still refused.
+func TestBootstrapRace(t *testing.T) {
+	tc := newTestCluster(t, false)
+	var nodes []*testNode
+	req := bootstrapReq{}
+	for _, name := range []string{"a", "b", "c"} {
+		n := tc.start(tc.config(name))
+		nodes = append(nodes, n)
+		req.Servers = append(req.Servers, bootstrapServer{Name: name, RaftAddr: n.RaftAddr()})
+	}
+	for _, n := range nodes[:2] {
+		if err := n.bootstrapLocal(&req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, poll.Patience, "c configured by the leader of a and b", nodes[2].initialised)
+	if err := nodes[2].bootstrapLocal(&req); err != nil {
+		t.Fatalf("late bootstrap with the same configuration: %v", err)
+	}
+	other := bootstrapReq{Servers: []bootstrapServer{req.Servers[0], req.Servers[2]}}
+	if err := nodes[2].bootstrapLocal(&other); !errors.Is(err, ErrAlreadyInitialised) {
+		t.Fatalf("bootstrap with another configuration: %v, want ErrAlreadyInitialised", err)
+	}
+	tc.waitAllNormal(nodes)
+}

@@ -28,12 +28,17 @@ func TestPartitionOneWay(t *testing.T) {
 		{"leader-in", true, true, false},
 		{"leader-out", true, false, true},
 	} {
-		t.Run(c.name, func(t *testing.T) { runOneWay(t, c.leader, c.in, c.out) })
+		t.Run(c.name, func(t *testing.T) {
+			forTransports(t, func(t *testing.T, tls bool) { runOneWay(t, c.leader, c.in, c.out, tls) })
+		})
 	}
 }
 
-func runOneWay(t *testing.T, victimIsLeader, in, out bool) {
+func runOneWay(t *testing.T, victimIsLeader, in, out, tls bool) {
 	tc := newTestCluster(t, false)
+	if tls {
+		tc.pki = newTestPKI(t)
+	}
 	nodes := tc.startN(3)
 	asks := map[string]*testNode{}
 	var all []string
@@ -122,8 +127,8 @@ func runOneWay(t *testing.T, victimIsLeader, in, out bool) {
 		})
 	}
 	overlaps := tc.hist.overlaps()
-	t.Logf("ONEWAY victim=%s(leader=%v) in=%v out=%v fenced=%v settled_ms=%d heal_ms=%d intervals=%d overlaps=%d",
-		victim.name, victimIsLeader, in, out, fenced, settled.Milliseconds(), healed.Milliseconds(), tc.hist.intervals(), len(overlaps))
+	t.Logf("ONEWAY tls=%v victim=%s(leader=%v) in=%v out=%v fenced=%v settled_ms=%d heal_ms=%d intervals=%d overlaps=%d",
+		tls, victim.name, victimIsLeader, in, out, fenced, settled.Milliseconds(), healed.Milliseconds(), tc.hist.intervals(), len(overlaps))
 	for _, o := range overlaps {
 		t.Errorf("double serving: %s", o)
 	}

@@ -20,14 +20,22 @@ import (
 // expired); then the network heals. Every node's exact serving history must
 // show no two intervals of one channel overlapping.
 
-func TestPartitionFollower(t *testing.T) { runPartition(t, partition{}) }
+// Each runs over plain loopback and over mutual TLS.
 
-func TestPartitionLeader(t *testing.T) { runPartition(t, partition{leader: true}) }
+func TestPartitionFollower(t *testing.T) {
+	forTransports(t, func(t *testing.T, tls bool) { runPartition(t, partition{tls: tls}) })
+}
+
+func TestPartitionLeader(t *testing.T) {
+	forTransports(t, func(t *testing.T, tls bool) { runPartition(t, partition{leader: true, tls: tls}) })
+}
 
 // TestPartitionApplyDelay runs the leader case with a 2 ms delay inside
 // every FSM.Apply, which made the prototype's AppliedIndex bug fail 20 of 20.
 func TestPartitionApplyDelay(t *testing.T) {
-	runPartition(t, partition{leader: true, applyDelay: 2 * time.Millisecond})
+	forTransports(t, func(t *testing.T, tls bool) {
+		runPartition(t, partition{leader: true, applyDelay: 2 * time.Millisecond, tls: tls})
+	})
 }
 
 // TestPartitionSlowClock is spec 3.7's slow-clock test. The victim's clock
@@ -36,7 +44,7 @@ func TestPartitionApplyDelay(t *testing.T) {
 // quarter speed: the victim believes in its lease for four times the TTL, far longer
 // than TTL + grace, and the check must see double serving.
 func TestPartitionSlowClock(t *testing.T) {
-	t.Run("2%", func(t *testing.T) { runPartition(t, partition{victimClock: 0.98}) })
+	forTransports(t, func(t *testing.T, tls bool) { runPartition(t, partition{victimClock: 0.98, tls: tls}) })
 	t.Run("75%-slow-must-overlap", func(t *testing.T) { runPartition(t, partition{victimClock: 0.25, wantOverlap: true}) })
 }
 
@@ -45,6 +53,8 @@ type partition struct {
 	// mem runs on the in-memory network (raft.InmemTransport, net.Pipe RPC),
 	// for synctest bubbles.
 	mem bool
+	// tls gives every node credentials: mutual TLS on raft and the RPC.
+	tls bool
 	// leader cuts the raft leader off, else a follower.
 	leader     bool
 	applyDelay time.Duration
@@ -57,6 +67,9 @@ type partition struct {
 func runPartition(t *testing.T, p partition) {
 	mem, victimIsLeader, applyDelay := p.mem, p.leader, p.applyDelay
 	tc := newTestCluster(t, mem)
+	if p.tls {
+		tc.pki = newTestPKI(t)
+	}
 	nodes := tc.startN(3, func(cfg *Config) { cfg.hooks.applyDelay = applyDelay })
 
 	asks := map[string]*testNode{}
@@ -224,6 +237,9 @@ func runPartition(t *testing.T, p partition) {
 	}
 	if mem {
 		role += "+synctest"
+	}
+	if p.tls {
+		role += "+tls"
 	}
 	if p.victimClock != 0 {
 		role += fmt.Sprintf("+victim-clock-%.2f", p.victimClock)

@@ -91,6 +91,9 @@ type Config struct {
 	ClusterHeartbeatInterval time.Duration
 	ClusterLeaseTTL          time.Duration
 	ClusterLeaseGrace        time.Duration
+	ClusterTLSCAFile         string
+	ClusterTLSCertFile       string
+	ClusterTLSKeyFile        string
 
 	// Logging and debugging.
 	LogLevel   string
@@ -203,6 +206,9 @@ func (c *Config) keys() []key {
 		durationKey("cluster_heartbeat_interval", "how often the node renews its lease", &c.ClusterHeartbeatInterval),
 		durationKey("cluster_lease_ttl", "lease length: a node that renews nothing for this long stops serving its channels", &c.ClusterLeaseTTL),
 		durationKey("cluster_lease_grace", "extra time before the leader gives a silent node's channels to others (covers clock-rate drift and pauses)", &c.ClusterLeaseGrace),
+		stringKey("cluster_tls_ca_file", "PEM file of the cluster CA certificates (one, or old and new during a rotation): both cluster listeners then speak mutual TLS 1.3 and accept only peers whose certificate chains to them; required when cluster_address is not loopback", &c.ClusterTLSCAFile),
+		stringKey("cluster_tls_cert_file", "PEM file of this node's cluster certificate, whose Common Name is cluster_node_name (make one with hayate cluster-cert)", &c.ClusterTLSCertFile),
+		stringKey("cluster_tls_key_file", "PEM file of the private key of cluster_tls_cert_file; the three files are read again when they change", &c.ClusterTLSKeyFile),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
 		boolKey("debug_pprof", "serve Go's pprof profiles at /debug/pprof/ on the API port (keep the API on loopback)", &c.DebugPprof),
 	}
@@ -398,8 +404,26 @@ func (c *Config) validateCluster() error {
 	if c.ClusterHeartbeatInterval <= 0 || c.ClusterLeaseTTL <= 2*c.ClusterHeartbeatInterval || c.ClusterLeaseGrace <= 0 {
 		return fmt.Errorf("config: cluster_lease_ttl must exceed twice cluster_heartbeat_interval, and both and cluster_lease_grace be positive: %w", ErrOutOfRange)
 	}
+	set := 0
+	for _, f := range []string{c.ClusterTLSCAFile, c.ClusterTLSCertFile, c.ClusterTLSKeyFile} {
+		if f != "" {
+			set++
+		}
+	}
+	switch {
+	case set != 0 && set != 3:
+		return fmt.Errorf("config: set all of cluster_tls_ca_file, cluster_tls_cert_file and cluster_tls_key_file, or none: %w", ErrInsecure)
+	case set == 0 && !c.ClusterAddr().IsLoopback():
+		// Safe by default: raft and the cluster RPC steer the whole cluster.
+		return fmt.Errorf("config: the cluster listens on %v, beyond loopback, without credentials: set cluster_tls_ca_file, "+
+			"cluster_tls_cert_file and cluster_tls_key_file (hayate cluster-cert makes them), or cluster_address = 127.0.0.1: %w",
+			c.ClusterAddr(), ErrInsecure)
+	}
 	return nil
 }
+
+// ClusterTLS reports whether the cluster credentials are configured.
+func (c *Config) ClusterTLS() bool { return c.ClusterTLSCAFile != "" }
 
 // ClusterAddr is the address the cluster listeners use.
 func (c *Config) ClusterAddr() netip.Addr {

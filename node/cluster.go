@@ -67,6 +67,16 @@ func (n *Node) startCluster(cfg config.Config) (*clusterNode, error) {
 		Heartbeat:      cfg.ClusterHeartbeatInterval, LeaseTTL: cfg.ClusterLeaseTTL, Grace: cfg.ClusterLeaseGrace,
 		Log: n.log.With("component", "cluster"),
 	}
+	if cfg.ClusterTLS() {
+		creds, err := cluster.LoadCredentials(cfg.ClusterTLSCAFile, cfg.ClusterTLSCertFile, cfg.ClusterTLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster_tls_ca_file, cluster_tls_cert_file, cluster_tls_key_file: %w", err)
+		}
+		if creds.Name() != ccfg.NodeName {
+			return nil, fmt.Errorf("cluster_tls_cert_file names %q, but cluster_node_name is %q: %w", creds.Name(), ccfg.NodeName, cluster.ErrBadCredentials)
+		}
+		ccfg.TLS = creds
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := cluster.Start(ctx, ccfg)
@@ -215,7 +225,8 @@ func apiError(err error) error {
 	case errors.Is(err, cluster.ErrTemporaryNode), errors.Is(err, cluster.ErrSelf):
 		e = control.ErrClusterInvalidNode
 	case errors.Is(err, cluster.ErrUnavailable), errors.Is(err, cluster.ErrNoLeader),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, cluster.ErrNotMember):
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, cluster.ErrNotMember),
+		errors.Is(err, cluster.ErrPeerUntrusted):
 		e = control.ErrClusterUnavailable
 	default:
 		return fmt.Errorf("cluster: %w", err)

@@ -2,7 +2,6 @@ package node
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/internal/logbuf"
 	"github.com/hayate-sfu/hayate/sigclient"
 )
 
@@ -197,24 +197,6 @@ func TestPprofNeedsToken(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestLogsCarryNoSecrets: credentials in webhook URLs, tokens in connect
 // metadata and API tokens reach neither the debug log nor the clients.
 func TestLogsCarryNoSecrets(t *testing.T) {
@@ -226,7 +208,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 		w.WriteHeader(http.StatusForbidden)
 	}
 	authURL := strings.Replace(auth.url(), "http://", "http://hookuser:hookpass-1@", 1) + "?key=query-secret-2"
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	cfg := config.Default()
 	cfg.SignalingPort, cfg.APIPort, cfg.MediaPort, cfg.MediaSockets = 0, 0, 0, 1
 	cfg.AuthWebhookURL = authURL

@@ -64,10 +64,11 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: log, word: mode.NewWord(mode.Normal), cert: c}
+	built := &Node{cfg: cfg, log: log, word: mode.NewWord(mode.Normal), cert: c}
+	n = built
 	defer func() {
 		if err != nil {
-			n.closeListeners()
+			built.closeListeners() // n is nil by now
 		}
 	}()
 	if n.sigLn, err = listenTCP(cfg.SignalingLoopbackAddressOnly, cfg.SignalingPort); err != nil {
@@ -75,6 +76,12 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	}
 	if n.apiLn, err = listenTCP(cfg.APILoopbackAddressOnly, cfg.APIPort); err != nil {
 		return nil, fmt.Errorf("api_port: %w", err)
+	}
+	if !cfg.APILoopbackAddressOnly && cfg.APIToken == "" {
+		// The API changes the mode, disconnects clients, forms and purges the
+		// cluster, and serves the stats (and pprof with debug_pprof).
+		log.Warn("the HTTP API listens beyond loopback without api_token: anyone who reaches it can steer this node; set api_token",
+			"api", n.apiLn.Addr().String())
 	}
 	n.media, err = rtpcore.New(rtpcore.Config{
 		Addr:    netip.AddrPortFrom(cfg.IPv4Address, uint16(cfg.MediaPort)),

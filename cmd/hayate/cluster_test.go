@@ -120,16 +120,32 @@ func servingIntervals(node, log string, end int64) []servingInterval {
 // and no channel ever served by two nodes at once (each node logs the
 // exact interval in which it served each channel). It runs in a network
 // namespace of its own: the example configs name fixed ports.
+//
+// It runs over plain loopback and with cluster credentials (mutual TLS).
 func TestThreeProcessCluster(t *testing.T) {
 	if !isolated(t) {
 		return
 	}
+	t.Run("plain", func(t *testing.T) { threeProcessCluster(t, nil) })
+	t.Run("tls", func(t *testing.T) { threeProcessCluster(t, clusterCerts(t, exampleNames...)) })
+}
+
+// threeProcessCluster is TestThreeProcessCluster; tlsFlags, if not nil,
+// holds each node's cluster_tls_* flags.
+func threeProcessCluster(t *testing.T, tlsFlags [][]string) {
 	dir := t.TempDir()
 	var procs []*proc
 	for i := 1; i <= 3; i++ {
-		procs = append(procs, start(t, "-config", filepath.Join("..", "..", "examples", "cluster", fmt.Sprintf("node%d.conf", i)),
-			"--cluster_data_dir="+filepath.Join(dir, strconv.Itoa(i)), "--cluster_heartbeat_interval=250 ms",
-			"--cluster_lease_ttl=3 s", "--cluster_lease_grace=1 s", "--ice_connection_state_failed_timeout=5 min"))
+		args := []string{"-config", filepath.Join("..", "..", "examples", "cluster", fmt.Sprintf("node%d.conf", i)),
+			"--cluster_data_dir=" + filepath.Join(dir, strconv.Itoa(i)), "--cluster_heartbeat_interval=250 ms",
+			"--cluster_lease_ttl=3 s", "--cluster_lease_grace=1 s", "--ice_connection_state_failed_timeout=5 min"}
+		if tlsFlags != nil {
+			args = append(args, tlsFlags[i-1]...)
+		}
+		procs = append(procs, start(t, args...))
+		if tlsFlags != nil && !strings.Contains(procs[i-1].logText(), "tls=true") {
+			t.Fatalf("node %d runs its cluster without TLS", i)
+		}
 	}
 	names, _ := json.Marshal(exampleNames)
 	apiJSON(t, procs[0].api, "Sora_20221221.InitCluster", `{"node_name_list":`+string(names)+`}`, nil)

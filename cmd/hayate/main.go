@@ -4,6 +4,7 @@
 //	hayate [-config FILE] [--key=value ...]   run a node
 //	hayate ctl mode get                       print the node's mode
 //	hayate ctl mode set MODE                  change it (ChangeMode)
+//	hayate cluster-cert ca|node ...           make cluster TLS credentials
 //
 // On SIGTERM or SIGINT the node drains: it refuses new connections at once
 // (block_new_connection), keeps the live ones until they leave or
@@ -31,6 +32,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "ctl" {
 		return ctl(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "cluster-cert" {
+		return clusterCert(args[1:], stdout, stderr)
 	}
 	cfg, rest, err := config.Load(args, stderr)
 	if err != nil {
