@@ -66,15 +66,23 @@ type recorder struct {
 	ended  bool
 }
 
-func (r *recorder) Opened(ch *Channel) { r.mu.Lock(); r.opened = append(r.opened, ch.Label()); r.mu.Unlock() }
+func (r *recorder) Opened(ch *Channel) {
+	r.mu.Lock()
+	r.opened = append(r.opened, ch.Label())
+	r.mu.Unlock()
+}
 func (r *recorder) Message(ch *Channel, msg []byte, binary bool) {
 	r.mu.Lock()
 	r.msgs = append(r.msgs, ch.Label()+":"+string(msg))
 	r.binary = append(r.binary, binary)
 	r.mu.Unlock()
 }
-func (r *recorder) Closed(ch *Channel) { r.mu.Lock(); r.closed = append(r.closed, ch.Label()); r.mu.Unlock() }
-func (r *recorder) Ended()             { r.mu.Lock(); r.ended = true; r.mu.Unlock() }
+func (r *recorder) Closed(ch *Channel) {
+	r.mu.Lock()
+	r.closed = append(r.closed, ch.Label())
+	r.mu.Unlock()
+}
+func (r *recorder) Ended() { r.mu.Lock(); r.ended = true; r.mu.Unlock() }
 
 func (r *recorder) snapshot() (opened, msgs, closed []string, ended bool) {
 	r.mu.Lock()
