@@ -195,6 +195,16 @@ func (a *Association) queued() int {
 	return int(n)
 }
 
+// Drain waits until everything sent has been acknowledged, or timeout
+// passes: before a close, so that a last message is not lost with the
+// association.
+func (a *Association) Drain(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for a.queued() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // pion/sctp reports no drained event
+	}
+}
+
 // Close ends the association and its DTLS connection and waits for the
 // readers. Idempotent.
 func (a *Association) Close() error {

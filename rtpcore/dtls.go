@@ -135,7 +135,9 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	if !t.state.CompareAndSwap(stStarted, stConnected) {
 		return // closed meanwhile
 	}
-	if asClient {
+	if t.data != nil {
+		go t.startData(conn, asClient)
+	} else if asClient {
 		// The server (the peer) finished before it sent its last flight,
 		// which completed ours: nothing of DTLS is needed any more.
 		t.releaseDTLS()
@@ -160,8 +162,10 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 // transport without sending any alert; SRTP keys are already exported.
 // Idle connections are the reason: about 30 KiB each. Close then sends no
 // close_notify; the peer learns of the end from signaling and ICE consent.
+//
+// A transport with DataChannels keeps DTLS: SCTP runs over it (data.go).
 func (t *Transport) releaseDTLS() {
-	if t.dtlsDone.Swap(true) {
+	if t.data != nil || t.dtlsDone.Swap(true) {
 		return
 	}
 	t.dtlsStopOnce.Do(func() { close(t.dtlsStop) })

@@ -73,6 +73,10 @@ type Conn struct {
 	// routed: the cluster chose this node for the channel.
 	routed bool
 
+	// dc is the DataChannel state (datachannels.go); nil without
+	// DataChannel signaling. Set while connecting.
+	dc *dcConn
+
 	// Guarded by hub.mu.
 	pendingCounted       bool
 	left                 bool
@@ -209,9 +213,13 @@ func (c *Conn) serve() {
 	})
 	reason := c.readLoop()
 	answerTimer.Stop()
-	c.requestClose(closeErr(CodeNormal, ""))
-	<-c.w.finished
-	c.nc.Close()
+	if c.dc != nil && c.dc.detached.Load() {
+		reason = c.liveOnDataChannels()
+	} else {
+		c.requestClose(closeErr(CodeNormal, ""))
+		<-c.w.finished
+		c.nc.Close()
+	}
 	c.hub.mu.Lock()
 	if c.endReason == "" {
 		c.endReason = reason
@@ -267,6 +275,9 @@ func (c *Conn) connect() *CloseError {
 		if e := c.authenticate(cm); e != nil {
 			return e
 		}
+	}
+	if !c.audio && !c.video && c.dc == nil {
+		return ErrNoMedia // the auth webhook turned DataChannel signaling off
 	}
 	if e := c.closeRequested(); e != nil {
 		return e
@@ -339,7 +350,11 @@ func (c *Conn) applyConnect(cm *connectMessage) *CloseError {
 		return cerr
 	}
 	c.audio, c.video = audio.Enabled, video.Enabled
-	if !c.audio && !c.video {
+	if e := c.applyDataChannels(cm); e != nil {
+		return e
+	}
+	// A connection with no media must have DataChannels (Sora.messaging()).
+	if !c.audio && !c.video && c.dc == nil {
 		return ErrNoMedia
 	}
 	if c.audio {
@@ -423,7 +438,7 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	if m := nonNull(d.SignalingNotifyMetadata); m != nil {
 		c.notifyMetadata = m
 	}
-	return nil
+	return c.applyDataChannelPayouts(d.DataChannelSignaling, d.IgnoreDisconnectWebsocket, d.DataChannels)
 }
 
 // authRequest is the auth webhook body (spec: sora-protocol.md 3.2).
@@ -453,6 +468,7 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 		VideoCodecType            string          `json:"video_codec_type,omitempty"`
 		DataChannelSignaling      bool            `json:"data_channel_signaling"`
 		IgnoreDisconnectWebsocket bool            `json:"ignore_disconnect_websocket"`
+		DataChannels              json.RawMessage `json:"data_channels,omitempty"`
 		Metadata                  json.RawMessage `json:"metadata,omitempty"`
 		SoraClient                string          `json:"sora_client,omitempty"`
 		Redirect                  bool            `json:"redirect,omitempty"`
@@ -470,6 +486,9 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 	}
 	if c.video {
 		r.VideoCodecType = c.videoCodec.Type()
+	}
+	if c.dc != nil {
+		r.DataChannelSignaling, r.IgnoreDisconnectWebsocket, r.DataChannels = true, c.dc.ignoreWS, c.dc.connectRaw
 	}
 	return r
 }
@@ -526,6 +545,9 @@ func (c *Conn) readLoop() string {
 func (c *Conn) ended(err error) string {
 	if e := c.closeRequested(); e != nil {
 		return e.Reason
+	}
+	if c.detach() {
+		return "" // the connection lives on its DataChannels
 	}
 	var ce *CloseError
 	if errors.As(err, &ce) {
@@ -612,7 +634,8 @@ func (c *Conn) handleAnswer(typ string, msg []byte) *CloseError {
 	}
 	// Every answer carries the client's ICE credentials; new ones in a
 	// re-answer are a client-side ICE restart (RFC 8839 §4.4.1.1.1).
-	if err := c.tr.Start(media.Remote{Ufrag: a.Ufrag, Pwd: a.Pwd, Fingerprint: a.Fingerprint, DTLSClient: a.Setup == "passive"}); err != nil {
+	if err := c.tr.Start(media.Remote{Ufrag: a.Ufrag, Pwd: a.Pwd, Fingerprint: a.Fingerprint, DTLSClient: a.Setup == "passive",
+		Data: c.dataRemote(o, a)}); err != nil {
 		return ErrServerShutdown
 	}
 	h.answered(c, o, a)
@@ -648,6 +671,7 @@ func (c *Conn) offerMessage() outFrame {
 	if c.video {
 		add(jsep.Video, c.videoCodec, dir)
 	}
+	c.addDataSection(o)
 	c.offer = o
 	offerExistingLocked(c)
 	c.sent = o.Clone()
@@ -659,6 +683,7 @@ func (c *Conn) offerMessage() outFrame {
 	if len(mids) > 0 {
 		m.Mid = mids
 	}
+	c.dc.fillOffer(&m)
 	b, err := json.Marshal(m)
 	if err != nil {
 		panic("signal: offer does not marshal: " + err.Error())
