@@ -714,3 +714,84 @@ func TestDataChannelLimits(t *testing.T) {
 	c.send("#chat", "still here", false)
 	waitFor(t, "a still receives", 10*time.Second, func() bool { return len(a.received("#chat")) > before })
 }
+
+// TestDataChannelPartialReliability: the node sends each channel with the
+// reliability its receiver declared. While the path to the receiver is
+// down, a message on a max_retransmits: 0 channel is abandoned (RFC 3758,
+// RFC 7496 §3.1) and one on the reliable channel is retransmitted and
+// arrives once the path is back; a later message on the lossy channel
+// arrives without the lost one. (max_packet_life_time channels are opened
+// with their lifetime, TestMessagingRelay; pion/sctp v1.12 restarts the
+// lifetime at every retransmission, so it is not asserted here: README,
+// DataChannels.)
+func TestDataChannelPartialReliability(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = 30 * time.Second })
+	labels := messagingConnect(
+		map[string]any{"label": "#reliable", "direction": "sendrecv"},
+		map[string]any{"label": "#rexmit", "direction": "sendrecv", "ordered": false, "max_retransmits": 0},
+	)
+	relay := newUDPRelay(t, n.MediaAddr())
+	a := newDCPeer(t, n, "pr", "sendonly", labels)
+	b := newDCPeerVia(t, n, relay.rewrite, "pr", "sendonly", labels)
+	a.waitSwitched()
+	b.waitSwitched()
+	for _, l := range []string{"#reliable", "#rexmit"} {
+		a.send(l, "warm-up", false)
+	}
+	waitFor(t, "warm-up on both labels", 10*time.Second, func() bool {
+		return len(b.received("#reliable")) == 1 && len(b.received("#rexmit")) == 1
+	})
+
+	relay.blackhole.Store(true)
+	a.send("#reliable", "during the outage", false)
+	a.send("#rexmit", "during the outage", false)
+	// The outage itself: longer than SCTP's minimum RTO (1 s), so the first
+	// transmissions are lost and the retransmission timer fires while the
+	// path is down.
+	time.Sleep(1500 * time.Millisecond)
+	relay.blackhole.Store(false)
+	a.send("#rexmit", "after", false)
+	waitFor(t, "the reliable message and the later lossy one", 15*time.Second, func() bool {
+		return len(b.received("#reliable")) == 2 && len(b.received("#rexmit")) >= 2
+	})
+	if m := b.received("#reliable"); m[1].data != "during the outage" {
+		t.Errorf("#reliable: %v", m)
+	}
+	if m := b.received("#rexmit"); len(m) != 2 || m[1].data != "after" {
+		t.Errorf("#rexmit delivered %v: the message sent during the outage was not abandoned", m)
+	}
+}
+
+// TestDataChannelRPC: with data_channel_rpc the node opens `rpc`; it
+// answers JSON-RPC 2.0 requests with errors (it implements no method) and
+// leaves notifications unanswered.
+func TestDataChannelRPC(t *testing.T) {
+	n := startNode(t, func(c *config.Config) {
+		c.ICEConnectionStateFailedTimeout = 10 * time.Second
+		c.DataChannelRPC = true
+	})
+	p := newDCPeer(t, n, "rpc", "sendonly", map[string]any{"audio": false, "video": false})
+	p.waitSwitched()
+	if _, ok := p.described["rpc"]; !ok {
+		t.Fatal("the offer does not describe rpc")
+	}
+	for _, req := range []string{
+		`{"jsonrpc":"2.0","method":"2025.2.0/RequestSimulcastRid","params":{"rid":"r1"},"id":1}`,
+		`{"jsonrpc":"2.0","method":"2025.2.0/PutSignalingNotifyMetadata","params":{}}`, // notification
+		`{"jsonrpc":"1.0","method":"x","id":"two"}`,
+		`not json`,
+	} {
+		p.send("rpc", req, false)
+	}
+	waitFor(t, "three answers", 10*time.Second, func() bool { return len(p.received("rpc")) == 3 })
+	want := []string{
+		`{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}`,
+		`{"jsonrpc":"2.0","id":"two","error":{"code":-32600,"message":"Invalid Request"}}`,
+		`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}`,
+	}
+	for i, m := range p.received("rpc") {
+		if m.data != want[i] || m.binary {
+			t.Errorf("answer %d: %s (binary %v), want %s", i, m.data, m.binary, want[i])
+		}
+	}
+}
