@@ -10,7 +10,8 @@
 // DATA_CHANNEL_OPEN and may send at once; until DATA_CHANNEL_ACK arrives its
 // messages go ordered and reliable, then with the channel's own
 // reliability. Channels the peer opens are refused (their stream is reset):
-// in Sora's protocol only the server creates DataChannels.
+// in Sora's protocol only the server creates DataChannels. A client side
+// (Config.AcceptChannels) accepts them instead.
 //
 // # Memory
 //
@@ -49,6 +50,10 @@ type Config struct {
 	// every channel of the association; a send beyond it fails with
 	// ErrQueueFull. 0: no bound.
 	QueueBytes int
+	// AcceptChannels accepts the channels the peer opens (answering
+	// DATA_CHANNEL_ACK) instead of refusing them: for clients, such as the
+	// load generator, whose server opens the channels.
+	AcceptChannels bool
 	// Counters are shared by the associations of a node; nil: none.
 	Counters *Counters
 	Log      *slog.Logger
@@ -130,24 +135,62 @@ func Start(ctx context.Context, conn net.Conn, dtlsClient bool, cfg Config, h Ha
 	}
 	cfg.Counters.Associations.Add(1)
 	a.wg.Add(1)
-	go a.refuseLoop()
+	go a.acceptLoop()
 	return a, nil
 }
 
-// refuseLoop resets every stream the peer opens; it ends, and reports the
-// association's end, when pion's read loop does.
-func (a *Association) refuseLoop() {
+// acceptLoop resets every stream the peer opens (or accepts it, with
+// AcceptChannels); it ends, and reports the association's end, when
+// pion's read loop does.
+func (a *Association) acceptLoop() {
 	defer a.wg.Done()
 	for {
 		s, err := a.sctp.AcceptStream()
 		if err != nil {
 			break
 		}
+		if a.cfg.AcceptChannels {
+			a.wg.Add(1)
+			go a.accept(s)
+			continue
+		}
 		a.cfg.Counters.RefusedStreams.Add(1)
 		_ = s.Close() // RFC 8831 §6.7: closing is an outgoing stream reset
 	}
 	a.cfg.Counters.Associations.Add(-1)
 	a.h.Ended()
+}
+
+// accept reads DATA_CHANNEL_OPEN on a stream the peer opened, answers
+// DATA_CHANNEL_ACK and serves the channel (RFC 8832 §6).
+func (a *Association) accept(s *sctp.Stream) {
+	buf := make([]byte, openHeaderLen+2*maxLabelLen)
+	n, ppi, err := s.ReadSCTP(buf)
+	var o Options
+	open := false
+	if err == nil && ppi == sctp.PayloadTypeWebRTCDCEP {
+		o, open, err = parseDCEP(buf[:n])
+	}
+	if !open || err != nil {
+		a.cfg.Counters.DropBadDCEP.Add(1)
+		_ = s.Close()
+		a.wg.Done()
+		return
+	}
+	ch := &Channel{a: a, stream: s, opts: o}
+	ch.acked.Store(true)
+	if _, err := s.WriteSCTP(ackMessage, sctp.PayloadTypeWebRTCDCEP); err != nil {
+		_ = s.Close()
+		a.wg.Done()
+		return
+	}
+	t, v := o.channelType()
+	s.SetReliabilityParams(o.Unordered, reliabilityType(t), v)
+	a.mu.Lock()
+	a.channels = append(a.channels, ch)
+	a.mu.Unlock()
+	a.h.Opened(ch)
+	ch.readLoop() // its deferred wg.Done is this goroutine's
 }
 
 // Open opens a channel: DATA_CHANNEL_OPEN on a new stream of our parity.
@@ -178,6 +221,9 @@ func (a *Association) Open(o Options) (*Channel, error) {
 	if _, err := s.WriteSCTP(marshalOpen(o), sctp.PayloadTypeWebRTCDCEP); err != nil {
 		ch.closed.Store(true)
 		return nil, err
+	}
+	if o.SendOnly && !o.Unordered && o.MaxPacketLifeTime == nil && o.MaxRetransmits == nil {
+		return ch, nil
 	}
 	a.wg.Add(1)
 	go ch.readLoop()

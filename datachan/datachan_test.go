@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -285,6 +286,84 @@ func TestPeerOpenedRefusedAndClose(t *testing.T) {
 	if cnt.Associations.Load() != 0 {
 		t.Errorf("associations %d after close", cnt.Associations.Load())
 	}
+}
+
+// TestSendOnly: a send-only channel has no reader (one goroutine less
+// than a channel with one) and no Opened, and sends.
+func TestSendOnly(t *testing.T) {
+	ours, rec, peer := pair(t, Config{MaxMessageSize: 1024})
+	before := runtime.NumGoroutine()
+	ch, err := ours.Open(Options{Label: "notify", SendOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pion's timers may run a goroutine for a moment; a reader would stay.
+	poll.Until(t, "no goroutine more than before the send-only channel", 10*time.Second, func() bool {
+		return runtime.NumGoroutine() <= before
+	})
+	dc, err := datachannel.Accept(peer, &datachannel.Config{LoggerFactory: logging.NewDefaultLoggerFactory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Send([]byte(`{"type":"notify"}`), false); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, _, err := dc.ReadDataChannel(buf)
+	if err != nil || string(buf[:n]) != `{"type":"notify"}` {
+		t.Fatalf("%q %v", buf[:n], err)
+	}
+	if o, _, _, _ := rec.snapshot(); len(o) != 0 {
+		t.Errorf("Opened for a send-only channel: %v", o)
+	}
+}
+
+// TestAcceptChannels: with AcceptChannels, channels the peer opens are
+// acknowledged and served: two of our associations talk to each other.
+func TestAcceptChannels(t *testing.T) {
+	a, b := newPacketPipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client := &recorder{}
+	done := make(chan *Association, 1)
+	go func() {
+		c, err := Start(ctx, b, true, Config{MaxMessageSize: 1024, AcceptChannels: true}, client)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- c
+	}()
+	server := &recorder{}
+	srv, err := Start(ctx, a, false, Config{MaxMessageSize: 1024}, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := <-done
+	defer cli.Close()
+	defer srv.Close()
+	ch, err := srv.Open(Options{Label: "#x", Unordered: true, MaxRetransmits: u32(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "both sides open", 10*time.Second, func() bool {
+		o1, _, _, _ := client.snapshot()
+		o2, _, _, _ := server.snapshot()
+		return len(o1) == 1 && len(o2) == 1
+	})
+	if err := ch.Send([]byte("hi"), false); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the message", 10*time.Second, func() bool { _, m, _, _ := client.snapshot(); return len(m) == 1 })
+	cli.mu.Lock()
+	got := cli.channels[0]
+	cli.mu.Unlock()
+	if o := got.Options(); o.Label != "#x" || !o.Unordered || o.MaxRetransmits == nil || *o.MaxRetransmits != 2 || got.StreamID() != 1 {
+		t.Errorf("accepted %+v on stream %d", o, got.StreamID())
+	}
+	if err := got.Send([]byte("back"), true); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the answer", 10*time.Second, func() bool { _, m, _, _ := server.snapshot(); return len(m) == 1 })
 }
 
 func TestMain(m *testing.M) { os.Exit(m.Run()) }

@@ -42,6 +42,11 @@ type Options struct {
 	// Priority is the DCEP priority field (RFC 8832 §5.1); 256 is the
 	// W3C "low", the default.
 	Priority uint16
+	// SendOnly marks a channel the peer never sends on (Sora's notify and
+	// push): Open keeps no reader for it, so it costs no goroutine, the
+	// peer's ACK is not read and Handler.Opened is not called for it. Only
+	// for ordered, reliable channels (the state before an ACK).
+	SendOnly bool
 }
 
 // channelType and reliability are the DCEP encoding of o's reliability.

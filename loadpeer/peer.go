@@ -67,6 +67,11 @@ type Options struct {
 	// AnswerFingerprint, if set, is put in the answer instead of the
 	// certificate's real fingerprint (to test that the server checks it).
 	AnswerFingerprint string
+	// DataChannels runs SCTP over DTLS once it is up and accepts the
+	// channels the server opens (data.go); OnData receives their messages
+	// (msg is valid during the call, on the channel's reader goroutine).
+	DataChannels bool
+	OnData       func(label string, msg []byte, binary bool)
 }
 
 // Peer is one connected client.
@@ -105,6 +110,7 @@ type Peer struct {
 	sigClose *sigclient.Closed
 	sigDone  chan struct{}
 	reoffers []string
+	data     *dataState
 }
 
 // Errors of a peer.
@@ -186,6 +192,11 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 	}
 	if err := p.handshake(ctx); err != nil {
 		return fail(err)
+	}
+	if opt.DataChannels {
+		if err := p.startData(ctx); err != nil {
+			return fail(err)
+		}
 	}
 	p.wg.Add(1)
 	go p.consentLoop()
@@ -565,6 +576,9 @@ func (p *Peer) Disconnect(timeout time.Duration) (*sigclient.Closed, error) {
 func (p *Peer) Close() {
 	p.once.Do(func() {
 		close(p.closed)
+		if p.data != nil {
+			p.data.assoc.Close() // closes the DTLS connection too
+		}
 		if p.dconn != nil {
 			p.dconn.Close()
 		}

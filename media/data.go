@@ -15,6 +15,9 @@ type DataChannel struct {
 	Unordered         bool
 	MaxPacketLifeTime *uint32
 	MaxRetransmits    *uint32
+	// SendOnly: the peer never sends on it, so no reader is kept for it
+	// and it counts as open (DataOpen) as soon as it is opened.
+	SendOnly bool
 }
 
 // DataRemote is the peer's side of the m=application section.

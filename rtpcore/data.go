@@ -43,7 +43,11 @@ func (t *Transport) startData(conn net.Conn, dtlsClient bool) {
 		Counters:             &t.e.dc,
 		Log:                  t.e.cfg.Log.With("connection_id", t.id),
 	}
-	a, err := datachan.Start(ctx, conn, dtlsClient, cfg, dataHandler{t})
+	// Events wait until the channels are known, so that a channel the
+	// peer acknowledges at once can already be sent on by the handler.
+	h := dataHandler{t: t, ready: make(chan struct{})}
+	defer close(h.ready)
+	a, err := datachan.Start(ctx, conn, dtlsClient, cfg, h)
 	if err != nil {
 		if t.isClosed() {
 			return
@@ -61,18 +65,27 @@ func (t *Transport) startData(conn net.Conn, dtlsClient bool) {
 	t.assoc = a
 	t.connMu.Unlock()
 	chans := make(map[string]*datachan.Channel, len(t.data.Channels))
+	var sendOnly []string
 	for _, c := range t.data.Channels {
 		ch, err := a.Open(datachan.Options{
 			Label: c.Label, Protocol: c.Protocol, Unordered: c.Unordered,
-			MaxPacketLifeTime: c.MaxPacketLifeTime, MaxRetransmits: c.MaxRetransmits, Priority: 256,
+			MaxPacketLifeTime: c.MaxPacketLifeTime, MaxRetransmits: c.MaxRetransmits, Priority: 256, SendOnly: c.SendOnly,
 		})
 		if err != nil {
 			t.e.cfg.Log.Info("DataChannel not opened", "connection_id", t.id, "label", c.Label, "err", err)
 			continue
 		}
 		chans[c.Label] = ch
+		if c.SendOnly {
+			sendOnly = append(sendOnly, c.Label)
+		}
 	}
 	t.channels.Store(&chans)
+	if ev := h.events(); ev != nil {
+		for _, l := range sendOnly {
+			ev.DataOpen(l)
+		}
+	}
 }
 
 // SendData implements media.DataTransport.
@@ -109,8 +122,12 @@ func (t *Transport) FlushData(timeout time.Duration) {
 	}
 }
 
-// dataHandler passes the association's events to the connection's Events.
-type dataHandler struct{ t *Transport }
+// dataHandler passes the association's events to the connection's Events,
+// once ready is closed.
+type dataHandler struct {
+	t     *Transport
+	ready chan struct{}
+}
 
 func (h dataHandler) events() media.DataEvents {
 	ev, _ := h.t.ev.(media.DataEvents)
@@ -118,18 +135,21 @@ func (h dataHandler) events() media.DataEvents {
 }
 
 func (h dataHandler) Opened(ch *datachan.Channel) {
+	<-h.ready
 	if ev := h.events(); ev != nil {
 		ev.DataOpen(ch.Label())
 	}
 }
 
 func (h dataHandler) Message(ch *datachan.Channel, msg []byte, binary bool) {
+	<-h.ready
 	if ev := h.events(); ev != nil {
 		ev.DataMessage(ch.Label(), msg, binary)
 	}
 }
 
 func (h dataHandler) Closed(ch *datachan.Channel) {
+	<-h.ready
 	if ev := h.events(); ev != nil && !h.t.isClosed() {
 		ev.DataClosed(ch.Label())
 	}

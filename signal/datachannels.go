@@ -340,6 +340,8 @@ func (c *Conn) dataRemote(o *jsep.Offer, a *jsep.Answer) *media.DataRemote {
 			r.Channels = append(r.Channels, media.DataChannel{
 				Label: l.label, Protocol: l.protocol, Unordered: l.unordered,
 				MaxPacketLifeTime: l.maxPacketLifeTime, MaxRetransmits: l.maxRetransmits,
+				// The SDK only listens on notify and push.
+				SendOnly: l.label == labelNotify || l.label == labelPush,
 			})
 		}
 		return r
