@@ -436,6 +436,12 @@ func TestDataChannelSignalingOutlivesWebSocket(t *testing.T) {
 		defer p.mu.Unlock()
 		return p.dcReoff >= 1 && p.tracks == 2
 	})
+	// The publisher (no DataChannels) released DTLS on its first SRTP; the
+	// DataChannel connections keep theirs for SCTP, whatever they send.
+	waitFor(t, "the publisher's DTLS released", 10*time.Second, func() bool { return n.Media().Stats().DTLSReleased == 1 })
+	if st := n.Media().Stats(); st.DTLSReleased != 1 || st.DataChannels.Associations != 2 {
+		t.Errorf("DTLS released %d, associations %d", st.DTLSReleased, st.DataChannels.Associations)
+	}
 	pubID := pub.offer.ConnectionID
 	pub.disconnect()
 	waitFor(t, "connection.destroyed on the notify DataChannel", 10*time.Second, func() bool {

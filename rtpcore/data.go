@@ -3,6 +3,7 @@ package rtpcore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 
@@ -134,8 +135,20 @@ func (h dataHandler) events() media.DataEvents {
 	return ev
 }
 
+// contain keeps a bug in the code an event runs (the signaling's) from
+// taking the node down: the panic is logged and counted, and the
+// transport fails with INTERNAL-ERROR, closing its connection.
+func (h dataHandler) contain() {
+	if v := recover(); v != nil {
+		h.t.e.stats.Panics.Add(1)
+		h.t.e.cfg.Log.Error("DataChannel event panicked", "connection_id", h.t.id, "panic", fmt.Sprint(v))
+		go h.t.fail("INTERNAL-ERROR") // not here: Close waits for this reader
+	}
+}
+
 func (h dataHandler) Opened(ch *datachan.Channel) {
 	<-h.ready
+	defer h.contain()
 	if ev := h.events(); ev != nil {
 		ev.DataOpen(ch.Label())
 	}
@@ -143,6 +156,7 @@ func (h dataHandler) Opened(ch *datachan.Channel) {
 
 func (h dataHandler) Message(ch *datachan.Channel, msg []byte, binary bool) {
 	<-h.ready
+	defer h.contain()
 	if ev := h.events(); ev != nil {
 		ev.DataMessage(ch.Label(), msg, binary)
 	}
@@ -150,6 +164,7 @@ func (h dataHandler) Message(ch *datachan.Channel, msg []byte, binary bool) {
 
 func (h dataHandler) Closed(ch *datachan.Channel) {
 	<-h.ready
+	defer h.contain()
 	if ev := h.events(); ev != nil && !h.t.isClosed() {
 		ev.DataClosed(ch.Label())
 	}

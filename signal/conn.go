@@ -702,8 +702,11 @@ func (c *Conn) Connected() {
 func (c *Conn) Failed(reason string) {
 	c.hub.stats.MediaFailed.Add(1)
 	code := CodeTimeout
-	if reason == ErrDTLSFailed.Reason {
+	switch reason {
+	case ErrDTLSFailed.Reason:
 		code = CodeBadRequest
+	case ErrInternal.Reason:
+		code = ErrInternal.Code // a bug contained in the media path
 	}
 	c.requestClose(&CloseError{Code: code, Reason: reason})
 }

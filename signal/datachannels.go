@@ -359,7 +359,7 @@ func (c *Conn) DataOpen(label string) {
 		return
 	}
 	if l.messaging() && l.receives() {
-		c.hub.relayOpened(c)
+		c.hub.relayChanged(c)
 	}
 	if int(d.opened.Add(1)) == len(d.labels) {
 		c.switchToDataChannels()
@@ -389,7 +389,7 @@ func (c *Conn) DataClosed(label string) {
 		return
 	}
 	if l.messaging() {
-		c.hub.relayOpened(c)
+		c.hub.relayChanged(c)
 	}
 	if label == labelSignaling {
 		c.requestClose(ErrDataChannelClosed)

@@ -25,9 +25,9 @@ import (
 // relayIndex lists, per messaging label, the connections sent to on it.
 type relayIndex map[string][]*Conn
 
-// relayOpened rebuilds the relay index of c's channel after one of c's
+// relayChanged rebuilds the relay index of c's channel after one of c's
 // messaging labels opened or closed.
-func (h *Hub) relayOpened(c *Conn) {
+func (h *Hub) relayChanged(c *Conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if c.ch != nil && !c.left {
