@@ -801,3 +801,35 @@ func TestDataChannelRPC(t *testing.T) {
 		}
 	}
 }
+
+// TestDataChannelsKeepDTLS: a publisher without DataChannels releases DTLS
+// on its first SRTP (the idle memory budget, BENCHMARKS.md); a publisher
+// with DataChannels sends SRTP too but keeps DTLS, and its DataChannels
+// still carry messages afterwards.
+func TestDataChannelsKeepDTLS(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = 10 * time.Second })
+	chat := []any{map[string]any{"label": "#chat", "direction": "sendrecv"}}
+	m := newDCPeer(t, n, "keep", "sendonly", messagingConnect(map[string]any{"label": "#chat", "direction": "sendrecv"}))
+	a1, v1 := newSource(t, webrtc.RTPCodecTypeAudio), newSource(t, webrtc.RTPCodecTypeVideo)
+	plain := newPionPeer(t, n, pionAPI(t, webrtc.DTLSRoleClient), "keep", "sendonly", a1.track, v1.track)
+	a2, v2 := newSource(t, webrtc.RTPCodecTypeAudio), newSource(t, webrtc.RTPCodecTypeVideo)
+	withDC := newDCPeer(t, n, "keep", "sendonly", map[string]any{"data_channels": chat}, a2.track, v2.track)
+	plain.waitConnected(n)
+	m.waitSwitched()
+	withDC.waitSwitched()
+	const packets = 50
+	for range packets {
+		for _, s := range []*source{a1, v1, a2, v2} {
+			s.send(t)
+		}
+	}
+	// More than one publisher's worth of packets: both have sent SRTP.
+	waitFor(t, "SRTP from both publishers", 10*time.Second, func() bool {
+		return n.Media().Stats().ReceivedRTP > 2*packets && n.Media().Stats().DTLSReleased >= 1
+	})
+	withDC.send("#chat", "after my SRTP", false)
+	waitFor(t, "the DataChannel message after SRTP", 10*time.Second, func() bool { return len(m.received("#chat")) == 1 })
+	if st := n.Media().Stats(); st.DTLSReleased != 1 || st.DataChannels.Associations != 2 {
+		t.Errorf("DTLS released %d (want only the plain publisher's), associations %d", st.DTLSReleased, st.DataChannels.Associations)
+	}
+}
