@@ -51,35 +51,7 @@ func dcPeer(url, channel, role string, audioVideo bool, labels []map[string]any,
 
 // joinDC connects n DataChannel clients, at most concurrency at once.
 func joinDC(n, concurrency int, join func(i int) (*loadpeer.Peer, error)) ([]*loadpeer.Peer, error) {
-	peers := make([]*loadpeer.Peer, n)
-	errs := make(chan error, n)
-	sem := make(chan struct{}, concurrency)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			p, err := join(i)
-			if err != nil {
-				errs <- err
-				return
-			}
-			peers[i] = p
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		for _, p := range peers {
-			if p != nil {
-				p.Close()
-			}
-		}
-		return nil, err
-	}
-	return peers, nil
+	return JoinAll(n, concurrency, join, (*loadpeer.Peer).Close)
 }
 
 // relayReceiver records what one receiver got: sequence numbers and the

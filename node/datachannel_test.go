@@ -196,20 +196,13 @@ func (p *dcPeer) sendSignaling(v any) {
 	_ = dc.SendText(string(b))
 }
 
-func (p *dcPeer) reanswer(sdp string) {
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+func (p *dcPeer) reanswer(offer string) {
+	sdp, err := answerOffer(p.pc, offer)
+	if err != nil {
 		p.t.Errorf("re-offer: %v", err)
 		return
 	}
-	ans, err := p.pc.CreateAnswer(nil)
-	if err == nil {
-		err = p.pc.SetLocalDescription(ans)
-	}
-	if err != nil {
-		p.t.Errorf("re-answer: %v", err)
-		return
-	}
-	p.sendSignaling(map[string]string{"type": "re-answer", "sdp": ans.SDP})
+	p.sendSignaling(map[string]string{"type": "re-answer", "sdp": sdp})
 }
 
 func (p *dcPeer) wsLoop() {

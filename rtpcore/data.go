@@ -1,7 +1,6 @@
 package rtpcore
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -21,15 +20,8 @@ import (
 // channels. It runs on its own goroutine: the SCTP handshake waits for the
 // peer.
 func (t *Transport) startData(conn net.Conn, dtlsClient bool) {
-	ctx, cancel := context.WithTimeout(t.e.ctx, t.e.cfg.FailedTimeout)
+	ctx, cancel := t.handshakeContext()
 	defer cancel()
-	go func() {
-		select {
-		case <-t.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	maxRemote := t.data.MaxMessageSize
 	switch {
 	case maxRemote < 0:

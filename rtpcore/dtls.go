@@ -56,15 +56,8 @@ func (t *Transport) startDTLSClient() {
 // handshake runs the DTLS handshake (server, or client when asClient) and
 // installs the SRTP contexts.
 func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
-	ctx, cancel := context.WithTimeout(t.e.ctx, t.e.cfg.FailedTimeout)
+	ctx, cancel := t.handshakeContext()
 	defer cancel()
-	go func() {
-		select {
-		case <-t.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	ad := chanconn.New(t.dtlsIn, t.dtlsStop, t.e.addr, t.remote, func(p []byte, to netip.AddrPort) error {
 		io := t.io.Load()
 		if io == nil {
@@ -150,6 +143,20 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	if t.ev != nil {
 		t.ev.Connected()
 	}
+}
+
+// handshakeContext bounds a handshake (DTLS, SCTP) by the failed timeout
+// and ends it when the transport closes.
+func (t *Transport) handshakeContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(t.e.ctx, t.e.cfg.FailedTimeout)
+	go func() {
+		select {
+		case <-t.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // releaseDTLS ends pion's DTLS goroutines (its record reader, handshake
