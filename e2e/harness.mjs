@@ -211,3 +211,21 @@ export async function waitFor(what, ms, cond) {
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}: ${JSON.stringify(last)}`);
 }
+
+// startEnv starts what a test file needs into env: a node (with
+// extraArgs), the page server and the browser; what started is in env even
+// if a later step throws. stopEnv stops them and returns the node's exit
+// code (0 after SIGTERM).
+export async function startEnv(env, extraArgs = []) {
+  env.hayate = await startHayate(extraArgs);
+  env.pages = await startPageServer();
+  env.browser = await launchBrowser();
+  return env;
+}
+
+export async function stopEnv(env) {
+  if (!env) return 0;
+  if (env.browser) await env.browser.close();
+  if (env.pages) await env.pages.close();
+  return env.hayate ? await env.hayate.stop() : 0;
+}

@@ -3,24 +3,18 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  PATIENCE, startHayate, startPageServer, launchBrowser, openClient, connect, mediaState, disconnect, waitFor,
+  PATIENCE, startEnv, stopEnv, openClient, connect, mediaState, disconnect, waitFor,
 } from "./harness.mjs";
 
+const env = {};
 let hayate, pages, browser;
 
 before(async () => {
-  hayate = await startHayate();
-  pages = await startPageServer();
-  browser = await launchBrowser();
+  ({ hayate, pages, browser } = await startEnv(env));
 });
 
 after(async () => {
-  if (browser) await browser.close();
-  if (pages) await pages.close();
-  if (hayate) {
-    const code = await hayate.stop();
-    assert.equal(code, 0, "hayate exits 0 on SIGTERM");
-  }
+  assert.equal(await stopEnv(env), 0, "hayate exits 0 on SIGTERM");
 });
 
 // Every remote stream of a page, with its tracks by kind.

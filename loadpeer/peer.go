@@ -67,6 +67,11 @@ type Options struct {
 	// AnswerFingerprint, if set, is put in the answer instead of the
 	// certificate's real fingerprint (to test that the server checks it).
 	AnswerFingerprint string
+	// DataChannels runs SCTP over DTLS once it is up and accepts the
+	// channels the server opens (data.go); OnData receives their messages
+	// (msg is valid during the call, on the channel's reader goroutine).
+	DataChannels bool
+	OnData       func(label string, msg []byte, binary bool)
 }
 
 // Peer is one connected client.
@@ -105,6 +110,7 @@ type Peer struct {
 	sigClose *sigclient.Closed
 	sigDone  chan struct{}
 	reoffers []string
+	data     *dataState
 }
 
 // Errors of a peer.
@@ -197,6 +203,11 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 		p.sigMu.Unlock()
 		p.Close()
 		return nil, &AdmittedError{ConnectionID: p.Offer.ConnectionID, Err: err, Closed: closed}
+	}
+	if opt.DataChannels {
+		if err := p.startData(ctx); err != nil {
+			return fail(err)
+		}
 	}
 	p.wg.Add(1)
 	go p.consentLoop()
@@ -583,6 +594,9 @@ func (p *Peer) Disconnect(timeout time.Duration) (*sigclient.Closed, error) {
 func (p *Peer) Close() {
 	p.once.Do(func() {
 		close(p.closed)
+		if p.data != nil {
+			p.data.assoc.Close() // closes the DTLS connection too
+		}
 		if p.dconn != nil {
 			p.dconn.Close()
 		}

@@ -81,6 +81,14 @@ type StatsReport struct {
 	Cluster map[string]any `json:"cluster,omitempty"`
 	Error   ErrorCounts    `json:"error"`
 
+	// SCTP over every DataChannel association, with Sora's names
+	// (sora_exporter's sctp metrics), and the DataChannel counters.
+	SCTPPacketsIn  uint64                  `json:"total_received_sctp"`
+	SCTPBytesIn    uint64                  `json:"total_received_sctp_byte_size"`
+	SCTPPacketsOut uint64                  `json:"total_sent_sctp"`
+	SCTPBytesOut   uint64                  `json:"total_sent_sctp_byte_size"`
+	DataChannels   signal.DataChannelStats `json:"data_channels"`
+
 	Media   rtpcore.StatsSnapshot `json:"media"`
 	Runtime RuntimeStats          `json:"runtime"`
 }
@@ -130,6 +138,9 @@ func (n *Node) StatsReport() any {
 		Media:     n.media.Stats(), Runtime: runtimeStats(),
 		Error: ErrorCounts{SignalingError: s.SignalingErrors.Load()},
 	}
+	r.SCTPPacketsIn, r.SCTPBytesIn = r.Media.SCTPPacketsIn, r.Media.SCTPBytesIn
+	r.SCTPPacketsOut, r.SCTPBytesOut = r.Media.SCTPPacketsOut, r.Media.SCTPBytesOut
+	r.DataChannels = s.DataChannels()
 	if n.cl != nil {
 		r.Cluster = n.cl.c.RaftStats()
 		r.Cluster["cluster_node_name"] = n.cl.c.Name()

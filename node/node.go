@@ -87,6 +87,7 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		Addr:    netip.AddrPortFrom(cfg.IPv4Address, uint16(cfg.MediaPort)),
 		Sockets: cfg.MediaSockets, Backend: cfg.MediaBackend, Certificate: c.TLS, Fingerprint: c.Fingerprint,
 		FailedTimeout: cfg.ICEConnectionStateFailedTimeout, Log: log,
+		DataMaxMessageSize: cfg.DataChannelMaxMessageSize, DataQueueBytes: cfg.DataChannelQueueBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("media_port: %w", err)
@@ -105,7 +106,11 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		DefaultVideoCodecType: cfg.DefaultVideoCodecType, DefaultAudioCodecType: cfg.DefaultAudioCodecType,
 		IgnoreSessionVanished: cfg.IgnoreSessionVanishedWebhook,
 		MaxConnections:        cfg.MaxConnections, MaxChannelConnections: cfg.MaxChannelConnections,
-		MaxPending: cfg.MaxPendingConnections,
+		MaxPending:           cfg.MaxPendingConnections,
+		DataChannelSignaling: cfg.DataChannelSignaling, IgnoreDisconnectWebSocket: cfg.IgnoreDisconnectWebSocket,
+		DataChannelRPC: cfg.DataChannelRPC, DataChannelCloseMessage: cfg.DataChannelSignalingCloseMessage,
+		DataChannelMaxMessageSize:    cfg.DataChannelMaxMessageSize,
+		DataChannelMessagesPerSecond: cfg.DataChannelMessagesPerSecond,
 	}
 	hooks := signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}
 	apiOpt := control.Options{CORSOrigin: cfg.APICORSOrigin, Token: cfg.APIToken}

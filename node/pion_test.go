@@ -132,23 +132,28 @@ func (p *pionPeer) signalLoop() {
 		if m.Type != "re-offer" {
 			continue
 		}
-		if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
-			p.t.Errorf("re-offer: %v", err)
-			return
-		}
-		ans, err := p.pc.CreateAnswer(nil)
-		if err == nil {
-			err = p.pc.SetLocalDescription(ans)
-		}
+		sdp, err := answerOffer(p.pc, m.SDP)
 		if err != nil {
-			p.t.Errorf("re-answer: %v", err)
+			p.t.Errorf("re-offer: %v", err)
 			return
 		}
 		p.mu.Lock()
 		p.reoffers++
 		p.mu.Unlock()
-		_ = p.sig.SendJSON(map[string]string{"type": "re-answer", "sdp": ans.SDP})
+		_ = p.sig.SendJSON(map[string]string{"type": "re-answer", "sdp": sdp})
 	}
+}
+
+// answerOffer applies a (re-)offer and returns the answer's SDP.
+func answerOffer(pc *webrtc.PeerConnection, offer string) (string, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", err
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(ans)
+	}
+	return ans.SDP, err
 }
 
 func (p *pionPeer) read(tr *webrtc.TrackRemote) {

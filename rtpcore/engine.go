@@ -36,6 +36,7 @@ import (
 
 	"github.com/pion/srtp/v3"
 
+	"github.com/hayate-sfu/hayate/datachan"
 	"github.com/hayate-sfu/hayate/ice"
 	"github.com/hayate-sfu/hayate/ids"
 	"github.com/hayate-sfu/hayate/media"
@@ -61,7 +62,12 @@ type Config struct {
 	// kernel allows it, else epoll; the default), BackendEpoll or
 	// BackendIOUring.
 	Backend string
-	Log     *slog.Logger
+	// DataMaxMessageSize is the largest DataChannel message accepted (our
+	// a=max-message-size) and DataQueueBytes the bound on a transport's
+	// queued DataChannel bytes (data.go).
+	DataMaxMessageSize int
+	DataQueueBytes     int
+	Log                *slog.Logger
 }
 
 // Engine is the media path of a node; it implements media.Engine.
@@ -77,6 +83,7 @@ type Engine struct {
 
 	stats  Stats
 	live   stallLog
+	dc     datachan.Counters
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -152,6 +159,9 @@ func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 	if len(ios) == 0 {
 		return nil, errors.New("rtpcore: no socket")
 	}
+	if cfg.DataMaxMessageSize <= 0 {
+		cfg.DataMaxMessageSize = datachan.DefaultRemoteMaxMessageSize
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		cfg: cfg, addr: netip.AddrPortFrom(cfg.Addr.Addr(), ios[0].LocalAddr().Port()),
@@ -188,6 +198,7 @@ func (e *Engine) Stats() StatsSnapshot {
 	}
 	snap.NodeStalls = e.live.stalls.Load()
 	snap.LongestNodeStallMs = time.Duration(e.live.longest.Load()).Milliseconds()
+	snap.addData(&e.dc)
 	snap.Profiles = map[string]int{}
 	e.mu.RLock()
 	snap.Transports = len(e.transports)

@@ -1,6 +1,10 @@
 package rtpcore
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/hayate-sfu/hayate/datachan"
+)
 
 // Stats are media counters. Each shard has its own (written by its loop
 // only, so the atomics are uncontended); the engine has one for what
@@ -87,6 +91,38 @@ type StatsSnapshot struct {
 	Addresses int `json:"addresses"`
 	// Profiles counts connected transports by SRTP protection profile.
 	Profiles map[string]int `json:"srtp_profiles"`
+	// SCTP packets and bytes over every DataChannel association, with
+	// Sora's names (sora_exporter reads them at the top level of
+	// GetStatsReport, where the node copies them).
+	SCTPPacketsIn  uint64 `json:"total_received_sctp"`
+	SCTPBytesIn    uint64 `json:"total_received_sctp_byte_size"`
+	SCTPPacketsOut uint64 `json:"total_sent_sctp"`
+	SCTPBytesOut   uint64 `json:"total_sent_sctp_byte_size"`
+	// DataChannels are the DataChannel counters of the media path.
+	DataChannels DataStats `json:"data_channels"`
+}
+
+// DataStats are the media path's DataChannel counters.
+type DataStats struct {
+	Associations     int64             `json:"associations"`
+	MessagesReceived uint64            `json:"total_received_messages"`
+	MessagesSent     uint64            `json:"total_sent_messages"`
+	Dropped          map[string]uint64 `json:"dropped"`
+}
+
+// addData adds the DataChannel counters.
+func (a *StatsSnapshot) addData(c *datachan.Counters) {
+	a.SCTPPacketsIn, a.SCTPBytesIn = c.PacketsIn.Load(), c.BytesIn.Load()
+	a.SCTPPacketsOut, a.SCTPBytesOut = c.PacketsOut.Load(), c.BytesOut.Load()
+	a.DataChannels = DataStats{
+		Associations: c.Associations.Load(), MessagesReceived: c.MessagesIn.Load(), MessagesSent: c.MessagesOut.Load(),
+		Dropped: map[string]uint64{
+			"too_large":       c.DropTooLarge.Load(),
+			"bad_dcep":        c.DropBadDCEP.Load(),
+			"unknown_ppid":    c.DropUnknownPPID.Load(),
+			"refused_streams": c.RefusedStreams.Load(),
+		},
+	}
 }
 
 func (s *Stats) snapshot() StatsSnapshot {

@@ -12,6 +12,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 
+	"github.com/hayate-sfu/hayate/datachan"
 	"github.com/hayate-sfu/hayate/ice"
 	"github.com/hayate-sfu/hayate/ids"
 	"github.com/hayate-sfu/hayate/media"
@@ -73,6 +74,13 @@ type Transport struct {
 	// certRejected: the peer's certificate did not match a=fingerprint.
 	certRejected atomic.Bool
 
+	// DataChannels (data.go): data is the peer's m=application, written by
+	// the first Start before started is closed; assoc (guarded by connMu)
+	// and channels exist once SCTP is up.
+	data     *media.DataRemote
+	assoc    *datachan.Association
+	channels atomic.Pointer[map[string]*datachan.Channel]
+
 	// Receive side, guarded by rmu.
 	rmu   sync.Mutex
 	dec   *srtp.Context
@@ -122,6 +130,7 @@ func (t *Transport) Start(r media.Remote) error {
 	t.agent.SetRemoteUfrag(r.Ufrag)
 	if t.state.CompareAndSwap(stOpen, stStarted) {
 		t.remoteFP = r.Fingerprint
+		t.data = r.Data
 		t.dtlsClient.Store(r.DTLSClient)
 		t.startedAt.Store(time.Now().UnixNano())
 		close(t.started)
@@ -254,10 +263,13 @@ func (t *Transport) Close() {
 		t.ready.Store(false)
 		close(t.closed)
 		t.connMu.Lock()
-		if t.dtlsConn != nil {
-			t.dtlsConn.Close() // sends close_notify: the peer tears down at once
-		}
+		assoc, conn := t.assoc, t.dtlsConn
 		t.connMu.Unlock()
+		if assoc != nil {
+			assoc.Close() // closes the DTLS connection under it too
+		} else if conn != nil {
+			conn.Close() // sends close_notify: the peer tears down at once
+		}
 		t.dtlsStopOnce.Do(func() { close(t.dtlsStop) })
 		for _, pt := range *t.sources.Load() {
 			pt.removeDown(t)

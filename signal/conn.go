@@ -76,6 +76,10 @@ type Conn struct {
 	// routed: the cluster chose this node for the channel.
 	routed bool
 
+	// dc is the DataChannel state (datachannels.go); nil without
+	// DataChannel signaling. Set while connecting.
+	dc *dcConn
+
 	// Guarded by hub.mu.
 	pendingCounted       bool
 	left                 bool
@@ -212,12 +216,17 @@ func (c *Conn) serve() {
 	})
 	reason := c.readLoop()
 	answerTimer.Stop()
-	c.requestClose(closeErr(CodeNormal, ""))
-	<-c.w.finished
-	if c.drainFirst {
-		c.closeSocket()
-	} else {
-		c.nc.Close()
+	switch {
+	case c.dc != nil && c.dc.detached.Load():
+		reason = c.liveOnDataChannels()
+	default:
+		c.requestClose(closeErr(CodeNormal, ""))
+		<-c.w.finished
+		if c.drainFirst {
+			c.closeSocket()
+		} else {
+			c.nc.Close()
+		}
 	}
 	c.hub.mu.Lock()
 	if c.endReason == "" {
@@ -274,6 +283,9 @@ func (c *Conn) connect() *CloseError {
 		if e := c.authenticate(cm); e != nil {
 			return e
 		}
+	}
+	if !c.audio && !c.video && c.dc == nil {
+		return ErrNoMedia // the auth webhook turned DataChannel signaling off
 	}
 	if e := c.closeRequested(); e != nil {
 		return e
@@ -349,7 +361,11 @@ func (c *Conn) applyConnect(cm *connectMessage) *CloseError {
 		return cerr
 	}
 	c.audio, c.video = audio.Enabled, video.Enabled
-	if !c.audio && !c.video {
+	if e := c.applyDataChannels(cm); e != nil {
+		return e
+	}
+	// A connection with no media must have DataChannels (Sora.messaging()).
+	if !c.audio && !c.video && c.dc == nil {
 		return ErrNoMedia
 	}
 	if c.audio {
@@ -433,7 +449,7 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	if m := nonNull(d.SignalingNotifyMetadata); m != nil {
 		c.notifyMetadata = m
 	}
-	return nil
+	return c.applyDataChannelPayouts(d.DataChannelSignaling, d.IgnoreDisconnectWebsocket, d.DataChannels)
 }
 
 // authRequest is the auth webhook body (spec: sora-protocol.md 3.2).
@@ -463,6 +479,7 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 		VideoCodecType            string          `json:"video_codec_type,omitempty"`
 		DataChannelSignaling      bool            `json:"data_channel_signaling"`
 		IgnoreDisconnectWebsocket bool            `json:"ignore_disconnect_websocket"`
+		DataChannels              json.RawMessage `json:"data_channels,omitempty"`
 		Metadata                  json.RawMessage `json:"metadata,omitempty"`
 		SoraClient                string          `json:"sora_client,omitempty"`
 		Redirect                  bool            `json:"redirect,omitempty"`
@@ -480,6 +497,9 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 	}
 	if c.video {
 		r.VideoCodecType = c.videoCodec.Type()
+	}
+	if c.dc != nil {
+		r.DataChannelSignaling, r.IgnoreDisconnectWebsocket, r.DataChannels = true, c.dc.ignoreWS, c.dc.connectRaw
 	}
 	return r
 }
@@ -549,6 +569,9 @@ func (c *Conn) ended(err error) string {
 	c.drainFirst = errors.As(err, &ce)
 	if e := c.closeRequested(); e != nil {
 		return e.Reason
+	}
+	if !c.drainFirst && c.detach() {
+		return "" // the connection lives on its DataChannels
 	}
 	if c.drainFirst {
 		c.hub.stats.SignalingErrors.Add(1)
@@ -634,7 +657,8 @@ func (c *Conn) handleAnswer(typ string, msg []byte) *CloseError {
 	}
 	// Every answer carries the client's ICE credentials; new ones in a
 	// re-answer are a client-side ICE restart (RFC 8839 §4.4.1.1.1).
-	if err := c.tr.Start(media.Remote{Ufrag: a.Ufrag, Pwd: a.Pwd, Fingerprint: a.Fingerprint, DTLSClient: a.Setup == "passive"}); err != nil {
+	if err := c.tr.Start(media.Remote{Ufrag: a.Ufrag, Pwd: a.Pwd, Fingerprint: a.Fingerprint, DTLSClient: a.Setup == "passive",
+		Data: c.dataRemote(o, a)}); err != nil {
 		return ErrServerShutdown
 	}
 	h.answered(c, o, a)
@@ -670,6 +694,7 @@ func (c *Conn) offerMessage() outFrame {
 	if c.video {
 		add(jsep.Video, c.videoCodec, dir)
 	}
+	c.addDataSection(o)
 	c.offer = o
 	offerExistingLocked(c)
 	c.sent = o.Clone()
@@ -681,6 +706,7 @@ func (c *Conn) offerMessage() outFrame {
 	if len(mids) > 0 {
 		m.Mid = mids
 	}
+	c.dc.fillOffer(&m)
 	b, err := json.Marshal(m)
 	if err != nil {
 		panic("signal: offer does not marshal: " + err.Error())
@@ -699,8 +725,11 @@ func (c *Conn) Connected() {
 func (c *Conn) Failed(reason string) {
 	c.hub.stats.MediaFailed.Add(1)
 	code := CodeTimeout
-	if reason == ErrDTLSFailed.Reason {
+	switch reason {
+	case ErrDTLSFailed.Reason:
 		code = CodeBadRequest
+	case ErrInternal.Reason:
+		code = ErrInternal.Code // a bug contained in the media path
 	}
 	c.requestClose(&CloseError{Code: code, Reason: reason})
 }

@@ -60,6 +60,18 @@ type Settings struct {
 	MaxConnections        int
 	MaxChannelConnections int
 	MaxPending            int
+
+	// DataChannels (datachannels.go): the defaults when connect leaves
+	// data_channel_signaling and ignore_disconnect_websocket out, whether
+	// to open `rpc`, whether a detached connection is told why it ends,
+	// the largest message, and the messages a connection may send a
+	// second (0: no limit).
+	DataChannelSignaling         bool
+	IgnoreDisconnectWebSocket    bool
+	DataChannelRPC               bool
+	DataChannelCloseMessage      bool
+	DataChannelMaxMessageSize    int
+	DataChannelMessagesPerSecond int
 }
 
 // Authenticator calls the auth webhook.
@@ -153,6 +165,8 @@ type channel struct {
 	peak      int
 	total     int
 	history   []sessionConnection
+	// relay lists the receivers of each messaging label (messaging.go).
+	relay atomic.Pointer[relayIndex]
 }
 
 // maxSessionHistory bounds the connection list kept for session.destroyed.
@@ -417,6 +431,9 @@ func (h *Hub) leave(c *Conn) {
 			ch.members = append(ch.members[:i], ch.members[i+1:]...)
 			break
 		}
+	}
+	if c.dc != nil {
+		h.rebuildRelayLocked(ch)
 	}
 	delete(h.conns, c.id)
 	h.admitted.Store(int64(len(h.conns)))

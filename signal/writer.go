@@ -111,8 +111,13 @@ func (c *Conn) requestClose(e *CloseError) {
 	if first {
 		c.closeErr = e
 	}
+	detached := c.dc != nil && c.dc.detached.Load()
 	c.closeMu.Unlock()
 	if !first {
+		return
+	}
+	if detached {
+		c.closeDetached(e) // no WebSocket left: the DataChannels carry the close
 		return
 	}
 	if !c.live.Load() {
@@ -187,6 +192,9 @@ func (h *Hub) keepalive() {
 		}
 		h.mu.Unlock()
 		for _, c := range conns {
+			if c.dc != nil && c.dc.detached.Load() {
+				continue // no WebSocket to ping; ICE consent tells liveness
+			}
 			if !late && now.Sub(time.Unix(0, c.lastPong.Load())) > h.set.PongTimeout {
 				c.requestClose(ErrPongTimeout)
 				continue
