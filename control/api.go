@@ -34,6 +34,7 @@ type Backend interface {
 	ListConnections(channelID string) []signal.ConnectionInfo
 	DisconnectChannel(channelID string, reason json.RawMessage) error
 	DisconnectConnection(channelID, connectionID string, reason json.RawMessage) error
+	RequestRid(channelID, receiverID, senderID, rid string, reset bool) error
 	StatsReport() any
 }
 
@@ -77,6 +78,9 @@ func New(b Backend, opt Options, log *slog.Logger) *API {
 		"Sora_20151104.DisconnectChannel":      a.disconnectChannel,
 		"Sora_20151104.DisconnectConnection":   a.disconnectConnection,
 		"Sora_20171010.GetStatsReport":         a.getStatsReport,
+		"Sora_20201005.RequestRtpStream":       a.requestRtpStream,
+		"Sora_20201005.ResetRtpStream":         a.resetRtpStream,
+		"Sora_20251210.RequestSimulcastRid":    a.requestSimulcastRid,
 		"Sora_20221221.InitCluster":            a.initCluster,
 		"Sora_20211215.RegisterClusterNode":    a.registerClusterNode,
 		"Sora_20211215.ListClusterNodes":       a.listClusterNodes,
@@ -302,6 +306,8 @@ func (a *API) getStatsReport(context.Context, params) (any, error) {
 
 func notFound(err error) error {
 	switch {
+	case errors.Is(err, signal.ErrInvalidRid):
+		return wrapped{errInvalidParameter, `parameter "rid" must be none, r0, r1, r2 or auto`}
 	case errors.Is(err, signal.ErrChannelNotFound):
 		return errChannelNotFound
 	case errors.Is(err, signal.ErrConnectionNotFound):

@@ -25,7 +25,8 @@ func (buggy) DisconnectChannel(string, json.RawMessage) error {
 func (buggy) DisconnectConnection(string, string, json.RawMessage) error {
 	panic("disconnect connection")
 }
-func (buggy) StatsReport() any { panic("stats") }
+func (buggy) StatsReport() any                                      { panic("stats") }
+func (buggy) RequestRid(string, string, string, string, bool) error { panic("rid") }
 
 // TestPanicContained: a bug in an operation answers 500 INTERNAL-ERROR
 // with no detail, logs the panic's value without a stack trace, and the

@@ -30,6 +30,7 @@ type pionPeer struct {
 	received map[webrtc.RTPCodecType]map[uint16][]byte // payload by sequence number
 	tracks   int
 	reoffers int
+	notifies []map[string]any
 	done     chan struct{}
 	closed   *sigclient.Closed
 }
@@ -44,11 +45,7 @@ func pionAPI(t *testing.T, role webrtc.DTLSRole, profiles ...dtls.SRTPProtection
 	must(t, m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeVP8, ClockRate: 90000,
 		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}, PayloadType: 96}, webrtc.RTPCodecTypeVideo))
-	s := webrtc.SettingEngine{}
-	s.SetIncludeLoopbackCandidate(true)
-	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	s := pionSettings()
 	if len(profiles) > 0 {
 		s.SetSRTPProtectionProfiles(profiles...)
 	}
@@ -56,6 +53,17 @@ func pionAPI(t *testing.T, role webrtc.DTLSRole, profiles ...dtls.SRTPProtection
 		must(t, s.SetAnsweringDTLSRole(role))
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s))
+}
+
+// pionSettings keeps a pion client on loopback (DESIGN.md, "Testing with
+// real clients").
+func pionSettings() webrtc.SettingEngine {
+	s := webrtc.SettingEngine{}
+	s.SetIncludeLoopbackCandidate(true)
+	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return s
 }
 
 func must(t testing.TB, err error) {
@@ -69,11 +77,18 @@ func must(t testing.TB, err error) {
 // the local tracks a sending role attaches before answering.
 func newPionPeer(t *testing.T, n *Node, api *webrtc.API, channel, role string, publish ...webrtc.TrackLocal) *pionPeer {
 	t.Helper()
+	msg := connectMsg(channel, role)
+	msg["video"] = map[string]any{"codec_type": "VP8"}
+	return newPionPeerMsg(t, n, api, msg, nil, publish...)
+}
+
+// newPionPeerMsg is newPionPeer with its connect message; onTrack, if
+// set, reads each remote track instead of the recording reader.
+func newPionPeerMsg(t *testing.T, n *Node, api *webrtc.API, msg map[string]any, onTrack func(*webrtc.TrackRemote), publish ...webrtc.TrackLocal) *pionPeer {
+	t.Helper()
 	p := &pionPeer{t: t, received: map[webrtc.RTPCodecType]map[uint16][]byte{
 		webrtc.RTPCodecTypeAudio: {}, webrtc.RTPCodecTypeVideo: {}}, done: make(chan struct{})}
 	p.sig = dial(t, n)
-	msg := connectMsg(channel, role)
-	msg["video"] = map[string]any{"codec_type": "VP8"}
 	o, err := p.sig.Connect(msg, soon())
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -87,6 +102,10 @@ func newPionPeer(t *testing.T, n *Node, api *webrtc.API, channel, role string, p
 		p.mu.Lock()
 		p.tracks++
 		p.mu.Unlock()
+		if onTrack != nil {
+			go onTrack(tr)
+			return
+		}
 		go p.read(tr)
 	})
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
@@ -129,6 +148,13 @@ func (p *pionPeer) signalLoop() {
 			SDP  string `json:"sdp"`
 		}
 		_ = json.Unmarshal(msg, &m)
+		if m.Type == "notify" {
+			var n map[string]any
+			_ = json.Unmarshal(msg, &n)
+			p.mu.Lock()
+			p.notifies = append(p.notifies, n)
+			p.mu.Unlock()
+		}
 		if m.Type != "re-offer" {
 			continue
 		}

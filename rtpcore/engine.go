@@ -183,6 +183,9 @@ func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 	return e, nil
 }
 
+// now is the wall time in ns (the packet path uses its batch's time).
+func (e *Engine) now() int64 { return time.Now().UnixNano() }
+
 // Fingerprint implements media.Engine.
 func (e *Engine) Fingerprint() string { return e.cfg.Fingerprint }
 

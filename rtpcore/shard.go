@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/ice"
+	"github.com/hayate-sfu/hayate/packetcache"
 )
 
 // shard is one socket and the goroutine that serves it.
@@ -33,6 +34,8 @@ type shard struct {
 	// the end of the batch (forwardPending).
 	pending  [recvBatch]pendingPacket
 	npending int
+	// scratch holds a cached packet being retransmitted.
+	scratch [packetcache.SlotSize]byte
 }
 
 func newShard(e *Engine, id int, io PacketIO) *shard {

@@ -28,12 +28,20 @@ type Stats struct {
 	DTLSFailures   atomic.Uint64
 	DTLSReleased   atomic.Uint64
 
-	NACKsReceived  atomic.Uint64
-	Retransmitted  atomic.Uint64
-	PLIsReceived   atomic.Uint64
-	PLIsSent       atomic.Uint64
-	SRsForwarded   atomic.Uint64
-	RRsSent        atomic.Uint64
+	NACKsReceived atomic.Uint64
+	Retransmitted atomic.Uint64
+	PLIsReceived  atomic.Uint64
+	PLIsSent      atomic.Uint64
+	SRsForwarded  atomic.Uint64
+	RRsSent       atomic.Uint64
+	// Congestion control: transport feedback from subscribers and to
+	// publishers, REMBs, padding packets of bandwidth probes; simulcast
+	// layer switches.
+	TWCCReceived   atomic.Uint64
+	TWCCSent       atomic.Uint64
+	REMBReceived   atomic.Uint64
+	ProbePackets   atomic.Uint64
+	LayerSwitches  atomic.Uint64
 	TransportFails atomic.Uint64
 	Panics         atomic.Uint64
 
@@ -77,6 +85,11 @@ type StatsSnapshot struct {
 	PLIsSent        uint64 `json:"total_plis_sent"`
 	SRsForwarded    uint64 `json:"total_srs_forwarded"`
 	RRsSent         uint64 `json:"total_rrs_sent"`
+	TWCCReceived    uint64 `json:"total_transport_feedback_received"`
+	TWCCSent        uint64 `json:"total_transport_feedback_sent"`
+	REMBReceived    uint64 `json:"total_rembs_received"`
+	ProbePackets    uint64 `json:"total_probe_packets"`
+	LayerSwitches   uint64 `json:"total_layer_switches"`
 	TransportFails  uint64 `json:"total_transport_failures"`
 	Panics          uint64 `json:"total_panics"`
 	// NodeStalls counts the times the node itself stopped listening for
@@ -134,7 +147,9 @@ func (s *Stats) snapshot() StatsSnapshot {
 		DTLSHandshakes: s.DTLSHandshakes.Load(), DTLSFailures: s.DTLSFailures.Load(), DTLSReleased: s.DTLSReleased.Load(),
 		NACKsReceived: s.NACKsReceived.Load(), Retransmitted: s.Retransmitted.Load(),
 		PLIsReceived: s.PLIsReceived.Load(), PLIsSent: s.PLIsSent.Load(), SRsForwarded: s.SRsForwarded.Load(),
-		RRsSent: s.RRsSent.Load(), TransportFails: s.TransportFails.Load(), Panics: s.Panics.Load(),
+		RRsSent: s.RRsSent.Load(), TWCCReceived: s.TWCCReceived.Load(), TWCCSent: s.TWCCSent.Load(),
+		REMBReceived: s.REMBReceived.Load(), ProbePackets: s.ProbePackets.Load(), LayerSwitches: s.LayerSwitches.Load(),
+		TransportFails: s.TransportFails.Load(), Panics: s.Panics.Load(),
 		Dropped: map[string]uint64{
 			"malformed":            s.DropMalformed.Load(),
 			"unknown_address":      s.DropUnknownAddress.Load(),
@@ -175,6 +190,11 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.PLIsSent += b.PLIsSent
 	a.SRsForwarded += b.SRsForwarded
 	a.RRsSent += b.RRsSent
+	a.TWCCReceived += b.TWCCReceived
+	a.TWCCSent += b.TWCCSent
+	a.REMBReceived += b.REMBReceived
+	a.ProbePackets += b.ProbePackets
+	a.LayerSwitches += b.LayerSwitches
 	a.TransportFails += b.TransportFails
 	a.Panics += b.Panics
 	for k, v := range b.Dropped {
