@@ -725,7 +725,7 @@ func (c *Conn) offerMessage() outFrame {
 	if c.video && c.offersSimulcast() {
 		m.Encodings = c.encodings
 		if m.Encodings == nil {
-			m.Encodings, _ = json.Marshal(simulcastEncodings(c.videoBitRate))
+			m.Encodings, _ = json.Marshal(simulcastEncodings(c.videoCodec.Type(), c.videoBitRate))
 		}
 	}
 	if len(mids) > 0 {

@@ -105,12 +105,16 @@ type encoding struct {
 	Active                bool    `json:"active"`
 	ScaleResolutionDownBy float64 `json:"scaleResolutionDownBy"`
 	MaxBitrate            int     `json:"maxBitrate,omitempty"`
+	ScalabilityMode       string  `json:"scalabilityMode,omitempty"`
 }
 
 // simulcastEncodings are the encodings of a publisher's offer: the auth
 // webhook's, else r0..r2 at scales 4, 2, 1 with their shares of the video
-// bit rate (kbit/s; 0: none given).
-func simulcastEncodings(bitRate int) []encoding {
+// bit rate (kbit/s; 0: none given). For VP9 and AV1 each encoding names
+// its scalability mode (L1T3): without one, Chromium encodes the three as
+// spatial layers of a single stream (its legacy SVC) instead of three
+// streams.
+func simulcastEncodings(codec string, bitRate int) []encoding {
 	scales := []float64{4, 2, 1}
 	targets := []int{150, 500, 2500} // libwebrtc's 720p targets, kbit/s
 	total := 0
@@ -121,6 +125,9 @@ func simulcastEncodings(bitRate int) []encoding {
 	used := 0
 	for i, rid := range jsep.SimulcastRIDs {
 		out[i] = encoding{RID: rid, Active: true, ScaleResolutionDownBy: scales[i]}
+		if codec == "VP9" || codec == "AV1" {
+			out[i].ScalabilityMode = "L1T3"
+		}
 		if bitRate > 0 {
 			share := bitRate * 1000 * targets[i] / total
 			if i == len(out)-1 {
