@@ -56,7 +56,7 @@ const (
 	lossLow        = 0.02 // below which it is lifted
 	probeDuration  = 200_000
 	probeMinGap    = 500_000   // after a probe that reached its rate
-	probeBackoff   = 4_000_000 // after one that did not
+	probeBackoff   = 3_000_000 // after one that did not
 	probeMaxPad    = 8         // padding packets per Padding call
 	paddingSize    = 1200
 )
@@ -535,8 +535,8 @@ func (e *Estimator) finishProbe(now int64) {
 	sendRate := float64(p.sentBytes-p.lastSize) * 8e6 / float64(p.lastSend-p.firstSend)
 	recvRate := float64(p.recvBytes) * 8e6 / float64(p.lastArr-p.firstArr)
 	got := math.Min(sendRate, recvRate)
-	if recvRate >= 0.9*sendRate && got >= 0.9*float64(p.rate) {
-		e.nextProbe = now + probeMinGap // it reached its rate: go on soon
+	if recvRate >= 0.9*sendRate && got >= 0.9*float64(p.rate) || got*0.95 > 1.1*e.estimate {
+		e.nextProbe = now + probeMinGap // it found more room: go on soon
 	}
 	if got*0.95 > e.estimate && !e.Congested(now, 500_000) {
 		e.estimate = math.Min(got*0.95, float64(e.cfg.Max))

@@ -23,17 +23,29 @@ import (
 // streams r0..r2, each with its own SSRC, sequence numbers, timestamps and
 // picture IDs, every packet naming its rid (RFC 8852). A stream sends a
 // key frame when asked by a PLI (and every keyEvery frames). Each payload
-// starts with the VP8 descriptor and header, then its layer and its own
-// sequence number, so a receiver can tell where a packet came from.
+// starts with the VP8 descriptor and header, then its layer, its own
+// sequence number, the frame's number and the packet's index and count in
+// the frame, so a receiver can tell where a packet came from.
 type simPublisher struct {
 	t      *testing.T
 	peer   *loadpeer.Peer
 	layers [3]*simLayer
 	stop   chan struct{}
 	done   chan struct{}
-	// Sent counts packets sent per layer.
-	sent [3]atomic.Uint64
+	// Sent counts packets sent per layer; frames the frames sent.
+	sent   [3]atomic.Uint64
+	frames atomic.Uint32
 }
+
+// layerShape is one stream's packets per frame and packet size.
+type layerShape struct{ packets, size int }
+
+// smallLayers are light streams; heavyLayers about 120 kbit/s, 500 kbit/s
+// and 1.6 Mbit/s at 30 frames a second.
+var (
+	smallLayers = [3]layerShape{{1, 300}, {2, 600}, {3, 900}}
+	heavyLayers = [3]layerShape{{1, 500}, {2, 1000}, {6, 1100}}
+)
 
 type simLayer struct {
 	ssrc    uint32
@@ -47,12 +59,12 @@ type simLayer struct {
 
 const keyEvery = 90
 
-func newSimPublisher(t *testing.T, n *Node, channel string, edit ...func(map[string]any)) *simPublisher {
+func newSimPublisher(t *testing.T, n *Node, channel string, shape [3]layerShape, edit ...func(map[string]any)) *simPublisher {
 	t.Helper()
 	p := &simPublisher{t: t, stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range p.layers {
 		p.layers[i] = &simLayer{ssrc: rand.Uint32() | 1, seq: uint16(rand.Uint32()), ts: rand.Uint32(), pic: uint16(rand.Uint32() & 0x7fff),
-			packets: i + 1, size: 300 * (i + 1)}
+			packets: shape[i].packets, size: shape[i].size}
 	}
 	msg := connectMsg(channel, "sendonly")
 	msg["video"] = map[string]any{"codec_type": "VP8"}
@@ -122,6 +134,8 @@ func (p *simPublisher) run() {
 				}
 				payload[5] = byte(i)
 				binary.BigEndian.PutUint16(payload[6:], l.seq)
+				binary.BigEndian.PutUint32(payload[8:], uint32(frame))
+				payload[12], payload[13] = byte(k), byte(l.packets)
 				h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: l.seq, Timestamp: l.ts, SSRC: l.ssrc, Marker: k == l.packets-1}
 				_ = h.SetExtension(loadpeer.RIDExtension, []byte(fmt.Sprintf("r%d", i)))
 				b, _ := (&rtp.Packet{Header: h, Payload: payload}).Marshal()
@@ -134,6 +148,7 @@ func (p *simPublisher) run() {
 			l.pic = (l.pic + 1) & 0x7fff
 		}
 		frame++
+		p.frames.Store(uint32(frame))
 	}
 }
 
@@ -147,6 +162,9 @@ type viewed struct {
 	pic    uint16
 	key    bool
 	marker bool
+	frame  uint32
+	index  int
+	count  int
 }
 
 // viewer is a subscriber recording the video packets it receives: a pion
@@ -162,13 +180,14 @@ type viewer struct {
 
 // record notes one received video packet.
 func (v *viewer) record(pkt *rtp.Packet) {
-	if len(pkt.Payload) < 8 {
+	if len(pkt.Payload) < 14 {
 		return
 	}
 	p := pkt.Payload
 	v.mu.Lock()
 	v.packets = append(v.packets, viewed{seq: pkt.SequenceNumber, ts: pkt.Timestamp, ssrc: pkt.SSRC, layer: int(p[5]),
-		inSeq: binary.BigEndian.Uint16(p[6:]), pic: uint16(p[2]&0x7f)<<8 | uint16(p[3]), key: p[0]&0x10 != 0 && p[4]&1 == 0, marker: pkt.Marker})
+		inSeq: binary.BigEndian.Uint16(p[6:]), pic: uint16(p[2]&0x7f)<<8 | uint16(p[3]), key: p[0]&0x10 != 0 && p[4]&1 == 0, marker: pkt.Marker,
+		frame: binary.BigEndian.Uint32(p[8:]), index: int(p[12]), count: int(p[13])})
 	v.mu.Unlock()
 }
 
@@ -269,13 +288,13 @@ func requestRid(t *testing.T, n *Node, channel, viewer, rid string) {
 // TestSimulcastSwitchesRewrite: a viewer switched between the three
 // streams of a simulcast publisher by the API sees one stream: one SSRC,
 // continuous sequence numbers, monotonic timestamps, continuous VP8
-// picture IDs, each switch on a key frame; NACKs for packets of earlier
-// stretches are answered with their own payloads, through RTX and in the
-// stream itself; each switch is notified (simulcast.switched).
+// picture IDs, each switch on a key frame; NACKs for rewritten packets are
+// answered with their own payloads, through RTX and in the stream itself;
+// each switch is notified (simulcast.switched).
 func TestSimulcastSwitchesRewrite(t *testing.T) {
 	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = patience })
 	const channel = "simulcast-rewrite"
-	pub := newSimPublisher(t, n, channel)
+	pub := newSimPublisher(t, n, channel, smallLayers)
 	// A pion viewer with RTX, one without, and one on Hayate's own stack
 	// that sees retransmissions in the stream itself.
 	viewers := []*viewer{newViewer(t, n, simulcastAPI(t, true), channel, "r0"), newViewer(t, n, simulcastAPI(t, false), channel, "r0"),
@@ -302,15 +321,12 @@ func TestSimulcastSwitchesRewrite(t *testing.T) {
 		if vi == 1 {
 			continue // its SRTP drops a packet it has as a replay
 		}
-		// NACK a packet of every stretch (the first stretch's oldest is
-		// likely out of the cache; take packets from the last 2 s).
+		// NACK packets of the last stretch, rewritten by four switches
+		// (earlier stretches are not resent: the viewer's decoder
+		// restarted at the switch).
 		var asked []viewed
-		layerSeen := -1
-		for i := len(got) - 1; i >= 0 && len(asked) < 4; i-- {
-			if got[i].layer != layerSeen && !got[i].key {
-				asked = append(asked, got[i])
-				layerSeen = got[i].layer
-			}
+		for i := len(got) - 1; i >= 0 && got[i].layer == got[len(got)-1].layer && len(asked) < 3; i -= 7 {
+			asked = append(asked, got[i])
 		}
 		count := func(seq uint16) (int, []viewed) {
 			var k int

@@ -69,6 +69,28 @@ func (t *Transport) Estimate() int64 {
 	return -1
 }
 
+// Congestion reports the bandwidth estimate towards a connection (-1
+// without congestion control) and the simulcast layer it receives of each
+// track it subscribes to, by the track's SSRC.
+func (e *Engine) Congestion(connectionID string) (estimate int64, layers map[uint32]int, ok bool) {
+	e.mu.RLock()
+	var t *Transport
+	for tr := range e.transports {
+		if tr.id == connectionID {
+			t = tr
+		}
+	}
+	e.mu.RUnlock()
+	if t == nil {
+		return 0, nil, false
+	}
+	layers = map[uint32]int{}
+	for _, d := range *t.downs.Load() {
+		layers[d.pt.SSRC] = int(d.current.Load())
+	}
+	return t.Estimate(), layers, true
+}
+
 // onTransportFeedback takes a subscriber's transport feedback (FCI).
 func (s *shard) onTransportFeedback(t *Transport, fci []byte) {
 	cc := t.cc.Load()

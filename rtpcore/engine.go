@@ -46,6 +46,9 @@ import (
 type Config struct {
 	// Addr is ipv4_address:media_port (port 0 picks a free one).
 	Addr netip.AddrPort
+	// Advertise, when valid, is the ICE candidate offered instead of Addr
+	// (media_advertised_address; a port of 0 keeps the bound port).
+	Advertise netip.AddrPort
 	// Sockets is the number of SO_REUSEPORT sockets and receive loops.
 	Sockets int
 	// Certificate is the DTLS certificate and Fingerprint its sha-256
@@ -190,7 +193,18 @@ func (e *Engine) now() int64 { return time.Now().UnixNano() }
 func (e *Engine) Fingerprint() string { return e.cfg.Fingerprint }
 
 // Candidate implements media.Engine: ipv4_address and the bound port.
-func (e *Engine) Candidate() netip.AddrPort { return e.addr }
+func (e *Engine) Candidate() netip.AddrPort {
+	if a := e.cfg.Advertise; a.IsValid() {
+		if a.Port() == 0 {
+			return netip.AddrPortFrom(a.Addr(), e.addr.Port())
+		}
+		return a
+	}
+	return e.addr
+}
+
+// Bound is the address the media sockets are bound to.
+func (e *Engine) Bound() netip.AddrPort { return e.addr }
 
 // Stats returns the media counters, summed over the shards.
 func (e *Engine) Stats() StatsSnapshot {

@@ -134,11 +134,18 @@ type segment struct {
 	tl0Off uint8
 }
 
-// ringEntry maps an outgoing sequence number to its source.
+// ringEntry maps an outgoing sequence number to its source, with the
+// time (ms, wrapping) it was last retransmitted.
 type ringEntry struct {
 	out, in, seg uint16
 	ok           bool
+	rtxAt        uint32
 }
+
+// rtxGap is the least time between two retransmissions of one packet:
+// a receiver repeats its NACK until the packet comes, and on a congested
+// link a retransmission per NACK would feed the congestion.
+const rtxGap = 100
 
 // downTrack is one subscriber of one published track.
 type downTrack struct {
@@ -280,17 +287,25 @@ func (d *downTrack) forwarded(p *pendingPacket, sg *segment, seq uint16, ts uint
 }
 
 // lookup maps an outgoing sequence number back to its layer, incoming
-// sequence number and segment (for a NACK). Called under sub.smu.
-func (d *downTrack) lookup(seq uint16) (*layer, uint16, *segment, bool) {
+// sequence number and segment, for a NACK at now (ns). A packet of a
+// stretch before the last switch is not sent again (the subscriber's
+// decoder restarted at the switch's key frame), nor one retransmitted
+// less than rtxGap ago. Called under sub.smu.
+func (d *downTrack) lookup(seq uint16, now int64) (*layer, uint16, *segment, bool) {
 	f := &d.f
 	if f.ring == nil {
 		return d.pt.layers[0], seq, &f.segs[0], true
 	}
-	e := f.ring[seq%ringLen]
+	e := &f.ring[seq%ringLen]
 	sg := &f.segs[e.seg%nSegments]
-	if !e.ok || e.out != seq || sg.id != e.seg || sg.layer < 0 || int(sg.layer) >= len(d.pt.layers) {
+	if !e.ok || e.out != seq || sg.id != e.seg || e.seg != f.segID || sg.layer < 0 || int(sg.layer) >= len(d.pt.layers) {
 		return nil, 0, nil, false
 	}
+	ms := uint32(now / 1_000_000)
+	if e.rtxAt != 0 && ms-e.rtxAt < rtxGap {
+		return nil, 0, nil, false
+	}
+	e.rtxAt = ms | 1
 	return d.pt.layers[sg.layer], e.in, sg, true
 }
 

@@ -188,7 +188,7 @@ func (s *shard) retransmit(d *downTrack, seq uint16) {
 	}
 	sub.smu.Lock()
 	defer sub.smu.Unlock()
-	ly, in, sg, ok := d.lookup(seq)
+	ly, in, sg, ok := d.lookup(seq, s.now)
 	if !ok {
 		return
 	}
