@@ -58,6 +58,7 @@ const (
 	probeMinGap    = 500_000   // after a probe that reached its rate
 	probeBackoff   = 3_000_000 // after one that did not
 	probeMaxPad    = 8         // padding packets per Padding call
+	probeSettle    = 1_500_000 // after a probe, its queue drains (and the trend shows it)
 	paddingSize    = 1200
 )
 
@@ -153,10 +154,11 @@ type Estimator struct {
 	lastCongestion int64
 	feedbacks      int
 
-	// Probing.
+	// Probing; probeEnd is when the last probe was evaluated.
 	probe     cluster
 	nextProbe int64
 	probeID   uint16
+	probeEnd  int64
 }
 
 // New returns an estimator.
@@ -417,6 +419,14 @@ func (e *Estimator) rateControl(now int64) {
 	acked := float64(e.Acked(now))
 	switch e.usage {
 	case Overuse:
+		// Overuse while a probe runs or just after it is the probe's own
+		// doing (it sent above the estimate on purpose): the probe fails,
+		// the estimate stays.
+		if p := &e.probe; p.active || p.done || now-e.probeEnd < probeSettle {
+			e.holding = true
+			e.usage = Normal
+			break
+		}
 		if now-e.lastDecr > 200_000 {
 			if acked > 0 {
 				e.estimate = math.Min(e.estimate, beta*acked)
@@ -529,6 +539,7 @@ func (e *Estimator) finishProbe(now int64) {
 		return
 	}
 	defer func() { *p = cluster{id: p.id} }()
+	e.probeEnd = now
 	if p.sentPackets < 5 || p.recvPackets < p.sentPackets*8/10 || p.lastSend <= p.firstSend || p.lastArr <= p.firstArr {
 		return
 	}

@@ -268,3 +268,30 @@ func TestFeedbackAllocs(t *testing.T) {
 		t.Fatalf("%v allocations", a)
 	}
 }
+
+// TestEstimatorProbeOvershootKeepsEstimate: under a cap, probes towards a
+// layer the link cannot carry overshoot it and queue; the delay they cause
+// fails the probe but does not count as congestion, so the estimate stays
+// near the capacity instead of dipping after every probe.
+func TestEstimatorProbeOvershootKeepsEstimate(t *testing.T) {
+	l := &link{capacity: 10_000_000, queue: 60_000, delay: 20_000, rnd: rand.New(rand.NewPCG(3, 4))}
+	s := newSim(t, l)
+	s.run(8_000_000)
+	l.capacity = 800_000
+	s.run(5_000_000) // settle
+	low, probing := int64(1<<62), 0
+	s.trace = func(int64) {
+		low = min(low, s.e.Estimate())
+		if s.e.Probing() {
+			probing++
+		}
+	}
+	s.run(20_000_000)
+	if probing == 0 {
+		t.Fatal("no probe under the cap")
+	}
+	if low < l.capacity*85/100 {
+		t.Fatalf("estimate fell to %d under a %d bit/s cap", low, l.capacity)
+	}
+	t.Logf("lowest estimate %d under a %d bit/s cap", low, l.capacity)
+}

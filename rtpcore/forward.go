@@ -50,8 +50,10 @@ func (s *shard) handleRTP(t *Transport, b []byte) {
 	seq := t.rhdr.SequenceNumber
 	ly.rx.update(seq)
 	s.recordArrival(t, ssrc)
-	if r := ly.meter.add(s.now, len(plain)); r >= 0 {
-		ly.bitrate.Store(r)
+	if r := ly.meter.add(s.now, len(plain)+udpOverhead); r >= 0 {
+		// A layer's rate goes up at once and down slowly: an encoder's
+		// dip must not make a layer look like it fits.
+		ly.bitrate.Store(max(r, ly.bitrate.Load()*9/10))
 	}
 	ly.lastAt.Store(s.now)
 	cache := ly.packetCache()

@@ -145,7 +145,7 @@ type ringEntry struct {
 // rtxGap is the least time between two retransmissions of one packet:
 // a receiver repeats its NACK until the packet comes, and on a congested
 // link a retransmission per NACK would feed the congestion.
-const rtxGap = 100
+const rtxGap = 50
 
 // downTrack is one subscriber of one published track.
 type downTrack struct {
@@ -312,6 +312,11 @@ func (d *downTrack) lookup(seq uint16, now int64) (*layer, uint16, *segment, boo
 // reportSwitch tells the subscriber's events of a switch noted by admit;
 // called without locks.
 func (d *downTrack) reportSwitch(from, to int8, bySender bool) {
+	d.sub.e.stats.LayerSwitches.Add(1)
+	if cc := d.sub.cc.Load(); cc != nil {
+		d.sub.e.cfg.Log.Debug("simulcast layer switched", "connection_id", d.sub.id, "sender", d.pt.owner.id, "from", from, "to", to,
+			"by_sender", bySender, "estimate", cc.estimate.Load())
+	}
 	ev, ok := d.sub.ev.(media.LayerEvents)
 	if !ok {
 		return
@@ -376,9 +381,15 @@ func (t *Transport) down(ssrc uint32) *downTrack {
 // Layer choice (congestion control and what the publisher sends).
 const (
 	// fitUp: a layer is chosen when its bitrate fits in this share of the
-	// estimate; fitStay: the current one is kept while it fits in this.
-	fitUp   = 0.85
-	fitStay = 1.0
+	// estimate. The current layer is kept while it fits in the estimate,
+	// and while it fits in fitStay times the estimate unless the link
+	// showed congestion (overuse or high loss) within congestedFor: an
+	// estimate that dips after a probe must not move the viewer down.
+	fitUp        = 0.85
+	fitStay      = 1.4
+	congestedFor = 1_500_000 // µs
+	// calmBeforeUp: no layer goes up within this of congestion.
+	calmBeforeUp = 3_000_000 // µs
 	// probeFactor: a probe aims at the next layer's bitrate over this.
 	probeFactor = 0.8
 )
@@ -390,9 +401,14 @@ const (
 func (t *Transport) chooseLayers(now int64) {
 	downs := *t.downs.Load()
 	var est int64 = -1
+	congested, unsettled := false, false
 	cc := t.cc.Load()
 	if cc != nil {
 		est = cc.estimate.Load()
+		t.smu.Lock()
+		congested = cc.est.Congested(now/1000, congestedFor)
+		unsettled = cc.est.Congested(now/1000, calmBeforeUp)
+		t.smu.Unlock()
 	}
 	// The share of each simulcast track: what the others do not use.
 	nSim, fixed := 0, int64(0)
@@ -432,8 +448,13 @@ func (t *Transport) chooseLayers(now int64) {
 			}
 			rate := ly.bitrate.Load()
 			fit := fitUp
-			if i <= cur {
+			switch {
+			case i <= cur && congested:
+				fit = 1
+			case i <= cur:
 				fit = fitStay
+			case cur >= 0 && unsettled:
+				fit = 0 // no way up yet
 			}
 			if share < 0 || float64(rate) <= fit*float64(share) {
 				best = i
