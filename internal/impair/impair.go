@@ -204,6 +204,9 @@ func (f *Flow) Set(up, down Profile) {
 	f.downLink.set(down)
 }
 
+// SetUp changes the client-to-server profile.
+func (f *Flow) SetUp(p Profile) { f.upLink.set(p) }
+
 // SetDown changes the server-to-client profile.
 func (f *Flow) SetDown(p Profile) { f.downLink.set(p) }
 
