@@ -5,6 +5,12 @@
 //
 //	go test -run '^$' -bench Fanout -benchtime 1x ./bench/ | tee fanout.txt
 //	go run ./bench/plot -o docs/fanout.png fanout.txt
+//
+// With -timeline it draws a simulcast viewer's timeline instead (the CSV
+// node/impaired_test.go writes with HAYATE_TIMELINE): its bandwidth
+// estimate, the rate its link delivered and its layer over time.
+//
+//	go run ./bench/plot -timeline -o docs/simulcast-timeline.png docs/simulcast-timeline.csv
 package main
 
 import (
@@ -71,6 +77,7 @@ func median(v []float64) float64 {
 
 func main() {
 	outPath := flag.String("o", "fanout.png", "output PNG")
+	timeline := flag.Bool("timeline", false, "the input is a simulcast timeline (CSV from node/impaired_test.go), not benchmark output")
 	flag.Parse()
 	in := io.Reader(os.Stdin)
 	if flag.NArg() > 0 {
@@ -82,12 +89,22 @@ func main() {
 		defer f.Close()
 		in = f
 	}
-	data, err := parse(in)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	var img *image.RGBA
+	if *timeline {
+		ss, err := parseTimeline(in)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		img = drawTimeline(ss)
+	} else {
+		data, err := parse(in)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		img = draw(data)
 	}
-	img := draw(data)
 	f, err := os.Create(*outPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -258,5 +275,5 @@ var font = map[rune][7]byte{
 	'Y': {17, 17, 17, 10, 4, 4, 4}, 'Z': {31, 1, 2, 4, 8, 16, 31},
 	' ': {}, '.': {0, 0, 0, 0, 0, 12, 12}, ',': {0, 0, 0, 0, 12, 4, 8}, ':': {0, 12, 12, 0, 12, 12, 0},
 	'-': {0, 0, 0, 31, 0, 0, 0}, '+': {0, 4, 4, 31, 4, 4, 0}, '/': {0, 1, 2, 4, 8, 16, 0},
-	'(': {2, 4, 8, 8, 8, 4, 2}, ')': {8, 4, 2, 2, 2, 4, 8}, '=': {0, 0, 31, 0, 31, 0, 0},
+	'%': {24, 25, 2, 4, 8, 19, 3}, '(': {2, 4, 8, 8, 8, 4, 2}, ')': {8, 4, 2, 2, 2, 4, 8}, '=': {0, 0, 31, 0, 31, 0, 0},
 }

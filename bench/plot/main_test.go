@@ -1,7 +1,9 @@
 package main
 
 import (
+	"image"
 	"image/color"
+	"math"
 	"strings"
 	"testing"
 )
@@ -38,4 +40,46 @@ func TestParseAndDraw(t *testing.T) {
 	if !found {
 		t.Fatal("no Hayate line in the picture")
 	}
+}
+
+const timelineSample = `t,estimate,layer,bytes,drops,phase
+0.1,300000,0,1000,0,good
+0.2,900000,1,20000,0,good
+0.3,2000000,2,60000,0,good
+0.4,2100000,2,110000,0,1 Mbit/s cap
+0.5,900000,1,122500,3,1 Mbit/s cap
+`
+
+func TestTimeline(t *testing.T) {
+	ss, err := parseTimeline(strings.NewReader(timelineSample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ss) != 5 || ss[4].layer != 1 || ss[4].phase != "1 Mbit/s cap" {
+		t.Fatalf("parsed %+v", ss)
+	}
+	// 12,500 bytes in the 100 ms before the last sample: 1 Mbit/s.
+	if r := deliveredRates(ss, 0.15); math.Abs(r[4]-1_000_000) > 1 {
+		t.Fatalf("delivered rate %v, want 1e6", r[4])
+	}
+	img := drawTimeline(ss)
+	for _, c := range []color.RGBA{estimateColor, rateColor, layerColor} {
+		if !drawn(img, c) {
+			t.Fatalf("no %v line in the picture", c)
+		}
+	}
+	if _, err := parseTimeline(strings.NewReader("t,estimate\n1,2\n")); err == nil {
+		t.Fatal("a short line parsed")
+	}
+}
+
+func drawn(img *image.RGBA, c color.RGBA) bool {
+	for y := 0; y < height; y++ {
+		for x := 0; x < width; x++ {
+			if img.RGBAAt(x, y) == c {
+				return true
+			}
+		}
+	}
+	return false
 }
