@@ -39,7 +39,7 @@ func runOneWay(t *testing.T, victimIsLeader, in, out, tls bool) {
 	if tls {
 		tc.pki = newTestPKI(t)
 	}
-	nodes := tc.startN(3)
+	nodes := tc.startN(3, fastTimings)
 	asks := map[string]*testNode{}
 	var all []string
 	for i := range 9 {
@@ -62,7 +62,7 @@ func runOneWay(t *testing.T, victimIsLeader, in, out, tls bool) {
 			defer tick.Stop()
 			for {
 				for _, ch := range all {
-					ctx, cancel := context.WithTimeout(context.Background(), testTTL)
+					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 					_, _ = n.Route(ctx, ch)
 					cancel()
 				}

@@ -71,6 +71,8 @@ type Config struct {
 	WebhookResponseTimeout       time.Duration
 	WebhookWorkers               int
 	WebhookQueueSize             int
+	WebhookRetries               int
+	WebhookRetryInterval         time.Duration
 	IgnoreSessionVanishedWebhook bool
 
 	// DataChannels.
@@ -136,6 +138,7 @@ func Default() Config {
 		WebhookResponseTimeout:           5 * time.Second,
 		WebhookWorkers:                   5,
 		WebhookQueueSize:                 1024,
+		WebhookRetryInterval:             time.Second,
 		IgnoreSessionVanishedWebhook:     true,
 		DataChannelSignalingCloseMessage: true,
 		DataChannelMaxMessageSize:        65536,
@@ -203,6 +206,8 @@ func (c *Config) keys() []key {
 		durationKey("webhook_response_timeout", "time a webhook receiver has to answer", &c.WebhookResponseTimeout),
 		intKey("webhook_workers", "senders per session/event webhook queue", &c.WebhookWorkers),
 		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),
+		intKey("webhook_retries", "times a failed session or event webhook is sent again (same id; later events of its channel or connection wait); 0 drops it, as Sora's counters suggest it does", &c.WebhookRetries),
+		durationKey("webhook_retry_interval", "wait before the first retry of a failed webhook, doubled for each further one", &c.WebhookRetryInterval),
 		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
 		boolKey("data_channel_signaling", "DataChannel signaling for a connect that does not say (data_channel_signaling in connect and the auth webhook's payout win)", &c.DataChannelSignaling),
 		boolKey("ignore_disconnect_websocket", "for a connect that does not say: after switched, the connection outlives its WebSocket", &c.IgnoreDisconnectWebSocket),
@@ -353,6 +358,9 @@ func (c *Config) Validate() error {
 	if c.DataChannelMaxMessageSize < 1024 || c.DataChannelMaxMessageSize > 1<<24 || c.DataChannelMessagesPerSecond < 0 ||
 		c.DataChannelQueueBytes < c.DataChannelMaxMessageSize {
 		return fmt.Errorf("config: data_channel_max_message_size must be 1024 to 16777216, data_channel_queue_bytes at least that, data_channel_messages_per_second 0 or more: %w", ErrOutOfRange)
+	}
+	if c.WebhookRetries < 0 || c.WebhookRetries > 10 || c.WebhookRetryInterval <= 0 {
+		return fmt.Errorf("config: webhook_retries must be 0 to 10 and webhook_retry_interval positive: %w", ErrOutOfRange)
 	}
 	if c.WebhookWorkers < 1 || c.WebhookQueueSize < 1 || c.MediaSockets < 1 {
 		return fmt.Errorf("config: webhook_workers, webhook_queue_size and media_sockets must be at least 1: %w", ErrOutOfRange)

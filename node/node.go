@@ -94,8 +94,10 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	}
 
 	n.auth = webhook.NewAuth(cfg.AuthWebhookURL, cfg.WebhookResponseTimeout)
-	n.sessionQ = webhook.NewQueue("session", cfg.SessionWebhookURL, cfg.WebhookWorkers, cfg.WebhookQueueSize, cfg.WebhookResponseTimeout, log)
-	n.eventQ = webhook.NewQueue("event", cfg.EventWebhookURL, cfg.WebhookWorkers, cfg.WebhookQueueSize, cfg.WebhookResponseTimeout, log)
+	qopt := webhook.Options{Workers: cfg.WebhookWorkers, Size: cfg.WebhookQueueSize, Timeout: cfg.WebhookResponseTimeout,
+		Retries: cfg.WebhookRetries, RetryWait: cfg.WebhookRetryInterval}
+	n.sessionQ = webhook.NewQueue("session", cfg.SessionWebhookURL, qopt, log)
+	n.eventQ = webhook.NewQueue("event", cfg.EventWebhookURL, qopt, log)
 
 	set := signal.Settings{
 		Label: cfg.Label, NodeName: cfg.EffectiveNodeName(), Version: Version,
@@ -220,7 +222,7 @@ func (n *Node) Hub() *signal.Hub { return n.hub }
 func (n *Node) StartDrain() {
 	n.healthMu.Lock()
 	n.drainHealth = mode.BlockNewConnection
-	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth))
+	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth), n.drainHealth.Blocking())
 	n.healthMu.Unlock()
 	if n.cl != nil {
 		n.cl.operatorChanged() // placement skips a draining node
@@ -268,7 +270,7 @@ func (n *Node) setClusterHealth(m mode.Mode) {
 	n.healthMu.Lock()
 	defer n.healthMu.Unlock()
 	n.clusterHealth = m
-	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth))
+	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth), n.drainHealth.Blocking())
 }
 
 // replicatedMode is the mode the cluster should place by for this node:
