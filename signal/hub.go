@@ -157,7 +157,7 @@ type Hub struct {
 	vanishedSent bool
 	// draining: the node's shutdown drain is on (SetHealthMode).
 	draining bool
-	closed       bool
+	closed   bool
 	// idle is closed and replaced whenever the last session ends.
 	idle chan struct{}
 }
