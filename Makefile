@@ -6,7 +6,7 @@ FUZZTIME ?= 60s
 
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build test test-go test-e2e e2e-deps deps lint bench fuzz soak cluster-example clean
+.PHONY: run build test test-go test-e2e e2e-deps prom-deps deps lint bench fuzz soak cluster-example clean
 
 run:
 	$(GO) run ./cmd/hayate $(ARGS)
@@ -22,7 +22,13 @@ lint:
 	 if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test-go: deps
+# Debian's prometheus package: promtool checks /metrics and a real server
+# scrapes a node in the tests.
+prom-deps:
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+
+test-go: deps prom-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # Debian's Chromium (never a downloaded browser) and the e2e npm packages.
