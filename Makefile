@@ -23,10 +23,11 @@ lint:
 	$(GO) vet ./...
 
 # Debian's prometheus package: promtool checks /metrics and a real server
-# scrapes a node in the tests.
+# scrapes a node in the tests (the package's own service is not wanted).
 prom-deps:
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus && \
+	  { $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || true; }; }
 
 test-go: deps prom-deps
 	$(GO) test -race -count=1 -timeout 15m ./...

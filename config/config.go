@@ -95,6 +95,7 @@ type Config struct {
 	// Logging and debugging.
 	LogLevel   string
 	DebugPprof bool
+	LogFormat  string // text or json
 }
 
 // Default returns the built-in defaults: a node serving on loopback, usable
@@ -135,6 +136,7 @@ func Default() Config {
 		ClusterLeaseTTL:                 5 * time.Second,
 		ClusterLeaseGrace:               2 * time.Second,
 		LogLevel:                        "info",
+		LogFormat:                       "text",
 	}
 }
 
@@ -205,6 +207,7 @@ func (c *Config) keys() []key {
 		durationKey("cluster_lease_grace", "extra time before the leader gives a silent node's channels to others (covers clock-rate drift and pauses)", &c.ClusterLeaseGrace),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
 		boolKey("debug_pprof", "serve Go's pprof profiles at /debug/pprof/ on the API port (keep the API on loopback)", &c.DebugPprof),
+		stringKey("log_format", "text (logfmt, one line per record) or json (one JSON object per line, for log collectors)", &c.LogFormat),
 	}
 }
 
@@ -372,6 +375,9 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log_level %q: %w", c.LogLevel, ErrOutOfRange)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("config: log_format %q (want text or json): %w", c.LogFormat, ErrOutOfRange)
 	}
 	return nil
 }

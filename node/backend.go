@@ -20,6 +20,7 @@ func (n *Node) Mode() mode.Mode { return n.hub.Mode() }
 // skips a blocked node (spec/cluster.md 3.5).
 func (n *Node) SetMode(m mode.Mode) mode.Mode {
 	after := n.hub.SetMode(m)
+	n.operatorModeChanged()
 	if n.cl != nil {
 		n.cl.operatorChanged()
 	}
@@ -81,6 +82,10 @@ type StatsReport struct {
 	Cluster map[string]any `json:"cluster,omitempty"`
 	Error   ErrorCounts    `json:"error"`
 
+	// Ready is /readyz; Drain the drain's progress (hayate ctl drain).
+	Ready bool        `json:"ready"`
+	Drain DrainStatus `json:"drain"`
+
 	Media   rtpcore.StatsSnapshot `json:"media"`
 	Runtime RuntimeStats          `json:"runtime"`
 }
@@ -130,6 +135,8 @@ func (n *Node) StatsReport() any {
 		Media:     n.media.Stats(), Runtime: runtimeStats(),
 		Error: ErrorCounts{SignalingError: s.SignalingErrors.Load()},
 	}
+	r.Ready, _ = n.Ready()
+	r.Drain = n.DrainStatus()
 	if n.cl != nil {
 		r.Cluster = n.cl.c.RaftStats()
 		r.Cluster["cluster_node_name"] = n.cl.c.Name()
