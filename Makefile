@@ -11,8 +11,10 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 run:
 	$(GO) run ./cmd/hayate $(ARGS)
 
+# -buildvcs=true: --version names the revision even where GOFLAGS turns
+# VCS stamping off.
 build:
-	$(GO) build -o bin/hayate ./cmd/hayate
+	$(GO) build -buildvcs=true -o bin/hayate ./cmd/hayate
 
 deps:
 	$(GO) mod download
