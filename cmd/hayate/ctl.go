@@ -14,6 +14,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hayate-sfu/hayate/node"
 )
 
 const ctlUsage = `usage: hayate ctl [-api URL] [-token TOKEN] [-json] COMMAND
@@ -273,18 +275,9 @@ func showClusterChannels(w io.Writer, answer []byte) error {
 
 func showDrain(w io.Writer, answer []byte) error {
 	var r struct {
-		Mode  string `json:"mode"`
-		Ready bool   `json:"ready"`
-		Drain *struct {
-			Active             bool       `json:"active"`
-			Reason             string     `json:"reason"`
-			StartedAt          *time.Time `json:"started_at"`
-			Deadline           *time.Time `json:"deadline"`
-			ConnectionsAtStart int        `json:"connections_at_start"`
-			SessionsAtStart    int        `json:"sessions_at_start"`
-			Connections        int        `json:"connections"`
-			Sessions           int        `json:"sessions"`
-		} `json:"drain"`
+		Mode  string            `json:"mode"`
+		Ready bool              `json:"ready"`
+		Drain *node.DrainStatus `json:"drain"`
 	}
 	if err := json.Unmarshal(answer, &r); err != nil || r.Drain == nil {
 		return errors.New("no drain object")
