@@ -6,7 +6,7 @@ FUZZTIME ?= 60s
 
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build test test-go test-e2e e2e-deps prom-deps deps lint bench fuzz soak cluster-example clean
+.PHONY: run build test test-go test-e2e test-deps prom-deps e2e-deps deps lint bench fuzz soak stress cluster-example clean
 
 run:
 	$(GO) run ./cmd/hayate $(ARGS)
@@ -31,13 +31,24 @@ prom-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus && \
 	  { $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || true; }; }
 
-test-go: deps prom-deps
+test-go: deps test-deps prom-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# Debian's Chromium (never a downloaded browser) and the e2e npm packages.
-e2e-deps:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+# Debian packages the tests run, as command:package: Chromium for e2e (never
+# a downloaded browser), iptables to cut a cluster node off (node/fencing_test.go).
+TEST_TOOLS := chromium:chromium iptables:iptables
+
+test-deps:
+	@missing=""; for tp in $(TEST_TOOLS); do \
+	  command -v $${tp%%:*} >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $${tp%%:*} >/dev/null 2>&1 || missing="$$missing $${tp#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# The e2e npm packages.
+e2e-deps: test-deps
 	cd e2e && npm ci --no-audit --no-fund
 
 test-e2e: build e2e-deps
@@ -53,6 +64,12 @@ bench:
 SOAK_DURATION ?= 4m30s
 soak: deps
 	HAYATE_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 10m ./soak/
+
+# STRESS_RUNS x make test on a fresh clone with go test -race ./... beside it
+# (scripts/stress-suite.sh): the suite must pass on a loaded machine.
+STRESS_RUNS ?= 20
+stress:
+	scripts/stress-suite.sh $(STRESS_RUNS)
 
 # The three-node example cluster of examples/cluster on loopback (Ctrl-C stops it).
 cluster-example: build

@@ -165,8 +165,24 @@ const sampleEvery = 16
 // JoinSubscribers connects n recvonly clients, at most concurrency at once,
 // and returns them with the time each join took (connect to SRTP ready).
 func JoinSubscribers(url, channel string, n, concurrency int, video, audio uint32) ([]*Subscriber, []time.Duration, error) {
-	subs := make([]*Subscriber, n)
 	lat := make([]time.Duration, n)
+	subs, err := JoinAll(n, concurrency, func(i int) (*Subscriber, error) {
+		t0 := time.Now()
+		s, err := NewSubscriber(url, channel, video, audio)
+		lat[i] = time.Since(t0)
+		return s, err
+	}, (*Subscriber).Close)
+	if err != nil {
+		return nil, nil, err
+	}
+	return subs, lat, nil
+}
+
+// JoinAll runs join for 0..n-1, at most concurrency at once. If one fails,
+// the clients that joined are closed and the first error is returned.
+func JoinAll[T any](n, concurrency int, join func(i int) (T, error), closeClient func(T)) ([]T, error) {
+	out := make([]T, n)
+	ok := make([]bool, n)
 	errs := make(chan error, n)
 	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
@@ -176,27 +192,25 @@ func JoinSubscribers(url, channel string, n, concurrency int, video, audio uint3
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			t0 := time.Now()
-			s, err := NewSubscriber(url, channel, video, audio)
+			c, err := join(i)
 			if err != nil {
 				errs <- err
 				return
 			}
-			lat[i] = time.Since(t0)
-			subs[i] = s
+			out[i], ok[i] = c, true
 		}()
 	}
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
-		for _, s := range subs {
-			if s != nil {
-				s.Close()
+		for i, c := range out {
+			if ok[i] {
+				closeClient(c)
 			}
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	return subs, lat, nil
+	return out, nil
 }
 
 // NewSubscriber connects one recvonly client and starts its receiver.
@@ -330,6 +344,17 @@ func (s *Subscriber) count(idx int, from, to uint16) int {
 		}
 	}
 	return c
+}
+
+// Seen reports, of the packets the publisher sent between marks a and b
+// (sequence numbers [a, b) of its video and audio streams), how many this
+// subscriber has seen: counted on sequence numbers, so the answer does not
+// depend on when it is asked, only on what has arrived. Spans over 65,535
+// packets per stream are not supported.
+func (s *Subscriber) Seen(a, b Mark) (seen, sent int) {
+	seen = s.count(0, a.Video, b.Video) + s.count(1, a.Audio, b.Audio)
+	sent = int(b.Video-a.Video) + int(b.Audio-a.Audio)
+	return seen, sent
 }
 
 // clearWindow forgets sequence numbers in [from, from+span) and delays, so a

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -37,6 +38,12 @@ type Cluster struct {
 	client   *http.Client
 	raftAddr string // advertised raft address
 	rpcAddr  string // advertised RPC address
+	scheme   string // of RPC URLs: https with TLS credentials, else http
+	// raftReady is raft once started, for the TLS handshakes of raft peers
+	// (which may begin before NewRaft returns).
+	raftReady atomic.Pointer[raft.Raft]
+	// refusals limits the log lines about refused peers.
+	refusals *repeats
 
 	ev        *dispatcher
 	kick      chan struct{} // wakes the lease loop after a renewal
@@ -117,6 +124,11 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		kick:      make(chan struct{}, 1),
 		beatNow:   make(chan struct{}, 1),
 		ev:        newDispatcher(),
+		refusals:  &repeats{last: map[string]*repeat{}},
+		scheme:    "http",
+	}
+	if cfg.TLS != nil {
+		c.scheme = "https"
 	}
 	c.inc = uint64(c.now().UnixMicro())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -124,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.teardown()
 		return nil, err
 	}
-	c.log.Info("cluster node started", "raft", c.raftAddr, "rpc", c.rpcAddr, "temporary", cfg.Temporary, "epoch", c.inc)
+	c.log.Info("cluster node started", "raft", c.raftAddr, "rpc", c.rpcAddr, "temporary", cfg.Temporary, "epoch", c.inc, "tls", cfg.TLS != nil)
 	return c, nil
 }
 
@@ -174,7 +186,7 @@ func (c *Cluster) start() error {
 		}
 		c.raftAddr = adv.String()
 		c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  &streamLayer{Listener: ln, dial: c.dial, advertise: adv},
+			Stream:  &streamLayer{Listener: c.secure(ln, listenerRaft), dial: c.dialPeer, advertise: adv},
 			MaxPool: 3,
 			Timeout: max(2*cfg.LeaseTTL, time.Second),
 			Logger:  hl.Named("transport"),
@@ -201,10 +213,15 @@ func (c *Cluster) start() error {
 		c.rpcAddr = adv.String()
 	}
 	c.httpTr = &http.Transport{
-		DialContext:         func(ctx context.Context, _, addr string) (net.Conn, error) { return c.dial(ctx, addr) },
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
+	}
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) { return c.dialPeer(ctx, addr) }
+	if cfg.TLS != nil {
+		c.httpTr.DialTLSContext = dial
+	} else {
+		c.httpTr.DialContext = dial
 	}
 	c.client = &http.Client{Transport: c.httpTr}
 
@@ -218,10 +235,13 @@ func (c *Cluster) start() error {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	c.raft = r
+	c.raftReady.Store(r)
 
-	c.rpcSrv = &http.Server{Handler: c.rpcHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: hl.StandardLogger(nil)}
+	c.rpcSrv = &http.Server{Handler: c.rpcHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: hl.StandardLogger(nil),
+		ConnContext: connContext}
+	srvLn := c.secure(ln, listenerRPC)
 	c.wg.Go(func() {
-		if err := c.rpcSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := c.rpcSrv.Serve(srvLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Warn("cluster rpc server stopped", "err", err)
 		}
 	})

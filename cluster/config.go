@@ -61,6 +61,10 @@ type Config struct {
 	// ReleaseLinger is how long Release waits for a new connection before it
 	// gives the channel up (spec 3.3 step 6). Default Heartbeat; negative: none.
 	ReleaseLinger time.Duration
+	// TLS, if set, makes both listeners mutual TLS 1.3 between holders of
+	// certificates of one cluster CA (doc.go, "Security"); its certificate
+	// must name NodeName. Without it, both listeners must be on loopback.
+	TLS *Credentials
 	// Log receives the node's log; raft's own chatter is logged at debug level.
 	Log *slog.Logger
 
@@ -96,7 +100,7 @@ type hooks struct {
 }
 
 func (cfg *Config) setDefaults() error {
-	if cfg.NodeName == "" || strings.ContainsAny(cfg.NodeName, " \t\r\n/") {
+	if !validName(cfg.NodeName) {
 		return fmt.Errorf("%w: NodeName %q", ErrInvalidConfig, cfg.NodeName)
 	}
 	if cfg.RaftListen == "" {
@@ -104,6 +108,9 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.RPCListen == "" {
 		cfg.RPCListen = defaultListen
+	}
+	if err := cfg.checkSecurity(); err != nil {
+		return err
 	}
 	if !cfg.Temporary && !cfg.hooks.memStores && cfg.DataDir == "" {
 		return fmt.Errorf("%w: a regular node needs DataDir", ErrInvalidConfig)
@@ -131,6 +138,38 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.hooks.now == nil {
 		cfg.hooks.now = time.Now
+	}
+	return nil
+}
+
+// maxName is the longest node name (and channel ID) the cluster accepts.
+const maxName = 255
+
+// validName is the rule for node names: 1 to maxName bytes, no white
+// space, no slash.
+func validName(s string) bool {
+	return s != "" && len(s) <= maxName && !strings.ContainsAny(s, " \t\r\n/")
+}
+
+// checkSecurity is "safe by default": without credentials both listeners
+// must be on loopback; with them, the certificate must name this node.
+func (cfg *Config) checkSecurity() error {
+	if cfg.TLS != nil {
+		if name := cfg.TLS.Name(); name != cfg.NodeName {
+			return fmt.Errorf("%w: %w: the certificate names %q, the node is %q", ErrInvalidConfig, ErrBadCredentials, name, cfg.NodeName)
+		}
+		return nil
+	}
+	for _, l := range []struct {
+		what, addr string
+		used       bool
+	}{
+		{"raft", cfg.RaftListen, cfg.hooks.transport == nil},
+		{"rpc", cfg.RPCListen, cfg.hooks.rpcListener == nil},
+	} {
+		if l.used && !loopbackOnly(l.addr) {
+			return fmt.Errorf("%w: %w: the %s listener %s is not on loopback", ErrInvalidConfig, ErrNeedsCredentials, l.what, l.addr)
+		}
 	}
 	return nil
 }

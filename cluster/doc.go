@@ -158,6 +158,32 @@
 //
 // # Security
 //
-// Neither the raft transport nor the RPC is authenticated or encrypted (spec
-// 3.8 leaves this open): listen on loopback or a private network only.
+// With Config.TLS (a cluster CA bundle, the node's certificate naming
+// NodeName in its Subject Common Name, and its key: LoadCredentials) both
+// listeners speak mutual TLS 1.3 only, and a peer is accepted only if its
+// certificate chains to the cluster CA (secure.go). On top of that:
+//
+//   - raft: the peer's name must be in the raft configuration, unless this
+//     node has none yet (being bootstrapped or joined). A node removed by
+//     Purge, or holding a certificate but never added, cannot send raft
+//     messages, with any term.
+//   - RPC: a request that acts for a node (register, heartbeat, claim,
+//     release, mode, goodbye, join, leave) must come from that node's
+//     certificate; Remove, and Expire of another node, are refused from any
+//     peer (the leader decides them); a request forwarded by a node (a join
+//     through a contact) is accepted only from a member. Bodies are decoded
+//     and checked by decodeRPC before anything runs.
+//   - A replayed capture is refused: TLS 1.3 keys are fresh on every
+//     connection, and 0-RTT is not accepted.
+//   - Refused peers are logged ("cluster: refused peer", with the listener,
+//     the peer's address and the reason, a certificate's name included),
+//     repeats within 10 s counted rather than logged.
+//
+// Credential files are read again when they change, so the CA is rotated
+// with no restart: bundle old and new CA, replace each node's certificate,
+// drop the old CA (README). A member is fully trusted, as in any raft
+// cluster: its certificate is the cluster's trust unit.
+//
+// Without Config.TLS, Start refuses listeners that are not on loopback
+// (ErrNeedsCredentials): a cluster without credentials is for one machine.
 package cluster

@@ -38,6 +38,22 @@ var (
 	ErrClosed = errors.New("cluster: closed")
 	// ErrInvalidConfig is a Config that Start cannot run with.
 	ErrInvalidConfig = errors.New("cluster: invalid config")
+	// ErrNeedsCredentials refuses to start a node whose listeners are
+	// reachable beyond loopback without TLS credentials (Config.TLS).
+	ErrNeedsCredentials = errors.New("cluster: listeners beyond loopback need TLS credentials")
+	// ErrBadCredentials is a CA bundle, certificate or key that cannot be used.
+	ErrBadCredentials = errors.New("cluster: unusable credentials")
+	// ErrPeerNoCertificate refuses a peer that presented no certificate.
+	ErrPeerNoCertificate = errors.New("cluster: peer presented no certificate")
+	// ErrPeerUntrusted refuses a peer whose certificate does not chain to the
+	// cluster CA, has expired, or carries no node name.
+	ErrPeerUntrusted = errors.New("cluster: peer certificate not trusted")
+	// ErrForbidden refuses a request the peer may not make: it acts for
+	// another node than the one its certificate names, it is an operation
+	// only the leader performs itself, or a non-member forwarded it.
+	ErrForbidden = errors.New("cluster: request not allowed for this peer")
+	// ErrBadRequest is an RPC request that does not decode or fails its checks.
+	ErrBadRequest = errors.New("cluster: bad request")
 )
 
 // errTransient marks an RPC that failed on the way (connection refused or
@@ -49,6 +65,7 @@ func errorByName(name string) error {
 	for _, e := range []error{
 		ErrUnavailable, ErrNoEligibleNode, ErrAlreadyInitialised, ErrNoLeader, ErrUnknownNode,
 		ErrNameMismatch, ErrNodeAlive, ErrTemporaryNode, ErrNotMember, ErrSelf, ErrRejected, ErrClosed,
+		ErrForbidden, ErrBadRequest,
 	} {
 		if e.Error() == name {
 			return e

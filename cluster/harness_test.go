@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/mode"
 )
 
@@ -131,6 +132,7 @@ type testCluster struct {
 	t      testing.TB
 	net    *testNet
 	hist   *history
+	pki    *testPKI // credentials of every node when not nil
 	mu     sync.Mutex
 	nodes  map[string]*testNode
 	clocks map[string]*skewClock
@@ -229,6 +231,9 @@ func (tc *testCluster) config(name string) Config {
 		cfg.hooks.transport = tc.net.inmemTransport(name)
 		cfg.hooks.memStores = true
 	}
+	if tc.pki != nil {
+		cfg.TLS = tc.pki.creds(name)
+	}
 	return cfg
 }
 
@@ -275,7 +280,7 @@ func (tc *testCluster) startN(n int, mutate ...func(*Config)) []*testNode {
 		nodes = append(nodes, nd)
 		addrs = append(addrs, nd.RPCAddr())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
 	defer cancel()
 	if err := nodes[0].InitCluster(ctx, addrs); err != nil {
 		tc.t.Fatalf("InitCluster: %v", err)
@@ -290,9 +295,9 @@ func (tc *testCluster) waitAllNormal(nodes []*testNode) {
 	tc.t.Helper()
 	n := len(nodes)
 	for _, nd := range nodes {
-		tc.waitHealth(nd, mode.Normal, 10*time.Second)
+		tc.waitHealth(nd, mode.Normal, poll.Patience)
 	}
-	waitFor(tc.t, 10*time.Second, "all nodes normal in every table", func() bool {
+	waitFor(tc.t, poll.Patience, "all nodes normal in every table", func() bool {
 		for _, a := range nodes {
 			for _, st := range a.Nodes() {
 				if st.Mode != mode.Normal || !st.Connected {
@@ -345,7 +350,7 @@ func (n *testNode) fencedChannels() ([]string, time.Time) {
 func (tc *testCluster) leader(nodes []*testNode) *testNode {
 	tc.t.Helper()
 	var l *testNode
-	waitFor(tc.t, 10*time.Second, "a leader", func() bool {
+	waitFor(tc.t, poll.Patience, "a leader", func() bool {
 		for _, n := range nodes {
 			if n.RaftStats()["raft_state"] == "leader" {
 				l = n
@@ -371,7 +376,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 func route(t testing.TB, n *testNode, ch string) Decision {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
 	defer cancel()
 	d, err := n.Route(ctx, ch)
 	if err != nil {
@@ -397,7 +402,7 @@ func place(t testing.TB, asks map[string]*testNode) (map[string][]string, map[st
 	decided := map[string]Decision{}
 	for ch, n := range asks {
 		var d Decision
-		waitFor(t, 30*time.Second, "placing "+ch, func() bool {
+		waitFor(t, poll.Patience, "placing "+ch, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			var err error

@@ -56,7 +56,9 @@ func (c *Cluster) expireTick() {
 		c.wg.Go(func() {
 			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.LeaseTTL)
 			defer cancel()
-			res, err := c.propose(ctx, cmd)
+			// Only the leader decides an expiry: proposed here or not at all
+			// (a node that lost leadership meanwhile does not forward it).
+			res, err := c.proposeLocal(ctx, cmd)
 			c.mu.Lock()
 			delete(c.expiring, cmd.Node)
 			c.mu.Unlock()

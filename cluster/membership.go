@@ -66,7 +66,7 @@ func (c *Cluster) lookup(ctx context.Context, entry string) (infoResp, error) {
 	var info infoResp
 	if addr == c.rpcAddr {
 		info = c.info()
-	} else if err := c.call(ctx, addr, pathInfo, struct{}{}, &info, false); err != nil {
+	} else if err := c.call(ctx, addr, pathInfo, struct{}{}, &info, ""); err != nil {
 		return infoResp{}, fmt.Errorf("%w: %q at %s: %w", ErrUnknownNode, entry, addr, err)
 	}
 	if byName && info.Name != entry {
@@ -116,7 +116,7 @@ func (c *Cluster) InitCluster(ctx context.Context, nodeNames []string) error {
 		if info.Name == c.cfg.NodeName {
 			err = c.bootstrapLocal(&req)
 		} else {
-			err = c.call(ctx, info.RPCAddr, pathBootstrap, &req, nil, false)
+			err = c.call(ctx, info.RPCAddr, pathBootstrap, &req, nil, "")
 		}
 		if err != nil {
 			return fmt.Errorf("cluster: bootstrap %s: %w", info.Name, err)
@@ -139,9 +139,32 @@ func (c *Cluster) bootstrapLocal(req *bootstrapReq) error {
 	}
 	err := c.raft.BootstrapCluster(conf).Error()
 	if errors.Is(err, raft.ErrCantBootstrap) {
+		// The other listed nodes, bootstrapped first, may have elected a
+		// leader that already gave this node the very configuration asked
+		// for: that is this InitCluster's cluster, not a second one.
+		if f := c.raft.GetConfiguration(); f.Error() == nil && sameServers(f.Configuration(), conf) {
+			return nil
+		}
 		return fmt.Errorf("%w: %s", ErrAlreadyInitialised, c.cfg.NodeName)
 	}
 	return err
+}
+
+// sameServers reports whether two configurations list the same servers.
+func sameServers(a, b raft.Configuration) bool {
+	if len(a.Servers) != len(b.Servers) {
+		return false
+	}
+	want := make(map[raft.Server]bool, len(b.Servers))
+	for _, s := range b.Servers {
+		want[s] = true
+	}
+	for _, s := range a.Servers {
+		if !want[s] {
+			return false
+		}
+	}
+	return true
 }
 
 // Join adds this node to a running cluster through a contact node
@@ -167,9 +190,14 @@ func (c *Cluster) Join(ctx context.Context, contact string) error {
 	req := joinReq{Name: c.cfg.NodeName, RaftAddr: c.raftAddr, Temporary: c.cfg.Temporary}
 	backoff := c.cfg.Heartbeat / 5
 	for {
-		err = c.call(ctx, addr, pathJoin, &req, nil, false)
+		err = c.call(ctx, addr, pathJoin, &req, nil, "")
 		if err == nil || !retriable(err) {
 			break
+		}
+		if certRefused(err) {
+			// A certificate is refused on one side or the other: retrying
+			// cannot help; the operator must fix the credentials.
+			return fmt.Errorf("%w: join through %s: %w", ErrPeerUntrusted, contact, err)
 		}
 		select {
 		case <-ctx.Done():

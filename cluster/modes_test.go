@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/mode"
 )
 
@@ -36,13 +37,13 @@ func TestFreshNodeHealth(t *testing.T) {
 			t.Fatalf("%s: raft stats before init: %v", n.name, st)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
 	defer cancel()
 	if err := nodes[1].InitCluster(ctx, addrs); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		waitFor(t, 10*time.Second, n.name+" reported normal", func() bool {
+		waitFor(t, poll.Patience, n.name+" reported normal", func() bool {
 			ms := n.modeLog()
 			return len(ms) > 0 && ms[len(ms)-1] == mode.Normal
 		})
@@ -72,12 +73,12 @@ func TestBlockedNodeGetsNoNewChannel(t *testing.T) {
 	tc := newTestCluster(t, false)
 	nodes := tc.startN(3)
 	blocked := nodes[2]
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
 	defer cancel()
 
 	waitModeEverywhere := func(m mode.Mode) {
 		t.Helper()
-		waitFor(t, 5*time.Second, "every table shows "+blocked.name+" "+m.String(), func() bool {
+		waitFor(t, poll.Patience, "every table shows "+blocked.name+" "+m.String(), func() bool {
 			for _, n := range nodes {
 				for _, st := range n.Nodes() {
 					if st.Name == blocked.name && st.Mode != m {

@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -27,6 +29,63 @@ type testNet struct {
 	dialer map[string]string // local address of a dialed conn → node
 	memLns map[string]*memListener
 	seq    int
+	// recs record what a node writes on connections it opens to an address
+	// (below any TLS: what a wiretap sees).
+	recs []*recording
+}
+
+// recording holds the bytes written on each recorded connection.
+type recording struct {
+	node, addr string
+	mu         sync.Mutex
+	streams    []*bytes.Buffer
+}
+
+// record starts recording the connections node opens to addr from now on.
+func (tn *testNet) record(node, addr string) *recording {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	r := &recording{node: node, addr: addr}
+	tn.recs = append(tn.recs, r)
+	return r
+}
+
+// size is the number of bytes recorded so far.
+func (r *recording) size() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, b := range r.streams {
+		n += b.Len()
+	}
+	return n
+}
+
+// stop ends the recording and returns one byte stream per connection.
+func (r *recording) stop(tn *testNet) [][]byte {
+	tn.mu.Lock()
+	tn.recs = slices.DeleteFunc(tn.recs, func(o *recording) bool { return o == r })
+	tn.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out [][]byte
+	for _, b := range r.streams {
+		out = append(out, bytes.Clone(b.Bytes()))
+	}
+	return out
+}
+
+type recordingConn struct {
+	net.Conn
+	r   *recording
+	buf *bytes.Buffer
+}
+
+func (c *recordingConn) Write(b []byte) (int, error) {
+	c.r.mu.Lock()
+	c.buf.Write(b)
+	c.r.mu.Unlock()
+	return c.Conn.Write(b)
 }
 
 type netNode struct {
@@ -259,7 +318,17 @@ func (tn *testNet) dial(node string) func(ctx context.Context, addr string) (net
 			return nil, errCut
 		}
 		tn.dialer[c.LocalAddr().String()] = node
-		return tn.trackLocked(c, node, target), nil
+		tc := tn.trackLocked(c, node, target)
+		for _, r := range tn.recs {
+			if r.node == node && r.addr == addr {
+				buf := new(bytes.Buffer)
+				r.mu.Lock()
+				r.streams = append(r.streams, buf)
+				r.mu.Unlock()
+				return &recordingConn{Conn: tc, r: r, buf: buf}, nil
+			}
+		}
+		return tc, nil
 	}
 }
 

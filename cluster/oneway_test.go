@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/mode"
 )
 
@@ -27,12 +28,17 @@ func TestPartitionOneWay(t *testing.T) {
 		{"leader-in", true, true, false},
 		{"leader-out", true, false, true},
 	} {
-		t.Run(c.name, func(t *testing.T) { runOneWay(t, c.leader, c.in, c.out) })
+		t.Run(c.name, func(t *testing.T) {
+			forTransports(t, func(t *testing.T, tls bool) { runOneWay(t, c.leader, c.in, c.out, tls) })
+		})
 	}
 }
 
-func runOneWay(t *testing.T, victimIsLeader, in, out bool) {
+func runOneWay(t *testing.T, victimIsLeader, in, out, tls bool) {
 	tc := newTestCluster(t, false)
+	if tls {
+		tc.pki = newTestPKI(t)
+	}
 	nodes := tc.startN(3)
 	asks := map[string]*testNode{}
 	var all []string
@@ -77,7 +83,7 @@ func runOneWay(t *testing.T, victimIsLeader, in, out bool) {
 	// Wait until every channel is served by some node that is not fenced
 	// and the fenced nodes are known: the cluster has settled.
 	var fenced []string
-	waitFor(t, 30*time.Second, "cluster settled under the one-way partition", func() bool {
+	waitFor(t, poll.Patience, "cluster settled under the one-way partition", func() bool {
 		fenced = fenced[:0]
 		for _, n := range nodes {
 			if n.HealthMode() == mode.BlockNewConnection {
@@ -102,12 +108,12 @@ func runOneWay(t *testing.T, victimIsLeader, in, out bool) {
 	healAt := time.Now()
 	tc.net.heal(victim.name)
 	for _, n := range nodes {
-		waitFor(t, 30*time.Second, n.name+" normal after heal", func() bool { return n.HealthMode() == mode.Normal })
+		waitFor(t, poll.Patience, n.name+" normal after heal", func() bool { return n.HealthMode() == mode.Normal })
 	}
 	healed := time.Since(healAt)
 	stopLoad()
 	for _, ch := range all {
-		waitFor(t, 30*time.Second, ch+" served after heal", func() bool {
+		waitFor(t, poll.Patience, ch+" served after heal", func() bool {
 			owners := 0
 			for _, n := range nodes {
 				if n.Serving(ch) {
@@ -121,8 +127,8 @@ func runOneWay(t *testing.T, victimIsLeader, in, out bool) {
 		})
 	}
 	overlaps := tc.hist.overlaps()
-	t.Logf("ONEWAY victim=%s(leader=%v) in=%v out=%v fenced=%v settled_ms=%d heal_ms=%d intervals=%d overlaps=%d",
-		victim.name, victimIsLeader, in, out, fenced, settled.Milliseconds(), healed.Milliseconds(), tc.hist.intervals(), len(overlaps))
+	t.Logf("ONEWAY tls=%v victim=%s(leader=%v) in=%v out=%v fenced=%v settled_ms=%d heal_ms=%d intervals=%d overlaps=%d",
+		tls, victim.name, victimIsLeader, in, out, fenced, settled.Milliseconds(), healed.Milliseconds(), tc.hist.intervals(), len(overlaps))
 	for _, o := range overlaps {
 		t.Errorf("double serving: %s", o)
 	}

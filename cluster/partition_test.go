@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/mode"
 )
 
@@ -19,14 +20,22 @@ import (
 // expired); then the network heals. Every node's exact serving history must
 // show no two intervals of one channel overlapping.
 
-func TestPartitionFollower(t *testing.T) { runPartition(t, partition{}) }
+// Each runs over plain loopback and over mutual TLS.
 
-func TestPartitionLeader(t *testing.T) { runPartition(t, partition{leader: true}) }
+func TestPartitionFollower(t *testing.T) {
+	forTransports(t, func(t *testing.T, tls bool) { runPartition(t, partition{tls: tls}) })
+}
+
+func TestPartitionLeader(t *testing.T) {
+	forTransports(t, func(t *testing.T, tls bool) { runPartition(t, partition{leader: true, tls: tls}) })
+}
 
 // TestPartitionApplyDelay runs the leader case with a 2 ms delay inside
 // every FSM.Apply, which made the prototype's AppliedIndex bug fail 20 of 20.
 func TestPartitionApplyDelay(t *testing.T) {
-	runPartition(t, partition{leader: true, applyDelay: 2 * time.Millisecond})
+	forTransports(t, func(t *testing.T, tls bool) {
+		runPartition(t, partition{leader: true, applyDelay: 2 * time.Millisecond, tls: tls})
+	})
 }
 
 // TestPartitionSlowClock is spec 3.7's slow-clock test. The victim's clock
@@ -35,7 +44,7 @@ func TestPartitionApplyDelay(t *testing.T) {
 // quarter speed: the victim believes in its lease for four times the TTL, far longer
 // than TTL + grace, and the check must see double serving.
 func TestPartitionSlowClock(t *testing.T) {
-	t.Run("2%", func(t *testing.T) { runPartition(t, partition{victimClock: 0.98}) })
+	forTransports(t, func(t *testing.T, tls bool) { runPartition(t, partition{victimClock: 0.98, tls: tls}) })
 	t.Run("75%-slow-must-overlap", func(t *testing.T) { runPartition(t, partition{victimClock: 0.25, wantOverlap: true}) })
 }
 
@@ -44,6 +53,8 @@ type partition struct {
 	// mem runs on the in-memory network (raft.InmemTransport, net.Pipe RPC),
 	// for synctest bubbles.
 	mem bool
+	// tls gives every node credentials: mutual TLS on raft and the RPC.
+	tls bool
 	// leader cuts the raft leader off, else a follower.
 	leader     bool
 	applyDelay time.Duration
@@ -56,6 +67,9 @@ type partition struct {
 func runPartition(t *testing.T, p partition) {
 	mem, victimIsLeader, applyDelay := p.mem, p.leader, p.applyDelay
 	tc := newTestCluster(t, mem)
+	if p.tls {
+		tc.pki = newTestPKI(t)
+	}
 	nodes := tc.startN(3, func(cfg *Config) { cfg.hooks.applyDelay = applyDelay })
 
 	asks := map[string]*testNode{}
@@ -131,7 +145,7 @@ func runPartition(t *testing.T, p partition) {
 	tc.net.cut(victim.name)
 
 	// The victim fences itself: all its channels reported, block_new_connection.
-	waitFor(t, 30*time.Second, victim.name+" fenced", func() bool {
+	waitFor(t, poll.Patience, victim.name+" fenced", func() bool {
 		f, _ := victim.fencedChannels()
 		for _, ch := range mine {
 			if !slices.Contains(f, ch) {
@@ -151,7 +165,7 @@ func runPartition(t *testing.T, p partition) {
 	}
 
 	// Every channel of the victim moves to a healthy node.
-	waitFor(t, 30*time.Second, "victim's channels moved", func() bool {
+	waitFor(t, poll.Patience, "victim's channels moved", func() bool {
 		for _, ch := range mine {
 			ok := false
 			for _, h := range healthy {
@@ -170,7 +184,7 @@ func runPartition(t *testing.T, p partition) {
 
 	healAt := time.Now()
 	tc.net.heal(victim.name)
-	waitFor(t, 30*time.Second, victim.name+" normal after heal", func() bool {
+	waitFor(t, poll.Patience, victim.name+" normal after heal", func() bool {
 		ms := victim.modeLog() // what OnHealthMode reported, not just the current mode
 		return ms[len(ms)-1] == mode.Normal
 	})
@@ -189,7 +203,7 @@ func runPartition(t *testing.T, p partition) {
 		}
 		return false
 	}
-	waitFor(t, 30*time.Second, "victim's table caught up", func() bool {
+	waitFor(t, poll.Patience, "victim's table caught up", func() bool {
 		for _, ch := range mine {
 			if stale(ch) {
 				return false
@@ -198,7 +212,7 @@ func runPartition(t *testing.T, p partition) {
 		return true
 	})
 	for _, ch := range mine {
-		waitFor(t, 30*time.Second, "victim decides "+ch, func() bool {
+		waitFor(t, poll.Patience, "victim decides "+ch, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			d, err := victim.Route(ctx, ch)
@@ -223,6 +237,9 @@ func runPartition(t *testing.T, p partition) {
 	}
 	if mem {
 		role += "+synctest"
+	}
+	if p.tls {
+		role += "+tls"
 	}
 	if p.victimClock != 0 {
 		role += fmt.Sprintf("+victim-clock-%.2f", p.victimClock)

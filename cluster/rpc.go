@@ -13,9 +13,11 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// The node-to-node RPC: JSON over HTTP POST on the RPC listener. Operations
-// that only the leader can perform (propose, join, leave, purge) are
-// forwarded once by a node that is not the leader.
+// The node-to-node RPC: JSON over HTTP POST on the RPC listener (HTTPS with
+// mutual TLS when the node has credentials). Operations that only the
+// leader can perform (propose, join, leave, purge) are forwarded once by a
+// node that is not the leader. Requests are decoded and checked by
+// decodeRPC and authorize (rpcdecode.go) before anything runs.
 const (
 	pathInfo      = "/cluster/v1/info"
 	pathBootstrap = "/cluster/v1/bootstrap"
@@ -23,6 +25,7 @@ const (
 	pathJoin      = "/cluster/v1/join"
 	pathLeave     = "/cluster/v1/leave"
 	pathPurge     = "/cluster/v1/purge"
+	pathReadIndex = "/cluster/v1/read-index"
 
 	hdrForwarded = "X-Hayate-Forwarded"
 	maxRPCBody   = 1 << 20
@@ -57,6 +60,11 @@ type joinReq struct {
 	Temporary bool   `json:"temporary"`
 }
 
+// indexResp is the leader's answer to a read barrier (Sync).
+type indexResp struct {
+	Index uint64 `json:"index"`
+}
+
 type nameReq struct {
 	Name string `json:"name"`
 }
@@ -68,80 +76,74 @@ type errResp struct {
 
 func (c *Cluster) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+pathInfo, func(w http.ResponseWriter, r *http.Request) {
-		reply(w, c.info(), nil)
-	})
-	mux.HandleFunc("POST "+pathBootstrap, func(w http.ResponseWriter, r *http.Request) {
-		var req bootstrapReq
-		if err := readJSON(w, r, &req); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		reply(w, struct{}{}, c.bootstrapLocal(&req))
-	})
-	mux.HandleFunc("POST "+pathPropose, c.leaderHandler(pathPropose, func(ctx context.Context, body []byte) (any, error) {
-		var cmd command
-		if err := json.Unmarshal(body, &cmd); err != nil {
-			return nil, err
-		}
-		return c.proposeLocal(ctx, &cmd)
-	}))
-	mux.HandleFunc("POST "+pathJoin, c.leaderHandler(pathJoin, func(ctx context.Context, body []byte) (any, error) {
-		var req joinReq
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, err
-		}
-		return struct{}{}, c.joinLocal(ctx, &req)
-	}))
-	mux.HandleFunc("POST "+pathLeave, c.leaderHandler(pathLeave, func(ctx context.Context, body []byte) (any, error) {
-		var req nameReq
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, err
-		}
-		return struct{}{}, c.leaveLocal(ctx, req.Name)
-	}))
-	mux.HandleFunc("POST "+pathPurge, c.leaderHandler(pathPurge, func(ctx context.Context, body []byte) (any, error) {
-		var req nameReq
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, err
-		}
-		return struct{}{}, c.purgeLocal(ctx, req.Name)
-	}))
+	mux.HandleFunc("POST /cluster/v1/", c.serveRPC)
 	return mux
 }
 
-// leaderHandler runs local on the leader; a follower forwards the request
-// once to the leader, and a forwarded request that reaches a follower fails
-// with ErrNoLeader (the caller retries).
-func (c *Cluster) leaderHandler(path string, local func(context.Context, []byte) (any, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRPCBody))
-		if err != nil {
-			reply(w, nil, err)
-			return
-		}
-		if c.raft.State() == raft.Leader {
-			resp, err := local(r.Context(), body)
-			reply(w, resp, err)
-			return
-		}
-		if r.Header.Get(hdrForwarded) != "" {
-			reply(w, nil, ErrNoLeader)
-			return
-		}
-		addr, err := c.leaderRPCAddr()
-		if err != nil {
-			reply(w, nil, err)
-			return
-		}
-		var raw json.RawMessage
-		err = c.call(r.Context(), addr, path, json.RawMessage(body), &raw, true)
-		reply(w, raw, err)
+// serveRPC decodes, checks and runs one request. Operations that only the
+// leader performs run here on the leader; a follower forwards them once to
+// the leader, and a forwarded request that reaches a follower fails with
+// ErrNoLeader (the caller retries).
+func (c *Cluster) serveRPC(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRPCBody))
+	if err != nil {
+		reply(w, nil, fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return
 	}
+	q, err := decodeRPC(r.URL.Path, body)
+	if err == nil {
+		err = c.authorize(r, &q)
+	}
+	if err != nil {
+		c.refused(listenerRPC, r.RemoteAddr, err)
+		reply(w, nil, err)
+		return
+	}
+	switch q.path {
+	case pathInfo:
+		reply(w, c.info(), nil)
+		return
+	case pathBootstrap:
+		reply(w, struct{}{}, c.bootstrapLocal(q.boot))
+		return
+	}
+	if c.raft.State() == raft.Leader {
+		resp, err := c.leaderLocal(r.Context(), &q)
+		reply(w, resp, err)
+		return
+	}
+	if r.Header.Get(hdrForwarded) != "" {
+		reply(w, nil, ErrNoLeader)
+		return
+	}
+	addr, err := c.leaderRPCAddr()
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	origin, ok := peerName(r)
+	if !ok {
+		origin = r.RemoteAddr
+	}
+	var raw json.RawMessage
+	err = c.call(r.Context(), addr, q.path, json.RawMessage(body), &raw, origin)
+	reply(w, raw, err)
 }
 
-func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	return json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRPCBody)).Decode(v)
+// leaderLocal runs a leader operation on this node, the leader.
+func (c *Cluster) leaderLocal(ctx context.Context, q *rpcRequest) (any, error) {
+	switch q.path {
+	case pathPropose:
+		return c.proposeLocal(ctx, q.cmd)
+	case pathJoin:
+		return struct{}{}, c.joinLocal(ctx, q.join)
+	case pathReadIndex:
+		return c.readIndexLocal(ctx)
+	case pathLeave:
+		return struct{}{}, c.leaveLocal(ctx, q.name.Name)
+	default: // pathPurge
+		return struct{}{}, c.purgeLocal(ctx, q.name.Name)
+	}
 }
 
 // reply writes v as JSON, or err as {"error": <sentinel text>, "detail": ...}.
@@ -164,6 +166,8 @@ func reply(w http.ResponseWriter, v any, err error) {
 			{ErrSelf, http.StatusBadRequest},
 			{ErrRejected, http.StatusConflict},
 			{ErrNoEligibleNode, http.StatusServiceUnavailable},
+			{ErrForbidden, http.StatusForbidden},
+			{ErrBadRequest, http.StatusBadRequest},
 		} {
 			if errors.Is(err, s.err) {
 				status, name = s.status, s.err.Error()
@@ -177,19 +181,20 @@ func reply(w http.ResponseWriter, v any, err error) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// call POSTs req to path at addr and decodes the answer into resp.
-func (c *Cluster) call(ctx context.Context, addr, path string, req, resp any, forwarded bool) error {
+// call POSTs req to path at addr and decodes the answer into resp. origin,
+// if not empty, marks a request forwarded on behalf of that peer.
+func (c *Cluster) call(ctx context.Context, addr, path string, req, resp any, origin string) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.scheme+"://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnknownNode, err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	if forwarded {
-		hreq.Header.Set(hdrForwarded, "1")
+	if origin != "" {
+		hreq.Header.Set(hdrForwarded, origin)
 	}
 	res, err := c.client.Do(hreq)
 	if err != nil {
@@ -251,7 +256,7 @@ func (c *Cluster) leaderCall(ctx context.Context, path string, req, resp any, lo
 		default:
 			var addr string
 			if addr, err = c.leaderRPCAddr(); err == nil {
-				err = c.call(ctx, addr, path, req, resp, false)
+				err = c.call(ctx, addr, path, req, resp, "")
 			}
 		}
 		if err == nil || !retriable(err) {

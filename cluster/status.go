@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"time"
@@ -129,4 +130,34 @@ func (c *Cluster) ChannelCounts() (owned, served, total int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.mine), len(c.served), len(c.tab.Channels)
+}
+
+// Sync makes this node's table current for a read: it returns once the
+// table has applied every command the leader had applied when Sync was
+// called (a read barrier: raft's Barrier on the leader, then this node
+// waits for that index). A read after Sync sees every claim, release and
+// registration acknowledged before it, on any node. It fails with
+// ErrUnavailable or ErrNoLeader when no leader answers before ctx ends.
+func (c *Cluster) Sync(ctx context.Context) error {
+	var resp indexResp
+	err := c.leaderCall(ctx, pathReadIndex, struct{}{}, &resp, func(ctx context.Context) error {
+		var err error
+		resp, err = c.readIndexLocal(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return c.waitApplied(ctx, resp.Index)
+}
+
+// readIndexLocal runs on the leader: a barrier (every entry before it is
+// applied to this node's table), then the table's applied index.
+func (c *Cluster) readIndexLocal(ctx context.Context) (indexResp, error) {
+	if err := c.await(ctx, c.raft.Barrier(c.enqueueTimeout(ctx))); err != nil {
+		return indexResp{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return indexResp{Index: c.tab.Applied}, nil
 }

@@ -35,12 +35,33 @@ func (c *Cluster) listen(addr string) (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", addr)
 }
 
+// dial opens a connection to another node. It leaves from the address the
+// RPC listener is bound to, when that is one address: a node's cluster
+// traffic then comes from its cluster address both ways (firewall rules and
+// multi-homed hosts see one address per node).
 func (c *Cluster) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if c.cfg.hooks.dial != nil {
 		return c.cfg.hooks.dial(ctx, addr)
 	}
 	var d net.Dialer
+	if ip := bindIP(c.cfg.RPCListen); ip != nil {
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
 	return d.DialContext(ctx, "tcp", addr)
+}
+
+// bindIP is the IP of a listen address host:port, or nil when the host is
+// empty, a name or unspecified (0.0.0.0).
+func bindIP(listen string) net.IP {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsUnspecified() {
+		return nil
+	}
+	return ip
 }
 
 // advertised returns adv, or the listener's address when adv is empty; an

@@ -73,6 +73,15 @@ type Config struct {
 	WebhookQueueSize             int
 	IgnoreSessionVanishedWebhook bool
 
+	// DataChannels.
+	DataChannelSignaling             bool
+	IgnoreDisconnectWebSocket        bool
+	DataChannelRPC                   bool
+	DataChannelSignalingCloseMessage bool
+	DataChannelMaxMessageSize        int
+	DataChannelMessagesPerSecond     int
+	DataChannelQueueBytes            int
+
 	// Media.
 	MediaBackend                    string
 	MediaSockets                    int
@@ -91,6 +100,9 @@ type Config struct {
 	ClusterHeartbeatInterval time.Duration
 	ClusterLeaseTTL          time.Duration
 	ClusterLeaseGrace        time.Duration
+	ClusterTLSCAFile         string
+	ClusterTLSCertFile       string
+	ClusterTLSKeyFile        string
 
 	// Logging and debugging.
 	LogLevel   string
@@ -102,41 +114,45 @@ type Config struct {
 // with no config file at all.
 func Default() Config {
 	return Config{
-		SignalingPort:                   5000,
-		SignalingLoopbackAddressOnly:    true,
-		APIPort:                         3000,
-		APILoopbackAddressOnly:          true,
-		MediaPort:                       50000,
-		IPv4Address:                     netip.AddrFrom4([4]byte{127, 0, 0, 1}),
-		Label:                           "Hayate",
-		InitialMode:                     mode.Normal,
-		DrainTimeout:                    5 * time.Minute,
-		MaxConnections:                  10000,
-		MaxPendingConnections:           1000,
-		SignalingHandshakeTimeout:       10 * time.Second,
-		SignalingPingInterval:           5 * time.Second,
-		SignalingPongTimeout:            15 * time.Second,
-		MaxSignalingMessageBytes:        1 << 20,
-		ConnectTimeout:                  10 * time.Second,
-		AnswerTimeout:                   30 * time.Second,
-		SignalingNotify:                 true,
-		DefaultVideoCodecType:           "VP9",
-		DefaultAudioCodecType:           "OPUS",
-		WebhookResponseTimeout:          5 * time.Second,
-		WebhookWorkers:                  5,
-		WebhookQueueSize:                1024,
-		IgnoreSessionVanishedWebhook:    true,
-		MediaBackend:                    "auto",
-		MediaSockets:                    runtime.GOMAXPROCS(0),
-		ICEConnectionStateFailedTimeout: 10 * time.Second,
-		ClusterPort:                     5690,
-		ClusterRaftPort:                 5691,
-		ClusterDataDir:                  "cluster-data",
-		ClusterHeartbeatInterval:        time.Second,
-		ClusterLeaseTTL:                 5 * time.Second,
-		ClusterLeaseGrace:               2 * time.Second,
-		LogLevel:                        "info",
-		LogFormat:                       "text",
+		SignalingPort:                    5000,
+		SignalingLoopbackAddressOnly:     true,
+		APIPort:                          3000,
+		APILoopbackAddressOnly:           true,
+		MediaPort:                        50000,
+		IPv4Address:                      netip.AddrFrom4([4]byte{127, 0, 0, 1}),
+		Label:                            "Hayate",
+		InitialMode:                      mode.Normal,
+		DrainTimeout:                     5 * time.Minute,
+		MaxConnections:                   10000,
+		MaxPendingConnections:            1000,
+		SignalingHandshakeTimeout:        10 * time.Second,
+		SignalingPingInterval:            5 * time.Second,
+		SignalingPongTimeout:             15 * time.Second,
+		MaxSignalingMessageBytes:         1 << 20,
+		ConnectTimeout:                   10 * time.Second,
+		AnswerTimeout:                    30 * time.Second,
+		SignalingNotify:                  true,
+		DefaultVideoCodecType:            "VP9",
+		DefaultAudioCodecType:            "OPUS",
+		WebhookResponseTimeout:           5 * time.Second,
+		WebhookWorkers:                   5,
+		WebhookQueueSize:                 1024,
+		IgnoreSessionVanishedWebhook:     true,
+		DataChannelSignalingCloseMessage: true,
+		DataChannelMaxMessageSize:        65536,
+		DataChannelMessagesPerSecond:     1000,
+		DataChannelQueueBytes:            1 << 20,
+		MediaBackend:                     "auto",
+		MediaSockets:                     runtime.GOMAXPROCS(0),
+		ICEConnectionStateFailedTimeout:  10 * time.Second,
+		ClusterPort:                      5690,
+		ClusterRaftPort:                  5691,
+		ClusterDataDir:                   "cluster-data",
+		ClusterHeartbeatInterval:         time.Second,
+		ClusterLeaseTTL:                  5 * time.Second,
+		ClusterLeaseGrace:                2 * time.Second,
+		LogLevel:                         "info",
+		LogFormat:                        "text",
 	}
 }
 
@@ -190,6 +206,13 @@ func (c *Config) keys() []key {
 		intKey("webhook_workers", "senders per session/event webhook queue", &c.WebhookWorkers),
 		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),
 		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
+		boolKey("data_channel_signaling", "DataChannel signaling for a connect that does not say (data_channel_signaling in connect and the auth webhook's payout win)", &c.DataChannelSignaling),
+		boolKey("ignore_disconnect_websocket", "for a connect that does not say: after switched, the connection outlives its WebSocket", &c.IgnoreDisconnectWebSocket),
+		boolKey("data_channel_rpc", "open the rpc DataChannel (JSON-RPC 2.0; every method answers -32601, none is implemented)", &c.DataChannelRPC),
+		boolKey("data_channel_signaling_close_message", "tell a connection without WebSocket why it is closed: {\"type\":\"close\",\"code\",\"reason\"} on the signaling DataChannel", &c.DataChannelSignalingCloseMessage),
+		intKey("data_channel_max_message_size", "largest DataChannel message accepted (the offer's a=max-message-size); larger ones are dropped and counted", &c.DataChannelMaxMessageSize),
+		intKey("data_channel_messages_per_second", "DataChannel messages one connection may send a second (burst of as many); more are dropped and counted (0: no limit)", &c.DataChannelMessagesPerSecond),
+		intKey("data_channel_queue_bytes", "DataChannel bytes queued to one connection and not yet acknowledged; a receiver that lets more pile up is closed with 4429 DATA-CHANNEL-QUEUE-FULL", &c.DataChannelQueueBytes),
 		stringKey("media_backend", "socket backend: auto (io_uring where the kernel allows it, else epoll), io_uring, or epoll (recvmmsg/sendmmsg through the Go netpoller)", &c.MediaBackend),
 		intKey("media_sockets", "SO_REUSEPORT sockets on media_port, each read by one goroutine; default GOMAXPROCS", &c.MediaSockets),
 		durationKey("ice_connection_state_failed_timeout", "close a connection (4408 ICE-CONNECTION-STATE-FAILED) whose peer sent nothing for this long, or whose ICE and DTLS are not up this long after its answer", &c.ICEConnectionStateFailedTimeout),
@@ -205,6 +228,9 @@ func (c *Config) keys() []key {
 		durationKey("cluster_heartbeat_interval", "how often the node renews its lease", &c.ClusterHeartbeatInterval),
 		durationKey("cluster_lease_ttl", "lease length: a node that renews nothing for this long stops serving its channels", &c.ClusterLeaseTTL),
 		durationKey("cluster_lease_grace", "extra time before the leader gives a silent node's channels to others (covers clock-rate drift and pauses)", &c.ClusterLeaseGrace),
+		stringKey("cluster_tls_ca_file", "PEM file of the cluster CA certificates (one, or old and new during a rotation): both cluster listeners then speak mutual TLS 1.3 and accept only peers whose certificate chains to them; required when cluster_address is not loopback", &c.ClusterTLSCAFile),
+		stringKey("cluster_tls_cert_file", "PEM file of this node's cluster certificate, whose Common Name is cluster_node_name (make one with hayate cluster-cert)", &c.ClusterTLSCertFile),
+		stringKey("cluster_tls_key_file", "PEM file of the private key of cluster_tls_cert_file; the three files are read again when they change", &c.ClusterTLSKeyFile),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
 		boolKey("debug_pprof", "serve Go's pprof profiles at /debug/pprof/ on the API port (keep the API on loopback)", &c.DebugPprof),
 		stringKey("log_format", "text (logfmt, one line per record) or json (one JSON object per line, for log collectors)", &c.LogFormat),
@@ -327,6 +353,10 @@ func (c *Config) Validate() error {
 	if c.MaxConnections < 0 || c.MaxChannelConnections < 0 || c.MaxPendingConnections < 1 {
 		return fmt.Errorf("config: max_connections and max_channel_connections must be 0 or more, max_pending_connections at least 1: %w", ErrOutOfRange)
 	}
+	if c.DataChannelMaxMessageSize < 1024 || c.DataChannelMaxMessageSize > 1<<24 || c.DataChannelMessagesPerSecond < 0 ||
+		c.DataChannelQueueBytes < c.DataChannelMaxMessageSize {
+		return fmt.Errorf("config: data_channel_max_message_size must be 1024 to 16777216, data_channel_queue_bytes at least that, data_channel_messages_per_second 0 or more: %w", ErrOutOfRange)
+	}
 	if c.WebhookWorkers < 1 || c.WebhookQueueSize < 1 || c.MediaSockets < 1 {
 		return fmt.Errorf("config: webhook_workers, webhook_queue_size and media_sockets must be at least 1: %w", ErrOutOfRange)
 	}
@@ -404,8 +434,26 @@ func (c *Config) validateCluster() error {
 	if c.ClusterHeartbeatInterval <= 0 || c.ClusterLeaseTTL <= 2*c.ClusterHeartbeatInterval || c.ClusterLeaseGrace <= 0 {
 		return fmt.Errorf("config: cluster_lease_ttl must exceed twice cluster_heartbeat_interval, and both and cluster_lease_grace be positive: %w", ErrOutOfRange)
 	}
+	set := 0
+	for _, f := range []string{c.ClusterTLSCAFile, c.ClusterTLSCertFile, c.ClusterTLSKeyFile} {
+		if f != "" {
+			set++
+		}
+	}
+	switch {
+	case set != 0 && set != 3:
+		return fmt.Errorf("config: set all of cluster_tls_ca_file, cluster_tls_cert_file and cluster_tls_key_file, or none: %w", ErrInsecure)
+	case set == 0 && !c.ClusterAddr().IsLoopback():
+		// Safe by default: raft and the cluster RPC steer the whole cluster.
+		return fmt.Errorf("config: the cluster listens on %v, beyond loopback, without credentials: set cluster_tls_ca_file, "+
+			"cluster_tls_cert_file and cluster_tls_key_file (hayate cluster-cert makes them), or cluster_address = 127.0.0.1: %w",
+			c.ClusterAddr(), ErrInsecure)
+	}
 	return nil
 }
+
+// ClusterTLS reports whether the cluster credentials are configured.
+func (c *Config) ClusterTLS() bool { return c.ClusterTLSCAFile != "" }
 
 // ClusterAddr is the address the cluster listeners use.
 func (c *Config) ClusterAddr() netip.Addr {

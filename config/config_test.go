@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,6 +116,39 @@ func TestREADMEDocumentsEveryKey(t *testing.T) {
 	for _, k := range Keys() {
 		if !strings.Contains(string(readme), "`"+k.Name+"`") {
 			t.Errorf("README.md does not document `%s`", k.Name)
+		}
+	}
+}
+
+// TestClusterNeedsCredentialsBeyondLoopback: safe by default.
+func TestClusterNeedsCredentialsBeyondLoopback(t *testing.T) {
+	base := func(edit func(*Config)) Config {
+		c := Default()
+		c.Cluster = true
+		edit(&c)
+		return c
+	}
+	tls := func(c *Config) {
+		c.ClusterTLSCAFile, c.ClusterTLSCertFile, c.ClusterTLSKeyFile = "ca.pem", "node.pem", "node-key.pem"
+	}
+	for name, c := range map[string]Config{
+		"ipv4_address":    base(func(c *Config) { c.IPv4Address = netip.MustParseAddr("10.0.0.1") }),
+		"cluster_address": base(func(c *Config) { c.ClusterAddress = netip.MustParseAddr("0.0.0.0") }),
+		"partial":         base(func(c *Config) { tls(c); c.ClusterTLSKeyFile = "" }),
+	} {
+		err := c.Validate()
+		if !errors.Is(err, ErrInsecure) || !strings.Contains(err.Error(), "cluster_tls_key_file") {
+			t.Errorf("%s: %v, want ErrInsecure naming the keys", name, err)
+		}
+	}
+	for name, c := range map[string]Config{
+		"loopback":        base(func(*Config) {}),
+		"127.0.0.2":       base(func(c *Config) { c.ClusterAddress = netip.MustParseAddr("127.0.0.2") }),
+		"with-tls":        base(func(c *Config) { tls(c); c.IPv4Address = netip.MustParseAddr("10.0.0.1") }),
+		"no-cluster-10.x": func() Config { c := Default(); c.IPv4Address = netip.MustParseAddr("10.0.0.1"); return c }(),
+	} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }

@@ -12,4 +12,7 @@ var (
 	ErrOutOfRange = errors.New("value out of range")
 	// ErrBadURL is a webhook URL that is not an absolute http(s) URL.
 	ErrBadURL = errors.New("not an absolute http or https URL")
+	// ErrInsecure is a cluster that would listen beyond loopback without
+	// credentials, or credentials given only in part.
+	ErrInsecure = errors.New("cluster credentials required")
 )

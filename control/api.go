@@ -225,6 +225,19 @@ func (p params) id(name string) (string, error) {
 	return s, nil
 }
 
+// flag returns an optional boolean parameter (false when absent or null).
+func (p params) flag(name string) (bool, error) {
+	raw, ok := p[name]
+	if !ok || string(raw) == "null" {
+		return false, nil
+	}
+	var b bool
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return false, wrapped{errInvalidParameter, fmt.Sprintf("parameter %q must be a boolean", name)}
+	}
+	return b, nil
+}
+
 func (a *API) changeMode(_ context.Context, p params) (any, error) {
 	raw, ok := p["mode"]
 	if !ok || string(raw) == "null" {

@@ -13,8 +13,13 @@ type Cluster interface {
 	InitCluster(ctx context.Context, nodeNames []string) error
 	RegisterClusterNode(ctx context.Context, contactNodeName string) error
 	PurgeClusterNode(ctx context.Context, targetNodeName string) error
-	ListClusterNodes() any
-	ListClusterChannels() any
+	// ListClusterNodes and ListClusterChannels read the replicated tables
+	// after a read barrier through the leader, so they show every change
+	// acknowledged before the request; with stale they answer from this
+	// node's copy at once (which may lag the leader by its replication
+	// delay, and is all a node cut off from the majority can show).
+	ListClusterNodes(ctx context.Context, stale bool) (any, error)
+	ListClusterChannels(ctx context.Context, stale bool) (any, error)
 }
 
 func (a *API) clusterOn() error {
@@ -77,16 +82,26 @@ func (a *API) nodeOp(ctx context.Context, p params, param string, op func(contex
 	return map[string]string{param: name}, nil
 }
 
-func (a *API) listClusterNodes(context.Context, params) (any, error) {
+// listClusterNodes is Sora_20211215.ListClusterNodes {"stale"?: bool}.
+func (a *API) listClusterNodes(ctx context.Context, p params) (any, error) {
 	if err := a.clusterOn(); err != nil {
 		return nil, err
 	}
-	return a.cluster.ListClusterNodes(), nil
+	stale, err := p.flag("stale")
+	if err != nil {
+		return nil, err
+	}
+	return a.cluster.ListClusterNodes(ctx, stale)
 }
 
-func (a *API) listClusterChannels(context.Context, params) (any, error) {
+// listClusterChannels is Sora_20211215.ListClusterChannels {"stale"?: bool}.
+func (a *API) listClusterChannels(ctx context.Context, p params) (any, error) {
 	if err := a.clusterOn(); err != nil {
 		return nil, err
 	}
-	return a.cluster.ListClusterChannels(), nil
+	stale, err := p.flag("stale")
+	if err != nil {
+		return nil, err
+	}
+	return a.cluster.ListClusterChannels(ctx, stale)
 }

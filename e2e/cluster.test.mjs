@@ -9,7 +9,7 @@ import { createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import {
-  startHayate, startPageServer, launchBrowser, openClient, connect, mediaState, disconnect, waitFor,
+  PATIENCE, startHayate, startPageServer, launchBrowser, openClient, connect, mediaState, disconnect, waitFor,
 } from "./harness.mjs";
 
 let nodes = [], pages, browser, dataDir;
@@ -19,13 +19,13 @@ before(async () => {
   for (const i of [1, 2, 3]) {
     nodes.push(await startHayate([
       "--cluster=true", `--cluster_node_name=e2e-${i}`, "--cluster_port=0", "--cluster_raft_port=0",
-      `--cluster_data_dir=${path.join(dataDir, `n${i}`)}`, "--cluster_heartbeat_interval=100 ms",
-      "--cluster_lease_ttl=1 s", "--cluster_lease_grace=500 ms",
+      `--cluster_data_dir=${path.join(dataDir, `n${i}`)}`, "--cluster_heartbeat_interval=250 ms",
+      "--cluster_lease_ttl=3 s", "--cluster_lease_grace=1 s",
     ]));
   }
   // Formed through node 1, naming each node by its cluster RPC address.
   await nodes[0].api("Sora_20221221.InitCluster", { node_name_list: nodes.map((n) => n.clusterRPC) });
-  await waitFor("three connected nodes in normal mode", 30000, async () => {
+  await waitFor("three connected nodes in normal mode", PATIENCE, async () => {
     const list = await nodes[0].api("Sora_20211215.ListClusterNodes");
     const modes = await Promise.all(nodes.map((n) => n.api("Sora_20211215.GetMode")));
     return {
@@ -89,7 +89,7 @@ test("a client sent to a node that does not own the channel is redirected to the
 
   // A and B exchange media on the owner; C receives both.
   for (const [p, want] of [[a, 1], [b, 1], [c, 2]]) {
-    await waitFor("remote video decoded", 30000, async () => {
+    await waitFor("remote video decoded", PATIENCE, async () => {
       const s = await mediaState(p);
       const video = s.inbound.filter((i) => i.kind === "video");
       return { ok: video.length >= want && video.every((v) => v.frames > 0), inbound: s.inbound };

@@ -10,6 +10,10 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+
+// PATIENCE bounds every wait for something that should happen soon: sized
+// for a loaded 2-core machine (a wait costs only as long as the event takes).
+export const PATIENCE = 60000;
 const root = path.resolve(here, "..");
 
 // hayateBinary builds bin/hayate if it is missing (make test builds it first).
@@ -28,7 +32,7 @@ export async function startHayate(extraArgs = []) {
   const proc = spawn(hayateBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
   const ready = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("hayate: no ready line\n" + log)), 15000);
+    const timer = setTimeout(() => reject(new Error("hayate: no ready line\n" + log)), PATIENCE);
     proc.stderr.on("data", (chunk) => {
       log += chunk.toString();
       const m = log.match(/msg="hayate ready" signaling=(\S+) api=(\S+) media=(\S+)[^\n]*/);
@@ -116,7 +120,7 @@ export async function openClient(browser, pageURL) {
   const p = await context.newPage();
   p.on("pageerror", (err) => console.error("page error:", err.message));
   await p.goto(pageURL);
-  await p.waitForFunction(() => window.soraReady === true, null, { timeout: 10000 });
+  await p.waitForFunction(() => window.soraReady === true, null, { timeout: PATIENCE });
   return p;
 }
 
@@ -155,7 +159,7 @@ export async function connect(p, { url, channel, role }) {
       },
       { url, channel, role },
     ),
-    20000,
+    PATIENCE,
     `connect ${role} to ${channel}`,
   );
 }
@@ -191,7 +195,7 @@ export async function disconnect(p) {
       await window.conn.disconnect();
       return window.events.disconnects;
     }),
-    10000,
+    PATIENCE,
     "disconnect",
   );
 }
@@ -206,4 +210,22 @@ export async function waitFor(what, ms, cond) {
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}: ${JSON.stringify(last)}`);
+}
+
+// startEnv starts what a test file needs into env: a node (with
+// extraArgs), the page server and the browser; what started is in env even
+// if a later step throws. stopEnv stops them and returns the node's exit
+// code (0 after SIGTERM).
+export async function startEnv(env, extraArgs = []) {
+  env.hayate = await startHayate(extraArgs);
+  env.pages = await startPageServer();
+  env.browser = await launchBrowser();
+  return env;
+}
+
+export async function stopEnv(env) {
+  if (!env) return 0;
+  if (env.browser) await env.browser.close();
+  if (env.pages) await env.pages.close();
+  return env.hayate ? await env.hayate.stop() : 0;
 }

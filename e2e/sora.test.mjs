@@ -3,24 +3,18 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  startHayate, startPageServer, launchBrowser, openClient, connect, mediaState, disconnect, waitFor,
+  PATIENCE, startEnv, stopEnv, openClient, connect, mediaState, disconnect, waitFor,
 } from "./harness.mjs";
 
+const env = {};
 let hayate, pages, browser;
 
 before(async () => {
-  hayate = await startHayate();
-  pages = await startPageServer();
-  browser = await launchBrowser();
+  ({ hayate, pages, browser } = await startEnv(env));
 });
 
 after(async () => {
-  if (browser) await browser.close();
-  if (pages) await pages.close();
-  if (hayate) {
-    const code = await hayate.stop();
-    assert.equal(code, 0, "hayate exits 0 on SIGTERM");
-  }
+  assert.equal(await stopEnv(env), 0, "hayate exits 0 on SIGTERM");
 });
 
 // Every remote stream of a page, with its tracks by kind.
@@ -52,7 +46,7 @@ test("two sendrecv clients and a recvonly client exchange audio and video", asyn
     [r, [ca.connectionId, cb.connectionId]],
   ];
   for (const [p, publishers] of expect) {
-    const state = await waitFor("remote media decoded", 30000, async () => {
+    const state = await waitFor("remote media decoded", PATIENCE, async () => {
       const s = await mediaState(p);
       const streams = remoteStreams(s);
       const video = s.inbound.filter((i) => i.kind === "video");
@@ -82,7 +76,7 @@ test("two sendrecv clients and a recvonly client exchange audio and video", asyn
     assert.equal(events[0].code, 1000);
     assert.equal(events[0].reason, "TYPE-DISCONNECT");
   }
-  await waitFor("no connections left", 10000, async () => {
+  await waitFor("no connections left", PATIENCE, async () => {
     const rep = await hayate.api("Sora_20171010.GetStatsReport");
     return { ok: rep.total_ongoing_connections === 0 && rep.media.transports === 0, rep: rep.total_ongoing_connections };
   });

@@ -61,6 +61,9 @@ type Offer struct {
 	Fingerprint string // upper-case sha-256 hex pairs
 	Candidate   netip.AddrPort
 	Sections    []Section
+	// MaxMessageSize is the a=max-message-size of an m=application
+	// section (application.go).
+	MaxMessageSize int
 }
 
 // Marshal writes the offer. It is an ICE-lite (RFC 8445 §2.5), BUNDLE
@@ -86,6 +89,10 @@ func (o *Offer) Marshal() string {
 	candidate := "a=candidate:1 1 udp 2130706431 " + o.Candidate.Addr().String() + " " +
 		strconv.Itoa(int(o.Candidate.Port())) + " typ host\r\n"
 	for _, s := range o.Sections {
+		if s.Kind == Application {
+			o.writeApplication(&b, s, candidate)
+			continue
+		}
 		pt := strconv.Itoa(int(s.Codec.PayloadType))
 		b.WriteString("m=" + string(s.Kind) + " 9 UDP/TLS/RTP/SAVPF " + pt + "\r\n")
 		b.WriteString("c=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n")

@@ -95,6 +95,9 @@ type AnswerSection struct {
 	SSRCs []uint32
 	// StreamID and TrackID come from a=msid (RFC 8830).
 	StreamID, TrackID string
+	// SCTPPort and MaxMessageSize of an m=application section
+	// (application.go).
+	SCTPPort, MaxMessageSize int
 }
 
 // ParseAnswer checks a client's answer against the offer it answers and
@@ -141,7 +144,9 @@ func ParseAnswer(text string, offer *Offer) (*Answer, error) {
 				}
 			}
 		}
-		if !sec.Rejected && !want.Direction.answerAllowed(sec.Direction) {
+		if want.Kind == Application {
+			parseApplication(md, &sec)
+		} else if !sec.Rejected && !want.Direction.answerAllowed(sec.Direction) {
 			return nil, fmt.Errorf("%w: mid %q answered %s to %s", ErrAnswerMismatch, mid, sec.Direction, want.Direction)
 		}
 		a.Sections = append(a.Sections, sec)

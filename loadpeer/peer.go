@@ -67,6 +67,11 @@ type Options struct {
 	// AnswerFingerprint, if set, is put in the answer instead of the
 	// certificate's real fingerprint (to test that the server checks it).
 	AnswerFingerprint string
+	// DataChannels runs SCTP over DTLS once it is up and accepts the
+	// channels the server opens (data.go); OnData receives their messages
+	// (msg is valid during the call, on the channel's reader goroutine).
+	DataChannels bool
+	OnData       func(label string, msg []byte, binary bool)
 }
 
 // Peer is one connected client.
@@ -105,6 +110,7 @@ type Peer struct {
 	sigClose *sigclient.Closed
 	sigDone  chan struct{}
 	reoffers []string
+	data     *dataState
 }
 
 // Errors of a peer.
@@ -185,7 +191,23 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 		return fail(err)
 	}
 	if err := p.handshake(ctx); err != nil {
-		return fail(err)
+		// A server that refuses the handshake also closes the WebSocket:
+		// wait for that close (within the timeout), as a client would
+		// see it, and report both.
+		select {
+		case <-p.sigDone:
+		case <-ctx.Done():
+		}
+		p.sigMu.Lock()
+		closed := p.sigClose
+		p.sigMu.Unlock()
+		p.Close()
+		return nil, &AdmittedError{ConnectionID: p.Offer.ConnectionID, Err: err, Closed: closed}
+	}
+	if opt.DataChannels {
+		if err := p.startData(ctx); err != nil {
+			return fail(err)
+		}
 	}
 	p.wg.Add(1)
 	go p.consentLoop()
@@ -203,10 +225,17 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 type AdmittedError struct {
 	ConnectionID string
 	Err          error
+	// Closed is the server's close of the WebSocket after a failed DTLS
+	// handshake, if it came within the timeout.
+	Closed *sigclient.Closed
 }
 
 func (e *AdmittedError) Error() string {
-	return "loadpeer: connection " + e.ConnectionID + " admitted, then: " + e.Err.Error()
+	msg := "loadpeer: connection " + e.ConnectionID + " admitted, then: " + e.Err.Error()
+	if e.Closed != nil {
+		msg += fmt.Sprintf("; signaling closed %d %s", e.Closed.Code, e.Closed.Reason)
+	}
+	return msg
 }
 
 func (e *AdmittedError) Unwrap() error { return e.Err }
@@ -565,6 +594,9 @@ func (p *Peer) Disconnect(timeout time.Duration) (*sigclient.Closed, error) {
 func (p *Peer) Close() {
 	p.once.Do(func() {
 		close(p.closed)
+		if p.data != nil {
+			p.data.assoc.Close() // closes the DTLS connection too
+		}
 		if p.dconn != nil {
 			p.dconn.Close()
 		}

@@ -45,6 +45,10 @@ type Remote struct {
 	// then opens the DTLS handshake. Otherwise (active, what browsers
 	// answer) the peer does and the node is the DTLS server.
 	DTLSClient bool
+	// Data, when set (the answer accepted an m=application section), keeps
+	// DTLS after the handshake and runs DataChannels over it (data.go).
+	// Only the first Start's value counts.
+	Data *DataRemote
 }
 
 // Engine is the node's media path.

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hayate-sfu/hayate/config"
 )
@@ -65,13 +64,17 @@ func TestAPIMode(t *testing.T) {
 		}
 	})
 	t.Run("other path", func(t *testing.T) {
-		resp, err := http.Post(n.apiURL()+"api", "application/json", strings.NewReader(`{}`))
+		req, _ := http.NewRequest(http.MethodPost, n.apiURL()+"api", strings.NewReader(`{}`))
+		req.Header.Set("x-sora-target", "Sora_20211215.GetMode")
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
 		resp.Body.Close()
-		if resp.StatusCode != 404 {
-			t.Fatalf("status %d", resp.StatusCode)
+		if resp.StatusCode != 404 || body["error_type"] != "NOT-FOUND" {
+			t.Fatalf("POST /api: %d %v, want 404 NOT-FOUND", resp.StatusCode, body)
 		}
 	})
 	t.Run("OPTIONS preflight and CORS", func(t *testing.T) {
@@ -167,7 +170,7 @@ func TestAPIConnections(t *testing.T) {
 	if err != nil || closed.Code != 1000 || closed.Reason != "DISCONNECTED-API" {
 		t.Fatalf("disconnected client saw %v %v", closed, err)
 	}
-	waitFor(t, "connection.destroyed", 5*time.Second, func() bool { return ev.count("connection.destroyed") == 1 })
+	waitFor(t, "connection.destroyed", patience, func() bool { return ev.count("connection.destroyed") == 1 })
 	d := ev.ofType("connection.destroyed")[0]["data"].(map[string]any)
 	if d["reason"] != "DISCONNECTED-API" || d["disconnect_api_reason"].(map[string]any)["why"] != "test" {
 		t.Fatalf("connection.destroyed data: %v", d)
@@ -181,7 +184,7 @@ func TestAPIConnections(t *testing.T) {
 	if err != nil || closed.Code != 1000 || closed.Reason != "DISCONNECTED-API" {
 		t.Fatalf("channel member saw %v %v", closed, err)
 	}
-	waitFor(t, "one connection left", 5*time.Second, func() bool { return n.hub.Connections() == 1 })
+	waitFor(t, "one connection left", patience, func() bool { return n.hub.Connections() == 1 })
 
 	st, stats, raw := apiCall(t, n, "Sora_20171010.GetStatsReport", "")
 	if st != 200 {

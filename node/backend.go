@@ -85,6 +85,13 @@ type StatsReport struct {
 	// Ready is /readyz; Drain the drain's progress (hayate ctl drain).
 	Ready bool        `json:"ready"`
 	Drain DrainStatus `json:"drain"`
+	// SCTP over every DataChannel association, with Sora's names
+	// (sora_exporter's sctp metrics), and the DataChannel counters.
+	SCTPPacketsIn  uint64                  `json:"total_received_sctp"`
+	SCTPBytesIn    uint64                  `json:"total_received_sctp_byte_size"`
+	SCTPPacketsOut uint64                  `json:"total_sent_sctp"`
+	SCTPBytesOut   uint64                  `json:"total_sent_sctp_byte_size"`
+	DataChannels   signal.DataChannelStats `json:"data_channels"`
 
 	Media   rtpcore.StatsSnapshot `json:"media"`
 	Runtime RuntimeStats          `json:"runtime"`
@@ -137,6 +144,9 @@ func (n *Node) StatsReport() any {
 	}
 	r.Ready, _ = n.Ready()
 	r.Drain = n.DrainStatus()
+	r.SCTPPacketsIn, r.SCTPBytesIn = r.Media.SCTPPacketsIn, r.Media.SCTPBytesIn
+	r.SCTPPacketsOut, r.SCTPBytesOut = r.Media.SCTPPacketsOut, r.Media.SCTPBytesOut
+	r.DataChannels = s.DataChannels()
 	if n.cl != nil {
 		r.Cluster = n.cl.c.RaftStats()
 		r.Cluster["cluster_node_name"] = n.cl.c.Name()

@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/stun/v4"
@@ -49,7 +48,7 @@ func dropped(t *testing.T, n *Node, reason string) float64 {
 // password, SRTP with a bad tag or replayed, and packets from unknown
 // addresses are dropped and counted in GetStatsReport, while the call goes on.
 func TestBadPackets(t *testing.T) {
-	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = 10 * time.Second })
+	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = patience })
 	var got atomic.Uint64
 	sub := dialPeer(t, n, "bad", "recvonly", func([]byte) { got.Add(1) })
 	pub := dialPeer(t, n, "bad", "sendonly", nil)
@@ -64,7 +63,7 @@ func TestBadPackets(t *testing.T) {
 		}
 	}
 	// The call works before the abuse.
-	waitFor(t, "media before the abuse", 5*time.Second, func() bool { send(1); return got.Load() > 5 })
+	waitFor(t, "media before the abuse", patience, func() bool { send(1); return got.Load() > 5 })
 	if sub.DecryptErrors.Load() != 0 {
 		t.Fatal("subscriber could not decrypt")
 	}
@@ -140,7 +139,7 @@ func TestBadPackets(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			before := dropped(t, n, c.want.reason)
 			c.send()
-			waitFor(t, "the drop to be counted", 5*time.Second, func() bool { return dropped(t, n, c.want.reason) >= before+c.want.delta })
+			waitFor(t, "the drop to be counted", patience, func() bool { return dropped(t, n, c.want.reason) >= before+c.want.delta })
 			if c.name == "STUN with a wrong password" {
 				code := readSTUNError(t, stranger)
 				if code != stun.CodeUnauthorized {
@@ -149,10 +148,10 @@ func TestBadPackets(t *testing.T) {
 			}
 			// The call goes on.
 			mark := got.Load()
-			waitFor(t, "media after the bad packet", 5*time.Second, func() bool { send(1); return got.Load() >= mark+3 })
+			waitFor(t, "media after the bad packet", patience, func() bool { send(1); return got.Load() >= mark+3 })
 		})
 	}
-	if cl, err := pub.Disconnect(5 * time.Second); err != nil || cl.Code != 1000 {
+	if cl, err := pub.Disconnect(patience); err != nil || cl.Code != 1000 {
 		t.Fatalf("publisher disconnect: %v %v", cl, err)
 	}
 }
@@ -171,7 +170,7 @@ func readSTUNError(t *testing.T, c *net.UDPConn) stun.ErrorCode {
 	t.Helper()
 	buf := make([]byte, 1500)
 	for {
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		c.SetReadDeadline(soon())
 		n, _, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			t.Fatalf("no STUN error response: %v", err)

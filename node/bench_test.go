@@ -20,19 +20,19 @@ func BenchmarkConnectToOffer(b *testing.B) {
 	lat := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	for b.Loop() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
 		c, err := sigclient.Dial(ctx, n.signalingURL())
 		cancel()
 		if err != nil {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		o, err := c.Connect(connectMsg("bench", "sendrecv"), time.Now().Add(5*time.Second))
+		o, err := c.Connect(connectMsg("bench", "sendrecv"), soon())
 		if err != nil || o.Type != "offer" {
 			b.Fatalf("connect: %v", err)
 		}
 		lat = append(lat, time.Since(start))
-		if _, err := c.Disconnect(time.Now().Add(5 * time.Second)); err != nil {
+		if _, err := c.Disconnect(soon()); err != nil {
 			b.Fatal(err)
 		}
 		c.Close()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hayate-sfu/hayate/cluster"
@@ -26,6 +27,10 @@ type clusterNode struct {
 	c   *cluster.Cluster
 	n   *Node
 	url string // this node's signaling URL, sent in redirects to it
+
+	// routes counts Route calls (tests check that a cut-off node refuses
+	// without routing).
+	routes atomic.Int64
 
 	kick chan struct{} // the operator mode changed
 	stop chan struct{}
@@ -62,6 +67,16 @@ func (n *Node) startCluster(cfg config.Config) (*clusterNode, error) {
 		Heartbeat:      cfg.ClusterHeartbeatInterval, LeaseTTL: cfg.ClusterLeaseTTL, Grace: cfg.ClusterLeaseGrace,
 		Log: n.log.With("component", "cluster"),
 	}
+	if cfg.ClusterTLS() {
+		creds, err := cluster.LoadCredentials(cfg.ClusterTLSCAFile, cfg.ClusterTLSCertFile, cfg.ClusterTLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster_tls_ca_file, cluster_tls_cert_file, cluster_tls_key_file: %w", err)
+		}
+		if creds.Name() != ccfg.NodeName {
+			return nil, fmt.Errorf("cluster_tls_cert_file names %q, but cluster_node_name is %q: %w", creds.Name(), ccfg.NodeName, cluster.ErrBadCredentials)
+		}
+		ccfg.TLS = creds
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := cluster.Start(ctx, ccfg)
@@ -85,6 +100,7 @@ func (cn *clusterNode) attach() {
 // (BLOCKED-NEW-SESSION), or this node cannot decide now
 // (BLOCKED-NEW-CONNECTION: not initialised, cut off, no lease).
 func (cn *clusterNode) Route(ctx context.Context, channelID string) (bool, string, error) {
+	cn.routes.Add(1)
 	d, err := cn.c.Route(ctx, channelID)
 	switch {
 	case errors.Is(err, cluster.ErrNoEligibleNode):
@@ -166,8 +182,33 @@ func (cn *clusterNode) PurgeClusterNode(ctx context.Context, name string) error 
 	return apiError(cn.c.Purge(ctx, name))
 }
 
-func (cn *clusterNode) ListClusterNodes() any    { return cn.c.Nodes() }
-func (cn *clusterNode) ListClusterChannels() any { return cn.c.Channels() }
+// ListClusterNodes implements control.Cluster.
+func (cn *clusterNode) ListClusterNodes(ctx context.Context, stale bool) (any, error) {
+	if err := cn.sync(ctx, stale); err != nil {
+		return nil, err
+	}
+	return cn.c.Nodes(), nil
+}
+
+// ListClusterChannels implements control.Cluster.
+func (cn *clusterNode) ListClusterChannels(ctx context.Context, stale bool) (any, error) {
+	if err := cn.sync(ctx, stale); err != nil {
+		return nil, err
+	}
+	return cn.c.Channels(), nil
+}
+
+// sync is the read barrier before a cluster read (cluster.Sync), bounded
+// by cluster_lease_ttl: a node that cannot reach a leader by then answers
+// CLUSTER-UNAVAILABLE.
+func (cn *clusterNode) sync(ctx context.Context, stale bool) error {
+	if stale {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, cn.n.cfg.ClusterLeaseTTL)
+	defer cancel()
+	return apiError(cn.c.Sync(ctx))
+}
 
 // apiError maps the cluster's errors to the API's.
 func apiError(err error) error {
@@ -184,7 +225,8 @@ func apiError(err error) error {
 	case errors.Is(err, cluster.ErrTemporaryNode), errors.Is(err, cluster.ErrSelf):
 		e = control.ErrClusterInvalidNode
 	case errors.Is(err, cluster.ErrUnavailable), errors.Is(err, cluster.ErrNoLeader),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, cluster.ErrNotMember):
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, cluster.ErrNotMember),
+		errors.Is(err, cluster.ErrPeerUntrusted):
 		e = control.ErrClusterUnavailable
 	default:
 		return fmt.Errorf("cluster: %w", err)

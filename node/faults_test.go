@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 func clientProcess(url, channel string) int {
 	msg := connectMsg(channel, "sendrecv")
 	msg["video"] = map[string]any{"codec_type": "VP8"}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	p, err := loadpeer.Dial(ctx, loadpeer.Options{URL: url, Connect: msg, ConsentInterval: 200 * time.Millisecond})
 	if err != nil {
@@ -76,7 +77,7 @@ func startClientProcess(t *testing.T, n *Node, channel string) (*exec.Cmd, strin
 			t.Fatalf("client process: %s", l)
 		}
 		return cmd, id
-	case <-time.After(15 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("client process never connected")
 	}
 	return nil, ""
@@ -106,14 +107,14 @@ func TestClientProcessVanishes(t *testing.T) {
 	stay := newCall(t, n, "vanish")
 	killed, killedID := startClientProcess(t, n, "vanish")
 	stopped, stoppedID := startClientProcess(t, n, "vanish")
-	waitFor(t, "four connections", 5*time.Second, func() bool { return len(n.hub.ListConnections("vanish")) == 4 })
+	waitFor(t, "four connections", patience, func() bool { return len(n.hub.ListConnections("vanish")) == 4 })
 
 	killed.Process.Kill()
-	waitFor(t, "connection.destroyed of the killed client", 5*time.Second, func() bool { return destroyedReason(ev, killedID) != "" })
+	waitFor(t, "connection.destroyed of the killed client", patience, func() bool { return destroyedReason(ev, killedID) != "" })
 
 	stopped.Process.Signal(syscall.SIGSTOP)
 	start := time.Now()
-	waitFor(t, "connection.destroyed of the stopped client", 10*time.Second, func() bool { return destroyedReason(ev, stoppedID) != "" })
+	waitFor(t, "connection.destroyed of the stopped client", patience, func() bool { return destroyedReason(ev, stoppedID) != "" })
 	if d := time.Since(start); d < 800*time.Millisecond {
 		t.Fatalf("stopped client destroyed after %v, before the liveness timeout", d)
 	}
@@ -128,33 +129,44 @@ func TestClientProcessVanishes(t *testing.T) {
 }
 
 // TestSlowAuthForOneChannel: an auth webhook that hangs for one channel
-// delays only that channel's connects (refused with 4502 at the timeout);
-// connects to other channels are admitted meanwhile.
+// delays only that channel's connects; connects to other channels are
+// admitted meanwhile, all of them while the slow ones still wait.
 func TestSlowAuthForOneChannel(t *testing.T) {
-	auth := hangingAuth(t, "slow")
+	release := make(chan struct{})
+	auth := newHookReceiver(t)
+	auth.respond = func(w http.ResponseWriter, body map[string]any) {
+		if body["channel_id"] == "slow" {
+			<-release
+		}
+		w.Write([]byte(`{"allowed":true}`))
+	}
 	n := startNode(t, func(c *config.Config) {
 		c.AuthWebhookURL = auth.url()
-		c.WebhookResponseTimeout = 2 * time.Second
+		c.WebhookResponseTimeout = patience
 	})
 	var wg sync.WaitGroup
+	var slowDone atomic.Int32
 	slowErr := make([]error, 5)
 	for i := range slowErr {
 		wg.Go(func() {
 			cl := dial(t, n)
-			_, slowErr[i] = cl.Connect(connectMsg("slow", "sendrecv"), time.Now().Add(10*time.Second))
+			_, slowErr[i] = cl.Connect(connectMsg("slow", "sendrecv"), soon())
+			slowDone.Add(1)
 		})
 	}
-	waitFor(t, "the slow connects to reach the webhook", 5*time.Second, func() bool { return n.hub.Pending() == 5 })
+	waitFor(t, "the slow connects to reach the webhook", patience, func() bool { return n.hub.Pending() == 5 })
 	for i := range 20 {
-		start := time.Now()
 		join(t, n, fmt.Sprintf("fast-%d", i%4), "sendrecv")
-		if d := time.Since(start); d > time.Second {
-			t.Fatalf("connect %d took %v while the auth webhook hangs for another channel", i, d)
-		}
 	}
+	if d := slowDone.Load(); d != 0 || n.hub.Pending() != 5 {
+		t.Fatalf("%d slow connects answered before the fast ones were all admitted (pending %d)", d, n.hub.Pending())
+	}
+	close(release)
 	wg.Wait()
 	for _, err := range slowErr {
-		expectClosed(t, err, 4502, "AUTH-WEBHOOK-TIMEOUT")
+		if err != nil {
+			t.Fatalf("slow connect, once the webhook answered: %v", err)
+		}
 	}
 }
 
@@ -170,14 +182,12 @@ func TestSlowHookReceivers(t *testing.T) {
 		c.WebhookQueueSize, c.WebhookWorkers = 4, 1
 		c.WebhookResponseTimeout = 30 * time.Second
 	})
+	// The receivers answer nothing until release: every join and leave
+	// completing before it shows none waits for them.
 	for i := range 20 {
-		start := time.Now()
 		c, _ := join(t, n, fmt.Sprintf("ch-%d", i), "sendrecv")
 		if _, err := c.Disconnect(soon()); err != nil {
 			t.Fatal(err)
-		}
-		if d := time.Since(start); d > time.Second {
-			t.Fatalf("join and leave %d took %v with hanging receivers", i, d)
 		}
 	}
 	stats := func() map[string]any { _, s, _ := apiCall(t, n, "Sora_20171010.GetStatsReport", ""); return s }
@@ -188,7 +198,7 @@ func TestSlowHookReceivers(t *testing.T) {
 	close(release)
 	// 20 connections: created + destroyed each; 20 sessions: created + destroyed each.
 	for _, kind := range []string{"event", "session"} {
-		waitFor(t, kind+" webhooks accounted for", 10*time.Second, func() bool {
+		waitFor(t, kind+" webhooks accounted for", patience, func() bool {
 			s := stats()
 			sum := s["total_successful_"+kind+"_webhook"].(float64) + s["total_failed_"+kind+"_webhook"].(float64) +
 				s["total_ignored_"+kind+"_webhook"].(float64)

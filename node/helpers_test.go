@@ -20,20 +20,45 @@ import (
 	"github.com/hayate-sfu/hayate/sigclient"
 )
 
-// testLogger sends the node's warnings and errors to the test log.
+// testLogger sends the node's warnings and errors to the test log, until
+// the test's cleanups are done: goroutines that outlive a node's Close by a
+// moment (raft's connection handlers log their shutdown) must not call
+// t.Log after the test has ended, which panics.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop) // registered first: runs after the nodes' own cleanups
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type testWriter struct{ t testing.TB }
+type testWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
 }
 
 // startNode runs a node on loopback with free ports; edit adjusts its config.
 func startNode(t testing.TB, edit func(*config.Config)) *Node {
+	t.Helper()
+	return startNodeLog(t, testLogger(t), edit)
+}
+
+// startNodeLog is startNode with the node's logger.
+func startNodeLog(t testing.TB, log *slog.Logger, edit func(*config.Config)) *Node {
 	t.Helper()
 	cfg := config.Default()
 	cfg.SignalingPort, cfg.APIPort, cfg.MediaPort = 0, 0, 0
@@ -44,13 +69,13 @@ func startNode(t testing.TB, edit func(*config.Config)) *Node {
 	if edit != nil {
 		edit(&cfg)
 	}
-	n, err := New(cfg, testLogger(t))
+	n, err := New(cfg, log)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}
 	n.Start()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
 		defer cancel()
 		n.Close(ctx)
 	})
@@ -63,7 +88,7 @@ func (n *Node) apiURL() string       { return "http://" + n.APIAddr().String() +
 // dial opens a signaling WebSocket to n.
 func dial(t testing.TB, n *Node) *sigclient.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	c, err := sigclient.Dial(ctx, n.signalingURL())
 	if err != nil {
@@ -77,7 +102,12 @@ func connectMsg(channel, role string) map[string]any {
 	return map[string]any{"type": "connect", "role": role, "channel_id": channel, "sora_client": "hayate-test"}
 }
 
-func soon() time.Time { return time.Now().Add(5 * time.Second) }
+// patience bounds every wait for something that should happen soon
+// (poll.Patience: sized for a loaded machine; it costs nothing when the
+// event comes early).
+const patience = poll.Patience
+
+func soon() time.Time { return time.Now().Add(patience) }
 
 // join connects a client and completes the answer; the returned client is live.
 func join(t testing.TB, n *Node, channel, role string) (*sigclient.Client, *sigclient.Offer) {
@@ -217,7 +247,7 @@ func checkGoroutines(t testing.TB, base int, nodes ...*Node) {
 			n.auth.CloseIdleConnections()
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := soon()
 	for closeIdle(); runtime.NumGoroutine() > base; closeIdle() {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)

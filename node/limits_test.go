@@ -2,8 +2,8 @@ package node
 
 import (
 	"bufio"
-	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/internal/logbuf"
 	"github.com/hayate-sfu/hayate/sigclient"
 )
 
@@ -42,11 +43,11 @@ func TestMaxConnections(t *testing.T) {
 	if got := refusedLimit(t, n); got != 2 {
 		t.Fatalf("refused_connections.LIMIT = %v, want 2", got)
 	}
-	waitFor(t, "connection.failed for both refusals", 5*time.Second, func() bool { return ev.count("connection.failed") == 2 })
+	waitFor(t, "connection.failed for both refusals", patience, func() bool { return ev.count("connection.failed") == 2 })
 	if _, err := live[0].Disconnect(soon()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the connection to leave", 5*time.Second, func() bool { return n.hub.Connections() == 2 })
+	waitFor(t, "the connection to leave", patience, func() bool { return n.hub.Connections() == 2 })
 	join(t, n, "c", "recvonly")
 }
 
@@ -63,7 +64,7 @@ func TestMaxChannelConnections(t *testing.T) {
 	if _, err := c2.Disconnect(soon()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a seat in the channel", 5*time.Second, func() bool { return len(n.hub.ListConnections("full")) == 1 })
+	waitFor(t, "a seat in the channel", patience, func() bool { return len(n.hub.ListConnections("full")) == 1 })
 	join(t, n, "full", "recvonly")
 }
 
@@ -87,20 +88,16 @@ func TestMaxPendingConnections(t *testing.T) {
 	if err := slow.SendJSON(connectMsg("slow", "sendrecv")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two pending sockets", 5*time.Second, func() bool { return n.hub.Pending() == 2 })
-	start := time.Now()
+	waitFor(t, "two pending sockets", patience, func() bool { return n.hub.Pending() == 2 })
 	cl, err := dial(t, n).AwaitClose(soon())
 	if err != nil || cl.Code != 4429 || cl.Reason != "TOO-MANY-PENDING-CONNECTIONS" {
 		t.Fatalf("third pending socket: %v %v", cl, err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("refusal took %v", d)
 	}
 	if got := refusedLimit(t, n); got != 1 {
 		t.Fatalf("refused_connections.LIMIT = %v", got)
 	}
 	silent.Close()
-	waitFor(t, "the silent socket to be forgotten", 5*time.Second, func() bool { return n.hub.Pending() == 1 })
+	waitFor(t, "the silent socket to be forgotten", patience, func() bool { return n.hub.Pending() == 1 })
 	join(t, n, "live", "recvonly")
 }
 
@@ -110,50 +107,65 @@ func TestMaxPendingConnections(t *testing.T) {
 // with 4408 CONNECT-TIMEOUT.
 func TestHandshakeTimeout(t *testing.T) {
 	base := goroutineBaseline()
+	// Long enough that a client which does send in time is not dropped on
+	// a loaded machine; the checks below run at once, so the test waits
+	// for one timeout, not five.
+	const timeout = time.Second
 	n := startNode(t, func(c *config.Config) {
-		c.SignalingHandshakeTimeout = 300 * time.Millisecond
-		c.ConnectTimeout = 300 * time.Millisecond
+		c.SignalingHandshakeTimeout = timeout
+		c.ConnectTimeout = timeout
 	})
-	dropped := func(name string, send string) {
-		t.Helper()
+	dropped := func(name string, send string) error {
 		nc, err := net.Dial("tcp", n.SignalingAddr().String())
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		defer nc.Close()
 		if send != "" {
 			if _, err := io.WriteString(nc, send); err != nil {
-				t.Fatal(err)
+				return err
 			}
 		}
-		start := time.Now()
-		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		nc.SetReadDeadline(soon())
 		br := bufio.NewReader(nc)
 		if strings.HasSuffix(send, "\r\n\r\n") {
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
-				t.Fatalf("%s: %v", name, err)
+				return fmt.Errorf("%s: %w", name, err)
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
 		if _, err := br.ReadByte(); err != io.EOF {
-			t.Fatalf("%s: want the server to close the connection, got %v after %v", name, err, time.Since(start))
+			return fmt.Errorf("%s: want the server to close the connection, got %v", name, err)
 		}
-		if d := time.Since(start); d > 3*time.Second {
-			t.Fatalf("%s: dropped after %v", name, d)
-		}
+		return nil
 	}
-	dropped("nothing sent", "")
-	dropped("half a request", "GET /signaling HTTP/1.1\r\nHost: x\r\n")
-	dropped("idle after a keep-alive request", "GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
-	dropped("a request that is no upgrade", "GET /signaling HTTP/1.1\r\nHost: x\r\n\r\n")
-	cl, err := dial(t, n).AwaitClose(soon())
-	if err != nil || cl.Code != 4408 || cl.Reason != "CONNECT-TIMEOUT" {
-		t.Fatalf("silent WebSocket: %v %v", cl, err)
+	var wg sync.WaitGroup
+	errs := make(chan error, 5)
+	for _, c := range []struct{ name, send string }{
+		{"nothing sent", ""},
+		{"half a request", "GET /signaling HTTP/1.1\r\nHost: x\r\n"},
+		{"idle after a keep-alive request", "GET /other HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"a request that is no upgrade", "GET /signaling HTTP/1.1\r\nHost: x\r\n\r\n"},
+	} {
+		wg.Go(func() { errs <- dropped(c.name, c.send) })
+	}
+	wg.Go(func() {
+		cl, err := dial(t, n).AwaitClose(soon())
+		if err != nil || cl.Code != 4408 || cl.Reason != "CONNECT-TIMEOUT" {
+			errs <- fmt.Errorf("silent WebSocket: %v %v", cl, err)
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
 	}
 	join(t, n, "still-serving", "sendrecv")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	n.Close(ctx)
 	checkGoroutines(t, base, n)
@@ -185,24 +197,6 @@ func TestPprofNeedsToken(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestLogsCarryNoSecrets: credentials in webhook URLs, tokens in connect
 // metadata and API tokens reach neither the debug log nor the clients.
 func TestLogsCarryNoSecrets(t *testing.T) {
@@ -214,7 +208,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 		w.WriteHeader(http.StatusForbidden)
 	}
 	authURL := strings.Replace(auth.url(), "http://", "http://hookuser:hookpass-1@", 1) + "?key=query-secret-2"
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	cfg := config.Default()
 	cfg.SignalingPort, cfg.APIPort, cfg.MediaPort, cfg.MediaSockets = 0, 0, 0, 1
 	cfg.AuthWebhookURL = authURL
@@ -227,7 +221,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	}
 	n.Start()
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
 		defer cancel()
 		n.Close(ctx)
 	}()
@@ -247,7 +241,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitFor(t, "the event webhook failure to be logged", 10*time.Second, func() bool {
+	waitFor(t, "the event webhook failure to be logged", patience, func() bool {
 		return strings.Contains(logs.String(), "/events")
 	})
 	out := logs.String()

@@ -107,6 +107,38 @@ func (n *Node) writeConnections(w *metrics.Writer, m *rtpcore.StatsSnapshot) {
 	w.Family("hayate_panics_total", "Contained panics by where they happened (the node went on).", metrics.CounterType)
 	w.SampleUint("hayate_panics_total", s.Panics.Load(), "where", "signaling")
 	w.SampleUint("hayate_panics_total", m.Panics, "where", "media")
+
+	dc := s.DataChannels()
+	for _, c := range [...]mediaCounter{
+		{"hayate_datachannel_switched_total", "Connections switched to DataChannel signaling.", dc.Switched},
+		{"hayate_datachannel_websocket_detached_total", "Switched connections whose WebSocket was closed.", dc.Detached},
+		{"hayate_datachannel_received_messages_total", "Messaging messages received on DataChannels.", dc.MessagesReceived},
+		{"hayate_datachannel_relayed_messages_total", "Messaging messages relayed to receivers.", dc.MessagesRelayed},
+		{"hayate_datachannel_queue_full_closes_total", "Connections closed because their DataChannel send queue was full.", dc.QueueFullCloses},
+		{"hayate_datachannel_rpc_answered_total", "RPCs over DataChannel answered.", dc.RPCAnswered},
+	} {
+		w.Counter(c.name, c.help, c.v)
+	}
+	w.Family("hayate_datachannel_dropped_messages_total", "DataChannel messages dropped, by reason (GetStatsReport data_channels.dropped).", metrics.CounterType)
+	writeSorted(w, "hayate_datachannel_dropped_messages_total", dc.Dropped, "reason")
+}
+
+// writeSorted writes one sample per key of values, in key order (a map's
+// order is random), each with the key as the label value.
+func writeSorted(w *metrics.Writer, name string, values map[string]uint64, label string, labels ...string) {
+	var buf [64]string
+	keys := buf[:0]
+	for k := range values {
+		if len(keys) < len(buf) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var all [8]string
+	for _, k := range keys {
+		l := append(append(all[:0], labels...), label, k)
+		w.SampleUint(name, values[k], l...)
+	}
 }
 
 func (n *Node) writeWebhooks(w *metrics.Writer) {
@@ -162,22 +194,22 @@ func (n *Node) writeMedia(w *metrics.Writer, m *rtpcore.StatsSnapshot) {
 		{"hayate_media_dtls_handshakes_total", "DTLS handshakes completed.", m.DTLSHandshakes},
 		{"hayate_media_dtls_failures_total", "DTLS handshakes failed.", m.DTLSFailures},
 		{"hayate_media_transport_failures_total", "Transports closed by the media path (liveness, DTLS).", m.TransportFails},
-		// Node stalls (issue 9) go here: one line each.
+		{"hayate_media_node_stalls_total", "Times the node itself stopped reading for longer than the stall threshold (peers are not failed for such a gap).", m.NodeStalls},
 	} {
 		w.Family(c.name, c.help, metrics.CounterType)
 		w.SampleUint(c.name, c.v, "backend", be)
 	}
 	w.Family("hayate_media_dropped_packets_total", "Received datagrams dropped, by cause (GetStatsReport media.dropped).", metrics.CounterType)
-	var causes [64]string
-	keys := causes[:0]
-	for k := range m.Dropped {
-		if len(keys) < len(causes) {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		w.SampleUint("hayate_media_dropped_packets_total", m.Dropped[k], "backend", be, "cause", k)
+	writeSorted(w, "hayate_media_dropped_packets_total", m.Dropped, "cause", "backend", be)
+	w.Family("hayate_media_longest_node_stall_seconds", "The longest node stall so far.", metrics.GaugeType)
+	w.Sample("hayate_media_longest_node_stall_seconds", float64(m.LongestNodeStallMs)/1000, "backend", be)
+	for _, c := range [...]mediaCounter{
+		{"sora_sctp_received_packets_total", "SCTP packets received over every DataChannel association (sora_exporter's name).", m.SCTPPacketsIn},
+		{"sora_sctp_received_bytes_total", "SCTP bytes received (sora_exporter's name).", m.SCTPBytesIn},
+		{"sora_sctp_sent_packets_total", "SCTP packets sent (sora_exporter's name).", m.SCTPPacketsOut},
+		{"sora_sctp_sent_bytes_total", "SCTP bytes sent (sora_exporter's name).", m.SCTPBytesOut},
+	} {
+		w.Counter(c.name, c.help, c.v)
 	}
 	w.GaugeInt("hayate_media_transports", "Media transports open now.", int64(m.Transports))
 	w.GaugeInt("hayate_media_peer_addresses", "Peer addresses the socket readers know now.", int64(m.Addresses))

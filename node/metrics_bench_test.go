@@ -114,6 +114,15 @@ func BenchmarkScrape(b *testing.B) {
 					return
 				}
 				answer(b, c, o)
+				// Keep reading (re-offers as others join the channel): a
+				// real client does, and a pipe blocks the writer otherwise.
+				go func() {
+					for {
+						if _, err := c.ReadMessage(time.Now().Add(time.Hour)); err != nil {
+							return
+						}
+					}
+				}()
 			}
 		})
 	}
@@ -129,8 +138,15 @@ func BenchmarkScrape(b *testing.B) {
 			c.Close()
 		}
 	})
+	var conns, transports int
+	b.Cleanup(func() {
+		if b.Failed() {
+			b.Logf("%d connections, %d transports", conns, transports)
+		}
+	})
 	waitFor(b, "10,000 connections admitted with transports", 60*time.Second, func() bool {
-		return n.hub.Connections() == total && n.media.Stats().Transports == total
+		conns, transports = n.hub.Connections(), n.media.Stats().Transports
+		return conns == total && transports == total
 	})
 	b.Run("conns=10000", scrape)
 

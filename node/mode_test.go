@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/signal"
 )
 
 // TestModeMatrix: for each mode × {channel with a live session, idle
@@ -84,6 +86,143 @@ func TestBlockNewSessionRace(t *testing.T) {
 	if admitted.Load() != 0 {
 		t.Fatalf("%d connects admitted to idle channels under block_new_session", admitted.Load())
 	}
+}
+
+// TestBlockNewSessionRaceWithEndingSessions: under block_new_session,
+// connects race to channels whose last connection is leaving. Each must
+// either join the session that is ending (before it ends) or be refused
+// with BLOCKED-NEW-SESSION; none may start a new session.
+func TestBlockNewSessionRaceWithEndingSessions(t *testing.T) {
+	if v, races := raceEndingSessions(t, false); len(v) != 0 {
+		t.Fatalf("%d violations in %d races, first: %s", len(v), races, v[0])
+	}
+}
+
+// TestBrokenAdmissionOrderIsCaught: with admission made to trust the
+// precheck (a test hook that breaks the order "check and join in one
+// step"), the same race finds connects admitted into new sessions. The
+// race test above can therefore fail for the reason it names.
+func TestBrokenAdmissionOrderIsCaught(t *testing.T) {
+	if v, races := raceEndingSessions(t, true); len(v) == 0 {
+		t.Fatalf("no violation found in %d races with a broken admission order", races)
+	}
+}
+
+// raceEndingSessions runs the race of TestBlockNewSessionRaceWithEndingSessions
+// (with admission broken on purpose if broken) and returns the violations
+// found and the number of connects that raced.
+//
+// Each round has a channel whose only connection (its anchor) leaves while
+// connects arrive. Some connects (waiters) are held by a test hook after
+// the precheck, which they pass while the anchor is there, until the
+// anchor has gone: they reach the admission commit with the session
+// ending or ended, every round. In odd rounds other connects race freely
+// beside them. A connect is right if it was offered the anchor's session
+// or refused with BLOCKED-NEW-SESSION; the node must create no session.
+func raceEndingSessions(t *testing.T, broken bool) (violations []string, races int) {
+	t.Helper()
+	const rounds, waiters, free = 40, 2, 6
+	n := startNode(t, func(c *config.Config) { c.SignalingNotify = false })
+	type anchor struct {
+		c       *sigclient.Client
+		id, sid string
+		arrived sync.WaitGroup // waiters past the precheck
+	}
+	anchors := map[string]*anchor{}
+	for r := range rounds {
+		ch := fmt.Sprintf("ending-%d", r)
+		c, o := join(t, n, ch, "sendrecv")
+		anchors[ch] = &anchor{c: c, id: o.ConnectionID, sid: o.SessionID}
+	}
+	gone := func(a *anchor, ch string) bool {
+		for _, info := range n.hub.ListConnections(ch) {
+			if info.ConnectionID == a.id {
+				return false
+			}
+		}
+		return true
+	}
+	var waiting sync.Map // channel -> true while its waiters are arriving
+	n.hub.SetTestHooks(signal.TestHooks{
+		TrustPrecheck: broken,
+		BeforeAdmit: func(ch string) {
+			a := anchors[ch]
+			if w, _ := waiting.Load(ch); a == nil || w != true {
+				return
+			}
+			a.arrived.Done()
+			poll.Soon(t, "the anchor of "+ch+" to leave", func() bool { return gone(a, ch) })
+		},
+	})
+	setMode(t, n, "block_new_session")
+	created := n.hub.Stats().SessionCreated.Load()
+
+	var mu sync.Mutex
+	for r := range rounds {
+		ch := fmt.Sprintf("ending-%d", r)
+		a := anchors[ch]
+		nFree := 0
+		if r%2 == 1 {
+			nFree = free
+		}
+		var admitted []*sigclient.Client
+		var wg sync.WaitGroup
+		connect := func() {
+			defer wg.Done()
+			c := dial(t, n)
+			o, err := c.Connect(connectMsg(ch, "recvonly"), soon())
+			var cl *sigclient.Closed
+			mu.Lock()
+			defer mu.Unlock()
+			races++
+			switch {
+			case err == nil && o.SessionID == a.sid:
+				admitted = append(admitted, c)
+			case err == nil:
+				admitted = append(admitted, c)
+				violations = append(violations, fmt.Sprintf("round %d: admitted into session %s, not the anchor's %s", r, o.SessionID, a.sid))
+			case errors.As(err, &cl) && cl.Code == 4503 && cl.Reason == "BLOCKED-NEW-SESSION":
+			default:
+				violations = append(violations, fmt.Sprintf("round %d: %v", r, err))
+			}
+		}
+		waiting.Store(ch, true)
+		a.arrived.Add(waiters)
+		for range waiters {
+			wg.Add(1)
+			go connect()
+		}
+		arrived := make(chan struct{})
+		go func() { a.arrived.Wait(); close(arrived) }()
+		select {
+		case <-arrived:
+		case <-time.After(patience):
+			t.Fatalf("round %d: the waiters never passed the precheck", r)
+		}
+		waiting.Store(ch, false) // free racers pass the hook at once
+		for range nFree {
+			wg.Add(1)
+			go connect()
+		}
+		if cl, err := a.c.Disconnect(soon()); err != nil || cl.Code != 1000 {
+			t.Fatalf("round %d: anchor disconnect: %v %v", r, cl, err)
+		}
+		wg.Wait()
+		if nFree == 0 && len(admitted) != 0 && !broken {
+			// Nothing else kept the session: the waiters came too late.
+			violations = append(violations, fmt.Sprintf("round %d: %d waiters admitted after the session ended", r, len(admitted)))
+		}
+		for _, c := range admitted {
+			if cl, err := c.Disconnect(soon()); err != nil || cl.Code != 1000 {
+				t.Fatalf("round %d: disconnect: %v %v", r, cl, err)
+			}
+		}
+		waitFor(t, "the round's session to end", patience, func() bool { return len(n.hub.ListConnections(ch)) == 0 })
+	}
+	if got := n.hub.Stats().SessionCreated.Load(); got != created && !broken {
+		violations = append(violations, fmt.Sprintf("%d sessions created under block_new_session", got-created))
+	}
+	return violations, races
 }
 
 // TestAdmissionAgainstModeChanges: 64 goroutines connect (and disconnect)
@@ -160,7 +299,7 @@ func TestAdmissionAgainstModeChanges(t *testing.T) {
 				if live {
 					channel = liveChannels[i%len(liveChannels)]
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), patience)
 				c, err := sigclient.Dial(ctx, n.signalingURL())
 				cancel()
 				if err != nil {
@@ -168,13 +307,13 @@ func TestAdmissionAgainstModeChanges(t *testing.T) {
 					return
 				}
 				start := time.Now()
-				o, err := c.Connect(connectMsg(channel, "sendrecv"), time.Now().Add(10*time.Second))
+				o, err := c.Connect(connectMsg(channel, "sendrecv"), soon())
 				res := outcome{live: live, start: start, finish: time.Now()}
 				var cl *sigclient.Closed
 				switch {
 				case err == nil && o.Type == "offer":
 					res.admitted = true
-					if cl, err := c.Disconnect(time.Now().Add(10 * time.Second)); err != nil || cl.Code != 1000 {
+					if cl, err := c.Disconnect(soon()); err != nil || cl.Code != 1000 {
 						t.Errorf("disconnect: %v %v", cl, err)
 					}
 				case errors.As(err, &cl) && cl.Code == 4503:
@@ -245,6 +384,6 @@ func TestAdmissionAgainstModeChanges(t *testing.T) {
 		t.Fatalf("only %d mode changes: the test did not race", len(changes))
 	}
 	setMode(t, n, "normal")
-	waitFor(t, "only the anchors left", 10*time.Second, func() bool { return n.hub.Connections() == len(liveChannels) })
+	waitFor(t, "only the anchors left", patience, func() bool { return n.hub.Connections() == len(liveChannels) })
 	checkGoroutines(t, base, n)
 }

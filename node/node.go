@@ -65,10 +65,11 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: log, word: mode.NewWord(mode.Normal), cert: c, build: Build()}
+	built := &Node{cfg: cfg, log: log, word: mode.NewWord(mode.Normal), cert: c, build: Build()}
+	n = built
 	defer func() {
 		if err != nil {
-			n.closeListeners()
+			built.closeListeners() // n is nil by now
 		}
 	}()
 	if n.sigLn, err = listenTCP(cfg.SignalingLoopbackAddressOnly, cfg.SignalingPort); err != nil {
@@ -77,10 +78,17 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	if n.apiLn, err = listenTCP(cfg.APILoopbackAddressOnly, cfg.APIPort); err != nil {
 		return nil, fmt.Errorf("api_port: %w", err)
 	}
+	if !cfg.APILoopbackAddressOnly && cfg.APIToken == "" {
+		// The API changes the mode, disconnects clients, forms and purges the
+		// cluster, and serves the stats (and pprof with debug_pprof).
+		log.Warn("the HTTP API listens beyond loopback without api_token: anyone who reaches it can steer this node; set api_token",
+			"api", n.apiLn.Addr().String())
+	}
 	n.media, err = rtpcore.New(rtpcore.Config{
 		Addr:    netip.AddrPortFrom(cfg.IPv4Address, uint16(cfg.MediaPort)),
 		Sockets: cfg.MediaSockets, Backend: cfg.MediaBackend, Certificate: c.TLS, Fingerprint: c.Fingerprint,
 		FailedTimeout: cfg.ICEConnectionStateFailedTimeout, Log: log,
+		DataMaxMessageSize: cfg.DataChannelMaxMessageSize, DataQueueBytes: cfg.DataChannelQueueBytes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("media_port: %w", err)
@@ -99,7 +107,11 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		DefaultVideoCodecType: cfg.DefaultVideoCodecType, DefaultAudioCodecType: cfg.DefaultAudioCodecType,
 		IgnoreSessionVanished: cfg.IgnoreSessionVanishedWebhook,
 		MaxConnections:        cfg.MaxConnections, MaxChannelConnections: cfg.MaxChannelConnections,
-		MaxPending: cfg.MaxPendingConnections,
+		MaxPending:           cfg.MaxPendingConnections,
+		DataChannelSignaling: cfg.DataChannelSignaling, IgnoreDisconnectWebSocket: cfg.IgnoreDisconnectWebSocket,
+		DataChannelRPC: cfg.DataChannelRPC, DataChannelCloseMessage: cfg.DataChannelSignalingCloseMessage,
+		DataChannelMaxMessageSize:    cfg.DataChannelMaxMessageSize,
+		DataChannelMessagesPerSecond: cfg.DataChannelMessagesPerSecond,
 	}
 	hooks := signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}
 	apiOpt := control.Options{CORSOrigin: cfg.APICORSOrigin, Token: cfg.APIToken}
@@ -184,19 +196,30 @@ func addrPort(a net.Addr) netip.AddrPort {
 // Hub returns the node's signaling hub.
 func (n *Node) Hub() *signal.Hub { return n.hub }
 
-// Drain is the first half of a SIGTERM: the node refuses every new
-// connection (block_new_connection as its health mode, which the operator
-// cannot lift) and waits until its sessions have ended or timeout passes.
-// It reports whether the node drained.
-func (n *Node) Drain(ctx context.Context, timeout time.Duration) bool {
+// StartDrain is the first step of a SIGTERM: from its return on the node
+// refuses every new connection (block_new_connection as its health mode,
+// which the operator cannot lift), and in a cluster placement skips it.
+func (n *Node) StartDrain() {
 	n.healthMu.Lock()
-	n.startDrainLocked(DrainShutdown, timeout)
+	if n.drain.reason != DrainShutdown {
+		n.startDrainLocked(DrainShutdown, n.cfg.DrainTimeout)
+	}
 	n.drainHealth = mode.BlockNewConnection
 	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth))
 	n.healthMu.Unlock()
 	if n.cl != nil {
 		n.cl.operatorChanged() // placement skips a draining node
 	}
+}
+
+// Drain is the first half of a SIGTERM: the node refuses every new
+// connection (StartDrain) and waits until its sessions have ended or
+// timeout passes. It reports whether the node drained.
+func (n *Node) Drain(ctx context.Context, timeout time.Duration) bool {
+	n.StartDrain()
+	n.healthMu.Lock()
+	n.drain.deadline = n.drain.started.Add(timeout) // this drain's own timeout
+	n.healthMu.Unlock()
 	n.log.Info("draining", "sessions", n.hub.Sessions(), "connections", n.hub.Connections(), "drain_timeout", config.FormatDuration(timeout))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

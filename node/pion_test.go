@@ -132,23 +132,28 @@ func (p *pionPeer) signalLoop() {
 		if m.Type != "re-offer" {
 			continue
 		}
-		if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
-			p.t.Errorf("re-offer: %v", err)
-			return
-		}
-		ans, err := p.pc.CreateAnswer(nil)
-		if err == nil {
-			err = p.pc.SetLocalDescription(ans)
-		}
+		sdp, err := answerOffer(p.pc, m.SDP)
 		if err != nil {
-			p.t.Errorf("re-answer: %v", err)
+			p.t.Errorf("re-offer: %v", err)
 			return
 		}
 		p.mu.Lock()
 		p.reoffers++
 		p.mu.Unlock()
-		_ = p.sig.SendJSON(map[string]string{"type": "re-answer", "sdp": ans.SDP})
+		_ = p.sig.SendJSON(map[string]string{"type": "re-answer", "sdp": sdp})
 	}
+}
+
+// answerOffer applies a (re-)offer and returns the answer's SDP.
+func answerOffer(pc *webrtc.PeerConnection, offer string) (string, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", err
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(ans)
+	}
+	return ans.SDP, err
 }
 
 func (p *pionPeer) read(tr *webrtc.TrackRemote) {
@@ -179,7 +184,7 @@ func (p *pionPeer) trackCount() int {
 
 func (p *pionPeer) waitConnected(n *Node) {
 	p.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := soon()
 	for p.pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
 		if time.Now().After(deadline) {
 			p.t.Fatalf("peer connection %v, ICE %v, DTLS %v (offer %d sections); media stats %+v", p.pc.ConnectionState(), p.pc.ICEConnectionState(),
@@ -195,7 +200,7 @@ func (p *pionPeer) disconnect() {
 	must(p.t, p.sig.SendJSON(map[string]string{"type": "disconnect", "reason": "NO-ERROR"}))
 	select {
 	case <-p.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		p.t.Fatal("no close after disconnect")
 	}
 	p.mu.Lock()
@@ -270,7 +275,7 @@ func TestPionForwarding(t *testing.T) {
 func testForwarding(t *testing.T, profileName string, api *webrtc.API) {
 	{
 		{
-			n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = 10 * time.Second })
+			n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = patience })
 			subs := []*pionPeer{newPionPeer(t, n, api, "fwd", "recvonly"), newPionPeer(t, n, api, "fwd", "recvonly")}
 			audio, video := newSource(t, webrtc.RTPCodecTypeAudio), newSource(t, webrtc.RTPCodecTypeVideo)
 			pub := newPionPeer(t, n, api, "fwd", "sendonly", audio.track, video.track)
@@ -281,7 +286,7 @@ func testForwarding(t *testing.T, profileName string, api *webrtc.API) {
 				s.waitConnected(n)
 			}
 			// Warm up until every subscriber gets both tracks.
-			deadline := time.Now().Add(15 * time.Second)
+			deadline := soon()
 			for {
 				a, v := audio.send(t), video.send(t)
 				ready := true
@@ -316,11 +321,19 @@ func testForwarding(t *testing.T, profileName string, api *webrtc.API) {
 					first = firstV
 				}
 				for si, s := range subs {
+					arrived := func() int {
+						k := 0
+						for i := range uint16(count) {
+							if _, ok := s.has(src.kind, first+i); ok {
+								k++
+							}
+						}
+						return k
+					}
+					// Loopback may drop a datagram under load: wait for
+					// what is checked below, not for one packet.
+					waitFor(t, "99% of the packets to arrive", patience, func() bool { return arrived() >= count*99/100 })
 					var got int
-					waitFor(t, "the last packets to arrive", 5*time.Second, func() bool {
-						_, ok := s.has(src.kind, first+count-1)
-						return ok
-					})
 					for i := range uint16(count) {
 						seq := first + i
 						b, ok := s.has(src.kind, seq)
@@ -348,7 +361,7 @@ func testForwarding(t *testing.T, profileName string, api *webrtc.API) {
 				s.disconnect()
 			}
 			pub.disconnect()
-			waitFor(t, "no transports left", 5*time.Second, func() bool { return n.Media().Stats().Transports == 0 })
+			waitFor(t, "no transports left", patience, func() bool { return n.Media().Stats().Transports == 0 })
 		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 // delivered (or has failed).
 func flushHooks(t *testing.T, n *Node) {
 	t.Helper()
-	waitFor(t, "webhook queues to drain", 5*time.Second, func() bool { return n.sessionQ.Idle() && n.eventQ.Idle() })
+	waitFor(t, "webhook queues to drain", patience, func() bool { return n.sessionQ.Idle() && n.eventQ.Idle() })
 }
 
 func TestSessionVanished(t *testing.T) {
@@ -44,7 +44,7 @@ func TestSessionVanished(t *testing.T) {
 		if _, err := b2.Disconnect(soon()); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "session.vanished", 5*time.Second, func() bool { return r.count("session.vanished") == 1 })
+		waitFor(t, "session.vanished", patience, func() bool { return r.count("session.vanished") == 1 })
 		// Same drain: a stricter block mode with no session sends nothing new.
 		setMode(t, n, "block_new_connection")
 		flushHooks(t, n)
@@ -63,7 +63,7 @@ func TestSessionVanished(t *testing.T) {
 		// A new drain after normal sends it again.
 		setMode(t, n, "normal")
 		setMode(t, n, "block_new_session")
-		waitFor(t, "second drain's session.vanished", 5*time.Second, func() bool { return r.count("session.vanished") == 2 })
+		waitFor(t, "second drain's session.vanished", patience, func() bool { return r.count("session.vanished") == 2 })
 	})
 	t.Run("at once when a block mode is entered with no sessions", func(t *testing.T) {
 		r := newHookReceiver(t)
@@ -73,7 +73,7 @@ func TestSessionVanished(t *testing.T) {
 			t.Fatal("session.vanished sent in normal mode")
 		}
 		setMode(t, n, "block_new_connection")
-		waitFor(t, "session.vanished", 5*time.Second, func() bool { return r.count("session.vanished") == 1 })
+		waitFor(t, "session.vanished", patience, func() bool { return r.count("session.vanished") == 1 })
 		flushHooks(t, n)
 		if got := r.count("session.vanished"); got != 1 {
 			t.Fatalf("got %d", got)
@@ -82,7 +82,7 @@ func TestSessionVanished(t *testing.T) {
 	t.Run("at start in a block mode", func(t *testing.T) {
 		r := newHookReceiver(t)
 		n := startNode(t, func(c *config.Config) { withVanished(c, r); c.InitialMode = 2 })
-		waitFor(t, "session.vanished", 5*time.Second, func() bool { return r.count("session.vanished") == 1 })
+		waitFor(t, "session.vanished", patience, func() bool { return r.count("session.vanished") == 1 })
 		flushHooks(t, n)
 	})
 	t.Run("never with ignore_session_vanished_webhook = true", func(t *testing.T) {
@@ -95,7 +95,7 @@ func TestSessionVanished(t *testing.T) {
 		}
 		setMode(t, n, "normal")
 		setMode(t, n, "block_new_connection")
-		waitFor(t, "session.destroyed", 5*time.Second, func() bool { return r.count("session.destroyed") == 1 })
+		waitFor(t, "session.destroyed", patience, func() bool { return r.count("session.destroyed") == 1 })
 		flushHooks(t, n)
 		if got := r.count("session.vanished"); got != 0 {
 			t.Fatalf("session.vanished sent %d times although ignored", got)
@@ -107,16 +107,16 @@ func TestSessionAndEventWebhooks(t *testing.T) {
 	sess, ev := newHookReceiver(t), newHookReceiver(t)
 	n := startNode(t, func(c *config.Config) { c.SessionWebhookURL, c.EventWebhookURL = sess.url(), ev.url() })
 	a, oa := join(t, n, "room", "sendrecv")
-	waitFor(t, "A's connection.created", 5*time.Second, func() bool { return ev.count("connection.created") == 1 })
+	waitFor(t, "A's connection.created", patience, func() bool { return ev.count("connection.created") == 1 })
 	b, ob := join(t, n, "room", "recvonly")
-	waitFor(t, "two connection.created", 5*time.Second, func() bool { return ev.count("connection.created") == 2 })
+	waitFor(t, "two connection.created", patience, func() bool { return ev.count("connection.created") == 2 })
 	if _, err := b.Disconnect(soon()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Disconnect(soon()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "session.destroyed", 5*time.Second, func() bool { return sess.count("session.destroyed") == 1 })
+	waitFor(t, "session.destroyed", patience, func() bool { return sess.count("session.destroyed") == 1 })
 	flushHooks(t, n)
 
 	created := sess.ofType("session.created")
@@ -161,7 +161,7 @@ func TestSessionAndEventWebhooks(t *testing.T) {
 	c := dial(t, n)
 	_, err := c.Connect(connectMsg("room", "sendonly"), soon())
 	expectClosed(t, err, 4503, "BLOCKED-NEW-CONNECTION")
-	waitFor(t, "connection.failed", 5*time.Second, func() bool { return ev.count("connection.failed") == 1 })
+	waitFor(t, "connection.failed", patience, func() bool { return ev.count("connection.failed") == 1 })
 	f := ev.ofType("connection.failed")[0]
 	if f["channel_id"] != "room" || f["data"].(map[string]any)["message"] != "BLOCKED-NEW-CONNECTION" || !ids.Valid(f["connection_id"].(string)) {
 		t.Fatalf("connection.failed: %v", f)
@@ -175,8 +175,6 @@ func TestAuthWebhook(t *testing.T) {
 		code    int
 		reason  string
 	}
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
 	cases := []authCase{
 		{"denied", func(w http.ResponseWriter, _ map[string]any) {
 			w.Write([]byte(`{"allowed":false,"reason":"TOKEN-EXPIRED"}`))
@@ -194,12 +192,6 @@ func TestAuthWebhook(t *testing.T) {
 		{"no allowed field", func(w http.ResponseWriter, _ map[string]any) {
 			w.Write([]byte(`{"reason":"x"}`))
 		}, 4502, "INVALID-AUTH-WEBHOOK-RESPONSE-JSON"},
-		{"timeout", func(w http.ResponseWriter, _ map[string]any) {
-			select {
-			case <-release:
-			case <-time.After(5 * time.Second):
-			}
-		}, 4502, "AUTH-WEBHOOK-TIMEOUT"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -207,21 +199,29 @@ func TestAuthWebhook(t *testing.T) {
 			r.respond = c.respond
 			n := startNode(t, func(cfg *config.Config) {
 				cfg.AuthWebhookURL = r.url()
-				cfg.WebhookResponseTimeout = 300 * time.Millisecond
 			})
 			cl := dial(t, n)
-			start := time.Now()
 			_, err := cl.Connect(connectMsg("ch", "sendrecv"), soon())
 			expectClosed(t, err, c.code, c.reason)
-			if c.name == "timeout" && time.Since(start) > 2*time.Second {
-				t.Fatalf("refusal took %v, timeout is 300 ms", time.Since(start))
-			}
 			// Signaling is otherwise unaffected.
 			if n.hub.Connections() != 0 {
 				t.Fatal("refused connection left behind")
 			}
 		})
 	}
+	t.Run("timeout", func(t *testing.T) {
+		// The receiver answers only when the test ends: the refusal can
+		// only come from webhook_response_timeout, which is short here
+		// only (elsewhere a slow answer on a loaded machine would time
+		// out too).
+		r := hangingAuth(t, "ch")
+		n := startNode(t, func(cfg *config.Config) {
+			cfg.AuthWebhookURL = r.url()
+			cfg.WebhookResponseTimeout = 300 * time.Millisecond
+		})
+		_, err := dial(t, n).Connect(connectMsg("ch", "sendrecv"), soon())
+		expectClosed(t, err, 4502, "AUTH-WEBHOOK-TIMEOUT")
+	})
 	t.Run("unreachable", func(t *testing.T) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		url := "http://" + ln.Addr().String() + "/auth"
@@ -265,7 +265,7 @@ func TestAuthWebhook(t *testing.T) {
 			t.Fatalf("sora-connection-id header %q, want %q", h, o.ConnectionID)
 		}
 		answer(t, cl, o)
-		waitFor(t, "connection.created", 5*time.Second, func() bool { return ev.count("connection.created") == 1 })
+		waitFor(t, "connection.created", patience, func() bool { return ev.count("connection.created") == 1 })
 		if em := ev.ofType("connection.created")[0]["event_metadata"]; em.(map[string]any)["e"] != 1.0 {
 			t.Fatalf("event_metadata: %v", em)
 		}
@@ -306,7 +306,7 @@ func TestEventWebhookReceiverDown(t *testing.T) {
 	if stats["total_connection_created"] != 10.0 {
 		t.Fatalf("stats: %s", raw)
 	}
-	waitFor(t, "failures counted", 5*time.Second, func() bool {
+	waitFor(t, "failures counted", patience, func() bool {
 		_, s, _ := apiCall(t, n, "Sora_20171010.GetStatsReport", "")
 		ev := s["total_failed_event_webhook"].(float64) + s["total_ignored_event_webhook"].(float64)
 		return ev == 20 // 10 created + 10 destroyed, each failed or dropped

@@ -56,15 +56,8 @@ func (t *Transport) startDTLSClient() {
 // handshake runs the DTLS handshake (server, or client when asClient) and
 // installs the SRTP contexts.
 func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
-	ctx, cancel := context.WithTimeout(t.e.ctx, t.e.cfg.FailedTimeout)
+	ctx, cancel := t.handshakeContext()
 	defer cancel()
-	go func() {
-		select {
-		case <-t.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	ad := chanconn.New(t.dtlsIn, t.dtlsStop, t.e.addr, t.remote, func(p []byte, to netip.AddrPort) error {
 		io := t.io.Load()
 		if io == nil {
@@ -135,7 +128,9 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	if !t.state.CompareAndSwap(stStarted, stConnected) {
 		return // closed meanwhile
 	}
-	if asClient {
+	if t.data != nil {
+		go t.startData(conn, asClient)
+	} else if asClient {
 		// The server (the peer) finished before it sent its last flight,
 		// which completed ours: nothing of DTLS is needed any more.
 		t.releaseDTLS()
@@ -150,6 +145,20 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	}
 }
 
+// handshakeContext bounds a handshake (DTLS, SCTP) by the failed timeout
+// and ends it when the transport closes.
+func (t *Transport) handshakeContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(t.e.ctx, t.e.cfg.FailedTimeout)
+	go func() {
+		select {
+		case <-t.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // releaseDTLS ends pion's DTLS goroutines (its record reader, handshake
 // state machine and context watcher, and the 8 KiB read buffer the reader
 // holds) once the peer has provably finished its handshake: as DTLS client
@@ -160,8 +169,10 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 // transport without sending any alert; SRTP keys are already exported.
 // Idle connections are the reason: about 30 KiB each. Close then sends no
 // close_notify; the peer learns of the end from signaling and ICE consent.
+//
+// A transport with DataChannels keeps DTLS: SCTP runs over it (data.go).
 func (t *Transport) releaseDTLS() {
-	if t.dtlsDone.Swap(true) {
+	if t.data != nil || t.dtlsDone.Swap(true) {
 		return
 	}
 	t.dtlsStopOnce.Do(func() { close(t.dtlsStop) })

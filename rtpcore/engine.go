@@ -36,6 +36,7 @@ import (
 
 	"github.com/pion/srtp/v3"
 
+	"github.com/hayate-sfu/hayate/datachan"
 	"github.com/hayate-sfu/hayate/ice"
 	"github.com/hayate-sfu/hayate/ids"
 	"github.com/hayate-sfu/hayate/media"
@@ -61,7 +62,12 @@ type Config struct {
 	// kernel allows it, else epoll; the default), BackendEpoll or
 	// BackendIOUring.
 	Backend string
-	Log     *slog.Logger
+	// DataMaxMessageSize is the largest DataChannel message accepted (our
+	// a=max-message-size) and DataQueueBytes the bound on a transport's
+	// queued DataChannel bytes (data.go).
+	DataMaxMessageSize int
+	DataQueueBytes     int
+	Log                *slog.Logger
 }
 
 // Engine is the media path of a node; it implements media.Engine.
@@ -76,6 +82,8 @@ type Engine struct {
 	transports map[*Transport]struct{}
 
 	stats  Stats
+	live   stallLog
+	dc     datachan.Counters
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -151,6 +159,9 @@ func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 	if len(ios) == 0 {
 		return nil, errors.New("rtpcore: no socket")
 	}
+	if cfg.DataMaxMessageSize <= 0 {
+		cfg.DataMaxMessageSize = datachan.DefaultRemoteMaxMessageSize
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		cfg: cfg, addr: netip.AddrPortFrom(cfg.Addr.Addr(), ios[0].LocalAddr().Port()),
@@ -185,6 +196,9 @@ func (e *Engine) Stats() StatsSnapshot {
 		snap.add(s.stats.snapshot())
 		snap.Addresses += int(s.addresses.Load())
 	}
+	snap.NodeStalls = e.live.stalls.Load()
+	snap.LongestNodeStallMs = time.Duration(e.live.longest.Load()).Milliseconds()
+	snap.addData(&e.dc)
 	snap.Profiles = map[string]int{}
 	e.mu.RLock()
 	snap.Transports = len(e.transports)
@@ -263,31 +277,42 @@ func (e *Engine) Close() error {
 }
 
 // janitor runs the timers of every transport: liveness and handshake
-// deadlines, and RTCP receiver reports to publishers.
+// deadlines, and RTCP receiver reports to publishers. Each wake it first
+// looks for a node stall (liveness.go), so that the deadlines it then
+// checks are measured in time the node was listening.
 func (e *Engine) janitor() {
 	defer e.wg.Done()
 	tick := min(e.cfg.ReportInterval, e.cfg.FailedTimeout/4, 500*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	beats := make([]int64, len(e.shards))
+	e.live.start(time.Now())
 	lastReport := time.Now()
 	for {
 		select {
 		case <-e.ctx.Done():
 			return
-		case now := <-t.C:
-			report := now.Sub(lastReport) >= e.cfg.ReportInterval
-			if report {
-				lastReport = now
-			}
-			e.mu.RLock()
-			all := make([]*Transport, 0, len(e.transports))
-			for tr := range e.transports {
-				all = append(all, tr)
-			}
-			e.mu.RUnlock()
-			for _, tr := range all {
-				tr.tick(now, report)
-			}
+		case <-t.C:
+		}
+		// The tick's own timestamp is when it was due, not when the
+		// janitor got to run: lateness is measured from the clock.
+		now := time.Now()
+		for i, s := range e.shards {
+			beats[i] = s.beat.Load()
+		}
+		e.live.observe(now, tick, beats, e.cfg.Log)
+		report := now.Sub(lastReport) >= e.cfg.ReportInterval
+		if report {
+			lastReport = now
+		}
+		e.mu.RLock()
+		all := make([]*Transport, 0, len(e.transports))
+		for tr := range e.transports {
+			all = append(all, tr)
+		}
+		e.mu.RUnlock()
+		for _, tr := range all {
+			tr.tick(now, report)
 		}
 	}
 }

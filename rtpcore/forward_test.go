@@ -9,6 +9,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+
+	"github.com/hayate-sfu/hayate/internal/poll"
 )
 
 var profiles = []struct {
@@ -92,7 +94,7 @@ func TestForwardZeroAllocs(t *testing.T) {
 
 func waitSinks(t *testing.T, s *sinks, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(poll.Patience)
 	for s.received() < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("sinks got %d of %d datagrams", s.received(), n)

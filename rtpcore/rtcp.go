@@ -162,6 +162,13 @@ func (s *shard) sendRTCP(d *Transport, build func([]byte) []byte) bool {
 	return true
 }
 
+// mayPLI reports whether a PLI for the track may go at now (ns), and if so
+// records it: at most one per pliInterval, whoever asks.
+func (pt *pubTrack) mayPLI(now int64) bool {
+	last := pt.lastPLI.Load()
+	return now-last >= pliInterval.Nanoseconds() && pt.lastPLI.CompareAndSwap(last, now)
+}
+
 // requestKeyFrame sends a PLI for the track to its publisher, at most once
 // per pliInterval, and reports whether it did. On a receive loop (s != nil)
 // the PLI joins the loop's batch; elsewhere it is written at once.
@@ -170,9 +177,7 @@ func (pt *pubTrack) requestKeyFrame(s *shard) bool {
 	if pt.Kind != media.Video || !owner.ready.Load() {
 		return false
 	}
-	now := time.Now().UnixNano()
-	last := pt.lastPLI.Load()
-	if now-last < pliInterval.Nanoseconds() || !pt.lastPLI.CompareAndSwap(last, now) {
+	if !pt.mayPLI(time.Now().UnixNano()) {
 		return false
 	}
 	build := func(b []byte) []byte {

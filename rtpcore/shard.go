@@ -24,7 +24,11 @@ type shard struct {
 	addresses atomic.Int64
 	stun      ice.Responder
 	stats     Stats
-	now       int64
+	// now is the wall time (ns) at which the batch in hand was received.
+	now int64
+	// beat is the wall time (ns) at which the loop last came back from a
+	// receive; the janitor reads it to tell a stuck loop (a node stall).
+	beat atomic.Int64
 	// pending are the batch's decrypted publisher packets, forwarded at
 	// the end of the batch (forwardPending).
 	pending  [recvBatch]pendingPacket
@@ -70,7 +74,10 @@ func (s *shard) loop() {
 	lastSweep := time.Now()
 	for {
 		now := time.Now()
-		n, err := s.io.Recv(s.rb, now.Add(250*time.Millisecond))
+		s.beat.Store(now.UnixNano())
+		n, err := s.io.Recv(s.rb, now.Add(recvWait))
+		now = time.Now()
+		s.beat.Store(now.UnixNano())
 		if err != nil && !errors.Is(err, ErrTimeout) {
 			if s.e.ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return
@@ -79,7 +86,8 @@ func (s *shard) loop() {
 			continue
 		}
 		if n > 0 {
-			now = time.Now()
+			// Liveness is stamped with the time the batch arrived, before
+			// any of it is handled (liveness.go).
 			s.now = now.UnixNano()
 			s.stats.RecvCalls.Add(1)
 			for i := range n {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hayate-sfu/hayate/internal/poll"
 )
 
 func TestCmsgSpaceConstant(t *testing.T) {
@@ -74,7 +76,7 @@ func testSendGSOAndOrder(t *testing.T, be backend) {
 		}
 		buf := make([]byte, 2048)
 		for k, e := range exp {
-			dst[i].SetReadDeadline(time.Now().Add(2 * time.Second))
+			dst[i].SetReadDeadline(time.Now().Add(poll.Patience))
 			n, _, err := dst[i].ReadFromUDPAddrPort(buf)
 			if err != nil {
 				t.Fatalf("destination %d datagram %d: %v", i, k, err)
@@ -116,7 +118,7 @@ func testRecvBatch(t *testing.T, be backend) {
 	// The kernel picks one of the two sockets for this 4-tuple; read both.
 	got := 0
 	rbs := []*RecvBatch{NewRecvBatch(), NewRecvBatch()}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(poll.Patience)
 	for got < 5 && time.Now().Before(deadline) {
 		for k, s := range socks {
 			rb := rbs[k]

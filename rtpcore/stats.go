@@ -1,6 +1,10 @@
 package rtpcore
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/hayate-sfu/hayate/datachan"
+)
 
 // Stats are media counters. Each shard has its own (written by its loop
 // only, so the atomics are uncontended); the engine has one for what
@@ -52,36 +56,73 @@ type Stats struct {
 // StatsSnapshot is a copy of the counters, summed over shards; it is the
 // media section of GetStatsReport.
 type StatsSnapshot struct {
-	PacketsIn       uint64            `json:"total_received_packets"`
-	BytesIn         uint64            `json:"total_received_bytes"`
-	PacketsOut      uint64            `json:"total_sent_packets"`
-	BytesOut        uint64            `json:"total_sent_bytes"`
-	SendCalls       uint64            `json:"total_send_calls"`
-	SendMessages    uint64            `json:"total_send_messages"`
-	RecvCalls       uint64            `json:"total_receive_calls"`
-	SendErrors      uint64            `json:"total_send_errors"`
-	Forwarded       uint64            `json:"total_forwarded_rtp"`
-	ReceivedRTP     uint64            `json:"total_received_rtp"`
-	STUNAnswered    uint64            `json:"total_stun_answered"`
-	STUNNominations uint64            `json:"total_stun_nominations"`
-	DTLSHandshakes  uint64            `json:"total_dtls_handshakes"`
-	DTLSFailures    uint64            `json:"total_dtls_failures"`
-	DTLSReleased    uint64            `json:"total_dtls_released"`
-	NACKsReceived   uint64            `json:"total_nacks_received"`
-	Retransmitted   uint64            `json:"total_retransmitted_rtp"`
-	PLIsReceived    uint64            `json:"total_plis_received"`
-	PLIsSent        uint64            `json:"total_plis_sent"`
-	SRsForwarded    uint64            `json:"total_srs_forwarded"`
-	RRsSent         uint64            `json:"total_rrs_sent"`
-	TransportFails  uint64            `json:"total_transport_failures"`
-	Panics          uint64            `json:"total_panics"`
-	Dropped         map[string]uint64 `json:"dropped"`
-	Transports      int               `json:"transports"`
+	PacketsIn       uint64 `json:"total_received_packets"`
+	BytesIn         uint64 `json:"total_received_bytes"`
+	PacketsOut      uint64 `json:"total_sent_packets"`
+	BytesOut        uint64 `json:"total_sent_bytes"`
+	SendCalls       uint64 `json:"total_send_calls"`
+	SendMessages    uint64 `json:"total_send_messages"`
+	RecvCalls       uint64 `json:"total_receive_calls"`
+	SendErrors      uint64 `json:"total_send_errors"`
+	Forwarded       uint64 `json:"total_forwarded_rtp"`
+	ReceivedRTP     uint64 `json:"total_received_rtp"`
+	STUNAnswered    uint64 `json:"total_stun_answered"`
+	STUNNominations uint64 `json:"total_stun_nominations"`
+	DTLSHandshakes  uint64 `json:"total_dtls_handshakes"`
+	DTLSFailures    uint64 `json:"total_dtls_failures"`
+	DTLSReleased    uint64 `json:"total_dtls_released"`
+	NACKsReceived   uint64 `json:"total_nacks_received"`
+	Retransmitted   uint64 `json:"total_retransmitted_rtp"`
+	PLIsReceived    uint64 `json:"total_plis_received"`
+	PLIsSent        uint64 `json:"total_plis_sent"`
+	SRsForwarded    uint64 `json:"total_srs_forwarded"`
+	RRsSent         uint64 `json:"total_rrs_sent"`
+	TransportFails  uint64 `json:"total_transport_failures"`
+	Panics          uint64 `json:"total_panics"`
+	// NodeStalls counts the times the node itself stopped listening for
+	// longer than stallThreshold (liveness.go); LongestNodeStallMs is the
+	// longest. Peers are not failed for such a gap.
+	NodeStalls         uint64            `json:"total_node_stalls"`
+	LongestNodeStallMs int64             `json:"longest_node_stall_ms"`
+	Dropped            map[string]uint64 `json:"dropped"`
+	Transports         int               `json:"transports"`
 	// Addresses are the peer addresses the socket readers still know;
 	// those of closed transports are forgotten within a second.
 	Addresses int `json:"addresses"`
 	// Profiles counts connected transports by SRTP protection profile.
 	Profiles map[string]int `json:"srtp_profiles"`
+	// SCTP packets and bytes over every DataChannel association, with
+	// Sora's names (sora_exporter reads them at the top level of
+	// GetStatsReport, where the node copies them).
+	SCTPPacketsIn  uint64 `json:"total_received_sctp"`
+	SCTPBytesIn    uint64 `json:"total_received_sctp_byte_size"`
+	SCTPPacketsOut uint64 `json:"total_sent_sctp"`
+	SCTPBytesOut   uint64 `json:"total_sent_sctp_byte_size"`
+	// DataChannels are the DataChannel counters of the media path.
+	DataChannels DataStats `json:"data_channels"`
+}
+
+// DataStats are the media path's DataChannel counters.
+type DataStats struct {
+	Associations     int64             `json:"associations"`
+	MessagesReceived uint64            `json:"total_received_messages"`
+	MessagesSent     uint64            `json:"total_sent_messages"`
+	Dropped          map[string]uint64 `json:"dropped"`
+}
+
+// addData adds the DataChannel counters.
+func (a *StatsSnapshot) addData(c *datachan.Counters) {
+	a.SCTPPacketsIn, a.SCTPBytesIn = c.PacketsIn.Load(), c.BytesIn.Load()
+	a.SCTPPacketsOut, a.SCTPBytesOut = c.PacketsOut.Load(), c.BytesOut.Load()
+	a.DataChannels = DataStats{
+		Associations: c.Associations.Load(), MessagesReceived: c.MessagesIn.Load(), MessagesSent: c.MessagesOut.Load(),
+		Dropped: map[string]uint64{
+			"too_large":       c.DropTooLarge.Load(),
+			"bad_dcep":        c.DropBadDCEP.Load(),
+			"unknown_ppid":    c.DropUnknownPPID.Load(),
+			"refused_streams": c.RefusedStreams.Load(),
+		},
+	}
 }
 
 func (s *Stats) snapshot() StatsSnapshot {

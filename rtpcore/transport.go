@@ -12,6 +12,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 
+	"github.com/hayate-sfu/hayate/datachan"
 	"github.com/hayate-sfu/hayate/ice"
 	"github.com/hayate-sfu/hayate/ids"
 	"github.com/hayate-sfu/hayate/media"
@@ -40,7 +41,10 @@ type Transport struct {
 	// ssrc is the sender SSRC of the RTCP Hayate sends on this transport.
 	ssrc uint32
 
-	state     atomic.Uint32
+	state atomic.Uint32
+	// startedAt (the answer) and lastRecv (the arrival of the peer's last
+	// datagram) are wall times in ns, judged by the engine's stall log
+	// (liveness.go).
 	startedAt atomic.Int64
 	lastRecv  atomic.Int64
 	// checked is set by the first authenticated STUN request, checkedAddr
@@ -69,6 +73,13 @@ type Transport struct {
 	dtlsDone     atomic.Bool
 	// certRejected: the peer's certificate did not match a=fingerprint.
 	certRejected atomic.Bool
+
+	// DataChannels (data.go): data is the peer's m=application, written by
+	// the first Start before started is closed; assoc (guarded by connMu)
+	// and channels exist once SCTP is up.
+	data     *media.DataRemote
+	assoc    *datachan.Association
+	channels atomic.Pointer[map[string]*datachan.Channel]
 
 	// Receive side, guarded by rmu.
 	rmu   sync.Mutex
@@ -119,6 +130,7 @@ func (t *Transport) Start(r media.Remote) error {
 	t.agent.SetRemoteUfrag(r.Ufrag)
 	if t.state.CompareAndSwap(stOpen, stStarted) {
 		t.remoteFP = r.Fingerprint
+		t.data = r.Data
 		t.dtlsClient.Store(r.DTLSClient)
 		t.startedAt.Store(time.Now().UnixNano())
 		close(t.started)
@@ -251,10 +263,13 @@ func (t *Transport) Close() {
 		t.ready.Store(false)
 		close(t.closed)
 		t.connMu.Lock()
-		if t.dtlsConn != nil {
-			t.dtlsConn.Close() // sends close_notify: the peer tears down at once
-		}
+		assoc, conn := t.assoc, t.dtlsConn
 		t.connMu.Unlock()
+		if assoc != nil {
+			assoc.Close() // closes the DTLS connection under it too
+		} else if conn != nil {
+			conn.Close() // sends close_notify: the peer tears down at once
+		}
 		t.dtlsStopOnce.Do(func() { close(t.dtlsStop) })
 		for _, pt := range *t.sources.Load() {
 			pt.removeDown(t)
@@ -282,12 +297,14 @@ func (t *Transport) fail(reason string) {
 	})
 }
 
-// tick runs the transport's timers (from the engine's janitor).
+// tick runs the transport's timers (from the engine's janitor): deadlines
+// count time the node was listening (stallLog.silence).
 func (t *Transport) tick(now time.Time, report bool) {
-	timeout := t.e.cfg.FailedTimeout.Nanoseconds()
+	timeout := t.e.cfg.FailedTimeout
+	wall := now.UnixNano()
 	switch t.state.Load() {
 	case stStarted:
-		if now.UnixNano()-t.startedAt.Load() > timeout {
+		if t.e.live.silence(t.startedAt.Load(), wall) > timeout {
 			if t.checked.Load() {
 				t.fail("DTLS-HANDSHAKE-TIMEOUT")
 			} else {
@@ -297,7 +314,7 @@ func (t *Transport) tick(now time.Time, report bool) {
 	case stConnected:
 		// RFC 7675 consent: a peer that sends nothing (not even STUN
 		// consent checks) for the failed timeout is gone.
-		if now.UnixNano()-t.lastRecv.Load() > timeout {
+		if t.e.live.silence(t.lastRecv.Load(), wall) > timeout {
 			t.fail("ICE-CONNECTION-STATE-FAILED")
 			return
 		}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/internal/poll"
 )
 
 // backend is one PacketIO implementation under test.
@@ -108,7 +109,7 @@ func readAll(t *testing.T, c *net.UDPConn, n int) [][]byte {
 	var out [][]byte
 	for len(out) < n {
 		buf := make([]byte, 2048)
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		c.SetReadDeadline(time.Now().Add(poll.Patience))
 		k, _, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			t.Fatalf("datagram %d of %d: %v", len(out), n, err)
@@ -170,7 +171,7 @@ func TestSendGSOFallback(t *testing.T) {
 }
 
 // TestCloseWakesRecv: Close wakes a Recv blocked on a far deadline, which
-// returns ErrClosed within 250 ms; later calls return ErrClosed too.
+// returns ErrClosed; later calls return ErrClosed too.
 func TestCloseWakesRecv(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
@@ -180,23 +181,21 @@ func TestCloseWakesRecv(t *testing.T) {
 			res := make(chan error, 1)
 			go func() {
 				close(started)
-				_, err := s.Recv(rb, time.Now().Add(10*time.Second))
+				_, err := s.Recv(rb, time.Now().Add(time.Hour))
 				res <- err
 			}()
 			<-started
-			time.Sleep(50 * time.Millisecond) // let it block
-			start := time.Now()
+			// Most likely blocked by now; if not, Recv starts on a closed
+			// socket, which must return ErrClosed just the same.
+			time.Sleep(50 * time.Millisecond)
 			s.Close()
 			select {
 			case err := <-res:
 				if !errors.Is(err, ErrClosed) {
 					t.Fatalf("Recv after Close: %v, want ErrClosed", err)
 				}
-				if d := time.Since(start); d > 250*time.Millisecond {
-					t.Fatalf("Recv returned %v after Close", d)
-				}
-			case <-time.After(2 * time.Second):
-				t.Fatal("Close did not wake Recv")
+			case <-time.After(poll.Patience):
+				t.Fatal("Close did not wake Recv (its deadline is an hour away)")
 			}
 			if _, err := s.Recv(rb, time.Now().Add(10*time.Millisecond)); !errors.Is(err, ErrClosed) {
 				t.Fatalf("Recv on a closed socket: %v", err)
@@ -225,8 +224,8 @@ func TestRecvTimeout(t *testing.T) {
 			if n != 0 || err != ErrTimeout {
 				t.Fatalf("Recv: %d, %v; want ErrTimeout", n, err)
 			}
-			if d := time.Since(start); d < 25*time.Millisecond || d > time.Second {
-				t.Fatalf("timed out after %v, deadline 30ms", d)
+			if d := time.Since(start); d < 25*time.Millisecond {
+				t.Fatalf("timed out after %v, before the 30 ms deadline", d)
 			}
 		})
 	}
@@ -249,7 +248,7 @@ func TestBackendZeroAllocs(t *testing.T) {
 					t.Fatal(err)
 				}
 				for got := 0; got < 8; {
-					n, err := s.Recv(rb, time.Now().Add(time.Second))
+					n, err := s.Recv(rb, time.Now().Add(poll.Patience))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -276,7 +275,7 @@ func TestUringRecvOrder(t *testing.T) {
 	sb, rb := NewSendBatch(), NewRecvBatch()
 	const total = 2000
 	next, sent := 0, 0
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(poll.Patience)
 	payload := func(seq int) []byte {
 		p := make([]byte, 4+seq%300)
 		p[0], p[1] = byte(seq>>8), byte(seq)
@@ -298,7 +297,7 @@ func TestUringRecvOrder(t *testing.T) {
 		if err := c.Send(sb); err != nil {
 			t.Fatal(err)
 		}
-		n, err := s.Recv(rb, time.Now().Add(time.Second))
+		n, err := s.Recv(rb, time.Now().Add(poll.Patience))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,7 +342,7 @@ func TestUringRebind(t *testing.T) {
 	recv := func(rb *RecvBatch, n int) {
 		t.Helper()
 		for want := got + n; got < want; {
-			k, err := s1.Recv(rb, time.Now().Add(time.Second))
+			k, err := s1.Recv(rb, time.Now().Add(poll.Patience))
 			if err != nil {
 				t.Fatalf("at %d: %v", got, err)
 			}
@@ -430,18 +429,11 @@ func TestUringEngine(t *testing.T) {
 	for range 10 {
 		c.WriteToUDPAddrPort([]byte{0xff, 1, 2, 3}, ios[0].LocalAddr()) // malformed: counted, dropped
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for e.Stats().PacketsIn < 10 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Soon(t, "the engine to receive 10 datagrams", func() bool { return e.Stats().PacketsIn >= 10 })
 	if n := e.Stats().PacketsIn; n != 10 {
 		t.Fatalf("engine received %d of 10", n)
 	}
-	start := time.Now()
-	e.Close()
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("engine Close took %v", d)
-	}
+	e.Close() // returns once both receive loops have stopped
 }
 
 // BenchmarkBackend compares the backends on loopback, in one run:

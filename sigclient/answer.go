@@ -42,6 +42,13 @@ func Answer(offerSDP string, p AnswerParams) (string, error) {
 				dir = d
 			}
 		}
+		if md.MediaName.Media == "application" {
+			b.WriteString("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n")
+			b.WriteString("a=ice-ufrag:" + p.Ufrag + "\r\na=ice-pwd:" + p.Pwd + "\r\n")
+			b.WriteString("a=fingerprint:sha-256 " + p.Fingerprint + "\r\na=setup:active\r\n")
+			b.WriteString("a=mid:" + mid + "\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n")
+			continue
+		}
 		answerDir := map[string]string{"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}[dir]
 		pt := "0"
 		if len(md.MediaName.Formats) > 0 {

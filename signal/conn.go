@@ -56,8 +56,11 @@ var pingJSON = []byte(`{"type":"ping","stats":false}`)
 type Conn struct {
 	hub *Hub
 	nc  net.Conn
-	br  *bufio.Reader
+	rd  msgReader
 	id  string
+	// drainFirst: the read loop ended on a frame it refused, whose bytes
+	// may still be arriving (closeSocket).
+	drainFirst bool
 
 	// Set while connecting, read-only after admission.
 	channelID, clientID, bundleID string
@@ -72,6 +75,10 @@ type Conn struct {
 
 	// routed: the cluster chose this node for the channel.
 	routed bool
+
+	// dc is the DataChannel state (datachannels.go); nil without
+	// DataChannel signaling. Set while connecting.
+	dc *dcConn
 
 	// Guarded by hub.mu.
 	pendingCounted       bool
@@ -124,7 +131,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	c := &Conn{hub: h, nc: nc, br: ownReader(rw.Reader, nc), id: ids.New(), notify: h.set.SignalingNotify}
+	c := &Conn{hub: h, nc: nc, rd: msgReader{br: ownReader(rw.Reader, nc), max: h.set.MaxMessageBytes}, id: ids.New(), notify: h.set.SignalingNotify}
 	c.w.finished = make(chan struct{})
 	if e := h.track(c); e != nil {
 		if e.Code == CodeLimit {
@@ -137,7 +144,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		c.writeClose(e)
-		nc.Close()
+		c.closeSocket()
 		return
 	}
 	// The connection runs on a goroutine of its own and the handler
@@ -163,7 +170,7 @@ func (c *Conn) contain() {
 	c.hub.log.Error("connection panicked", "connection_id", c.id, "channel_id", c.channelID, "panic", fmt.Sprint(v))
 	if !c.live.Load() {
 		c.writeClose(ErrInternal)
-		c.nc.Close()
+		c.closeSocket()
 		return
 	}
 	c.requestClose(ErrInternal)
@@ -209,9 +216,18 @@ func (c *Conn) serve() {
 	})
 	reason := c.readLoop()
 	answerTimer.Stop()
-	c.requestClose(closeErr(CodeNormal, ""))
-	<-c.w.finished
-	c.nc.Close()
+	switch {
+	case c.dc != nil && c.dc.detached.Load():
+		reason = c.liveOnDataChannels()
+	default:
+		c.requestClose(closeErr(CodeNormal, ""))
+		<-c.w.finished
+		if c.drainFirst {
+			c.closeSocket()
+		} else {
+			c.nc.Close()
+		}
+	}
 	c.hub.mu.Lock()
 	if c.endReason == "" {
 		c.endReason = reason
@@ -229,7 +245,7 @@ var errClientGone = &CloseError{Code: 0, Reason: "WEBSOCKET-ONCLOSE"}
 func (c *Conn) connect() *CloseError {
 	h := c.hub
 	c.nc.SetReadDeadline(time.Now().Add(h.set.ConnectTimeout))
-	msg, err := readMessage(c.br, h.set.MaxMessageBytes, c.pongDirect)
+	msg, err := c.rd.next(c.pongDirect)
 	if err != nil {
 		return c.readFailure(err, ErrConnectTimeout)
 	}
@@ -268,8 +284,14 @@ func (c *Conn) connect() *CloseError {
 			return e
 		}
 	}
+	if !c.audio && !c.video && c.dc == nil {
+		return ErrNoMedia // the auth webhook turned DataChannel signaling off
+	}
 	if e := c.closeRequested(); e != nil {
 		return e
+	}
+	if f := h.testHooks().BeforeAdmit; f != nil {
+		f(c.channelID)
 	}
 	tr, err := h.media.Open(c.id, c)
 	if err != nil {
@@ -339,7 +361,11 @@ func (c *Conn) applyConnect(cm *connectMessage) *CloseError {
 		return cerr
 	}
 	c.audio, c.video = audio.Enabled, video.Enabled
-	if !c.audio && !c.video {
+	if e := c.applyDataChannels(cm); e != nil {
+		return e
+	}
+	// A connection with no media must have DataChannels (Sora.messaging()).
+	if !c.audio && !c.video && c.dc == nil {
 		return ErrNoMedia
 	}
 	if c.audio {
@@ -423,7 +449,7 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	if m := nonNull(d.SignalingNotifyMetadata); m != nil {
 		c.notifyMetadata = m
 	}
-	return nil
+	return c.applyDataChannelPayouts(d.DataChannelSignaling, d.IgnoreDisconnectWebsocket, d.DataChannels)
 }
 
 // authRequest is the auth webhook body (spec: sora-protocol.md 3.2).
@@ -453,6 +479,7 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 		VideoCodecType            string          `json:"video_codec_type,omitempty"`
 		DataChannelSignaling      bool            `json:"data_channel_signaling"`
 		IgnoreDisconnectWebsocket bool            `json:"ignore_disconnect_websocket"`
+		DataChannels              json.RawMessage `json:"data_channels,omitempty"`
 		Metadata                  json.RawMessage `json:"metadata,omitempty"`
 		SoraClient                string          `json:"sora_client,omitempty"`
 		Redirect                  bool            `json:"redirect,omitempty"`
@@ -471,6 +498,9 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 	if c.video {
 		r.VideoCodecType = c.videoCodec.Type()
 	}
+	if c.dc != nil {
+		r.DataChannelSignaling, r.IgnoreDisconnectWebsocket, r.DataChannels = true, c.dc.ignoreWS, c.dc.connectRaw
+	}
 	return r
 }
 
@@ -487,17 +517,28 @@ func (c *Conn) refuse(e *CloseError) {
 			"connection_id", c.id, "remote", c.nc.RemoteAddr().String())
 		c.hub.refused(c, e)
 	}
-	if e != errClientGone {
-		c.writeClose(e)
-		c.nc.SetReadDeadline(time.Now().Add(closeGrace))
-		// Wait for the client's close frame; any error (its close, the
-		// deadline, a frame we cannot read past) ends the wait.
-		for {
-			if _, err := readMessage(c.br, c.hub.set.MaxMessageBytes, func([]byte) {}); err != nil {
-				break
-			}
-		}
+	if e == errClientGone {
+		c.nc.Close()
+		return
 	}
+	c.writeClose(e)
+	c.closeSocket()
+}
+
+// drainLimit bounds the bytes closeSocket reads past a refusal: twice
+// the message size limit and a mebibyte more.
+func (c *Conn) drainLimit() int64 { return 2*int64(c.hub.set.MaxMessageBytes) + 1<<20 }
+
+// closeSocket ends the TCP connection once Hayate's close frame is
+// written: it drains what the client still sends until the client's own
+// close frame (msgReader.drain), for at most closeGrace and drainLimit
+// bytes, then closes. Closing at once would reset a client that is still
+// writing, and it would see 1006 instead of the close code (RFC 6455
+// §7.1.1: the client closes the TCP connection after the server's close;
+// here the server waits for the client's close frame, then closes).
+func (c *Conn) closeSocket() {
+	c.nc.SetReadDeadline(time.Now().Add(closeGrace))
+	c.rd.drain(c.drainLimit())
 	c.nc.Close()
 }
 
@@ -505,7 +546,7 @@ func (c *Conn) refuse(e *CloseError) {
 // end reason of the connection.
 func (c *Conn) readLoop() string {
 	for {
-		msg, err := readMessage(c.br, c.hub.set.MaxMessageBytes, c.pongQueued)
+		msg, err := c.rd.next(c.pongQueued)
 		if err != nil {
 			return c.ended(err)
 		}
@@ -524,11 +565,15 @@ func (c *Conn) readLoop() string {
 
 // ended turns the error that ended the read loop into an end reason.
 func (c *Conn) ended(err error) string {
+	var ce *CloseError
+	c.drainFirst = errors.As(err, &ce)
 	if e := c.closeRequested(); e != nil {
 		return e.Reason
 	}
-	var ce *CloseError
-	if errors.As(err, &ce) {
+	if !c.drainFirst && c.detach() {
+		return "" // the connection lives on its DataChannels
+	}
+	if c.drainFirst {
 		c.hub.stats.SignalingErrors.Add(1)
 		c.requestClose(ce)
 		return ce.Reason
@@ -612,7 +657,8 @@ func (c *Conn) handleAnswer(typ string, msg []byte) *CloseError {
 	}
 	// Every answer carries the client's ICE credentials; new ones in a
 	// re-answer are a client-side ICE restart (RFC 8839 §4.4.1.1.1).
-	if err := c.tr.Start(media.Remote{Ufrag: a.Ufrag, Pwd: a.Pwd, Fingerprint: a.Fingerprint, DTLSClient: a.Setup == "passive"}); err != nil {
+	if err := c.tr.Start(media.Remote{Ufrag: a.Ufrag, Pwd: a.Pwd, Fingerprint: a.Fingerprint, DTLSClient: a.Setup == "passive",
+		Data: c.dataRemote(o, a)}); err != nil {
 		return ErrServerShutdown
 	}
 	h.answered(c, o, a)
@@ -648,6 +694,7 @@ func (c *Conn) offerMessage() outFrame {
 	if c.video {
 		add(jsep.Video, c.videoCodec, dir)
 	}
+	c.addDataSection(o)
 	c.offer = o
 	offerExistingLocked(c)
 	c.sent = o.Clone()
@@ -659,6 +706,7 @@ func (c *Conn) offerMessage() outFrame {
 	if len(mids) > 0 {
 		m.Mid = mids
 	}
+	c.dc.fillOffer(&m)
 	b, err := json.Marshal(m)
 	if err != nil {
 		panic("signal: offer does not marshal: " + err.Error())
@@ -677,8 +725,11 @@ func (c *Conn) Connected() {
 func (c *Conn) Failed(reason string) {
 	c.hub.stats.MediaFailed.Add(1)
 	code := CodeTimeout
-	if reason == ErrDTLSFailed.Reason {
+	switch reason {
+	case ErrDTLSFailed.Reason:
 		code = CodeBadRequest
+	case ErrInternal.Reason:
+		code = ErrInternal.Code // a bug contained in the media path
 	}
 	c.requestClose(&CloseError{Code: code, Reason: reason})
 }

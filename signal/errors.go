@@ -82,6 +82,7 @@ var (
 	ErrInvalidAnswer        = closeErr(CodeBadRequest, "INVALID-ANSWER")
 	ErrMissingSDP           = closeErr(CodeBadRequest, "MISSING-SDP")
 	ErrInvalidCandidate     = closeErr(CodeBadRequest, "INVALID-CANDIDATE")
+	ErrInvalidDataChannels  = closeErr(CodeBadRequest, "INVALID-DATA-CHANNELS")
 
 	// 4401, 4502: the auth webhook.
 	ErrAuthTimeout      = closeErr(CodeAuthFailed, "AUTH-WEBHOOK-TIMEOUT")
@@ -103,6 +104,11 @@ var (
 	ErrICEFailed   = closeErr(CodeTimeout, "ICE-CONNECTION-STATE-FAILED")
 	ErrDTLSTimeout = closeErr(CodeTimeout, "DTLS-HANDSHAKE-TIMEOUT")
 	ErrDTLSFailed  = closeErr(CodeBadRequest, "DTLS-FAILED")
+	ErrSCTPFailed  = closeErr(CodeTimeout, "SCTP-FAILED")
+
+	// DataChannels (datachannels.go).
+	ErrDataChannelQueueFull = closeErr(CodeLimit, "DATA-CHANNEL-QUEUE-FULL")
+	ErrDataChannelClosed    = closeErr(CodeNormal, "DATA-CHANNEL-CLOSED")
 
 	// 4429: limits.
 	ErrQueueFull             = closeErr(CodeLimit, "SIGNALING-QUEUE-FULL")
@@ -132,12 +138,12 @@ func AllCloseErrors() []*CloseError {
 		ErrUnmaskedFrame, ErrMessageBeforeConnect, ErrAnswerBeforeOffer, ErrDuplicateConnect, ErrDuplicateAnswer,
 		ErrMissingChannelID, ErrEmptyChannelID, ErrChannelIDTooLong, ErrMissingRole, ErrInvalidRole,
 		ErrClientIDTooLong, ErrBundleIDTooLong, ErrInvalidAudio, ErrInvalidVideo, ErrNoMedia, ErrAudioCodec,
-		ErrVideoCodec, ErrInvalidSDP, ErrInvalidAnswer, ErrMissingSDP, ErrInvalidCandidate,
+		ErrVideoCodec, ErrInvalidSDP, ErrInvalidAnswer, ErrMissingSDP, ErrInvalidCandidate, ErrInvalidDataChannels,
 		ErrAuthTimeout, ErrAuthUnreachable, ErrAuthStatus, ErrAuthBadResponse, errAuthDeniedSample,
 		ErrBlockedNewConnection, ErrBlockedNewSession,
 		ErrConnectTimeout, ErrAnswerTimeout, ErrPongTimeout, ErrQueueFull,
 		ErrMaxConnections, ErrMaxChannelConnections, ErrTooManyPending,
-		ErrICEFailed, ErrDTLSTimeout, ErrDTLSFailed,
+		ErrICEFailed, ErrDTLSTimeout, ErrDTLSFailed, ErrSCTPFailed, ErrDataChannelQueueFull, ErrDataChannelClosed,
 		ErrTypeDisconnect, ErrDisconnectedAPI, ErrServerShutdown, ErrInternal, ErrRedirect, ErrLeaseLost,
 	}
 }

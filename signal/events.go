@@ -228,7 +228,7 @@ func (h *Hub) notifyLocked(c *Conn, event string) {
 			continue
 		}
 		if m != c {
-			m.queue(outText(others))
+			m.signal(labelNotify, others)
 			continue
 		}
 		self := msg
@@ -238,7 +238,7 @@ func (h *Hub) notifyLocked(c *Conn, event string) {
 			}
 		}
 		if b, err := json.Marshal(self); err == nil {
-			m.queue(outText(b))
+			m.signal(labelNotify, b)
 		}
 	}
 }

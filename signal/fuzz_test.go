@@ -22,7 +22,7 @@ func TestReadMessageFragments(t *testing.T) {
 	in.Write(frame(ws.OpPing, true, []byte("hi")))
 	in.Write(frame(ws.OpContinuation, true, []byte(`"pong"}`)))
 	var pinged []byte
-	msg, err := readMessage(bufio.NewReader(&in), 1024, func(p []byte) { pinged = p })
+	msg, err := (&msgReader{br: bufio.NewReader(&in), max: 1024}).next(func(p []byte) { pinged = p })
 	if err != nil || string(msg) != `{"type":"pong"}` || string(pinged) != "hi" {
 		t.Fatalf("%q %v ping %q", msg, err, pinged)
 	}
@@ -30,18 +30,18 @@ func TestReadMessageFragments(t *testing.T) {
 	in.Reset()
 	in.Write(frame(ws.OpText, false, bytes.Repeat([]byte("a"), 600)))
 	in.Write(frame(ws.OpContinuation, true, bytes.Repeat([]byte("a"), 600)))
-	if _, err := readMessage(bufio.NewReader(&in), 1024, func([]byte) {}); !errors.Is(err, ErrMessageTooLarge) {
+	if _, err := (&msgReader{br: bufio.NewReader(&in), max: 1024}).next(func([]byte) {}); !errors.Is(err, ErrMessageTooLarge) {
 		t.Fatalf("fragmented oversize: %v", err)
 	}
 	in.Reset()
 	in.Write(frame(ws.OpContinuation, true, []byte("x")))
-	if _, err := readMessage(bufio.NewReader(&in), 1024, func([]byte) {}); !errors.Is(err, ErrInvalidFrame) {
+	if _, err := (&msgReader{br: bufio.NewReader(&in), max: 1024}).next(func([]byte) {}); !errors.Is(err, ErrInvalidFrame) {
 		t.Fatalf("continuation first: %v", err)
 	}
 	in.Reset()
 	in.Write(frame(ws.OpClose, true, ws.NewCloseFrameBody(4000, "bye")))
 	var pc *peerClosed
-	if _, err := readMessage(bufio.NewReader(&in), 1024, func([]byte) {}); !errors.As(err, &pc) || pc.code != 4000 || pc.reason != "bye" {
+	if _, err := (&msgReader{br: bufio.NewReader(&in), max: 1024}).next(func([]byte) {}); !errors.As(err, &pc) || pc.code != 4000 || pc.reason != "bye" {
 		t.Fatalf("close: %v", err)
 	}
 }
@@ -61,9 +61,9 @@ func FuzzReadMessage(f *testing.F) {
 	f.Add(frame(ws.OpClose, true, ws.NewCloseFrameBody(1000, "")))
 	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		br := bufio.NewReader(bytes.NewReader(data))
+		r := &msgReader{br: bufio.NewReader(bytes.NewReader(data)), max: 4096}
 		for range 8 {
-			msg, err := readMessage(br, 4096, func([]byte) {})
+			msg, err := r.next(func([]byte) {})
 			if err != nil {
 				return
 			}

@@ -60,6 +60,18 @@ type Settings struct {
 	MaxConnections        int
 	MaxChannelConnections int
 	MaxPending            int
+
+	// DataChannels (datachannels.go): the defaults when connect leaves
+	// data_channel_signaling and ignore_disconnect_websocket out, whether
+	// to open `rpc`, whether a detached connection is told why it ends,
+	// the largest message, and the messages a connection may send a
+	// second (0: no limit).
+	DataChannelSignaling         bool
+	IgnoreDisconnectWebSocket    bool
+	DataChannelRPC               bool
+	DataChannelCloseMessage      bool
+	DataChannelMaxMessageSize    int
+	DataChannelMessagesPerSecond int
 }
 
 // Authenticator calls the auth webhook.
@@ -82,6 +94,35 @@ type Hooks struct {
 	Router Router
 }
 
+// TestHooks are knobs for tests of the admission race; the zero value is
+// production behaviour. Set them with SetTestHooks before any connection.
+type TestHooks struct {
+	// BeforeAdmit runs on a connecting client's goroutine between the
+	// admission precheck and the admission commit (admit), with nothing
+	// locked.
+	BeforeAdmit func(channelID string)
+	// BeforeFence runs at the start of Fence: a test delays fencing with it
+	// to show that a cluster_lease_grace shorter than the fencing latency
+	// lets two nodes serve a channel at once.
+	BeforeFence func(channels []string)
+	// TrustPrecheck makes admit skip its mode check and rely on the
+	// precheck's answer: a deliberately broken admission order, so that a
+	// test can show it catches a connect admitted into a session that
+	// ended in between.
+	TrustPrecheck bool
+}
+
+// SetTestHooks installs test hooks (see TestHooks).
+func (h *Hub) SetTestHooks(t TestHooks) { h.test.Store(&t) }
+
+// testHooks returns the installed test hooks (the zero value normally).
+func (h *Hub) testHooks() TestHooks {
+	if t := h.test.Load(); t != nil {
+		return *t
+	}
+	return TestHooks{}
+}
+
 // Hub holds every channel, session and connection of a node and serves the
 // signaling WebSocket. All fields below mu are guarded by it.
 type Hub struct {
@@ -91,6 +132,7 @@ type Hub struct {
 	hooks Hooks
 	log   *slog.Logger
 	stats Stats
+	test  atomic.Pointer[TestHooks]
 
 	// ctx ends when the hub shuts down; auth webhook calls use it.
 	ctx    context.Context
@@ -123,6 +165,8 @@ type channel struct {
 	peak      int
 	total     int
 	history   []sessionConnection
+	// relay lists the receivers of each messaging label (messaging.go).
+	relay atomic.Pointer[relayIndex]
 }
 
 // maxSessionHistory bounds the connection list kept for session.destroyed.
@@ -293,7 +337,7 @@ func (h *Hub) admit(c *Conn) *CloseError {
 		return ErrBlockedNewConnection
 	}
 	ch := h.channels[c.channelID]
-	if err := refusalError(mode.Admit(h.word.Load(), ch != nil)); err != nil {
+	if err := refusalError(mode.Admit(h.word.Load(), ch != nil)); err != nil && !h.testHooks().TrustPrecheck {
 		return err
 	}
 	members := 0
@@ -387,6 +431,9 @@ func (h *Hub) leave(c *Conn) {
 			ch.members = append(ch.members[:i], ch.members[i+1:]...)
 			break
 		}
+	}
+	if c.dc != nil {
+		h.rebuildRelayLocked(ch)
 	}
 	delete(h.conns, c.id)
 	h.admitted.Store(int64(len(h.conns)))

@@ -171,21 +171,22 @@ type pingMessage struct {
 
 // offerMessage is Sora's offer (spec: sora-protocol.md 1.5).
 type offerMessage struct {
-	Type                      string            `json:"type"`
-	SDP                       string            `json:"sdp"`
-	ChannelID                 string            `json:"channel_id"`
-	SessionID                 string            `json:"session_id"`
-	ClientID                  string            `json:"client_id"`
-	BundleID                  string            `json:"bundle_id"`
-	ConnectionID              string            `json:"connection_id"`
-	Metadata                  json.RawMessage   `json:"metadata,omitempty"`
-	Config                    rtcConfig         `json:"config"`
-	Mid                       map[string]string `json:"mid,omitempty"`
-	Multistream               bool              `json:"multistream"`
-	Simulcast                 bool              `json:"simulcast"`
-	Spotlight                 bool              `json:"spotlight"`
-	DataChannelSignaling      bool              `json:"data_channel_signaling"`
-	IgnoreDisconnectWebsocket bool              `json:"ignore_disconnect_websocket"`
+	Type                      string             `json:"type"`
+	SDP                       string             `json:"sdp"`
+	ChannelID                 string             `json:"channel_id"`
+	SessionID                 string             `json:"session_id"`
+	ClientID                  string             `json:"client_id"`
+	BundleID                  string             `json:"bundle_id"`
+	ConnectionID              string             `json:"connection_id"`
+	Metadata                  json.RawMessage    `json:"metadata,omitempty"`
+	Config                    rtcConfig          `json:"config"`
+	Mid                       map[string]string  `json:"mid,omitempty"`
+	Multistream               bool               `json:"multistream"`
+	Simulcast                 bool               `json:"simulcast"`
+	Spotlight                 bool               `json:"spotlight"`
+	DataChannelSignaling      bool               `json:"data_channel_signaling"`
+	IgnoreDisconnectWebsocket bool               `json:"ignore_disconnect_websocket"`
+	DataChannels              []offerDataChannel `json:"data_channels,omitempty"`
 }
 
 // rtcConfig is passed to the client's RTCPeerConnection constructor.

@@ -68,6 +68,9 @@ func (c *Conn) route() *CloseError {
 // no longer serve (its cluster lease lapsed or the channels moved), with
 // 1012 CLUSTER-LEASE-LOST: their clients reconnect and reach the owner.
 func (h *Hub) Fence(channels []string) {
+	if f := h.testHooks().BeforeFence; f != nil {
+		f(channels)
+	}
 	h.mu.Lock()
 	var victims []*Conn
 	for _, id := range channels {
@@ -76,8 +79,16 @@ func (h *Hub) Fence(channels []string) {
 		}
 	}
 	h.mu.Unlock()
+	// Media stops first, at once: the new owner may serve these channels
+	// as soon as the leader has expired this node (lease + grace later),
+	// and the signaling close waits for the client's reply.
+	for _, c := range victims {
+		if c.tr != nil {
+			c.tr.Close()
+		}
+	}
 	if len(victims) > 0 {
-		h.log.Warn("cluster fenced channels; closing their connections", "channels", len(channels), "connections", len(victims))
+		h.log.Warn("cluster fenced channels: media stopped, closing their connections", "channels", len(channels), "connections", len(victims))
 	}
 	for _, c := range victims {
 		c.requestClose(ErrLeaseLost)

@@ -19,6 +19,18 @@ type Stats struct {
 	MediaConnected      atomic.Uint64 // transports whose ICE and DTLS completed
 	MediaFailed         atomic.Uint64 // transports closed by the media path
 
+	// DataChannels (datachannels.go, messaging.go).
+	Switched            atomic.Uint64 // connections switched to DataChannel signaling
+	Detached            atomic.Uint64 // switched connections that outlived their WebSocket
+	DataMessagesIn      atomic.Uint64 // messages clients sent on messaging labels
+	DataRelayed         atomic.Uint64 // messages delivered to receivers
+	DataDropDirection   atomic.Uint64 // sent on a label the client declared recvonly
+	DataDropRateLimited atomic.Uint64 // over data_channel_messages_per_second
+	DataDropInflate     atomic.Uint64 // compressed input that does not inflate within the size limit
+	DataDropTooLarge    atomic.Uint64 // over the receiver's max-message-size
+	DataQueueFull       atomic.Uint64 // receivers closed with DATA-CHANNEL-QUEUE-FULL
+	RPCAnswered         atomic.Uint64 // JSON-RPC requests answered on rpc
+
 	// Refusals before an offer, by reason.
 	RefusedBlockedNewConnection atomic.Uint64
 	RefusedBlockedNewSession    atomic.Uint64
@@ -61,5 +73,30 @@ func (s *Stats) Refusals() map[string]uint64 {
 		"BAD-REQUEST":            s.RefusedBadRequest.Load(),
 		"TIMEOUT":                s.RefusedTimeout.Load(),
 		"LIMIT":                  s.RefusedLimit.Load(),
+	}
+}
+
+// DataChannelStats is GetStatsReport's data_channels object.
+type DataChannelStats struct {
+	Switched         uint64            `json:"total_switched"`
+	Detached         uint64            `json:"total_websocket_detached"`
+	MessagesReceived uint64            `json:"total_received_messages"`
+	MessagesRelayed  uint64            `json:"total_relayed_messages"`
+	QueueFullCloses  uint64            `json:"total_queue_full_closes"`
+	RPCAnswered      uint64            `json:"total_rpc_answered"`
+	Dropped          map[string]uint64 `json:"dropped"`
+}
+
+// DataChannels returns the DataChannel counters.
+func (s *Stats) DataChannels() DataChannelStats {
+	return DataChannelStats{
+		Switched: s.Switched.Load(), Detached: s.Detached.Load(), MessagesReceived: s.DataMessagesIn.Load(),
+		MessagesRelayed: s.DataRelayed.Load(), QueueFullCloses: s.DataQueueFull.Load(), RPCAnswered: s.RPCAnswered.Load(),
+		Dropped: map[string]uint64{
+			"direction":    s.DataDropDirection.Load(),
+			"rate_limited": s.DataDropRateLimited.Load(),
+			"inflate":      s.DataDropInflate.Load(),
+			"too_large":    s.DataDropTooLarge.Load(),
+		},
 	}
 }

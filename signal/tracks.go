@@ -167,7 +167,7 @@ func (h *Hub) reofferLocked(c *Conn) {
 		return
 	}
 	h.stats.ReOffers.Add(1)
-	c.queue(outText(b))
+	c.signal(labelSignaling, b)
 }
 
 // answeredLocked applies an accepted answer to offer o: c is now fed every

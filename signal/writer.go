@@ -111,8 +111,13 @@ func (c *Conn) requestClose(e *CloseError) {
 	if first {
 		c.closeErr = e
 	}
+	detached := c.dc != nil && c.dc.detached.Load()
 	c.closeMu.Unlock()
 	if !first {
+		return
+	}
+	if detached {
+		c.closeDetached(e) // no WebSocket left: the DataChannels carry the close
 		return
 	}
 	if !c.live.Load() {
@@ -162,30 +167,44 @@ func (c *Conn) pongQueued(p []byte) {
 
 // keepalive is the hub's one timer for every connection (Sora's ping):
 // every ping interval it closes the connections whose last pong is older
-// than the pong timeout (4408 PONG-TIMEOUT) and pings the others.
+// than the pong timeout (4408 PONG-TIMEOUT) and pings the others. A tick
+// that comes late (the node itself stalled: GC, a starved CPU, SIGSTOP)
+// only pings: the pongs that arrived meanwhile may not have been read yet,
+// and a client is not closed for the node's own silence.
 func (h *Hub) keepalive() {
 	t := time.NewTicker(h.set.PingInterval)
 	defer t.Stop()
 	var conns []*Conn
+	last := time.Now()
 	for {
 		select {
 		case <-h.ctx.Done():
 			return
-		case now := <-t.C:
-			h.mu.Lock()
-			conns = conns[:0]
-			for _, c := range h.conns {
-				conns = append(conns, c)
-			}
-			h.mu.Unlock()
-			for _, c := range conns {
-				if now.Sub(time.Unix(0, c.lastPong.Load())) > h.set.PongTimeout {
-					c.requestClose(ErrPongTimeout)
-					continue
-				}
-				c.queue(outText(pingJSON))
-			}
-			clear(conns)
+		case <-t.C:
 		}
+		now := time.Now()
+		late := now.Sub(last) > h.set.PingInterval+max(h.set.PingInterval, keepaliveLate)
+		last = now
+		h.mu.Lock()
+		conns = conns[:0]
+		for _, c := range h.conns {
+			conns = append(conns, c)
+		}
+		h.mu.Unlock()
+		for _, c := range conns {
+			if c.dc != nil && c.dc.detached.Load() {
+				continue // no WebSocket to ping; ICE consent tells liveness
+			}
+			if !late && now.Sub(time.Unix(0, c.lastPong.Load())) > h.set.PongTimeout {
+				c.requestClose(ErrPongTimeout)
+				continue
+			}
+			c.queue(outText(pingJSON))
+		}
+		clear(conns)
 	}
 }
+
+// keepaliveLate is how late a keepalive tick may come (beyond one more
+// interval) before it counts as a node stall.
+const keepaliveLate = 250 * time.Millisecond

@@ -164,7 +164,7 @@ func TestSoak(t *testing.T) {
 
 	// Warm up (lazy state: certificates, pools), then the baseline.
 	s.oneCall("warm-up")
-	poll.Until(t, "the warm-up's events", 10*time.Second, func() bool { return recv.events() == 4 })
+	poll.Soon(t, "the warm-up's events", func() bool { return recv.events() == 4 })
 	base := s.resources()
 
 	// The connections that stay, and their media accounting.
@@ -185,7 +185,7 @@ func TestSoak(t *testing.T) {
 		}
 		anch = append(anch, anchor{pub, sub})
 	}
-	poll.Until(t, "anchor media", 10*time.Second, func() bool {
+	poll.Soon(t, "anchor media", func() bool {
 		for _, a := range anch {
 			if a.sub.Packets() == 0 {
 				return false
@@ -194,25 +194,13 @@ func TestSoak(t *testing.T) {
 		return true
 	})
 
-	// Media accounting that timing cannot blur: the publisher pauses, the
-	// subscriber's count settles, and the counts are read; the same at the
-	// end. What was sent in between and not received is lost.
-	settled := func(a anchor) (sent, got uint64) {
-		a.pub.Pause()
-		last, since := a.sub.Packets(), time.Now()
-		poll.Until(t, "the anchor's media to settle", 10*time.Second, func() bool {
-			if p := a.sub.Packets(); p != last {
-				last, since = p, time.Now()
-				return false
-			}
-			return time.Since(since) > 300*time.Millisecond
-		})
-		return a.pub.Mark().Sent, a.sub.Packets()
-	}
-	sent0, got0 := make([]uint64, anchors), make([]uint64, anchors)
+	// Media accounting that timing cannot blur: the publishers' positions
+	// (next sequence numbers) when the churn starts and when it ends; at
+	// the end, every packet in between must reach the subscriber (it is
+	// waited for, not timed).
+	marks := make([]bench.Mark, anchors)
 	for i, a := range anch {
-		sent0[i], got0[i] = settled(a)
-		a.pub.Resume()
+		marks[i] = a.pub.Mark()
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -230,27 +218,33 @@ func TestSoak(t *testing.T) {
 	var expected, received uint64
 	var lossy []string
 	for i, a := range anch {
-		sent, got := settled(a)
-		expected += sent - sent0[i]
-		received += got - got0[i]
-		if got-got0[i] != sent-sent0[i] {
-			lossy = append(lossy, fmt.Sprintf("anchor-%d: %d of %d", i, got-got0[i], sent-sent0[i]))
+		end := a.pub.Mark()
+		arrived := func() bool { seen, sent := a.sub.Seen(marks[i], end); return seen == sent }
+		deadline := time.Now().Add(poll.Patience)
+		for !arrived() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		seen, sent := a.sub.Seen(marks[i], end)
+		expected += uint64(sent)
+		received += uint64(seen)
+		if seen != sent {
+			lossy = append(lossy, fmt.Sprintf("anchor-%d: %d of %d", i, seen, sent))
 		}
 	}
 
 	// The connections that stayed leave; then nothing may be left.
 	for _, a := range anch {
 		a.pub.Pause()
-		if _, err := a.pub.Peer.Disconnect(5 * time.Second); err != nil {
+		if _, err := a.pub.Peer.Disconnect(poll.Patience); err != nil {
 			t.Error(err)
 		}
 		a.pub.Stop()
-		if _, err := a.sub.Peer.Disconnect(5 * time.Second); err != nil {
+		if _, err := a.sub.Peer.Disconnect(poll.Patience); err != nil {
 			t.Error(err)
 		}
 		a.sub.Close()
 	}
-	poll.Until(t, "no connection left", 15*time.Second, func() bool {
+	poll.Soon(t, "no connection left", func() bool {
 		st, err := srv.Stats()
 		return err == nil && st["total_ongoing_connections"] == 0.0
 	})
@@ -260,7 +254,7 @@ func TestSoak(t *testing.T) {
 	}
 	// Webhooks are asynchronous: wait until the receiver has what the
 	// node counted (the report says what is missing if it never does).
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(poll.Patience)
 	for time.Now().Before(deadline) {
 		st, err := srv.Stats()
 		if err != nil {
@@ -306,7 +300,7 @@ func (s *soak) oneCall(channel string) {
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		if _, err := p.Disconnect(5 * time.Second); err != nil {
+		if _, err := p.Disconnect(poll.Patience); err != nil {
 			s.t.Fatal(err)
 		}
 		p.Close()
@@ -315,7 +309,7 @@ func (s *soak) oneCall(channel string) {
 
 func dialPeer(url, channel, role string) (*loadpeer.Peer, error) {
 	msg := map[string]any{"type": "connect", "role": role, "channel_id": channel, "video": map[string]any{"codec_type": "VP8"}}
-	return loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: msg, ConsentInterval: 500 * time.Millisecond, Timeout: 10 * time.Second})
+	return loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: msg, ConsentInterval: 500 * time.Millisecond, Timeout: poll.Patience})
 }
 
 // toggle cycles the mode through the API until stop.
@@ -403,13 +397,13 @@ func (s *soak) churn(w int, stop chan struct{}) {
 		}
 		switch k := rng.IntN(10); {
 		case k < 7: // says goodbye
-			if _, err := p.Disconnect(5 * time.Second); err != nil {
+			if _, err := p.Disconnect(poll.Patience); err != nil {
 				s.t.Errorf("disconnect: %v", err)
 			}
 		case k < 9: // drops the WebSocket and the socket
 		default: // its network vanishes: the node's liveness timeout ends it
 			p.StopMedia()
-			if _, ok := p.SignalingClosed(10 * time.Second); !ok {
+			if _, ok := p.SignalingClosed(poll.Patience); !ok {
 				s.t.Errorf("vanished client %s not closed after the liveness timeout", a.id)
 			}
 		}
@@ -470,7 +464,7 @@ func (s *soak) resources() resources {
 // settle waits for the node to forget every transport and address, then
 // for its resources to come back near base.
 func (s *soak) settle(base resources) resources {
-	poll.Until(s.t, "no transport or address left", 10*time.Second, func() bool {
+	poll.Soon(s.t, "no transport or address left", func() bool {
 		st, err := s.srv.Stats()
 		if err != nil {
 			return false
@@ -479,7 +473,7 @@ func (s *soak) settle(base resources) resources {
 		return md["transports"] == 0.0 && md["addresses"] == 0.0
 	})
 	var r resources
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(poll.Patience)
 	for {
 		r = s.resources()
 		if r.goroutines <= base.goroutines+2 && r.fds <= base.fds+2 && r.heap <= base.heap+2<<20 || time.Now().After(deadline) {

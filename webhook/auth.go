@@ -44,6 +44,10 @@ type Decision struct {
 	EventMetadata           json.RawMessage `json:"event_metadata"`
 	SignalingNotify         *bool           `json:"signaling_notify"`
 	SignalingNotifyMetadata json.RawMessage `json:"signaling_notify_metadata"`
+	// DataChannel payouts (https://sora-doc.shiguredo.jp/DATA_CHANNEL_SIGNALING).
+	DataChannelSignaling      *bool           `json:"data_channel_signaling"`
+	IgnoreDisconnectWebsocket *bool           `json:"ignore_disconnect_websocket"`
+	DataChannels              json.RawMessage `json:"data_channels"`
 }
 
 // Call posts body with the sora-connection-id header and returns the

@@ -26,13 +26,13 @@ func joinFollowing(t *testing.T, url, channel string) (*sigclient.Client, string
 	t.Helper()
 	msg := map[string]any{"type": "connect", "role": "sendrecv", "channel_id": channel}
 	for hop := 0; hop < 3; hop++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
 		c, err := sigclient.Dial(ctx, url)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
 		}
-		o, err := c.Connect(msg, time.Now().Add(10*time.Second))
+		o, err := c.Connect(msg, soon())
 		if err != nil {
 			c.Close()
 			t.Fatalf("connect %s at %s: %v", channel, url, err)
@@ -56,7 +56,7 @@ func apiJSON(t *testing.T, api, target, body string, out any) {
 	if body != "" {
 		b = json.RawMessage(body)
 	}
-	data, err := call(api, "", target, b, 10*time.Second)
+	data, err := call(api, "", target, b, poll.Patience)
 	if err != nil {
 		t.Fatalf("%s: %v", target, err)
 	}
@@ -118,14 +118,34 @@ func servingIntervals(node, log string, end int64) []servingInterval {
 // directories): InitCluster, new channels spread by load, one node killed
 // with SIGKILL, its channels served again by the others after its lease,
 // and no channel ever served by two nodes at once (each node logs the
-// exact interval in which it served each channel).
+// exact interval in which it served each channel). It runs in a network
+// namespace of its own: the example configs name fixed ports.
+//
+// It runs over plain loopback and with cluster credentials (mutual TLS).
 func TestThreeProcessCluster(t *testing.T) {
+	if !isolated(t) {
+		return
+	}
+	t.Run("plain", func(t *testing.T) { threeProcessCluster(t, nil) })
+	t.Run("tls", func(t *testing.T) { threeProcessCluster(t, clusterCerts(t, exampleNames...)) })
+}
+
+// threeProcessCluster is TestThreeProcessCluster; tlsFlags, if not nil,
+// holds each node's cluster_tls_* flags.
+func threeProcessCluster(t *testing.T, tlsFlags [][]string) {
 	dir := t.TempDir()
 	var procs []*proc
 	for i := 1; i <= 3; i++ {
-		procs = append(procs, start(t, "-config", filepath.Join("..", "..", "examples", "cluster", fmt.Sprintf("node%d.conf", i)),
-			"--cluster_data_dir="+filepath.Join(dir, strconv.Itoa(i)), "--cluster_heartbeat_interval=200 ms",
-			"--cluster_lease_ttl=1 s", "--cluster_lease_grace=500 ms", "--ice_connection_state_failed_timeout=5 min"))
+		args := []string{"-config", filepath.Join("..", "..", "examples", "cluster", fmt.Sprintf("node%d.conf", i)),
+			"--cluster_data_dir=" + filepath.Join(dir, strconv.Itoa(i)), "--cluster_heartbeat_interval=250 ms",
+			"--cluster_lease_ttl=3 s", "--cluster_lease_grace=1 s", "--ice_connection_state_failed_timeout=5 min"}
+		if tlsFlags != nil {
+			args = append(args, tlsFlags[i-1]...)
+		}
+		procs = append(procs, start(t, args...))
+		if tlsFlags != nil && !strings.Contains(procs[i-1].logText(), "tls=true") {
+			t.Fatalf("node %d runs its cluster without TLS", i)
+		}
 	}
 	names, _ := json.Marshal(exampleNames)
 	apiJSON(t, procs[0].api, "Sora_20221221.InitCluster", `{"node_name_list":`+string(names)+`}`, nil)
@@ -134,7 +154,7 @@ func TestThreeProcessCluster(t *testing.T) {
 		apiJSON(t, p.api, "Sora_20211215.ListClusterNodes", "", &list)
 		return list
 	}
-	poll.Until(t, "three nodes connected in normal mode", 20*time.Second, func() bool {
+	poll.Soon(t, "three nodes connected in normal mode", func() bool {
 		list := nodes(procs[0])
 		ok := len(list) == 3
 		for _, n := range list {
@@ -153,7 +173,7 @@ func TestThreeProcessCluster(t *testing.T) {
 		// Each node's load as replicated: read from another node's table
 		// (a node lists its own live count). Seen there, the heartbeat that
 		// carried it is in the log before the next claim.
-		poll.Until(t, "the loads replicated", 10*time.Second, func() bool {
+		poll.Soon(t, "the loads replicated", func() bool {
 			total := 0
 			for j := range procs {
 				for _, n := range nodes(procs[(j+1)%3]) {
@@ -181,7 +201,7 @@ func TestThreeProcessCluster(t *testing.T) {
 	killedAt := time.Now().UnixNano()
 	victim.cmd.Process.Kill()
 	<-victim.done
-	poll.Until(t, "node 3 seen dead and its channels expired", 20*time.Second, func() bool {
+	poll.Soon(t, "node 3 seen dead and its channels expired", func() bool {
 		for _, p := range procs[:2] {
 			var chans []clusterChannel
 			apiJSON(t, p.api, "Sora_20211215.ListClusterChannels", "", &chans)

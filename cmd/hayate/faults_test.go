@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/loadpeer"
-	"github.com/hayate-sfu/hayate/sigclient"
 )
 
 // mediaCall is a publisher and a subscriber in one channel of a running
@@ -35,7 +33,7 @@ func newMediaCall(t *testing.T, url, channel string) *mediaCall {
 	c := &mediaCall{seen: map[uint16]bool{}, seq: 1000}
 	dial := func(role string, onRTP func([]byte)) *loadpeer.Peer {
 		msg := map[string]any{"type": "connect", "role": role, "channel_id": channel, "video": map[string]any{"codec_type": "VP8"}}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
 		defer cancel()
 		p, err := loadpeer.Dial(ctx, loadpeer.Options{URL: url, Connect: msg, OnRTP: onRTP, ConsentInterval: 200 * time.Millisecond})
 		if err != nil {
@@ -59,12 +57,18 @@ func newMediaCall(t *testing.T, url, channel string) *mediaCall {
 	c.mu.Lock()
 	c.ssrc = c.pub.SSRCs["video"]
 	c.mu.Unlock()
-	poll.Until(t, "media at the subscriber", 5*time.Second, func() bool { return c.send(t, 1) == 1 })
+	// The subscriber is fed only once it has answered the re-offer that
+	// announced the publisher's track: packets before that are dropped.
+	poll.Soon(t, "media at the subscriber", func() bool { return c.sendWait(t, 1, 100*time.Millisecond) == 1 })
 	return c
 }
 
 // send sends n video packets and returns how many of them arrived.
-func (c *mediaCall) send(t *testing.T, n int) int {
+func (c *mediaCall) send(t *testing.T, n int) int { return c.sendWait(t, n, poll.Patience) }
+
+// sendWait sends n video packets and returns how many of them arrived
+// within wait.
+func (c *mediaCall) sendWait(t *testing.T, n int, wait time.Duration) int {
 	t.Helper()
 	first := c.seq + 1
 	for range n {
@@ -86,7 +90,7 @@ func (c *mediaCall) send(t *testing.T, n int) int {
 		}
 		return got
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(wait)
 	for count() < n && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -100,10 +104,7 @@ func TestSIGTERMDrainWithMedia(t *testing.T) {
 	p := start(t, freeArgs("--drain_timeout=30 s")...)
 	call := newMediaCall(t, p.signaling, "drain-media")
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	poll.Until(t, "the drain to refuse connects", 5*time.Second, func() bool {
-		var cl *sigclient.Closed
-		return errors.As(connectErr(t, p.signaling, "drain-media"), &cl) && cl.Code == 4503
-	})
+	expectRefusedAtOnce(t, p, "drain-media")
 	const rounds, per = 20, 50
 	for i := range rounds {
 		if got := call.send(t, per); got != per {
@@ -116,11 +117,11 @@ func TestSIGTERMDrainWithMedia(t *testing.T) {
 	default:
 	}
 	for _, peer := range []*loadpeer.Peer{call.pub, call.sub} {
-		if cl, err := peer.Disconnect(5 * time.Second); err != nil || cl.Code != 1000 {
+		if cl, err := peer.Disconnect(poll.Patience); err != nil || cl.Code != 1000 {
 			t.Fatalf("disconnect: %v %v", cl, err)
 		}
 	}
-	if code := p.wait(t, 10*time.Second); code != 0 {
+	if code := p.wait(t, poll.Patience); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 }
@@ -158,7 +159,7 @@ func TestSIGKILLRestart(t *testing.T) {
 	p.cmd.Process.Kill()
 	<-p.done
 	// The old clients see their signaling go.
-	if _, ok := old.sub.SignalingClosed(5 * time.Second); !ok {
+	if _, ok := old.sub.SignalingClosed(poll.Patience); !ok {
 		t.Fatal("the old subscriber's WebSocket survived the kill")
 	}
 	p2 := start(t, args...)
@@ -169,7 +170,7 @@ func TestSIGKILLRestart(t *testing.T) {
 	if code := ctl([]string{"-api", p2.api, "mode", "get"}, &out, &out); code != 0 || strings.TrimSpace(out.String()) != "normal" {
 		t.Fatalf("mode after restart: %d %s", code, out.String())
 	}
-	data, err := call(p2.api, "", "Sora_20201013.ListConnections", nil, 5*time.Second)
+	data, err := call(p2.api, "", "Sora_20201013.ListConnections", nil, poll.Patience)
 	if err != nil || strings.TrimSpace(string(data)) != "[]" {
 		t.Fatalf("connections after restart: %s %v", data, err)
 	}

@@ -6,6 +6,7 @@
 //	hayate check [-config FILE] [--key=...]   validate the configuration, bind nothing
 //	hayate sample-config                      print a configuration file with every key
 //	hayate ctl ...                            operate a running node (hayate ctl -h)
+//	hayate cluster-cert ca|node ...           make cluster TLS credentials
 //
 // On SIGTERM or SIGINT the node drains: it refuses new connections at once
 // (block_new_connection), keeps the live ones until they leave or
@@ -38,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "ctl":
 			return ctl(args[1:], stdout, stderr)
+		case "cluster-cert":
+			return clusterCert(args[1:], stdout, stderr)
 		case "check":
 			return check(args[1:], stdout, stderr)
 		case "sample-config":
@@ -47,6 +50,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, versionLine(node.Build()))
 			return 0
 		}
+	}
+	if len(args) > 0 && args[0] == "cluster-cert" {
+		return clusterCert(args[1:], stdout, stderr)
 	}
 	cfg, rest, err := config.Load(args, stderr)
 	if err != nil {
@@ -71,6 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sdNotify(notify, log, "READY=1\nSTATUS=serving, mode "+n.Mode().String())
 
 	sig := <-sigs
+	n.StartDrain() // new connections are refused from here on
 	log.Info("signal received: draining", "signal", sig.String())
 	sdNotify(notify, log, "STOPPING=1\nSTATUS=draining")
 	ctx, cancel := context.WithCancel(context.Background())

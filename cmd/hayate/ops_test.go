@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/internal/promtest"
+	"github.com/hayate-sfu/hayate/sigclient"
 )
 
 // TestVersion: --version names the VCS revision the binary was built from,
@@ -273,26 +275,38 @@ func TestCtlCommands(t *testing.T) {
 	}
 }
 
-var clusterRPCRE = regexp.MustCompile(`cluster_rpc=(\S+)`)
-
 // TestCtlCluster: ctl's cluster tables on a one-node cluster.
 func TestCtlCluster(t *testing.T) {
-	p := start(t, freeArgs("--cluster=true", "--cluster_node_name=solo", "--cluster_port=0", "--cluster_raft_port=0",
-		"--cluster_data_dir="+t.TempDir(), "--cluster_heartbeat_interval=100 ms", "--cluster_lease_ttl=1 s", "--cluster_lease_grace=500 ms")...)
-	rpc := clusterRPCRE.FindStringSubmatch(p.logText())
-	if rpc == nil {
-		t.Fatalf("no cluster_rpc in the ready line:\n%s", p.logText())
-	}
-	if _, err := call(p.api, "", "Sora_20221221.InitCluster", map[string]any{"node_name_list": []string{rpc[1]}}, 10*time.Second); err != nil {
+	p, rpc := clusterNode(t, "solo")
+	if _, err := call(p.api, "", "Sora_20221221.InitCluster", map[string]any{"node_name_list": []string{rpc}}, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, "node ready", 20*time.Second, func() bool { return readyz(t, p.api) == 200 })
-	joinLive(t, p.signaling, "room")
-	code, out, _ := ctlRun(t, p.api, "cluster", "nodes")
-	if code != 0 || !regexp.MustCompile(`(?m)^solo\s+normal\s+true\s+1\s+\d+\s+regular\s+ws://`).MatchString(out) {
-		t.Fatalf("cluster nodes: %d\n%s", code, out)
-	}
-	code, out, _ = ctlRun(t, p.api, "cluster", "channels")
+	poll.Until(t, "node ready", poll.Patience, func() bool { return readyz(t, p.api) == 200 })
+	// Placement takes the node once the table shows its first heartbeat,
+	// a moment after its own lease makes it ready.
+	poll.Until(t, "a connect served", poll.Patience, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := sigclient.Dial(ctx, p.signaling)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := c.Connect(map[string]any{"type": "connect", "role": "sendrecv", "channel_id": "room"}, time.Now().Add(5*time.Second))
+		if err != nil {
+			c.Close()
+			return false
+		}
+		t.Cleanup(func() { c.Close() })
+		answerFake(t, c, o)
+		return true
+	})
+	var out string
+	poll.Until(t, "ctl cluster nodes shows the node with its connection", poll.Patience, func() bool {
+		var code int
+		code, out, _ = ctlRun(t, p.api, "cluster", "nodes")
+		return code == 0 && regexp.MustCompile(`(?m)^solo\s+normal\s+true\s+1\s+\d+\s+regular\s+ws://`).MatchString(out)
+	})
+	code, out, _ := ctlRun(t, p.api, "cluster", "channels")
 	if code != 0 || !regexp.MustCompile(`(?m)^room\s+solo\s+\d+\s+\d+$`).MatchString(out) || !strings.HasSuffix(out, "1 channels\n") {
 		t.Fatalf("cluster channels: %d\n%s", code, out)
 	}

@@ -1,0 +1,594 @@
+package signal
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hayate-sfu/hayate/jsep"
+	"github.com/hayate-sfu/hayate/media"
+	"github.com/hayate-sfu/hayate/zlibmsg"
+)
+
+// DataChannel signaling (https://sora-doc.shiguredo.jp/DATA_CHANNEL_SIGNALING)
+// and the channels it rides on.
+//
+// A connect with data_channel_signaling: true (or the server's default, or
+// the auth webhook's payout) gets an m=application section in its offer and
+// the offer's data_channels list. Once SCTP is up the node opens signaling,
+// notify, push and stats (and rpc with data_channel_rpc), then every `#`
+// label the client declared (messaging.go). When the client has
+// acknowledged them all the node sends `switched` on the WebSocket; from
+// then on re-offers go on `signaling`, notifies on `notify`, and the client
+// answers, trickles and disconnects on `signaling`. With
+// ignore_disconnect_websocket the client then closes its WebSocket and the
+// connection lives on (it is "detached"): it ends when the client sends
+// disconnect, its transport dies, or the node closes it, which it tells the
+// client with {"type":"close","code","reason"} on `signaling`
+// (data_channel_signaling_close_message).
+//
+// What the sora-js-sdk expects is in spec/sora-js-sdk-client.md §8: every
+// label it receives must be described in the offer's data_channels, a
+// label with compress: true carries zlib (CompressionStream("deflate")) in
+// both directions, otherwise JSON text.
+
+// The labels Sora's SDKs know (sora-js-sdk src/constants.ts).
+const (
+	labelSignaling = "signaling"
+	labelNotify    = "notify"
+	labelPush      = "push"
+	labelStats     = "stats"
+	labelRPC       = "rpc"
+)
+
+// Limits on a connect's data_channels.
+const (
+	maxDataChannels   = 32
+	maxLabelBytes     = 255
+	maxDCEPReliabilty = 65535
+)
+
+// dcLabel is one DataChannel of a connection: a fixed signaling label or
+// a messaging label, as declared and as it is now.
+type dcLabel struct {
+	label     string
+	direction string // messaging: the client's view (sendrecv, sendonly, recvonly)
+	compress  bool
+	// Channel options (RFC 8831 §6.4).
+	unordered         bool
+	maxPacketLifeTime *uint32
+	maxRetransmits    *uint32
+	protocol          string
+	// header is the client's header list, echoed in the offer; senderID
+	// means messages to this connection start with the sender's
+	// connection_id (Sora's sender_connection_id header).
+	header   json.RawMessage
+	senderID bool
+	open     atomic.Bool
+}
+
+// messaging reports whether the label is an application's (`#`).
+func (l *dcLabel) messaging() bool { return strings.HasPrefix(l.label, "#") }
+
+// sends and receives give a messaging label's direction from the client's
+// side: it may send, it is sent to.
+func (l *dcLabel) sends() bool    { return l.direction == "sendrecv" || l.direction == "sendonly" }
+func (l *dcLabel) receives() bool { return l.direction == "sendrecv" || l.direction == "recvonly" }
+
+// dcConn is a connection's DataChannel state; nil on a connection without
+// DataChannel signaling.
+type dcConn struct {
+	ignoreWS bool
+	labels   []*dcLabel // in the order the channels are opened
+	byLabel  map[string]*dcLabel
+	// connectRaw is the data_channels of connect, for the auth webhook.
+	connectRaw json.RawMessage
+
+	opened   atomic.Int32
+	switched atomic.Bool
+	// detached: the WebSocket closed after switched with
+	// ignore_disconnect_websocket; ended is closed when such a connection
+	// is to be torn down.
+	detached atomic.Bool
+	ended    chan struct{}
+	endOnce  sync.Once
+
+	// limit is the messages-per-second bucket of what the client sends.
+	limitMu      sync.Mutex
+	tokens       float64
+	tokensAtNano int64
+}
+
+// dataChannelSpec is one entry of data_channels (connect or auth payout).
+type dataChannelSpec struct {
+	Label             *string         `json:"label"`
+	Direction         *string         `json:"direction"`
+	Compress          *bool           `json:"compress"`
+	Ordered           *bool           `json:"ordered"`
+	MaxPacketLifeTime *int64          `json:"max_packet_life_time"`
+	MaxRetransmits    *int64          `json:"max_retransmits"`
+	Protocol          *string         `json:"protocol"`
+	Header            json.RawMessage `json:"header"`
+}
+
+// errBadDataChannels is a data_channels list that does not validate.
+var errBadDataChannels = errors.New("signal: invalid data_channels")
+
+// parseDataChannels checks a data_channels list and returns the
+// connection's channels: the fixed signaling labels first (their compress
+// may be set by an entry of the same label), then the messaging labels in
+// the order given.
+func parseDataChannels(raw json.RawMessage, rpc bool) ([]*dcLabel, error) {
+	fixed := []string{labelSignaling, labelNotify, labelPush, labelStats}
+	if rpc {
+		fixed = append(fixed, labelRPC)
+	}
+	labels := make([]*dcLabel, 0, len(fixed))
+	byLabel := map[string]*dcLabel{}
+	for _, name := range fixed {
+		dir := "sendrecv"
+		if name == labelNotify || name == labelPush {
+			dir = "sendonly" // the server sends, the client listens
+		}
+		l := &dcLabel{label: name, direction: dir}
+		labels = append(labels, l)
+		byLabel[name] = l
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return labels, nil
+	}
+	var specs []dataChannelSpec
+	if raw[0] != '[' || json.Unmarshal(raw, &specs) != nil || len(specs) > maxDataChannels {
+		return nil, errBadDataChannels
+	}
+	seen := map[string]bool{}
+	for _, s := range specs {
+		if s.Label == nil || *s.Label == "" || len(*s.Label) > maxLabelBytes || seen[*s.Label] {
+			return nil, errBadDataChannels
+		}
+		seen[*s.Label] = true
+		if l := byLabel[*s.Label]; l != nil {
+			// A fixed label: only compress applies.
+			l.compress = s.Compress != nil && *s.Compress
+			continue
+		}
+		if !strings.HasPrefix(*s.Label, "#") {
+			return nil, errBadDataChannels // neither a signaling nor a messaging label
+		}
+		l, err := messagingLabel(s)
+		if err != nil {
+			return nil, err
+		}
+		labels = append(labels, l)
+	}
+	return labels, nil
+}
+
+// messagingLabel checks and converts one `#` entry.
+func messagingLabel(s dataChannelSpec) (*dcLabel, error) {
+	l := &dcLabel{label: *s.Label}
+	if s.Direction == nil {
+		return nil, errBadDataChannels
+	}
+	switch *s.Direction {
+	case "sendrecv", "sendonly", "recvonly":
+		l.direction = *s.Direction
+	default:
+		return nil, errBadDataChannels
+	}
+	l.compress = s.Compress != nil && *s.Compress
+	l.unordered = s.Ordered != nil && !*s.Ordered
+	// RFC 8831 §6.4 and the W3C API: a lifetime or a retransmit count, not both.
+	if s.MaxPacketLifeTime != nil && s.MaxRetransmits != nil {
+		return nil, errBadDataChannels
+	}
+	for _, p := range []struct {
+		in  *int64
+		out **uint32
+	}{{s.MaxPacketLifeTime, &l.maxPacketLifeTime}, {s.MaxRetransmits, &l.maxRetransmits}} {
+		if p.in == nil {
+			continue
+		}
+		if *p.in < 0 || *p.in > maxDCEPReliabilty {
+			return nil, errBadDataChannels
+		}
+		v := uint32(*p.in)
+		*p.out = &v
+	}
+	if s.Protocol != nil {
+		if len(*s.Protocol) > maxLabelBytes {
+			return nil, errBadDataChannels
+		}
+		l.protocol = *s.Protocol
+	}
+	if h := bytes.TrimSpace(s.Header); len(h) > 0 && !bytes.Equal(h, []byte("null")) {
+		var hs []struct {
+			Type *string `json:"type"`
+		}
+		if json.Unmarshal(h, &hs) != nil {
+			return nil, errBadDataChannels
+		}
+		for _, e := range hs {
+			if e.Type == nil || *e.Type != "sender_connection_id" {
+				return nil, errBadDataChannels
+			}
+			l.senderID = true
+		}
+		l.header = append(json.RawMessage(nil), h...)
+	}
+	return l, nil
+}
+
+// newDCConn builds the DataChannel state of a connection whose DataChannel
+// signaling is on.
+func newDCConn(labels []*dcLabel, ignoreWS bool, connectRaw json.RawMessage) *dcConn {
+	d := &dcConn{ignoreWS: ignoreWS, labels: labels, byLabel: map[string]*dcLabel{}, ended: make(chan struct{}), connectRaw: connectRaw}
+	for _, l := range labels {
+		d.byLabel[l.label] = l
+	}
+	return d
+}
+
+// applyDataChannels takes the DataChannel fields of connect (with the
+// node's defaults for what it leaves out).
+func (c *Conn) applyDataChannels(cm *connectMessage) *CloseError {
+	set := c.hub.set
+	on, ignoreWS := set.DataChannelSignaling, set.IgnoreDisconnectWebSocket
+	if cm.DataChannelSignaling != nil {
+		on = *cm.DataChannelSignaling
+	}
+	if cm.IgnoreDisconnectWebsocket != nil {
+		ignoreWS = *cm.IgnoreDisconnectWebsocket
+	}
+	labels, err := parseDataChannels(cm.DataChannels, set.DataChannelRPC)
+	if err != nil {
+		return ErrInvalidDataChannels
+	}
+	c.dc = nil
+	if on {
+		c.dc = newDCConn(labels, ignoreWS, nonNull(cm.DataChannels))
+	}
+	return nil
+}
+
+// applyDataChannelPayouts applies the auth webhook's data_channel_signaling,
+// ignore_disconnect_websocket and data_channels (payout > connect).
+func (c *Conn) applyDataChannelPayouts(on, ignoreWS *bool, raw json.RawMessage) *CloseError {
+	if on == nil && ignoreWS == nil && len(nonNull(raw)) == 0 {
+		return nil
+	}
+	var connectRaw json.RawMessage
+	labels := []*dcLabel(nil)
+	keepWS := c.hub.set.IgnoreDisconnectWebSocket
+	if c.dc != nil {
+		labels, keepWS, connectRaw = c.dc.labels, c.dc.ignoreWS, c.dc.connectRaw
+	}
+	if len(nonNull(raw)) > 0 {
+		l, err := parseDataChannels(raw, c.hub.set.DataChannelRPC)
+		if err != nil {
+			return ErrAuthBadResponse
+		}
+		labels = l
+	} else if labels == nil {
+		labels, _ = parseDataChannels(nil, c.hub.set.DataChannelRPC)
+	}
+	enabled := c.dc != nil
+	if on != nil {
+		enabled = *on
+	}
+	if ignoreWS != nil {
+		keepWS = *ignoreWS
+	}
+	c.dc = nil
+	if enabled {
+		c.dc = newDCConn(labels, keepWS, connectRaw)
+	}
+	return nil
+}
+
+// offerDataChannel is one entry of the offer's data_channels (what the SDK
+// reads: label, direction, compress, header).
+type offerDataChannel struct {
+	Label     string          `json:"label"`
+	Direction string          `json:"direction"`
+	Compress  bool            `json:"compress"`
+	Header    json.RawMessage `json:"header,omitempty"`
+}
+
+// addDataSection appends the m=application section to a first offer.
+func (c *Conn) addDataSection(o *jsep.Offer) {
+	if c.dc == nil {
+		return
+	}
+	o.MaxMessageSize = c.hub.set.DataChannelMaxMessageSize
+	o.Sections = append(o.Sections, jsep.Section{Mid: strconv.Itoa(len(o.Sections)), Kind: jsep.Application})
+}
+
+// fillOffer sets the offer's DataChannel fields.
+func (d *dcConn) fillOffer(m *offerMessage) {
+	if d == nil {
+		return
+	}
+	m.DataChannelSignaling = true
+	m.IgnoreDisconnectWebsocket = d.ignoreWS
+	for _, l := range d.labels {
+		m.DataChannels = append(m.DataChannels, offerDataChannel{Label: l.label, Direction: l.direction, Compress: l.compress, Header: l.header})
+	}
+}
+
+// dataRemote is what the transport needs to open the channels, if the
+// answer accepted the m=application section of o.
+func (c *Conn) dataRemote(o *jsep.Offer, a *jsep.Answer) *media.DataRemote {
+	if c.dc == nil {
+		return nil
+	}
+	for i, s := range o.Sections {
+		if s.Kind != jsep.Application {
+			continue
+		}
+		if a.Sections[i].Rejected {
+			return nil
+		}
+		r := &media.DataRemote{MaxMessageSize: a.Sections[i].MaxMessageSize}
+		for _, l := range c.dc.labels {
+			r.Channels = append(r.Channels, media.DataChannel{
+				Label: l.label, Protocol: l.protocol, Unordered: l.unordered,
+				MaxPacketLifeTime: l.maxPacketLifeTime, MaxRetransmits: l.maxRetransmits,
+				// The SDK only listens on notify and push.
+				SendOnly: l.label == labelNotify || l.label == labelPush,
+			})
+		}
+		return r
+	}
+	return nil
+}
+
+// DataOpen implements media.DataEvents: the client acknowledged a channel.
+// A messaging label joins its channel's relay; once every channel is open
+// the connection switches to DataChannel signaling.
+func (c *Conn) DataOpen(label string) {
+	d := c.dc
+	l := d.byLabel[label]
+	if l == nil || l.open.Swap(true) {
+		return
+	}
+	if l.messaging() && l.receives() {
+		c.hub.relayChanged(c)
+	}
+	if int(d.opened.Add(1)) == len(d.labels) {
+		c.switchToDataChannels()
+	}
+}
+
+// switchToDataChannels sends `switched` on the WebSocket; from then on the
+// server's messages go on DataChannels.
+func (c *Conn) switchToDataChannels() {
+	b, _ := json.Marshal(struct {
+		Type                      string `json:"type"`
+		IgnoreDisconnectWebsocket bool   `json:"ignore_disconnect_websocket"`
+	}{"switched", c.dc.ignoreWS})
+	c.queue(outText(b))
+	c.dc.switched.Store(true)
+	c.hub.stats.Switched.Add(1)
+	c.hub.log.Debug("switched to DataChannel signaling", "connection_id", c.id, "ignore_disconnect_websocket", c.dc.ignoreWS)
+}
+
+// DataClosed implements media.DataEvents. The client closing `signaling`
+// (or losing the association, which closes them all) ends the connection;
+// a messaging label leaves its relay.
+func (c *Conn) DataClosed(label string) {
+	d := c.dc
+	l := d.byLabel[label]
+	if l == nil || !l.open.Swap(false) {
+		return
+	}
+	if l.messaging() {
+		c.hub.relayChanged(c)
+	}
+	if label == labelSignaling {
+		c.requestClose(ErrDataChannelClosed)
+	}
+}
+
+// DataMessage implements media.DataEvents: one message from the client.
+func (c *Conn) DataMessage(label string, msg []byte, binary bool) {
+	d := c.dc
+	l := d.byLabel[label]
+	if l == nil {
+		return
+	}
+	if !d.allow(time.Now().UnixNano(), c.hub.set.DataChannelMessagesPerSecond) {
+		c.hub.stats.DataDropRateLimited.Add(1)
+		return
+	}
+	if l.messaging() {
+		c.relay(l, msg, binary)
+		return
+	}
+	text, ok := c.decode(l, msg)
+	if !ok {
+		return
+	}
+	switch label {
+	case labelSignaling:
+		if c.closeRequested() != nil {
+			return
+		}
+		if e := c.handle(text); e != nil {
+			if e.Code == CodeBadRequest {
+				c.hub.stats.SignalingErrors.Add(1)
+				c.hub.log.Info("signaling error on the DataChannel", "connection_id", c.id, "channel_id", c.channelID, "reason", e.Reason)
+			}
+			c.requestClose(e)
+		}
+	case labelRPC:
+		c.answerRPC(text)
+	default:
+		// stats replies (the node sends no req-stats), and anything a
+		// client sends on notify or push: nothing to do.
+		c.hub.stats.IgnoredMessages.Add(1)
+	}
+}
+
+// decode turns a message of a signaling label into text: inflated when the
+// label is compressed, bounded by the message size limit.
+func (c *Conn) decode(l *dcLabel, msg []byte) ([]byte, bool) {
+	if !l.compress {
+		return msg, true
+	}
+	out, err := zlibmsg.Inflate(nil, msg, c.hub.set.DataChannelMaxMessageSize)
+	if err != nil {
+		c.hub.stats.DataDropInflate.Add(1)
+		return nil, false
+	}
+	return out, true
+}
+
+// allow takes a token from the connection's bucket: rate messages a second,
+// with a burst of one second's worth (0: no limit).
+func (d *dcConn) allow(now int64, rate int) bool {
+	if rate <= 0 {
+		return true
+	}
+	d.limitMu.Lock()
+	defer d.limitMu.Unlock()
+	if d.tokensAtNano == 0 {
+		d.tokens = float64(rate)
+	} else {
+		d.tokens = min(float64(rate), d.tokens+float64(now-d.tokensAtNano)*float64(rate)/1e9)
+	}
+	d.tokensAtNano = now
+	if d.tokens < 1 {
+		return false
+	}
+	d.tokens--
+	return true
+}
+
+// signal sends a server message to the client: on the DataChannel label
+// once the connection has switched, else on the WebSocket.
+func (c *Conn) signal(label string, b []byte) {
+	if d := c.dc; d != nil && d.switched.Load() {
+		if c.sendOnLabel(d.byLabel[label], b) == nil {
+			return
+		}
+	}
+	c.queue(outText(b))
+}
+
+// sendOnLabel sends JSON text on a signaling label, compressed if the label
+// is. A client too slow to take it is closed.
+func (c *Conn) sendOnLabel(l *dcLabel, text []byte) error {
+	dt, ok := c.tr.(media.DataTransport)
+	if l == nil || !ok {
+		return media.ErrDataNotOpen
+	}
+	msg, binary := text, false
+	if l.compress {
+		msg, binary = zlibmsg.Deflate(nil, text), true
+	}
+	err := dt.SendData(l.label, msg, binary)
+	if errors.Is(err, media.ErrDataQueueFull) {
+		c.hub.stats.DataQueueFull.Add(1)
+		c.requestClose(ErrDataChannelQueueFull)
+	}
+	return err
+}
+
+// detach is called when the WebSocket of a connection ends: a connection
+// that switched with ignore_disconnect_websocket lives on. It reports
+// whether it does. Under closeMu, so that a close requested meanwhile
+// either wins (no detach) or sees the connection detached.
+func (c *Conn) detach() bool {
+	d := c.dc
+	if d == nil || !d.ignoreWS || !d.switched.Load() {
+		return false
+	}
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closeErr != nil {
+		return false
+	}
+	d.detached.Store(true)
+	c.finishWrites()
+	c.hub.stats.Detached.Add(1)
+	c.hub.log.Debug("WebSocket closed, connection lives on DataChannels", "connection_id", c.id)
+	return true
+}
+
+// liveOnDataChannels runs a detached connection until it is closed and
+// returns the close reason.
+func (c *Conn) liveOnDataChannels() string {
+	c.nc.Close()
+	<-c.dc.ended
+	if e := c.closeRequested(); e != nil {
+		return e.Reason
+	}
+	return ""
+}
+
+// closeDetached ends a detached connection: with the close message on
+// `signaling` when the node closes it (not for the client's own
+// disconnect), then the teardown.
+func (c *Conn) closeDetached(e *CloseError) {
+	d := c.dc
+	go func() {
+		if c.hub.set.DataChannelCloseMessage && e != ErrTypeDisconnect && e.Code != 0 && e != ErrDataChannelClosed {
+			b, _ := json.Marshal(struct {
+				Type   string `json:"type"`
+				Code   int    `json:"code"`
+				Reason string `json:"reason"`
+			}{"close", int(e.Code), e.Reason})
+			if c.sendOnLabel(d.byLabel[labelSignaling], b) == nil {
+				if f, ok := c.tr.(interface{ FlushData(time.Duration) }); ok {
+					f.FlushData(time.Second)
+				}
+			}
+		}
+		d.endOnce.Do(func() { close(d.ended) })
+	}()
+}
+
+// answerRPC answers a JSON-RPC 2.0 request on `rpc` (Sora's RPC over
+// DataChannels, https://sora-doc.shiguredo.jp/RPC). Hayate implements no
+// method: a request gets -32601 Method not found (a notification, with no
+// id, gets nothing), invalid JSON -32700, an invalid request -32600.
+func (c *Conn) answerRPC(text []byte) {
+	var req struct {
+		JSONRPC string          `json:"jsonrpc"`
+		Method  *string         `json:"method"`
+		ID      json.RawMessage `json:"id"`
+	}
+	type rpcError struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	resp := struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   rpcError        `json:"error"`
+	}{JSONRPC: "2.0", ID: json.RawMessage("null")}
+	switch {
+	case json.Unmarshal(text, &req) != nil:
+		resp.Error = rpcError{-32700, "Parse error"}
+	case req.JSONRPC != "2.0" || req.Method == nil:
+		resp.Error = rpcError{-32600, "Invalid Request"}
+		if len(req.ID) > 0 {
+			resp.ID = req.ID
+		}
+	case len(req.ID) == 0:
+		return // a notification is never answered
+	default:
+		resp.ID = req.ID
+		resp.Error = rpcError{-32601, "Method not found"}
+	}
+	c.hub.stats.RPCAnswered.Add(1)
+	b, _ := json.Marshal(resp)
+	_ = c.sendOnLabel(c.dc.byLabel[labelRPC], b)
+}
