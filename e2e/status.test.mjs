@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startHayate, startPageServer, launchBrowser, openClient, connect, disconnect, waitFor, withTimeout } from "./harness.mjs";
+import { PATIENCE, startHayate, startPageServer, launchBrowser, openClient, connect, disconnect, waitFor, withTimeout } from "./harness.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const token = "page-tok-51";
@@ -55,18 +55,18 @@ test("status page: live channel, mode switch, drain progress", async () => {
   await page.goto(base + "/status?refresh=0.5");
 
   // Without the token the API answers 401 and the page asks for it.
-  await page.waitForSelector("#token-form:not([hidden])", { timeout: 20000 });
+  await page.waitForSelector("#token-form:not([hidden])", { timeout: PATIENCE });
   await page.fill("#token", token);
   await page.click("#token-form button[type=submit]");
-  await page.waitForSelector("body[data-loaded=true]", { timeout: 20000 });
+  await page.waitForSelector("body[data-loaded=true]", { timeout: PATIENCE });
   const stored = await page.evaluate(() => [sessionStorage.getItem("hayate-api-token"), localStorage.length]);
   assert.deepEqual(stored, [token, 0], "the token is kept in sessionStorage only");
   assert.equal(await page.isHidden("#token-form"), true);
 
   // The live channel with its two connections.
   const row = `#channels tr[data-channel="${channel}"]`;
-  await page.waitForSelector(row, { timeout: 20000 });
-  await waitFor("two connections shown", 20000, async () => {
+  await page.waitForSelector(row, { timeout: PATIENCE });
+  await waitFor("two connections shown", PATIENCE, async () => {
     const n = await page.textContent(`${row} td.count`);
     return { ok: n === "2", n };
   });
@@ -76,24 +76,24 @@ test("status page: live channel, mode switch, drain progress", async () => {
 
   // Switching the mode from the page changes GetMode.
   await page.click('button[data-mode="block_new_session"]');
-  await waitFor("GetMode block_new_session", 20000, async () => {
+  await waitFor("GetMode block_new_session", PATIENCE, async () => {
     const r = await callAPI(base, "Sora_20211215.GetMode");
     return { ok: r.mode === "block_new_session", r };
   });
-  await page.waitForFunction(() => document.getElementById("mode").textContent === "block_new_session", null, { timeout: 20000 });
+  await page.waitForFunction(() => document.getElementById("mode").textContent === "block_new_session", null, { timeout: PATIENCE });
   assert.equal(await page.textContent("#ready"), "not ready");
   await page.click('button[data-mode="normal"]');
-  await waitFor("GetMode normal", 20000, async () => {
+  await waitFor("GetMode normal", PATIENCE, async () => {
     const r = await callAPI(base, "Sora_20211215.GetMode");
     return { ok: r.mode === "normal", r };
   });
-  await page.waitForFunction(() => document.getElementById("ready").textContent === "ready", null, { timeout: 20000 });
+  await page.waitForFunction(() => document.getElementById("ready").textContent === "ready", null, { timeout: PATIENCE });
 
   // SIGTERM: the page shows the shutdown drain, and its progress falls as
   // the clients leave.
   const exited = new Promise((resolve) => hayate.proc.on("exit", (code) => resolve(code)));
   hayate.proc.kill("SIGTERM");
-  await page.waitForSelector('#drain[data-active="true"]', { timeout: 20000 });
+  await page.waitForSelector('#drain[data-active="true"]', { timeout: PATIENCE });
   assert.equal(await page.textContent("#drain-reason"), "shutdown");
   assert.equal(await page.textContent("#drain-left"), "2");
   assert.equal(await page.textContent("#drain-start-connections"), "2");
@@ -101,14 +101,14 @@ test("status page: live channel, mode switch, drain progress", async () => {
   assert.equal(await page.isVisible("#drain-deadline-line"), true);
 
   await disconnect(a);
-  await page.waitForFunction(() => document.getElementById("drain-left").textContent === "1", null, { timeout: 20000 });
+  await page.waitForFunction(() => document.getElementById("drain-left").textContent === "1", null, { timeout: PATIENCE });
   assert.equal(await page.evaluate(() => document.getElementById("drain-bar").value), 0.5);
   assert.equal(await page.textContent(`${row} td.count`), "1");
   await mkdir(path.join(here, "test-results"), { recursive: true });
   await page.screenshot({ path: path.join(here, "test-results", "status-page.png"), fullPage: true });
 
   await disconnect(b);
-  assert.equal(await withTimeout(exited, 20000, "hayate exits after the drain"), 0);
+  assert.equal(await withTimeout(exited, PATIENCE, "hayate exits after the drain"), 0);
   assert.deepEqual(pageErrors, []);
   await ctx.close();
 });
