@@ -109,18 +109,23 @@ func (n *Node) writeConnections(w *metrics.Writer, m *rtpcore.StatsSnapshot) {
 	w.SampleUint("hayate_panics_total", m.Panics, "where", "media")
 
 	dc := s.DataChannels()
-	for _, c := range [...]mediaCounter{
+	writeCounters(w, []counter{
 		{"hayate_datachannel_switched_total", "Connections switched to DataChannel signaling.", dc.Switched},
 		{"hayate_datachannel_websocket_detached_total", "Switched connections whose WebSocket was closed.", dc.Detached},
 		{"hayate_datachannel_received_messages_total", "Messaging messages received on DataChannels.", dc.MessagesReceived},
 		{"hayate_datachannel_relayed_messages_total", "Messaging messages relayed to receivers.", dc.MessagesRelayed},
 		{"hayate_datachannel_queue_full_closes_total", "Connections closed because their DataChannel send queue was full.", dc.QueueFullCloses},
 		{"hayate_datachannel_rpc_answered_total", "RPCs over DataChannel answered.", dc.RPCAnswered},
-	} {
-		w.Counter(c.name, c.help, c.v)
-	}
+	})
 	w.Family("hayate_datachannel_dropped_messages_total", "DataChannel messages dropped, by reason (GetStatsReport data_channels.dropped).", metrics.CounterType)
 	writeSorted(w, "hayate_datachannel_dropped_messages_total", dc.Dropped, "reason")
+}
+
+// writeCounters writes one unlabelled counter family per entry.
+func writeCounters(w *metrics.Writer, cs []counter) {
+	for _, c := range cs {
+		w.Counter(c.name, c.help, c.v)
+	}
 }
 
 // writeSorted writes one sample per key of values, in key order (a map's
@@ -162,9 +167,8 @@ func (n *Node) writeWebhooks(w *metrics.Writer) {
 	w.SampleUint("hayate_webhook_ignored_total", n.eventQ.Counters.Ignored.Load(), "webhook", "event")
 }
 
-// mediaCounter is one media counter family: a name, its help and where its
-// value is in the snapshot.
-type mediaCounter struct {
+// counter is one counter family: a name, its help and its value.
+type counter struct {
 	name, help string
 	v          uint64
 }
@@ -173,7 +177,7 @@ func (n *Node) writeMedia(w *metrics.Writer, m *rtpcore.StatsSnapshot) {
 	be := n.media.Backend()
 	// One line per counter; each carries the socket backend as a label so
 	// that runs on io_uring and epoll can be told apart on one dashboard.
-	for _, c := range [...]mediaCounter{
+	for _, c := range [...]counter{
 		{"hayate_media_received_packets_total", "UDP datagrams received on the media port.", m.PacketsIn},
 		{"hayate_media_received_bytes_total", "Bytes received on the media port.", m.BytesIn},
 		{"hayate_media_sent_packets_total", "UDP datagrams handed to the kernel.", m.PacketsOut},
@@ -203,14 +207,12 @@ func (n *Node) writeMedia(w *metrics.Writer, m *rtpcore.StatsSnapshot) {
 	writeSorted(w, "hayate_media_dropped_packets_total", m.Dropped, "cause", "backend", be)
 	w.Family("hayate_media_longest_node_stall_seconds", "The longest node stall so far.", metrics.GaugeType)
 	w.Sample("hayate_media_longest_node_stall_seconds", float64(m.LongestNodeStallMs)/1000, "backend", be)
-	for _, c := range [...]mediaCounter{
+	writeCounters(w, []counter{
 		{"sora_sctp_received_packets_total", "SCTP packets received over every DataChannel association (sora_exporter's name).", m.SCTPPacketsIn},
 		{"sora_sctp_received_bytes_total", "SCTP bytes received (sora_exporter's name).", m.SCTPBytesIn},
 		{"sora_sctp_sent_packets_total", "SCTP packets sent (sora_exporter's name).", m.SCTPPacketsOut},
 		{"sora_sctp_sent_bytes_total", "SCTP bytes sent (sora_exporter's name).", m.SCTPBytesOut},
-	} {
-		w.Counter(c.name, c.help, c.v)
-	}
+	})
 	w.GaugeInt("hayate_media_transports", "Media transports open now.", int64(m.Transports))
 	w.GaugeInt("hayate_media_peer_addresses", "Peer addresses the socket readers know now.", int64(m.Addresses))
 }
