@@ -109,6 +109,7 @@ type Config struct {
 	// Logging and debugging.
 	LogLevel   string
 	DebugPprof bool
+	LogFormat  string // text or json
 }
 
 // Default returns the built-in defaults: a node serving on loopback, usable
@@ -154,6 +155,7 @@ func Default() Config {
 		ClusterLeaseTTL:                  5 * time.Second,
 		ClusterLeaseGrace:                2 * time.Second,
 		LogLevel:                         "info",
+		LogFormat:                        "text",
 	}
 }
 
@@ -236,6 +238,7 @@ func (c *Config) keys() []key {
 		stringKey("cluster_tls_key_file", "PEM file of the private key of cluster_tls_cert_file; the three files are read again when they change", &c.ClusterTLSKeyFile),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
 		boolKey("debug_pprof", "serve Go's pprof profiles at /debug/pprof/ on the API port (keep the API on loopback)", &c.DebugPprof),
+		stringKey("log_format", "text (logfmt, one line per record) or json (one JSON object per line, for log collectors)", &c.LogFormat),
 	}
 }
 
@@ -410,6 +413,9 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log_level %q: %w", c.LogLevel, ErrOutOfRange)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("config: log_format %q (want text or json): %w", c.LogFormat, ErrOutOfRange)
 	}
 	return nil
 }
