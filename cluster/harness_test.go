@@ -28,13 +28,19 @@ const (
 	testGrace = 500 * time.Millisecond
 )
 
-// fastTimings are spec 3.7's: the partition suite runs many cuts with
-// them and tolerates the lease flaps a loaded machine causes (placement
-// retried, liveness waits of poll.Patience); its checks are about overlaps,
-// which flaps cannot cause.
-func fastTimings(cfg *Config) {
-	cfg.Heartbeat, cfg.LeaseTTL, cfg.Grace = 50*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
-}
+// The partition suite's timings: it runs many cuts, so its leases are
+// shorter than the other tests'; still long enough that a loaded machine
+// rarely lets one lapse between the setup and the cut, and the suite
+// tolerates the flaps that do happen (placement retried, fences counted
+// from the cut, waits of poll.Patience): its checks are about overlaps,
+// which flaps cannot cause. (spec 3.7 used 50 ms, 300 ms, 100 ms.)
+const (
+	fastH     = 100 * time.Millisecond
+	fastTTL   = time.Second
+	fastGrace = 300 * time.Millisecond
+)
+
+func fastTimings(cfg *Config) { cfg.Heartbeat, cfg.LeaseTTL, cfg.Grace = fastH, fastTTL, fastGrace }
 
 // history records exactly when each node served each channel (spec 3.7
 // item 8). All nodes run in one process, so all times come from one
@@ -210,6 +216,8 @@ type testNode struct {
 	modeAt  []time.Time
 	fenced  []string
 	fenceAt time.Time
+	// fencedAt[i] is when fenced[i] was reported.
+	fencedAt []time.Time
 }
 
 func newTestCluster(t testing.TB, mem bool) *testCluster {
@@ -267,8 +275,12 @@ func (tc *testCluster) start(cfg Config) *testNode {
 	c.OnFenced(func(chs []string) {
 		n.mu.Lock()
 		n.fenced = append(n.fenced, chs...)
+		now := time.Now()
+		for range chs {
+			n.fencedAt = append(n.fencedAt, now)
+		}
 		if n.fenceAt.IsZero() {
-			n.fenceAt = time.Now()
+			n.fenceAt = now
 		}
 		n.mu.Unlock()
 	})
@@ -351,6 +363,20 @@ func (n *testNode) modeLog() []mode.Mode {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return slices.Clone(n.modes)
+}
+
+// fencedSince returns the channels reported fenced at or after t (a lease
+// flap before a cut, on a loaded machine, fences too).
+func (n *testNode) fencedSince(t time.Time) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for i, ch := range n.fenced {
+		if !n.fencedAt[i].Before(t) {
+			out = append(out, ch)
+		}
+	}
+	return out
 }
 
 func (n *testNode) fencedChannels() ([]string, time.Time) {

@@ -19,6 +19,7 @@ import (
 // availability, no channel may ever be served twice, and the cluster must
 // recover after the heal.
 func TestPartitionOneWay(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name            string
 		leader, in, out bool
@@ -62,7 +63,7 @@ func runOneWay(t *testing.T, victimIsLeader, in, out, tls bool) {
 			defer tick.Stop()
 			for {
 				for _, ch := range all {
-					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+					ctx, cancel := context.WithTimeout(context.Background(), fastTTL)
 					_, _ = n.Route(ctx, ch)
 					cancel()
 				}

@@ -63,7 +63,8 @@ func TestEveryRefusalReachesTheClient(t *testing.T) {
 	denied := startNode(t, func(c *config.Config) { c.AuthWebhookURL = denier.url() })
 	full := startNode(t, func(c *config.Config) { c.MaxConnections = 1 })
 	join(t, full, "occupied", "sendrecv")
-	pendingFull := startNode(t, func(c *config.Config) { c.MaxPendingConnections = 1 })
+	// The pending socket must stay pending through the whole test.
+	pendingFull := startNode(t, func(c *config.Config) { c.MaxPendingConnections = 1; c.ConnectTimeout = time.Hour })
 	dial(t, pendingFull) // one WebSocket that never sends connect
 	waitFor(t, "one pending socket", patience, func() bool { return pendingFull.hub.Pending() == 1 })
 
