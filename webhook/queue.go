@@ -122,25 +122,31 @@ func (q *Queue) Enabled() bool { return q.url != "" }
 // key, without blocking. It reports false when the queue is disabled,
 // stopped or full; a full or stopped queue counts the event as ignored.
 func (q *Queue) Send(key string, payload any) bool {
-	body, ok := q.marshal(payload)
-	if !ok {
-		return false
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if !q.admitLocked() {
-		return false
-	}
-	ev := &event{body: body}
-	q.inFlight[ev] = struct{}{}
-	q.pushLocked(key, ev)
-	return true
+	return q.enqueue(payload, func(body []byte) {
+		ev := &event{body: body}
+		q.inFlight[ev] = struct{}{}
+		q.pushLocked(key, ev)
+	})
 }
 
 // SendAfterAll queues payload to go out once every event queued before it
 // has been delivered, has finally failed or was dropped. It reports false
 // when the queue is disabled, stopped or full.
 func (q *Queue) SendAfterAll(payload any) bool {
+	return q.enqueue(payload, func(body []byte) {
+		b := &barrier{body: body, pending: len(q.inFlight)}
+		for ev := range q.inFlight {
+			ev.barriers = append(ev.barriers, b)
+		}
+		if b.pending == 0 {
+			q.releaseLocked(b)
+		}
+	})
+}
+
+// enqueue encodes payload and, if the queue takes it, hands the body to
+// add with the queue locked.
+func (q *Queue) enqueue(payload any, add func(body []byte)) bool {
 	body, ok := q.marshal(payload)
 	if !ok {
 		return false
@@ -150,13 +156,7 @@ func (q *Queue) SendAfterAll(payload any) bool {
 	if !q.admitLocked() {
 		return false
 	}
-	b := &barrier{body: body, pending: len(q.inFlight)}
-	for ev := range q.inFlight {
-		ev.barriers = append(ev.barriers, b)
-	}
-	if b.pending == 0 {
-		q.releaseLocked(b)
-	}
+	add(body)
 	return true
 }
 

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hayate-sfu/hayate/internal/clientproc"
 	"github.com/hayate-sfu/hayate/internal/netns"
 	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/sigclient"
@@ -29,9 +30,7 @@ var binary string
 const envBinary = "HAYATE_TEST_BINARY"
 
 func TestMain(m *testing.M) {
-	if url := os.Getenv(childEnv); url != "" {
-		os.Exit(clientProcess(url, os.Getenv(childChannelEnv)))
-	}
+	clientproc.Serve()
 	if b := os.Getenv(envBinary); b != "" {
 		binary = b
 		os.Exit(m.Run())
