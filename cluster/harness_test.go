@@ -413,6 +413,21 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// routeHere routes new channels named prefix-0, prefix-1... through n until
+// n itself is given one, and returns its name: a node that has just joined
+// is placed on once the leader has its first heartbeat.
+func routeHere(t testing.TB, n *testNode, prefix string) string {
+	t.Helper()
+	var ch string
+	i := 0
+	waitFor(t, poll.Patience, n.name+" given a new channel", func() bool {
+		ch = fmt.Sprintf("%s-%d", prefix, i)
+		i++
+		return route(t, n, ch).Serve
+	})
+	return ch
+}
+
 // route routes ch through n and fails the test if no decision comes. A
 // cluster that cannot place the channel for now (no node renewed its lease
 // lately, no leader: a loaded machine starves heartbeats) is asked again

@@ -249,9 +249,7 @@ func TestPurge(t *testing.T) {
 		}
 		return false
 	})
-	if dec := route(t, d, "on-d"); !dec.Serve {
-		t.Fatalf("%+v", dec)
-	}
+	onD := routeHere(t, d, "on-d")
 	if err := nodes[1].Purge(ctx, "d"); !errors.Is(err, ErrNodeAlive) {
 		t.Fatalf("Purge of a live node: %v", err)
 	}
@@ -283,7 +281,7 @@ func TestPurge(t *testing.T) {
 			if slices.ContainsFunc(n.Nodes(), func(st NodeStatus) bool { return st.Name == "d" }) {
 				return false
 			}
-			if _, ok := n.Owner("on-d"); ok {
+			if _, ok := n.Owner(onD); ok {
 				return false
 			}
 		}
