@@ -75,6 +75,8 @@ type Config struct {
 	WebhookResponseTimeout       time.Duration
 	WebhookWorkers               int
 	WebhookQueueSize             int
+	WebhookRetries               int
+	WebhookRetryInterval         time.Duration
 	IgnoreSessionVanishedWebhook bool
 
 	// DataChannels.
@@ -111,6 +113,7 @@ type Config struct {
 	// Logging and debugging.
 	LogLevel   string
 	DebugPprof bool
+	LogFormat  string // text or json
 }
 
 // Default returns the built-in defaults: a node serving on loopback, usable
@@ -140,6 +143,7 @@ func Default() Config {
 		WebhookResponseTimeout:           5 * time.Second,
 		WebhookWorkers:                   5,
 		WebhookQueueSize:                 1024,
+		WebhookRetryInterval:             time.Second,
 		IgnoreSessionVanishedWebhook:     true,
 		DataChannelSignalingCloseMessage: true,
 		DataChannelMaxMessageSize:        65536,
@@ -155,6 +159,7 @@ func Default() Config {
 		ClusterLeaseTTL:                  5 * time.Second,
 		ClusterLeaseGrace:                2 * time.Second,
 		LogLevel:                         "info",
+		LogFormat:                        "text",
 	}
 }
 
@@ -208,6 +213,8 @@ func (c *Config) keys() []key {
 		durationKey("webhook_response_timeout", "time a webhook receiver has to answer", &c.WebhookResponseTimeout),
 		intKey("webhook_workers", "senders per session/event webhook queue", &c.WebhookWorkers),
 		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),
+		intKey("webhook_retries", "times a failed session or event webhook is sent again (same id; later events of its channel or connection wait); 0 drops it, as Sora's counters suggest it does", &c.WebhookRetries),
+		durationKey("webhook_retry_interval", "wait before the first retry of a failed webhook, doubled for each further one", &c.WebhookRetryInterval),
 		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
 		boolKey("data_channel_signaling", "DataChannel signaling for a connect that does not say (data_channel_signaling in connect and the auth webhook's payout win)", &c.DataChannelSignaling),
 		boolKey("ignore_disconnect_websocket", "for a connect that does not say: after switched, the connection outlives its WebSocket", &c.IgnoreDisconnectWebSocket),
@@ -236,6 +243,7 @@ func (c *Config) keys() []key {
 		stringKey("cluster_tls_key_file", "PEM file of the private key of cluster_tls_cert_file; the three files are read again when they change", &c.ClusterTLSKeyFile),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
 		boolKey("debug_pprof", "serve Go's pprof profiles at /debug/pprof/ on the API port (keep the API on loopback)", &c.DebugPprof),
+		stringKey("log_format", "text (logfmt, one line per record) or json (one JSON object per line, for log collectors)", &c.LogFormat),
 	}
 }
 
@@ -362,6 +370,9 @@ func (c *Config) Validate() error {
 		c.DataChannelQueueBytes < c.DataChannelMaxMessageSize {
 		return fmt.Errorf("config: data_channel_max_message_size must be 1024 to 16777216, data_channel_queue_bytes at least that, data_channel_messages_per_second 0 or more: %w", ErrOutOfRange)
 	}
+	if c.WebhookRetries < 0 || c.WebhookRetries > 10 || c.WebhookRetryInterval <= 0 {
+		return fmt.Errorf("config: webhook_retries must be 0 to 10 and webhook_retry_interval positive: %w", ErrOutOfRange)
+	}
 	if c.WebhookWorkers < 1 || c.WebhookQueueSize < 1 || c.MediaSockets < 1 {
 		return fmt.Errorf("config: webhook_workers, webhook_queue_size and media_sockets must be at least 1: %w", ErrOutOfRange)
 	}
@@ -410,6 +421,9 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log_level %q: %w", c.LogLevel, ErrOutOfRange)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("config: log_format %q (want text or json): %w", c.LogFormat, ErrOutOfRange)
 	}
 	return nil
 }
