@@ -117,8 +117,12 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
-func benchForward(b *testing.B, p srtp.ProtectionProfile, n int) {
-	f := newFanout(b, p, n)
+func benchForward(b *testing.B, p srtp.ProtectionProfile, n int) { benchForwardOn(b, p, n, 1) }
+
+// benchForwardOn runs benchForward on an engine of shards shards, flushing
+// each after the publisher's.
+func benchForwardOn(b *testing.B, p srtp.ProtectionProfile, n, shards int) {
+	f := newFanoutOn(b, p, n, shards)
 	s := f.e.shards[0]
 	const ring = 4096
 	stream := encryptedStream(b, f.pubKeys.context(b, p), f.ssrc, 96, 1100, ring)
@@ -138,7 +142,9 @@ func benchForward(b *testing.B, p srtp.ProtectionProfile, n int) {
 		}
 		m := copy(buf, stream[i])
 		s.handle(buf[:m], from)
-		s.flush()
+		for _, o := range f.e.shards {
+			o.flush()
+		}
 		i++
 	}
 	elapsed := b.Elapsed()

@@ -59,6 +59,10 @@ type Stats struct {
 	DropDTLSQueueFull      atomic.Uint64 // DTLS datagrams beyond the handshake queue
 	DropDTLSAfterHandshake atomic.Uint64 // DTLS datagrams after the handshake state was released
 	DropSendBatchNoRoom    atomic.Uint64 // packet too large for a send slot after re-encryption
+	DropHandoffFull        atomic.Uint64 // packets not handed to a shard whose ring was full (handoff.go)
+
+	// HandedOff counts packets handed to another shard, once per shard.
+	HandedOff atomic.Uint64
 }
 
 // StatsSnapshot is a copy of the counters, summed over shards; it is the
@@ -74,6 +78,7 @@ type StatsSnapshot struct {
 	SendErrors      uint64 `json:"total_send_errors"`
 	Forwarded       uint64 `json:"total_forwarded_rtp"`
 	ReceivedRTP     uint64 `json:"total_received_rtp"`
+	HandedOff       uint64 `json:"total_handed_off_rtp"`
 	STUNAnswered    uint64 `json:"total_stun_answered"`
 	STUNNominations uint64 `json:"total_stun_nominations"`
 	DTLSHandshakes  uint64 `json:"total_dtls_handshakes"`
@@ -143,6 +148,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 		PacketsIn: s.PacketsIn.Load(), BytesIn: s.BytesIn.Load(), PacketsOut: s.PacketsOut.Load(),
 		BytesOut: s.BytesOut.Load(), SendCalls: s.SendCalls.Load(), SendMessages: s.SendMessages.Load(), RecvCalls: s.RecvCalls.Load(),
 		SendErrors: s.SendErrors.Load(), Forwarded: s.Forwarded.Load(), ReceivedRTP: s.ReceivedRTP.Load(),
+		HandedOff:    s.HandedOff.Load(),
 		STUNAnswered: s.STUNAnswered.Load(), STUNNominations: s.STUNNominations.Load(),
 		DTLSHandshakes: s.DTLSHandshakes.Load(), DTLSFailures: s.DTLSFailures.Load(), DTLSReleased: s.DTLSReleased.Load(),
 		NACKsReceived: s.NACKsReceived.Load(), Retransmitted: s.Retransmitted.Load(),
@@ -164,6 +170,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 			"dtls_queue_full":      s.DropDTLSQueueFull.Load(),
 			"dtls_after_handshake": s.DropDTLSAfterHandshake.Load(),
 			"too_large":            s.DropSendBatchNoRoom.Load(),
+			"handoff_full":         s.DropHandoffFull.Load(),
 		},
 	}
 }
@@ -179,6 +186,7 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.SendErrors += b.SendErrors
 	a.Forwarded += b.Forwarded
 	a.ReceivedRTP += b.ReceivedRTP
+	a.HandedOff += b.HandedOff
 	a.STUNAnswered += b.STUNAnswered
 	a.STUNNominations += b.STUNNominations
 	a.DTLSHandshakes += b.DTLSHandshakes

@@ -82,9 +82,12 @@ type uringIO struct {
 	sendIn int              // messages in flight
 	sb     *SendBatch       // the batch they read from
 
-	// WriteTo may be called from any goroutine.
+	// WriteTo and Wake may be called from any goroutine (wmu also keeps
+	// Wake from writing to a closed eventfd).
 	wmu sync.Mutex
 	wsa unix.RawSockaddrInet4
+	// woken is set by Wake: Recv returns without waiting.
+	woken atomic.Bool
 }
 
 // recvDone is a completed receive: slot, bytes, sender.
@@ -266,9 +269,21 @@ func (s *uringIO) Close() error {
 	s.wmu.Lock()
 	unix.Close(int(s.fd))
 	s.fd = -1
-	s.wmu.Unlock()
 	unix.Close(s.efd)
+	s.efd = -1
+	s.wmu.Unlock()
 	return err
+}
+
+// Wake implements waker: a write to the eventfd ends a blocked Recv.
+func (s *uringIO) Wake() {
+	s.woken.Store(true)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.efd >= 0 {
+		one := [8]byte{1}
+		_, _ = unix.Write(s.efd, one[:])
+	}
 }
 
 // Recv implements PacketIO.
@@ -290,6 +305,9 @@ func (s *uringIO) Recv(b *RecvBatch, deadline time.Time) (int, error) {
 	for s.ndone == 0 {
 		if s.closed.Load() {
 			return 0, ErrClosed
+		}
+		if s.woken.Swap(false) {
+			return 0, ErrTimeout
 		}
 		if s.rerr != 0 {
 			err := s.rerr
