@@ -233,6 +233,9 @@ func (s *Server) counters() map[string]float64 {
 	out["send_calls"] = f(md, "total_send_calls")
 	out["send_messages"] = f(md, "total_send_messages")
 	out["packets_out"] = f(md, "total_sent_packets")
+	out["handed_off"] = f(md, "total_handed_off_rtp")
+	dropped, _ := md["dropped"].(map[string]any)
+	out["handoff_full"] = f(dropped, "handoff_full")
 	return out
 }
 
