@@ -61,10 +61,12 @@ func moduleRoot() string {
 	return dir
 }
 
-// Limits pin a server: CPUs for taskset (empty: none) and GOMAXPROCS (0: unset).
+// Limits pin a server: CPUs for taskset (empty: none) and GOMAXPROCS (0:
+// unset); Nice, when not 0, runs it under nice(1) with that niceness.
 type Limits struct {
 	CPUs       string
 	GOMAXPROCS int
+	Nice       int
 }
 
 var readyLine = regexp.MustCompile(`(?:msg="hayate ready" signaling=(\S+) api=(\S+))|(?:baseline ready signaling=(\S+))`)
@@ -72,6 +74,9 @@ var readyLine = regexp.MustCompile(`(?:msg="hayate ready" signaling=(\S+) api=(\
 // Start runs binary with args under limits and waits for its ready line.
 func Start(name, binary string, lim Limits, args ...string) (*Server, error) {
 	argv := append([]string{binary}, args...)
+	if lim.Nice != 0 {
+		argv = append([]string{"nice", "-n", strconv.Itoa(lim.Nice)}, argv...)
+	}
 	if lim.CPUs != "" {
 		argv = append([]string{"taskset", "-c", lim.CPUs}, argv...)
 	}
@@ -131,7 +136,7 @@ func (s *Server) Log() string {
 	return s.log.String()
 }
 
-// PID is the process id (of the server itself, not of taskset, which execs it).
+// PID is the process id (of the server itself, not of taskset or nice, which exec it).
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat times (100 on Linux).
@@ -266,6 +271,25 @@ func (s *Server) Stop(d time.Duration) error {
 func (s *Server) Kill() {
 	_ = s.cmd.Process.Kill()
 	<-s.done
+}
+
+// NiceSelf sets the niceness of every thread of this process (new threads
+// inherit it from the thread that makes them).
+func NiceSelf(n int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PinSelf restricts every thread of this process to cpus (new threads
