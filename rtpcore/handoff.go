@@ -22,7 +22,9 @@ import (
 // The queues between shards are single-producer single-consumer rings, one
 // per ordered pair of shards, so a publisher's packets (all received by one
 // shard) reach each home shard in the order they arrived: no subscriber
-// sees its stream reordered. A full ring, or a pooled buffer still in use
+// sees its stream reordered. (A publisher whose address changes, to a
+// 4-tuple the kernel hashes to another socket, may have a packet of the
+// old socket overtaken by one of the new at the change.) A full ring, or a pooled buffer still in use
 // when its turn comes again, drops the packet for that shard (counted as
 // handoff_full): a shard that far behind is overloaded, as a full socket
 // buffer would be.
