@@ -87,6 +87,29 @@ func (r *handoffRing) empty() bool { return r.head.Load() == r.tail.Load() }
 // what has arrived, or ErrTimeout).
 type waker interface{ Wake() }
 
+// sweepPool runs with the loop's housekeeping. It clears the pooled
+// packets no shard holds any more, so that they keep no closed track (and
+// its transport) reachable, and releases the pool after a housekeeping
+// period without handoffs; the next handoff makes it again.
+func (s *shard) sweepPool() {
+	if s.pool == nil {
+		return
+	}
+	held := false
+	for i := range s.pool {
+		sp := &s.pool[i]
+		if sp.refs.Load() != 0 {
+			held = true
+			continue
+		}
+		sp.p = pendingPacket{}
+	}
+	if !held && s.next == s.swept {
+		s.pool = nil
+	}
+	s.swept = s.next
+}
+
 // handOff copies packet p into a pooled buffer and queues it for every
 // other shard that owns subscribers of its track, noting in s.woke the
 // shards to wake.

@@ -165,6 +165,38 @@ func (v *viewer) stop() error {
 	return v.err
 }
 
+// TestHandoffPoolReleased: handed packets keep no track alive once every
+// shard has forwarded them, and the pool goes after a housekeeping period
+// without handoffs (the node's heap comes back when the media stop).
+func TestHandoffPoolReleased(t *testing.T) {
+	f := newFanoutOn(t, srtp.ProtectionProfileAeadAes128Gcm, 4, 2)
+	s := f.e.shards[0]
+	stream := encryptedStream(t, f.pubKeys.context(t, f.prof), f.ssrc, 96, 1100, 10)
+	from := f.pubAddr(s)
+	for _, p := range stream {
+		s.handle(append([]byte(nil), p...), from)
+		for _, o := range f.e.shards {
+			o.flush()
+		}
+	}
+	if s.pool == nil || s.stats.HandedOff.Load() != 10 {
+		t.Fatalf("pool %v, handed off %d of 10", s.pool != nil, s.stats.HandedOff.Load())
+	}
+	s.sweepPool() // handoffs since the last sweep: the pool stays, cleared
+	if s.pool == nil {
+		t.Fatal("pool released while in use")
+	}
+	for i := range s.pool {
+		if s.pool[i].p.pt != nil {
+			t.Fatalf("pooled packet %d still holds its track", i)
+		}
+	}
+	s.sweepPool() // a period without handoffs
+	if s.pool != nil {
+		t.Fatal("pool kept after a period without handoffs")
+	}
+}
+
 // BenchmarkForwardShards: BenchmarkForward's packet to N subscribers
 // spread over 1 or 2 shards, both driven by the benchmark's goroutine one
 // after the other: the CPU a forwarded packet costs in all, with the

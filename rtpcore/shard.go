@@ -43,6 +43,7 @@ type shard struct {
 	// shard's ring; asleep is set while the loop waits in its receive.
 	pool   []sharedPacket
 	next   uint64
+	swept  uint64 // next at the last sweepPool
 	woke   []bool
 	inbox  [recvBatch]*sharedPacket
 	asleep atomic.Bool
@@ -127,6 +128,7 @@ func (s *shard) loop() {
 		s.flush()
 		if now.Sub(lastSweep) >= housekeeping {
 			lastSweep = now
+			s.sweepPool()
 			for a, t := range s.peers {
 				if t.isClosed() {
 					delete(s.peers, a)
