@@ -29,6 +29,11 @@ import (
 // handoff_full): a shard that far behind is overloaded, as a full socket
 // buffer would be.
 //
+// The pool is made on a shard's first handoff and released after a
+// housekeeping period without one (sweepPool), which also clears the
+// packets every shard is done with, so that they keep no closed track
+// alive.
+//
 // A shard blocked in its receive is woken by the producer (PacketIO
 // Wake: a read deadline in the past for the epoll backend, a write to the
 // ring's eventfd for io_uring) only when it is asleep, at most once per
