@@ -276,20 +276,7 @@ func (s *Server) Kill() {
 // NiceSelf sets the niceness of every thread of this process (new threads
 // inherit it from the thread that makes them).
 func NiceSelf(n int) error {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, n); err != nil {
-			return err
-		}
-	}
-	return nil
+	return eachThread(func(tid int) error { return unix.Setpriority(unix.PRIO_PROCESS, tid, n) })
 }
 
 // PinSelf restricts every thread of this process to cpus (new threads
@@ -299,6 +286,11 @@ func PinSelf(cpus ...int) error {
 	for _, c := range cpus {
 		set.Set(c)
 	}
+	return eachThread(func(tid int) error { return unix.SchedSetaffinity(tid, &set) })
+}
+
+// eachThread calls f with the id of every thread of this process.
+func eachThread(f func(tid int) error) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
@@ -308,7 +300,7 @@ func PinSelf(cpus ...int) error {
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+		if err := f(tid); err != nil {
 			return err
 		}
 	}
