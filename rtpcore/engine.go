@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/srtp/v3"
@@ -80,6 +81,13 @@ type Engine struct {
 	mu         sync.RWMutex
 	byUfrag    map[string]*Transport
 	transports map[*Transport]struct{}
+
+	// links are the in-process peers by address (link.go).
+	links     sync.Map
+	linkSeq   atomic.Uint32
+	linkCount atomic.Int64
+	// marked are relayed UDP peer addresses by link kind (Transport.Path).
+	marked sync.Map
 
 	stats  Stats
 	live   stallLog
@@ -169,7 +177,7 @@ func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 		ctx: ctx, cancel: cancel,
 	}
 	for i, io := range ios {
-		s := newShard(e, i, io)
+		s := newShard(e, i, newRouteIO(e, io))
 		e.shards = append(e.shards, s)
 		if loops {
 			e.wg.Add(1)
@@ -196,6 +204,7 @@ func (e *Engine) Stats() StatsSnapshot {
 		snap.add(s.stats.snapshot())
 		snap.Addresses += int(s.addresses.Load())
 	}
+	snap.Links.Open = e.linkCount.Load()
 	snap.NodeStalls = e.live.stalls.Load()
 	snap.LongestNodeStallMs = time.Duration(e.live.longest.Load()).Milliseconds()
 	snap.addData(&e.dc)

@@ -51,6 +51,25 @@ type Stats struct {
 	DropDTLSQueueFull      atomic.Uint64 // DTLS datagrams beyond the handshake queue
 	DropDTLSAfterHandshake atomic.Uint64 // DTLS datagrams after the handshake state was released
 	DropSendBatchNoRoom    atomic.Uint64 // packet too large for a send slot after re-encryption
+
+	// Links (link.go): in-process peers.
+	LinksOpened       atomic.Uint64 // links made
+	LinkIn            atomic.Uint64 // datagrams links handed to the core
+	LinkOut           atomic.Uint64 // datagrams the core handed to links
+	DropLinkIn        atomic.Uint64 // from a closed link, empty or over bufSize
+	DropLinkQueueFull atomic.Uint64 // the shard's in-process queue was full
+	DropLinkGone      atomic.Uint64 // to the address of a link that is closed
+}
+
+// LinkStats are the counters of in-process peers (TURN allocations that
+// relay to this node, ICE-TCP connections).
+type LinkStats struct {
+	Open      int64  `json:"open"`
+	Opened    uint64 `json:"total_opened"`
+	Received  uint64 `json:"total_received_datagrams"`
+	Sent      uint64 `json:"total_sent_datagrams"`
+	QueueFull uint64 `json:"total_dropped_queue_full"`
+	Closed    uint64 `json:"total_dropped_closed"`
 }
 
 // StatsSnapshot is a copy of the counters, summed over shards; it is the
@@ -100,6 +119,8 @@ type StatsSnapshot struct {
 	SCTPBytesOut   uint64 `json:"total_sent_sctp_byte_size"`
 	// DataChannels are the DataChannel counters of the media path.
 	DataChannels DataStats `json:"data_channels"`
+	// Links are the in-process peers (link.go).
+	Links LinkStats `json:"links"`
 }
 
 // DataStats are the media path's DataChannel counters.
@@ -135,6 +156,8 @@ func (s *Stats) snapshot() StatsSnapshot {
 		NACKsReceived: s.NACKsReceived.Load(), Retransmitted: s.Retransmitted.Load(),
 		PLIsReceived: s.PLIsReceived.Load(), PLIsSent: s.PLIsSent.Load(), SRsForwarded: s.SRsForwarded.Load(),
 		RRsSent: s.RRsSent.Load(), TransportFails: s.TransportFails.Load(), Panics: s.Panics.Load(),
+		Links: LinkStats{Opened: s.LinksOpened.Load(), Received: s.LinkIn.Load(), Sent: s.LinkOut.Load(),
+			QueueFull: s.DropLinkQueueFull.Load(), Closed: s.DropLinkIn.Load() + s.DropLinkGone.Load()},
 		Dropped: map[string]uint64{
 			"malformed":            s.DropMalformed.Load(),
 			"unknown_address":      s.DropUnknownAddress.Load(),
@@ -177,6 +200,11 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.RRsSent += b.RRsSent
 	a.TransportFails += b.TransportFails
 	a.Panics += b.Panics
+	a.Links.Opened += b.Links.Opened
+	a.Links.Received += b.Links.Received
+	a.Links.Sent += b.Links.Sent
+	a.Links.QueueFull += b.Links.QueueFull
+	a.Links.Closed += b.Links.Closed
 	for k, v := range b.Dropped {
 		a.Dropped[k] += v
 	}

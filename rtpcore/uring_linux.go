@@ -85,6 +85,9 @@ type uringIO struct {
 	// WriteTo may be called from any goroutine.
 	wmu sync.Mutex
 	wsa unix.RawSockaddrInet4
+
+	// woken makes a blocked Recv return early (wakeup, for links).
+	woken atomic.Bool
 }
 
 // recvDone is a completed receive: slot, bytes, sender.
@@ -240,6 +243,14 @@ func (s *uringIO) WriteTo(p []byte, to netip.AddrPort) error {
 	}
 }
 
+// wakeup makes a blocked (or the next) Recv return: links have datagrams
+// waiting (link.go). The eventfd poll that Close uses wakes the ring.
+func (s *uringIO) wakeup() {
+	s.woken.Store(true)
+	one := [8]byte{1}
+	_, _ = unix.Write(s.efd, one[:])
+}
+
 // Close implements PacketIO. It wakes a blocked Recv or Send, cancels the
 // requests in flight and waits (at most a second) until the kernel is done
 // with the memory they point to, then releases the ring and the socket.
@@ -290,6 +301,9 @@ func (s *uringIO) Recv(b *RecvBatch, deadline time.Time) (int, error) {
 	for s.ndone == 0 {
 		if s.closed.Load() {
 			return 0, ErrClosed
+		}
+		if s.woken.Swap(false) {
+			return 0, ErrTimeout
 		}
 		if s.rerr != 0 {
 			err := s.rerr
