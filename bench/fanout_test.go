@@ -89,6 +89,7 @@ func startServer(b *testing.B, kind string, extra ...string) *Server {
 			backend = "epoll"
 		}
 		args := append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--media_sockets=1", "--log_level=warn",
+			"--turn_udp_listen_port=0", "--turn_tcp_listen_port=0",
 			"--media_backend=" + backend}, extra...)
 		s, err = Start("hayate", hayateBin, serverLimits, args...)
 	case "baseline":

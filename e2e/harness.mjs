@@ -28,7 +28,8 @@ export function hayateBinary() {
 // startHayate runs a node on free ports and resolves when its ready line
 // is printed, with the signaling URL and an API caller.
 export async function startHayate(extraArgs = []) {
-  const args = ["--signaling_port=0", "--api_port=0", "--media_port=0", "--log_level=info", ...extraArgs];
+  const args = ["--signaling_port=0", "--api_port=0", "--media_port=0", "--turn_udp_listen_port=0", "--turn_tcp_listen_port=0",
+    "--turn_tls_listen_port=0", "--ice_tcp_port=0", "--log_level=info", ...extraArgs];
   const proc = spawn(hayateBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
   const ready = await new Promise((resolve, reject) => {

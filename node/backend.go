@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"runtime"
 
+	"github.com/hayate-sfu/hayate/icetcp"
 	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/rtpcore"
 	"github.com/hayate-sfu/hayate/signal"
+	"github.com/hayate-sfu/hayate/turn"
 	"github.com/hayate-sfu/hayate/webhook"
 )
 
@@ -58,6 +60,12 @@ type StatsReport struct {
 	SessionCreate uint64 `json:"total_session_created"`
 	SessionDestro uint64 `json:"total_session_destroyed"`
 	OngoingSess   int    `json:"total_ongoing_sessions"`
+	// Connections whose media went through TURN over UDP, and over TCP or
+	// TLS, and TURN-TCP/TLS streams closed for an invalid frame (Sora's
+	// names, which sora_exporter reads).
+	TURNUDPConnections uint64 `json:"total_turn_udp_connections"`
+	TURNTCPConnections uint64 `json:"total_turn_tcp_connections"`
+	InvalidTURNTCP     uint64 `json:"total_received_invalid_turn_tcp_packet"`
 
 	Refused map[string]uint64 `json:"refused_connections"`
 
@@ -88,6 +96,11 @@ type StatsReport struct {
 	SCTPPacketsOut uint64                  `json:"total_sent_sctp"`
 	SCTPBytesOut   uint64                  `json:"total_sent_sctp_byte_size"`
 	DataChannels   signal.DataChannelStats `json:"data_channels"`
+
+	// TURN is the built-in TURN server (absent with turn = false), ICETCP
+	// the ICE-TCP listener (absent without ice_tcp).
+	TURN   *turn.Stats   `json:"turn,omitempty"`
+	ICETCP *icetcp.Stats `json:"ice_tcp,omitempty"`
 
 	Media   rtpcore.StatsSnapshot `json:"media"`
 	Runtime RuntimeStats          `json:"runtime"`
@@ -141,6 +154,15 @@ func (n *Node) StatsReport() any {
 	r.SCTPPacketsIn, r.SCTPBytesIn = r.Media.SCTPPacketsIn, r.Media.SCTPBytesIn
 	r.SCTPPacketsOut, r.SCTPBytesOut = r.Media.SCTPPacketsOut, r.Media.SCTPBytesOut
 	r.DataChannels = s.DataChannels()
+	r.TURNUDPConnections, r.TURNTCPConnections = s.TURNUDPConnections.Load(), s.TURNTCPConnections.Load()
+	if n.turn != nil {
+		ts := n.turn.Stats()
+		r.TURN, r.InvalidTURNTCP = &ts, ts.InvalidTCPPackets
+	}
+	if n.iceTCP != nil {
+		is := n.iceTCP.Stats()
+		r.ICETCP = &is
+	}
 	if n.cl != nil {
 		r.Cluster = n.cl.c.RaftStats()
 		r.Cluster["cluster_node_name"] = n.cl.c.Name()

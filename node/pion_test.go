@@ -69,6 +69,14 @@ func must(t testing.TB, err error) {
 // the local tracks a sending role attaches before answering.
 func newPionPeer(t *testing.T, n *Node, api *webrtc.API, channel, role string, publish ...webrtc.TrackLocal) *pionPeer {
 	t.Helper()
+	return newPionPeerWith(t, n, api, channel, role, nil, publish...)
+}
+
+// newPionPeerWith is newPionPeer whose PeerConnection is configured by
+// configure from the offer (nil: an empty configuration).
+func newPionPeerWith(t *testing.T, n *Node, api *webrtc.API, channel, role string,
+	configure func(*sigclient.Offer) webrtc.Configuration, publish ...webrtc.TrackLocal) *pionPeer {
+	t.Helper()
 	p := &pionPeer{t: t, received: map[webrtc.RTPCodecType]map[uint16][]byte{
 		webrtc.RTPCodecTypeAudio: {}, webrtc.RTPCodecTypeVideo: {}}, done: make(chan struct{})}
 	p.sig = dial(t, n)
@@ -79,7 +87,11 @@ func newPionPeer(t *testing.T, n *Node, api *webrtc.API, channel, role string, p
 		t.Fatalf("connect: %v", err)
 	}
 	p.offer = o
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	var pcfg webrtc.Configuration
+	if configure != nil {
+		pcfg = configure(o)
+	}
+	pc, err := api.NewPeerConnection(pcfg)
 	must(t, err)
 	p.pc = pc
 	t.Cleanup(func() { pc.Close() })

@@ -24,6 +24,7 @@ package signal
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,12 @@ type Settings struct {
 	DataChannelCloseMessage      bool
 	DataChannelMaxMessageSize    int
 	DataChannelMessagesPerSecond int
+
+	// ICETransportPolicy is the offer's config.iceTransportPolicy ("all"
+	// or "relay"); ICETCPCandidate, when valid, the passive ICE-TCP
+	// candidate every offer carries.
+	ICETransportPolicy string
+	ICETCPCandidate    netip.AddrPort
 }
 
 // Authenticator calls the auth webhook.
@@ -92,6 +99,8 @@ type Hooks struct {
 	Event   EventSink
 	// Router, if set, places channels on the nodes of a cluster.
 	Router Router
+	// ICEServers, if set, makes each offer's config.iceServers (TURN).
+	ICEServers ICEServers
 }
 
 // TestHooks are knobs for tests of the admission race; the zero value is

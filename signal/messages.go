@@ -191,14 +191,8 @@ type offerMessage struct {
 
 // rtcConfig is passed to the client's RTCPeerConnection constructor.
 type rtcConfig struct {
-	ICEServers         []iceServer `json:"iceServers"`
+	ICEServers         []ICEServer `json:"iceServers"`
 	ICETransportPolicy string      `json:"iceTransportPolicy"`
-}
-
-type iceServer struct {
-	URLs       []string `json:"urls"`
-	Username   string   `json:"username,omitempty"`
-	Credential string   `json:"credential,omitempty"`
 }
 
 // reOfferMessage renegotiates (Sora: re-offer, answered by re-answer).

@@ -18,6 +18,8 @@ type Stats struct {
 	Panics              atomic.Uint64 // connections ended by a contained panic
 	MediaConnected      atomic.Uint64 // transports whose ICE and DTLS completed
 	MediaFailed         atomic.Uint64 // transports closed by the media path
+	TURNUDPConnections  atomic.Uint64 // total_turn_udp_connections: connected through TURN over UDP
+	TURNTCPConnections  atomic.Uint64 // total_turn_tcp_connections: connected through TURN over TCP or TLS
 
 	// DataChannels (datachannels.go, messaging.go).
 	Switched            atomic.Uint64 // connections switched to DataChannel signaling

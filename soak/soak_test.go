@@ -148,7 +148,7 @@ func TestSoak(t *testing.T) {
 	}
 	recv := newReceiver(t)
 	srv, err := bench.Start("hayate", bin, bench.Limits{},
-		"--signaling_port=0", "--api_port=0", "--media_port=0", "--debug_pprof=true",
+		"--signaling_port=0", "--api_port=0", "--media_port=0", "--turn_udp_listen_port=0", "--turn_tcp_listen_port=0", "--debug_pprof=true",
 		"--auth_webhook_url="+recv.srv.URL+"/auth", "--event_webhook_url="+recv.srv.URL+"/event",
 		"--session_webhook_url="+recv.srv.URL+"/session", "--ice_connection_state_failed_timeout=2 s")
 	if err != nil {

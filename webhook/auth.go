@@ -48,6 +48,12 @@ type Decision struct {
 	DataChannelSignaling      *bool           `json:"data_channel_signaling"`
 	IgnoreDisconnectWebsocket *bool           `json:"ignore_disconnect_websocket"`
 	DataChannels              json.RawMessage `json:"data_channels"`
+	// TURN payouts (https://sora-doc.shiguredo.jp/TURN, Sora Labo's
+	// turn_tcp_only and turn_tls_only).
+	TurnTCPOnly *bool   `json:"turn_tcp_only"`
+	TurnTLSOnly *bool   `json:"turn_tls_only"`
+	TurnFQDN    *string `json:"turn_fqdn"`
+	TurnTLSFQDN *string `json:"turn_tls_fqdn"`
 }
 
 // Call posts body with the sora-connection-id header and returns the
