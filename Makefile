@@ -26,8 +26,10 @@ test-go: deps test-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # Debian packages the tests run, as command:package: Chromium for e2e (never
-# a downloaded browser), iptables to cut a cluster node off (node/fencing_test.go).
-TEST_TOOLS := chromium:chromium iptables:iptables
+# a downloaded browser), iptables to cut a cluster node off (node/fencing_test.go)
+# and to drop UDP (e2e/turn.test.mjs), coturn as an operator's own TURN server
+# (node/turn_test.go).
+TEST_TOOLS := chromium:chromium iptables:iptables turnserver:coturn
 
 test-deps:
 	@missing=""; for tp in $(TEST_TOOLS); do \

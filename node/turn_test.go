@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/internal/logbuf"
 	"github.com/hayate-sfu/hayate/internal/netns"
 	"github.com/hayate-sfu/hayate/sigclient"
 )
@@ -374,4 +376,78 @@ func TestTURNCredentials(t *testing.T) {
 	if _, _, err := turnClient(t, n, oA); err != nil {
 		t.Fatalf("A's credentials: %v", err)
 	}
+}
+
+// TestCoturnInterop: an operator's own TURN server (Debian's coturn, with
+// a shared secret) configured as an extra iceServers entry: a pion client
+// relays through it only (relay policy) and exchanges media with a client
+// on UDP. Runs in its own network namespace, where coturn takes fixed
+// ports.
+func TestCoturnInterop(t *testing.T) {
+	if !netns.Isolate(t) {
+		return
+	}
+	dir := t.TempDir()
+	const secret = "hayate-coturn-test-secret"
+	conf := strings.Join([]string{
+		"listening-ip=127.0.0.1", "relay-ip=127.0.0.1", "listening-port=3478", "min-port=49152", "max-port=49999",
+		"use-auth-secret", "static-auth-secret=" + secret, "realm=hayate-test", "fingerprint",
+		"no-tls", "no-dtls", "no-cli", "allow-loopback-peers", "no-multicast-peers",
+		"log-file=stdout", "simple-log", "pidfile=" + filepath.Join(dir, "turnserver.pid"),
+		"userdb=" + filepath.Join(dir, "turndb"),
+	}, "\n") + "\n"
+	must(t, os.WriteFile(filepath.Join(dir, "turnserver.conf"), []byte(conf), 0o600))
+	cmd := exec.Command("turnserver", "-c", filepath.Join(dir, "turnserver.conf"))
+	var out logbuf.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting coturn (make test installs Debian's coturn): %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("coturn:\n%s", out.String())
+		}
+	})
+	waitFor(t, "coturn to answer STUN", patience, func() bool {
+		c, err := net.Dial("udp4", "127.0.0.1:3478")
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		req, _ := stun.Build(stun.BindingRequest, stun.TransactionID, stun.Fingerprint)
+		c.Write(req.Raw)
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		_, err = c.Read(make([]byte, 512))
+		return err == nil
+	})
+
+	n := startNode(t, func(c *config.Config) {
+		c.ICEConnectionStateFailedTimeout = patience
+		c.TURN = false
+		c.TURNExternalURLs = "turn:127.0.0.1:3478?transport=udp"
+		c.TURNExternalSecret = secret
+	})
+	api := pionAPI(t, 0)
+	audioA, videoA := newSource(t, webrtc.RTPCodecTypeAudio), newSource(t, webrtc.RTPCodecTypeVideo)
+	audioB, videoB := newSource(t, webrtc.RTPCodecTypeAudio), newSource(t, webrtc.RTPCodecTypeVideo)
+	a := newPionPeer(t, n, api, "coturn", "sendrecv", audioA.track, videoA.track)
+	a.waitConnected(n)
+	b := newPionPeerWith(t, n, api, "coturn", "sendrecv", relayVia(t, func(u string) bool { return strings.HasPrefix(u, "turn:127.0.0.1:3478") }),
+		audioB.track, videoB.track)
+	b.waitConnected(n)
+	exchange(t, a, b, []*source{audioA, videoA}, []*source{audioB, videoB})
+	if typ := selectedLocalType(t, b); typ != webrtc.ICECandidateTypeRelay {
+		t.Fatalf("the client through coturn selected a %v candidate, want relay", typ)
+	}
+	if typ := selectedLocalType(t, a); typ == webrtc.ICECandidateTypeRelay {
+		t.Fatal("the direct client relays")
+	}
+	oc := parseOfferConfig(t, b.offer)
+	if len(oc.ICEServers) != 1 || !strings.HasSuffix(oc.ICEServers[0].Username, ":"+b.offer.ConnectionID) {
+		t.Fatalf("iceServers %+v: want coturn's entry alone, its username <expiry>:<connection_id>", oc.ICEServers)
+	}
+	a.disconnect()
+	b.disconnect()
 }
