@@ -6,13 +6,15 @@ FUZZTIME ?= 60s
 
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build test test-go test-e2e test-deps e2e-deps deps lint bench fuzz soak stress cluster-example clean
+.PHONY: run build test test-go test-e2e test-deps prom-deps e2e-deps deps lint bench fuzz soak stress cluster-example clean
 
 run:
 	$(GO) run ./cmd/hayate $(ARGS)
 
+# -buildvcs=true: --version names the revision even where GOFLAGS turns
+# VCS stamping off.
 build:
-	$(GO) build -o bin/hayate ./cmd/hayate
+	$(GO) build -buildvcs=true -o bin/hayate ./cmd/hayate
 
 deps:
 	$(GO) mod download
@@ -22,7 +24,14 @@ lint:
 	 if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test-go: deps test-deps
+# Debian's prometheus package: promtool checks /metrics and a real server
+# scrapes a node in the tests (the package's own service is not wanted).
+prom-deps:
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus && \
+	  { $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || true; }; }
+
+test-go: deps test-deps prom-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # Debian packages the tests run, as command:package: Chromium for e2e (never

@@ -7,6 +7,7 @@ import (
 // TestThreeNodesRoute: a fresh cluster places a new channel on the node
 // asked (all loads equal), and the other nodes redirect to it.
 func TestThreeNodesRoute(t *testing.T) {
+	t.Parallel()
 	tc := newTestCluster(t, false)
 	nodes := tc.startN(3)
 	for i, n := range nodes {

@@ -289,7 +289,9 @@ func (c *Cluster) leave() {
 	if c.raft == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(4*c.cfg.Heartbeat, 200*time.Millisecond))
+	// A goodbye gets a lease's time: long enough for a loaded leader, short
+	// enough for a shutdown when the cluster cannot be reached.
+	ctx, cancel := context.WithTimeout(context.Background(), max(4*c.cfg.Heartbeat, c.cfg.LeaseTTL))
 	defer cancel()
 	if c.cfg.Temporary {
 		if member, err := c.isMember(c.cfg.NodeName); err != nil || !member {

@@ -114,7 +114,7 @@ func (c *Cluster) InitCluster(ctx context.Context, nodeNames []string) error {
 	for _, info := range infos {
 		var err error
 		if info.Name == c.cfg.NodeName {
-			err = c.bootstrapLocal(&req)
+			err = c.bootstrapLocal(ctx, &req)
 		} else {
 			err = c.call(ctx, info.RPCAddr, pathBootstrap, &req, nil, "")
 		}
@@ -129,7 +129,7 @@ func (c *Cluster) InitCluster(ctx context.Context, nodeNames []string) error {
 	return c.waitRegistered(ctx)
 }
 
-func (c *Cluster) bootstrapLocal(req *bootstrapReq) error {
+func (c *Cluster) bootstrapLocal(ctx context.Context, req *bootstrapReq) error {
 	if c.cfg.Temporary {
 		return ErrTemporaryNode
 	}
@@ -141,9 +141,22 @@ func (c *Cluster) bootstrapLocal(req *bootstrapReq) error {
 	if errors.Is(err, raft.ErrCantBootstrap) {
 		// The other listed nodes, bootstrapped first, may have elected a
 		// leader that already gave this node the very configuration asked
-		// for: that is this InitCluster's cluster, not a second one.
-		if f := c.raft.GetConfiguration(); f.Error() == nil && sameServers(f.Configuration(), conf) {
-			return nil
+		// for: that is this InitCluster's cluster, not a second one. A
+		// candidate's vote request may have come first, leaving a term but
+		// no configuration yet: the leader's first entries bring it.
+		for {
+			f := c.raft.GetConfiguration()
+			if f.Error() == nil && len(f.Configuration().Servers) > 0 {
+				if sameServers(f.Configuration(), conf) {
+					return nil
+				}
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w: %s has raft state but no configuration yet", ErrUnavailable, c.cfg.NodeName)
+			case <-time.After(c.cfg.Heartbeat / 5):
+			}
 		}
 		return fmt.Errorf("%w: %s", ErrAlreadyInitialised, c.cfg.NodeName)
 	}

@@ -23,16 +23,19 @@ import (
 // Each runs over plain loopback and over mutual TLS.
 
 func TestPartitionFollower(t *testing.T) {
+	t.Parallel()
 	forTransports(t, func(t *testing.T, tls bool) { runPartition(t, partition{tls: tls}) })
 }
 
 func TestPartitionLeader(t *testing.T) {
+	t.Parallel()
 	forTransports(t, func(t *testing.T, tls bool) { runPartition(t, partition{leader: true, tls: tls}) })
 }
 
 // TestPartitionApplyDelay runs the leader case with a 2 ms delay inside
 // every FSM.Apply, which made the prototype's AppliedIndex bug fail 20 of 20.
 func TestPartitionApplyDelay(t *testing.T) {
+	t.Parallel()
 	forTransports(t, func(t *testing.T, tls bool) {
 		runPartition(t, partition{leader: true, applyDelay: 2 * time.Millisecond, tls: tls})
 	})
@@ -44,6 +47,7 @@ func TestPartitionApplyDelay(t *testing.T) {
 // quarter speed: the victim believes in its lease for four times the TTL, far longer
 // than TTL + grace, and the check must see double serving.
 func TestPartitionSlowClock(t *testing.T) {
+	t.Parallel()
 	forTransports(t, func(t *testing.T, tls bool) { runPartition(t, partition{victimClock: 0.98, tls: tls}) })
 	t.Run("75%-slow-must-overlap", func(t *testing.T) { runPartition(t, partition{victimClock: 0.25, wantOverlap: true}) })
 }
@@ -70,7 +74,7 @@ func runPartition(t *testing.T, p partition) {
 	if p.tls {
 		tc.pki = newTestPKI(t)
 	}
-	nodes := tc.startN(3, func(cfg *Config) { cfg.hooks.applyDelay = applyDelay })
+	nodes := tc.startN(3, fastTimings, func(cfg *Config) { cfg.hooks.applyDelay = applyDelay })
 
 	asks := map[string]*testNode{}
 	for i := range 9 {
@@ -105,7 +109,7 @@ func runPartition(t *testing.T, p partition) {
 		defer tick.Stop()
 		for {
 			for _, ch := range mine {
-				ctx, cancel := context.WithTimeout(context.Background(), testTTL)
+				ctx, cancel := context.WithTimeout(context.Background(), fastTTL)
 				d, err := n.Route(ctx, ch)
 				cancel()
 				switch {
@@ -146,7 +150,7 @@ func runPartition(t *testing.T, p partition) {
 
 	// The victim fences itself: all its channels reported, block_new_connection.
 	waitFor(t, poll.Patience, victim.name+" fenced", func() bool {
-		f, _ := victim.fencedChannels()
+		f := victim.fencedSince(cutAt)
 		for _, ch := range mine {
 			if !slices.Contains(f, ch) {
 				return false
@@ -155,8 +159,8 @@ func runPartition(t *testing.T, p partition) {
 		return victim.HealthMode() == mode.BlockNewConnection
 	})
 	leaseLost := tc.hist.lastEnd(victim.name, mine).Sub(cutAt)
-	if leaseLost > testTTL && p.victimClock == 0 {
-		t.Errorf("victim served %v after the cut, longer than the lease TTL %v", leaseLost, testTTL)
+	if ttl := fastTTL; leaseLost > ttl && p.victimClock == 0 {
+		t.Errorf("victim served %v after the cut, longer than the lease TTL %v", leaseLost, ttl)
 	}
 	for _, ch := range mine {
 		if victim.Serving(ch) {

@@ -159,6 +159,7 @@ func keyPair(t *testing.T, ca clustercert.PEMPair, name string) tls.Certificate 
 // The cluster keeps serving and the attacked node's log names each refused
 // peer. Over plain loopback the same requests succeed (the control).
 func TestOutsiderCannotSteer(t *testing.T) {
+	t.Parallel()
 	forTransports(t, func(t *testing.T, secure bool) {
 		tc, nodes, logs := securityCluster(t, secure)
 		a, b, c := nodes[0], nodes[1], nodes[2]
@@ -265,6 +266,7 @@ func TestOutsiderCannotSteer(t *testing.T) {
 // cluster keeps serving. Over plain loopback the same messages make the
 // leader step down to the attacker's term (the control).
 func TestOutsiderCannotDisturbRaft(t *testing.T) {
+	t.Parallel()
 	forTransports(t, func(t *testing.T, secure bool) {
 		tc, nodes, logs := securityCluster(t, secure)
 		var list []*outsider
@@ -344,6 +346,7 @@ func outsiderTransport(t *testing.T, o *outsider) *raft.NetworkTransport {
 // control). The same for a replay of the leader's raft traffic to a
 // follower: refused, with the follower's term unchanged.
 func TestReplayRefused(t *testing.T) {
+	t.Parallel()
 	forTransports(t, func(t *testing.T, secure bool) {
 		tc, nodes, logs := securityCluster(t, secure)
 		leader := tc.leader(nodes)
@@ -432,6 +435,7 @@ func isReset(err error) bool {
 // only the new CA joins in the middle (so the members present and accept
 // new certificates); at the end a node of the old CA is refused.
 func TestCredentialRotation(t *testing.T) {
+	t.Parallel()
 	tc := newTestCluster(t, false)
 	tc.pki = newTestPKI(t)
 	old := tc.pki
@@ -481,6 +485,7 @@ func TestCredentialRotation(t *testing.T) {
 
 // TestStartNeedsCredentialsBeyondLoopback: safe by default.
 func TestStartNeedsCredentialsBeyondLoopback(t *testing.T) {
+	t.Parallel()
 	for _, l := range []struct{ raft, rpc string }{
 		{"0.0.0.0:0", "127.0.0.1:0"},
 		{"127.0.0.1:0", "192.0.2.1:0"},

@@ -115,6 +115,23 @@ func (c *Cluster) RaftStats() map[string]any {
 	}
 }
 
+// Lease reports whether this node holds a valid lease now, and until when
+// it runs (zero before the first renewal). For readiness and metrics.
+func (c *Cluster) Lease() (held bool, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed && c.now().Before(c.leaseUntil), c.leaseUntil
+}
+
+// ChannelCounts returns how many channels the table gives this node's
+// incarnation, how many it serves now (lease valid), and how many the
+// table holds in all.
+func (c *Cluster) ChannelCounts() (owned, served, total int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.mine), len(c.served), len(c.tab.Channels)
+}
+
 // Sync makes this node's table current for a read: it returns once the
 // table has applied every command the leader had applied when Sync was
 // called (a read barrier: raft's Barrier on the leader, then this node

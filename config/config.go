@@ -71,6 +71,8 @@ type Config struct {
 	WebhookResponseTimeout       time.Duration
 	WebhookWorkers               int
 	WebhookQueueSize             int
+	WebhookRetries               int
+	WebhookRetryInterval         time.Duration
 	IgnoreSessionVanishedWebhook bool
 
 	// DataChannels.
@@ -135,6 +137,7 @@ type Config struct {
 	// Logging and debugging.
 	LogLevel   string
 	DebugPprof bool
+	LogFormat  string // text or json
 }
 
 // Default returns the built-in defaults: a node serving on loopback, usable
@@ -164,6 +167,7 @@ func Default() Config {
 		WebhookResponseTimeout:           5 * time.Second,
 		WebhookWorkers:                   5,
 		WebhookQueueSize:                 1024,
+		WebhookRetryInterval:             time.Second,
 		IgnoreSessionVanishedWebhook:     true,
 		DataChannelSignalingCloseMessage: true,
 		DataChannelMaxMessageSize:        65536,
@@ -192,6 +196,7 @@ func Default() Config {
 		ClusterLeaseTTL:                  5 * time.Second,
 		ClusterLeaseGrace:                2 * time.Second,
 		LogLevel:                         "info",
+		LogFormat:                        "text",
 	}
 }
 
@@ -244,6 +249,8 @@ func (c *Config) keys() []key {
 		durationKey("webhook_response_timeout", "time a webhook receiver has to answer", &c.WebhookResponseTimeout),
 		intKey("webhook_workers", "senders per session/event webhook queue", &c.WebhookWorkers),
 		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),
+		intKey("webhook_retries", "times a failed session or event webhook is sent again (same id; later events of its channel or connection wait); 0 drops it, as Sora's counters suggest it does", &c.WebhookRetries),
+		durationKey("webhook_retry_interval", "wait before the first retry of a failed webhook, doubled for each further one", &c.WebhookRetryInterval),
 		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
 		boolKey("data_channel_signaling", "DataChannel signaling for a connect that does not say (data_channel_signaling in connect and the auth webhook's payout win)", &c.DataChannelSignaling),
 		boolKey("ignore_disconnect_websocket", "for a connect that does not say: after switched, the connection outlives its WebSocket", &c.IgnoreDisconnectWebSocket),
@@ -296,6 +303,7 @@ func (c *Config) keys() []key {
 		stringKey("cluster_tls_key_file", "PEM file of the private key of cluster_tls_cert_file; the three files are read again when they change", &c.ClusterTLSKeyFile),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
 		boolKey("debug_pprof", "serve Go's pprof profiles at /debug/pprof/ on the API port (keep the API on loopback)", &c.DebugPprof),
+		stringKey("log_format", "text (logfmt, one line per record) or json (one JSON object per line, for log collectors)", &c.LogFormat),
 	}
 }
 
@@ -422,6 +430,9 @@ func (c *Config) Validate() error {
 		c.DataChannelQueueBytes < c.DataChannelMaxMessageSize {
 		return fmt.Errorf("config: data_channel_max_message_size must be 1024 to 16777216, data_channel_queue_bytes at least that, data_channel_messages_per_second 0 or more: %w", ErrOutOfRange)
 	}
+	if c.WebhookRetries < 0 || c.WebhookRetries > 10 || c.WebhookRetryInterval <= 0 {
+		return fmt.Errorf("config: webhook_retries must be 0 to 10 and webhook_retry_interval positive: %w", ErrOutOfRange)
+	}
 	if c.WebhookWorkers < 1 || c.WebhookQueueSize < 1 || c.MediaSockets < 1 {
 		return fmt.Errorf("config: webhook_workers, webhook_queue_size and media_sockets must be at least 1: %w", ErrOutOfRange)
 	}
@@ -473,6 +484,9 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log_level %q: %w", c.LogLevel, ErrOutOfRange)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("config: log_format %q (want text or json): %w", c.LogFormat, ErrOutOfRange)
 	}
 	return nil
 }

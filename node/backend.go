@@ -22,6 +22,7 @@ func (n *Node) Mode() mode.Mode { return n.hub.Mode() }
 // skips a blocked node (spec/cluster.md 3.5).
 func (n *Node) SetMode(m mode.Mode) mode.Mode {
 	after := n.hub.SetMode(m)
+	n.operatorModeChanged()
 	if n.cl != nil {
 		n.cl.operatorChanged()
 	}
@@ -89,6 +90,9 @@ type StatsReport struct {
 	Cluster map[string]any `json:"cluster,omitempty"`
 	Error   ErrorCounts    `json:"error"`
 
+	// Ready is /readyz; Drain the drain's progress (hayate ctl drain).
+	Ready bool        `json:"ready"`
+	Drain DrainStatus `json:"drain"`
 	// SCTP over every DataChannel association, with Sora's names
 	// (sora_exporter's sctp metrics), and the DataChannel counters.
 	SCTPPacketsIn  uint64                  `json:"total_received_sctp"`
@@ -151,6 +155,8 @@ func (n *Node) StatsReport() any {
 		Media:     n.media.Stats(), Runtime: runtimeStats(),
 		Error: ErrorCounts{SignalingError: s.SignalingErrors.Load()},
 	}
+	r.Ready, _ = n.Ready()
+	r.Drain = n.DrainStatus()
 	r.SCTPPacketsIn, r.SCTPBytesIn = r.Media.SCTPPacketsIn, r.Media.SCTPBytesIn
 	r.SCTPPacketsOut, r.SCTPBytesOut = r.Media.SCTPPacketsOut, r.Media.SCTPBytesOut
 	r.DataChannels = s.DataChannels()

@@ -10,10 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +52,9 @@ type Node struct {
 	// The health mode is the stricter of the cluster's and the drain's.
 	healthMu                   sync.Mutex
 	clusterHealth, drainHealth mode.Mode
+	drain                      drainRecord // guarded by healthMu
+
+	build BuildInfo
 
 	closeOnce sync.Once
 	serveWG   sync.WaitGroup
@@ -68,7 +69,7 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	built := &Node{cfg: cfg, log: log, word: mode.NewWord(mode.Normal), cert: c}
+	built := &Node{cfg: cfg, log: log, word: mode.NewWord(mode.Normal), cert: c, build: Build()}
 	n = built
 	defer func() {
 		if err != nil {
@@ -101,8 +102,10 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	}
 
 	n.auth = webhook.NewAuth(cfg.AuthWebhookURL, cfg.WebhookResponseTimeout)
-	n.sessionQ = webhook.NewQueue("session", cfg.SessionWebhookURL, cfg.WebhookWorkers, cfg.WebhookQueueSize, cfg.WebhookResponseTimeout, log)
-	n.eventQ = webhook.NewQueue("event", cfg.EventWebhookURL, cfg.WebhookWorkers, cfg.WebhookQueueSize, cfg.WebhookResponseTimeout, log)
+	qopt := webhook.Options{Workers: cfg.WebhookWorkers, Size: cfg.WebhookQueueSize, Timeout: cfg.WebhookResponseTimeout,
+		Retries: cfg.WebhookRetries, RetryWait: cfg.WebhookRetryInterval}
+	n.sessionQ = webhook.NewQueue("session", cfg.SessionWebhookURL, qopt, log)
+	n.eventQ = webhook.NewQueue("event", cfg.EventWebhookURL, qopt, log)
 
 	set := signal.Settings{
 		Label: cfg.Label, NodeName: cfg.EffectiveNodeName(), Version: Version,
@@ -139,34 +142,15 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		hooks.Router, apiOpt.Cluster = n.cl, n.cl
 	}
 	n.hub = signal.NewHub(set, n.word, n.media, hooks, log)
-	var api http.Handler = control.New(n, apiOpt, log)
-	if cfg.DebugPprof {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		mux.Handle("/", api)
-		api = mux
-		if cfg.APIToken != "" {
-			// The profiles need the token too.
-			inner := api
-			tok := "Bearer " + cfg.APIToken
-			api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if strings.HasPrefix(r.URL.Path, "/debug/pprof/") && r.Header.Get("Authorization") != tok {
-					http.Error(w, "unauthorized", http.StatusUnauthorized)
-					return
-				}
-				inner.ServeHTTP(w, r)
-			})
-		}
-	}
-	n.sigSrv = &http.Server{Handler: n.hub, ReadHeaderTimeout: cfg.SignalingHandshakeTimeout, IdleTimeout: cfg.SignalingHandshakeTimeout,
+	api := n.apiHandler(control.New(n, apiOpt, log))
+	n.sigSrv = &http.Server{Handler: n.signalingHandler(), ReadHeaderTimeout: cfg.SignalingHandshakeTimeout, IdleTimeout: cfg.SignalingHandshakeTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	n.apiSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// Booting into a block mode counts as entering it: with no session yet,
 	// session.vanished goes out at once.
 	n.hub.SetMode(cfg.InitialMode)
+	n.operatorModeChanged()
 	if n.cl != nil {
 		n.cl.attach()
 	}
@@ -247,8 +231,11 @@ func (n *Node) Hub() *signal.Hub { return n.hub }
 // which the operator cannot lift), and in a cluster placement skips it.
 func (n *Node) StartDrain() {
 	n.healthMu.Lock()
+	if n.drain.reason != DrainShutdown {
+		n.startDrainLocked(DrainShutdown, n.cfg.DrainTimeout)
+	}
 	n.drainHealth = mode.BlockNewConnection
-	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth))
+	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth), n.drainHealth.Blocking())
 	n.healthMu.Unlock()
 	if n.cl != nil {
 		n.cl.operatorChanged() // placement skips a draining node
@@ -260,6 +247,9 @@ func (n *Node) StartDrain() {
 // timeout passes. It reports whether the node drained.
 func (n *Node) Drain(ctx context.Context, timeout time.Duration) bool {
 	n.StartDrain()
+	n.healthMu.Lock()
+	n.drain.deadline = n.drain.started.Add(timeout) // this drain's own timeout
+	n.healthMu.Unlock()
 	n.log.Info("draining", "sessions", n.hub.Sessions(), "connections", n.hub.Connections(), "drain_timeout", config.FormatDuration(timeout))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -297,7 +287,7 @@ func (n *Node) setClusterHealth(m mode.Mode) {
 	n.healthMu.Lock()
 	defer n.healthMu.Unlock()
 	n.clusterHealth = m
-	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth))
+	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth), n.drainHealth.Blocking())
 }
 
 // replicatedMode is the mode the cluster should place by for this node:

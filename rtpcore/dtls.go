@@ -56,7 +56,7 @@ func (t *Transport) startDTLSClient() {
 // handshake runs the DTLS handshake (server, or client when asClient) and
 // installs the SRTP contexts.
 func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
-	ctx, cancel := t.handshakeContext()
+	ctx, cancel := t.handshakeContext(0)
 	defer cancel()
 	ad := chanconn.New(t.dtlsIn, t.dtlsStop, t.e.addr, t.remote, func(p []byte, to netip.AddrPort) error {
 		io := t.io.Load()
@@ -145,10 +145,16 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	}
 }
 
-// handshakeContext bounds a handshake (DTLS, SCTP) by the failed timeout
-// and ends it when the transport closes.
-func (t *Transport) handshakeContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(t.e.ctx, t.e.cfg.FailedTimeout)
+// handshakeContext ends a handshake (DTLS, SCTP) when the transport
+// closes, and after limit if limit is positive. The DTLS handshake has no
+// limit of its own: the janitor fails one that takes longer than
+// FailedTimeout in the node's listening time (liveness.go), so a node stall
+// does not fail handshakes in flight.
+func (t *Transport) handshakeContext(limit time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(t.e.ctx)
+	if limit > 0 {
+		ctx, cancel = context.WithTimeout(t.e.ctx, limit)
+	}
 	go func() {
 		select {
 		case <-t.closed:
