@@ -11,9 +11,9 @@
 // At most MaxConnections connections are open at once (more are closed at
 // accept). A connection must pass an ICE check (a Binding request with a
 // connection's ufrag and password, which the core answers) within
-// HandshakeTimeout, and is closed once the core has sent it nothing for
-// IdleTimeout (its transport closed, or the client went quiet: ICE consent
-// answers and media keep a live one busy). What the core sends to a client
+// HandshakeTimeout, and is closed when the transport it reached closes,
+// or once the core has sent it nothing for IdleTimeout (the client went
+// quiet: ICE consent answers and media keep a live one busy). What the core sends to a client
 // that does not read is queued up to QueueBytes and dropped beyond; a frame
 // longer than a datagram closes the connection.
 package icetcp
@@ -59,6 +59,7 @@ type Stats struct {
 	Refused           uint64 `json:"total_refused"`
 	HandshakeTimeouts uint64 `json:"total_handshake_timeouts"`
 	IdleClosed        uint64 `json:"total_idle_closed"`
+	Ended             uint64 `json:"total_ended"`
 	InvalidFrames     uint64 `json:"total_invalid_frames"`
 	QueueFull         uint64 `json:"total_dropped_queue_full"`
 	FramesIn          uint64 `json:"total_received_frames"`
@@ -74,12 +75,12 @@ type Server struct {
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 
-	open                                                    atomic.Int64
-	accepted, refused, hsTimeouts, idle, invalid, queueFull atomic.Uint64
-	framesIn, framesOut                                     atomic.Uint64
-	stop                                                    chan struct{}
-	wg                                                      sync.WaitGroup
-	closeOnce                                               sync.Once
+	open                                                           atomic.Int64
+	accepted, refused, hsTimeouts, idle, ended, invalid, queueFull atomic.Uint64
+	framesIn, framesOut                                            atomic.Uint64
+	stop                                                           chan struct{}
+	wg                                                             sync.WaitGroup
+	closeOnce                                                      sync.Once
 }
 
 // Listen binds the ICE-TCP port and serves it.
@@ -121,7 +122,7 @@ func (s *Server) Addr() netip.AddrPort { return s.addr }
 func (s *Server) Stats() Stats {
 	return Stats{
 		Open: s.open.Load(), Accepted: s.accepted.Load(), Refused: s.refused.Load(),
-		HandshakeTimeouts: s.hsTimeouts.Load(), IdleClosed: s.idle.Load(), InvalidFrames: s.invalid.Load(),
+		HandshakeTimeouts: s.hsTimeouts.Load(), IdleClosed: s.idle.Load(), Ended: s.ended.Load(), InvalidFrames: s.invalid.Load(),
 		QueueFull: s.queueFull.Load(), FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(),
 	}
 }
@@ -298,6 +299,12 @@ func (c *conn) write() {
 		select {
 		case <-c.kick:
 		case <-c.done:
+			return
+		case <-c.link.Ended():
+			// The connection's transport closed: nothing will talk to
+			// this TCP connection any more.
+			c.s.ended.Add(1)
+			c.close()
 			return
 		}
 		c.mu.Lock()

@@ -93,7 +93,7 @@ func closedByServer(t *testing.T, c net.Conn, what string) {
 // and a second check works on the same stream.
 func TestICEOverTCP(t *testing.T) {
 	e := engine(t)
-	s := server(t, e, func(c *Config) { c.IdleTimeout = time.Second })
+	s := server(t, e, nil)
 	tr, err := e.Open("c1", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -127,12 +127,30 @@ func TestICEOverTCP(t *testing.T) {
 	if st.Open != 1 || st.Accepted != 1 || st.FramesIn != 2 || st.FramesOut != 2 {
 		t.Fatalf("stats %+v", st)
 	}
-	// The transport closes: the core stops talking and the connection is
-	// closed as idle.
+	// The transport closes: the connection is closed with it.
 	tr.Close()
 	c.SetReadDeadline(time.Time{})
 	closedByServer(t, c, "after the transport closed")
+	poll.Soon(t, "the close counted", func() bool { return s.Stats().Ended == 1 && s.Stats().Open == 0 })
+}
+
+// TestIdleTimeout: a connection that passed an ICE check and then hears
+// nothing from the core (its client went quiet, so no consent answers)
+// is closed after IdleTimeout.
+func TestIdleTimeout(t *testing.T) {
+	e := engine(t)
+	s := server(t, e, func(c *Config) { c.IdleTimeout = 500 * time.Millisecond })
+	tr, err := e.Open("c1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialTCP(t, s)
+	c.Write(appendFrame(nil, check(t, tr)))
+	closedByServer(t, c, "idle after one check")
 	poll.Soon(t, "the idle close counted", func() bool { return s.Stats().IdleClosed == 1 && s.Stats().Open == 0 })
+	if s.Stats().HandshakeTimeouts != 0 {
+		t.Fatal("a connection that passed a check counted as a handshake timeout")
+	}
 }
 
 // TestHandshakeTimeout: a connection that passes no ICE check (here one

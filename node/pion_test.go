@@ -38,6 +38,12 @@ type pionPeer struct {
 // Hayate's payload types, and the given SRTP profiles.
 func pionAPI(t *testing.T, role webrtc.DTLSRole, profiles ...dtls.SRTPProtectionProfile) *webrtc.API {
 	t.Helper()
+	return pionAPIOn(t, []webrtc.NetworkType{webrtc.NetworkTypeUDP4}, role, profiles...)
+}
+
+// pionAPIOn is pionAPI on the given network types (TCP4 alone: ICE-TCP).
+func pionAPIOn(t *testing.T, networks []webrtc.NetworkType, role webrtc.DTLSRole, profiles ...dtls.SRTPProtectionProfile) *webrtc.API {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
 	must(t, m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio))
@@ -47,7 +53,7 @@ func pionAPI(t *testing.T, role webrtc.DTLSRole, profiles ...dtls.SRTPProtection
 	s := webrtc.SettingEngine{}
 	s.SetIncludeLoopbackCandidate(true)
 	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	s.SetNetworkTypes(networks)
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if len(profiles) > 0 {
 		s.SetSRTPProtectionProfiles(profiles...)

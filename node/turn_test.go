@@ -451,3 +451,50 @@ func TestCoturnInterop(t *testing.T) {
 	a.disconnect()
 	b.disconnect()
 }
+
+// TestPionOverICETCP: with ice_tcp the offer carries a passive TCP
+// candidate; pion clients that may use TCP only (no UDP at all) connect
+// to it as active ICE-TCP candidates and exchange media both ways; the
+// node reports the connections' transport as tcp.
+func TestPionOverICETCP(t *testing.T) {
+	hooks := newHookReceiver(t)
+	n := startNode(t, func(c *config.Config) {
+		c.ICEConnectionStateFailedTimeout = patience
+		c.TURN = false
+		c.ICETCP = true
+		c.EventWebhookURL = hooks.url()
+	})
+	api := pionAPIOn(t, []webrtc.NetworkType{webrtc.NetworkTypeTCP4}, 0)
+	audioA, videoA := newSource(t, webrtc.RTPCodecTypeAudio), newSource(t, webrtc.RTPCodecTypeVideo)
+	audioB, videoB := newSource(t, webrtc.RTPCodecTypeAudio), newSource(t, webrtc.RTPCodecTypeVideo)
+	a := newPionPeer(t, n, api, "ice-tcp", "sendrecv", audioA.track, videoA.track)
+	if !strings.Contains(a.offer.SDP, "tcptype passive") {
+		t.Fatal("the offer has no passive TCP candidate")
+	}
+	a.waitConnected(n)
+	b := newPionPeer(t, n, api, "ice-tcp", "sendrecv", audioB.track, videoB.track)
+	b.waitConnected(n)
+	exchange(t, a, b, []*source{audioA, videoA}, []*source{audioB, videoB})
+	for _, p := range []*pionPeer{a, b} {
+		pair, err := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+		if err != nil || pair == nil || pair.Local.Protocol != webrtc.ICEProtocolTCP {
+			t.Fatalf("selected pair %v (%v), want TCP", pair, err)
+		}
+	}
+	st := n.ICETCP().Stats()
+	if st.Accepted < 2 || st.FramesIn == 0 || st.FramesOut == 0 {
+		t.Fatalf("ICE-TCP stats %+v", st)
+	}
+	a.disconnect()
+	b.disconnect()
+	waitFor(t, "connection.destroyed with turn_transport_type tcp", patience, func() bool {
+		tcp := 0
+		for _, h := range hooks.ofType("connection.destroyed") {
+			if h["data"].(map[string]any)["turn_transport_type"] == "tcp" {
+				tcp++
+			}
+		}
+		return tcp == 2
+	})
+	waitFor(t, "the ICE-TCP connections closed", patience, func() bool { return n.ICETCP().Stats().Open == 0 })
+}

@@ -52,6 +52,10 @@ type Link struct {
 	lastOut  atomic.Int64
 	answered atomic.Bool // the core answered an ICE check that came through it
 	closed   atomic.Bool
+	// ended is closed when the transport the link's peer reached closes
+	// (endLinks): its owner may then close the link at once.
+	ended   chan struct{}
+	endOnce sync.Once
 }
 
 // Link connects an in-process peer: remote is its real address, kind one
@@ -63,7 +67,7 @@ func (e *Engine) Link(kind string, remote netip.AddrPort, out func(p []byte)) (*
 		return nil, ErrClosed
 	}
 	a := linkAddr(kind, remote)
-	l := &Link{e: e, addr: a, kind: kind, out: out}
+	l := &Link{e: e, addr: a, kind: kind, out: out, ended: make(chan struct{})}
 	l.lastOut.Store(time.Now().UnixNano())
 	// Links are spread over the socket shards: their peers are handled in
 	// parallel, like the kernel spreads UDP peers.
@@ -117,6 +121,34 @@ func (l *Link) LastSent() time.Time { return time.Unix(0, l.lastOut.Load()) }
 // Answered reports whether the core has answered an ICE check that came
 // through the link: the peer knows a connection's ICE password.
 func (l *Link) Answered() bool { return l.answered.Load() }
+
+// Ended is closed when the transport the link's peer reached through it
+// has closed (the connection ended): nothing on this node will talk to
+// the link any more.
+func (l *Link) Ended() <-chan struct{} { return l.ended }
+
+// endLinks closes Ended of the links the transport's peer last used.
+func (t *Transport) endLinks() {
+	var addrs [3]netip.AddrPort
+	if a, ok := t.agent.Selected(); ok {
+		addrs[0] = a
+	}
+	if p := t.checkedAddr.Load(); p != nil {
+		addrs[1] = *p
+	}
+	if p := t.dtlsPeer.Load(); p != nil {
+		addrs[2] = *p
+	}
+	for _, a := range addrs {
+		if !isLinkAddr(a) {
+			continue
+		}
+		if v, ok := t.e.links.Load(a); ok {
+			l := v.(*Link)
+			l.endOnce.Do(func() { close(l.ended) })
+		}
+	}
+}
 
 // Close disconnects the link; later datagrams either way are dropped. The
 // address the shard learned for it is forgotten with the transport.

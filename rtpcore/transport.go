@@ -278,6 +278,7 @@ func (t *Transport) Close() {
 			empty := []*Transport{}
 			pt.downs.Store(&empty)
 		}
+		t.endLinks()
 		t.e.forget(t)
 	})
 }
