@@ -37,8 +37,8 @@ test-go: deps test-deps prom-deps
 # Debian packages the tests run, as command:package: Chromium for e2e (never
 # a downloaded browser), iptables to cut a cluster node off (node/fencing_test.go)
 # and to drop UDP (e2e/turn.test.mjs), coturn as an operator's own TURN server
-# (node/turn_test.go).
-TEST_TOOLS := chromium:chromium iptables:iptables turnserver:coturn
+# (node/turn_test.go), openssl for the e2e TURN-TLS test certificate.
+TEST_TOOLS := chromium:chromium iptables:iptables turnserver:coturn openssl:openssl
 
 test-deps:
 	@missing=""; for tp in $(TEST_TOOLS); do \

@@ -40,7 +40,11 @@ export async function startHayate(extraArgs = []) {
       if (m) {
         clearTimeout(timer);
         const c = m[0].match(/cluster_node=(\S+) cluster_rpc=(\S+)/);
-        resolve({ signaling: m[1], api: m[2], media: m[3], clusterNode: c && c[1], clusterRPC: c && c[2] });
+        const field = (k) => (m[0].match(new RegExp(` ${k}=(\\S+)`)) || [])[1];
+        resolve({
+          signaling: m[1], api: m[2], media: m[3], clusterNode: c && c[1], clusterRPC: c && c[2],
+          turn: { udp: field("turn_udp"), tcp: field("turn_tcp"), tls: field("turn_tls") }, iceTCP: field("ice_tcp"),
+        });
       }
     });
     proc.on("exit", (code) => reject(new Error(`hayate exited with ${code}\n${log}`)));
@@ -62,6 +66,7 @@ export async function startHayate(extraArgs = []) {
   };
   return {
     url: `ws://${ready.signaling}/signaling`, api, stop, log: () => log, proc, media: ready.media,
+    turn: ready.turn, iceTCP: ready.iceTCP,
     clusterNode: ready.clusterNode, clusterRPC: ready.clusterRPC,
   };
 }
@@ -107,17 +112,19 @@ const chromiumArgs = [
   "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE ::1",
 ];
 
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   return await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
-    args: chromiumArgs,
+    args: [...chromiumArgs, ...extraArgs],
   });
 }
 
-// openClient opens one page (one browser "tab") with the SDK loaded.
-export async function openClient(browser, pageURL) {
+// openClient opens one page (one browser "tab") with the SDK loaded;
+// initScript, if given, runs in the page before any of its scripts.
+export async function openClient(browser, pageURL, initScript) {
   const context = await browser.newContext();
+  if (initScript) await context.addInitScript(initScript.fn, initScript.arg);
   const p = await context.newPage();
   p.on("pageerror", (err) => console.error("page error:", err.message));
   await p.goto(pageURL);
@@ -182,7 +189,12 @@ export async function mediaState(p) {
         const cp = byId.get(s.selectedCandidatePairId);
         const l = cp && byId.get(cp.localCandidateId);
         const r = cp && byId.get(cp.remoteCandidateId);
-        if (l && r) pair = { local: l.address || l.ip, remote: r.address || r.ip, remotePort: r.port, state: cp.state };
+        if (l && r) {
+          pair = {
+            local: l.address || l.ip, remote: r.address || r.ip, remotePort: r.port, state: cp.state,
+            localType: l.candidateType, relayProtocol: l.relayProtocol, protocol: l.protocol, remoteProtocol: r.protocol,
+          };
+        }
       }
     });
     return { inbound, pair, tracks: window.events.tracks, connectionState: window.conn.pc.connectionState };
@@ -217,10 +229,10 @@ export async function waitFor(what, ms, cond) {
 // extraArgs), the page server and the browser; what started is in env even
 // if a later step throws. stopEnv stops them and returns the node's exit
 // code (0 after SIGTERM).
-export async function startEnv(env, extraArgs = []) {
+export async function startEnv(env, extraArgs = [], browserArgs = []) {
   env.hayate = await startHayate(extraArgs);
   env.pages = await startPageServer();
-  env.browser = await launchBrowser();
+  env.browser = await launchBrowser(browserArgs);
   return env;
 }
 
