@@ -36,7 +36,7 @@ test-go: deps test-deps prom-deps
 
 # Debian packages the tests run, as command:package: Chromium for e2e (never
 # a downloaded browser), iptables to cut a cluster node off (node/fencing_test.go)
-# and to drop UDP (e2e/turn.test.mjs), coturn as an operator's own TURN server
+# and to drop UDP (e2e/udp-blocked.test.mjs), coturn as an operator's own TURN server
 # (node/turn_test.go), openssl for the e2e TURN-TLS test certificate.
 TEST_TOOLS := chromium:chromium iptables:iptables turnserver:coturn openssl:openssl
 
