@@ -26,6 +26,7 @@ import (
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/internal/logbuf"
 	"github.com/hayate-sfu/hayate/internal/netns"
+	"github.com/hayate-sfu/hayate/loadpeer"
 	"github.com/hayate-sfu/hayate/sigclient"
 )
 
@@ -497,4 +498,32 @@ func TestPionOverICETCP(t *testing.T) {
 		return tcp == 2
 	})
 	waitFor(t, "the ICE-TCP connections closed", patience, func() bool { return n.ICETCP().Stats().Open == 0 })
+}
+
+// TestLoadpeerTransports: the load generator's clients reach the node
+// over each transport the benchmark compares (UDP, TURN-UDP, TURN-TCP,
+// ICE-TCP): a subscriber on it receives a UDP publisher's video, and the
+// node counts it on that path.
+func TestLoadpeerTransports(t *testing.T) {
+	for _, tc := range []struct {
+		transport        string
+		turnUDP, turnTCP uint64
+		iceTCP           uint64
+	}{
+		{loadpeer.TransportUDP, 0, 0, 0}, {loadpeer.TransportTURNUDP, 1, 0, 0},
+		{loadpeer.TransportTURNTCP, 0, 1, 0}, {loadpeer.TransportTCP, 0, 0, 1},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			n := startNode(t, func(c *config.Config) { c.ICETCP = true })
+			c := &call{n: n, pubRec: newRecorder(), subRec: newRecorder(), seq: 100}
+			c.sub = peerWith(t, n, "lp", "recvonly", c.subRec, func(o *loadpeer.Options) { o.Transport = tc.transport })
+			c.pub = peerWith(t, n, "lp", "sendonly", c.pubRec)
+			c.video = c.pub.SSRCs["video"]
+			c.expectFlow(t, "video over "+tc.transport)
+			s := n.hub.Stats()
+			if u, p, i := s.TURNUDPConnections.Load(), s.TURNTCPConnections.Load(), n.ICETCP().Stats().Accepted; u != tc.turnUDP || p != tc.turnTCP || i != tc.iceTCP {
+				t.Fatalf("TURN-UDP %d, TURN-TCP %d, ICE-TCP %d connections; want %d, %d, %d", u, p, i, tc.turnUDP, tc.turnTCP, tc.iceTCP)
+			}
+		})
+	}
 }
