@@ -129,12 +129,13 @@ func startFanout(b *testing.B, kind string, n int, extra ...string) *fanoutRun {
 	if err != nil {
 		b.Fatalf("%s: joining %d subscribers: %v\n%s", kind, n, err, r.srv.Log())
 	}
-	b.Cleanup(func() {
-		for _, s := range r.subs {
-			s.Close()
-		}
-	})
-	// Settle: every subscriber receives, then one more second.
+	b.Cleanup(r.closeSubs)
+	r.settle()
+	return r
+}
+
+// settle waits until every subscriber receives, then one more second.
+func (r *fanoutRun) settle() {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, s := range r.subs {
 		for s.Packets() == 0 && time.Now().Before(deadline) {
@@ -142,7 +143,21 @@ func startFanout(b *testing.B, kind string, n int, extra ...string) *fanoutRun {
 		}
 	}
 	time.Sleep(time.Second)
-	return r
+}
+
+// closeSubs disconnects the subscribers (once).
+func (r *fanoutRun) closeSubs() {
+	for _, s := range r.subs {
+		s.Close()
+	}
+	r.subs = nil
+}
+
+// stop ends the run before the next one starts on the server's core.
+func (r *fanoutRun) stop() {
+	r.pub.Stop()
+	r.closeSubs()
+	r.srv.Stop(30 * time.Second)
 }
 
 // idleAllocsPerSecond pauses the publisher and measures the server's
@@ -272,12 +287,7 @@ func BenchmarkFanoutBackend(b *testing.B) {
 			ns[backend] = w.NsPerForward()
 			b.ReportMetric(w.NsPerForward(), backend+"-ns/fwd")
 			b.ReportMetric(w.LossPercent, backend+"-loss-%")
-			r.pub.Stop()
-			for _, s := range r.subs {
-				s.Close()
-			}
-			r.subs = nil
-			r.srv.Stop(30 * time.Second)
+			r.stop()
 		}
 		b.ReportMetric(ns["io_uring"]/ns["epoll"], "io_uring/epoll")
 	})

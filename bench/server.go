@@ -233,6 +233,15 @@ func (s *Server) counters() map[string]float64 {
 	out["send_calls"] = f(md, "total_send_calls")
 	out["send_messages"] = f(md, "total_send_messages")
 	out["packets_out"] = f(md, "total_sent_packets")
+	// Drops on the way to TURN and ICE-TCP viewers: the core's links
+	// and the TURN allocations' queues.
+	lk, _ := md["links"].(map[string]any)
+	out["link_queue_full"] = f(lk, "total_dropped_queue_full")
+	tn, _ := m["turn"].(map[string]any)
+	dr, _ := tn["dropped"].(map[string]any)
+	out["turn_queue_full"] = f(dr, "queue_full")
+	it, _ := m["ice_tcp"].(map[string]any)
+	out["ice_tcp_queue_full"] = f(it, "total_dropped_queue_full")
 	return out
 }
 
