@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -279,4 +280,38 @@ func FuzzReadFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestVanishingClients: clients that go away mid-handshake (after part of
+// a frame's length, after part of a frame, after one ICE check, or that
+// connect and send nothing) leave no connection, link or goroutine behind.
+func TestVanishingClients(t *testing.T) {
+	e := engine(t)
+	s := server(t, e, func(c *Config) { c.HandshakeTimeout = 300 * time.Millisecond })
+	tr, err := e.Open("c1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := runtime.NumGoroutine()
+	framed := appendFrame(nil, check(t, tr))
+	for _, first := range [][]byte{{0}, framed[:2], framed[:10], framed} {
+		for range 5 {
+			c := dialTCP(t, s)
+			c.Write(first)
+			c.Close()
+		}
+	}
+	var silent []net.Conn
+	for range 5 {
+		silent = append(silent, dialTCP(t, s))
+	}
+	for _, c := range silent {
+		closedByServer(t, c, "a silent client")
+	}
+	poll.Soon(t, "every connection, link and goroutine gone", func() bool {
+		return s.Stats().Open == 0 && e.Stats().Links.Open == 0 && runtime.NumGoroutine() <= base
+	})
+	if st := s.Stats(); st.Accepted != 25 || st.HandshakeTimeouts < 5 {
+		t.Fatalf("stats %+v", st)
+	}
 }
