@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -15,26 +14,11 @@ import (
 
 	"github.com/pion/stun/v4"
 
-	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/internal/coretest"
 	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/media"
 	"github.com/hayate-sfu/hayate/rtpcore"
 )
-
-func engine(t *testing.T) *rtpcore.Engine {
-	t.Helper()
-	c, err := cert.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := rtpcore.New(rtpcore.Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Sockets: 1, Backend: rtpcore.BackendEpoll,
-		Certificate: c.TLS, Fingerprint: c.Fingerprint, FailedTimeout: time.Minute, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
-}
 
 func server(t *testing.T, e *rtpcore.Engine, edit func(*Config)) *Server {
 	t.Helper()
@@ -49,26 +33,6 @@ func server(t *testing.T, e *rtpcore.Engine, edit func(*Config)) *Server {
 	t.Cleanup(s.Close)
 	return s
 }
-
-// check is an ICE check (Binding request) to tr as a controlling peer.
-func check(t *testing.T, tr media.Transport) []byte {
-	t.Helper()
-	ufrag, pwd := tr.LocalCredentials()
-	m, err := stun.Build(stun.BindingRequest, stun.TransactionID, stun.NewUsername(ufrag+":peer"),
-		attr{stun.AttrPriority, []byte{1, 2, 3, 4}}, attr{stun.AttrUseCandidate, nil},
-		stun.NewShortTermIntegrity(pwd), stun.Fingerprint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Raw
-}
-
-type attr struct {
-	t stun.AttrType
-	v []byte
-}
-
-func (a attr) AddTo(m *stun.Message) error { m.Add(a.t, a.v); return nil }
 
 func dialTCP(t *testing.T, s *Server) *net.TCPConn {
 	t.Helper()
@@ -93,7 +57,7 @@ func closedByServer(t *testing.T, c net.Conn, what string) {
 // on the same connection, the transport learns the connection as its path,
 // and a second check works on the same stream.
 func TestICEOverTCP(t *testing.T) {
-	e := engine(t)
+	e := coretest.Engine(t)
 	s := server(t, e, nil)
 	tr, err := e.Open("c1", nil)
 	if err != nil {
@@ -104,7 +68,7 @@ func TestICEOverTCP(t *testing.T) {
 	r := bufio.NewReader(c)
 	buf := make([]byte, MaxFrame)
 	for i := range 2 {
-		if _, err := c.Write(appendFrame(nil, check(t, tr))); err != nil {
+		if _, err := c.Write(appendFrame(nil, coretest.Check(t, tr))); err != nil {
 			t.Fatal(err)
 		}
 		c.SetReadDeadline(time.Now().Add(poll.Patience))
@@ -139,14 +103,14 @@ func TestICEOverTCP(t *testing.T) {
 // nothing from the core (its client went quiet, so no consent answers)
 // is closed after IdleTimeout.
 func TestIdleTimeout(t *testing.T) {
-	e := engine(t)
+	e := coretest.Engine(t)
 	s := server(t, e, func(c *Config) { c.IdleTimeout = 500 * time.Millisecond })
 	tr, err := e.Open("c1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := dialTCP(t, s)
-	c.Write(appendFrame(nil, check(t, tr)))
+	c.Write(appendFrame(nil, coretest.Check(t, tr)))
 	closedByServer(t, c, "idle after one check")
 	poll.Soon(t, "the idle close counted", func() bool { return s.Stats().IdleClosed == 1 && s.Stats().Open == 0 })
 	if s.Stats().HandshakeTimeouts != 0 {
@@ -157,7 +121,7 @@ func TestIdleTimeout(t *testing.T) {
 // TestHandshakeTimeout: a connection that passes no ICE check (here one
 // that checks with a wrong password) is closed after HandshakeTimeout.
 func TestHandshakeTimeout(t *testing.T) {
-	e := engine(t)
+	e := coretest.Engine(t)
 	s := server(t, e, func(c *Config) { c.HandshakeTimeout = 300 * time.Millisecond })
 	tr, err := e.Open("c1", nil)
 	if err != nil {
@@ -165,7 +129,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	}
 	ufrag, _ := tr.LocalCredentials()
 	m, _ := stun.Build(stun.BindingRequest, stun.TransactionID, stun.NewUsername(ufrag+":peer"),
-		attr{stun.AttrPriority, []byte{1, 2, 3, 4}}, stun.NewShortTermIntegrity("wrong password"), stun.Fingerprint)
+		coretest.Attr{Type: stun.AttrPriority, Value: []byte{1, 2, 3, 4}}, stun.NewShortTermIntegrity("wrong password"), stun.Fingerprint)
 	c := dialTCP(t, s)
 	c.Write(appendFrame(nil, m.Raw))
 	closedByServer(t, c, "no ICE check passed")
@@ -178,7 +142,7 @@ func TestHandshakeTimeout(t *testing.T) {
 // TestInvalidFrame: a frame longer than a datagram closes the connection
 // and is counted; the server keeps serving.
 func TestInvalidFrame(t *testing.T) {
-	e := engine(t)
+	e := coretest.Engine(t)
 	s := server(t, e, nil)
 	c := dialTCP(t, s)
 	c.Write([]byte{0xff, 0xff, 1, 2, 3})
@@ -186,7 +150,7 @@ func TestInvalidFrame(t *testing.T) {
 	poll.Soon(t, "the invalid frame counted", func() bool { return s.Stats().InvalidFrames == 1 })
 	tr, _ := e.Open("c2", nil)
 	c2 := dialTCP(t, s)
-	c2.Write(appendFrame(nil, check(t, tr)))
+	c2.Write(appendFrame(nil, coretest.Check(t, tr)))
 	c2.SetReadDeadline(time.Now().Add(poll.Patience))
 	if _, err := readFrame(bufio.NewReader(c2), make([]byte, MaxFrame)); err != nil {
 		t.Fatalf("the next connection is served: %v", err)
@@ -195,7 +159,7 @@ func TestInvalidFrame(t *testing.T) {
 
 // TestMaxConnections: connections over the bound are closed at accept.
 func TestMaxConnections(t *testing.T) {
-	e := engine(t)
+	e := coretest.Engine(t)
 	s := server(t, e, func(c *Config) { c.MaxConnections = 2 })
 	dialTCP(t, s)
 	dialTCP(t, s)
@@ -212,7 +176,7 @@ func TestMaxConnections(t *testing.T) {
 // stops at QueueBytes (plus what the kernel buffers) and the rest is
 // dropped and counted.
 func TestQueueBound(t *testing.T) {
-	e := engine(t)
+	e := coretest.Engine(t)
 	s := server(t, e, func(c *Config) { c.QueueBytes = 4096 })
 	c := dialTCP(t, s)
 	c.SetReadBuffer(4096)
@@ -240,7 +204,7 @@ func TestQueueBound(t *testing.T) {
 
 // TestClose: Close ends every connection and its link.
 func TestClose(t *testing.T) {
-	e := engine(t)
+	e := coretest.Engine(t)
 	s := server(t, e, nil)
 	c := dialTCP(t, s)
 	poll.Soon(t, "the connection open", func() bool { return e.Stats().Links.Open == 1 })
@@ -286,14 +250,14 @@ func FuzzReadFrame(f *testing.F) {
 // a frame's length, after part of a frame, after one ICE check, or that
 // connect and send nothing) leave no connection, link or goroutine behind.
 func TestVanishingClients(t *testing.T) {
-	e := engine(t)
+	e := coretest.Engine(t)
 	s := server(t, e, func(c *Config) { c.HandshakeTimeout = 300 * time.Millisecond })
 	tr, err := e.Open("c1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	base := runtime.NumGoroutine()
-	framed := appendFrame(nil, check(t, tr))
+	framed := appendFrame(nil, coretest.Check(t, tr))
 	for _, first := range [][]byte{{0}, framed[:2], framed[:10], framed} {
 		for range 5 {
 			c := dialTCP(t, s)

@@ -3,7 +3,6 @@ package turn
 import (
 	"crypto/tls"
 	"errors"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	pturn "github.com/pion/turn/v5"
 
 	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/internal/coretest"
 	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/media"
 	"github.com/hayate-sfu/hayate/rtpcore"
@@ -26,16 +26,11 @@ type env struct {
 
 func newEnv(t *testing.T, inProcess bool, edit func(*Config)) *env {
 	t.Helper()
+	core := coretest.Engine(t)
 	c, err := cert.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, err := rtpcore.New(rtpcore.Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Sockets: 1, Backend: rtpcore.BackendEpoll,
-		Certificate: c.TLS, Fingerprint: c.Fingerprint, FailedTimeout: time.Minute, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { core.Close() })
 	lo := netip.MustParseAddrPort("127.0.0.1:0")
 	cfg := Config{UDP: lo, TCP: lo, TLS: lo, TLSConfig: &tls.Config{Certificates: []tls.Certificate{c.TLS}},
 		Media: core.Candidate(), RelayIP: netip.MustParseAddr("127.0.0.1"), Core: core, InProcess: inProcess}
@@ -50,8 +45,18 @@ func newEnv(t *testing.T, inProcess bool, edit func(*Config)) *env {
 	return &env{core: core, srv: s}
 }
 
-// client is a pion/turn client over UDP to the server.
+// client is a pion/turn client over UDP to the server, closed when the
+// test ends.
 func (e *env) client(t *testing.T, cr Credentials) *pturn.Client {
+	t.Helper()
+	c, pc := e.dial(t, cr)
+	t.Cleanup(func() { c.Close(); pc.Close() })
+	return c
+}
+
+// dial starts a pion/turn client over UDP to the server on a socket of
+// its own.
+func (e *env) dial(t *testing.T, cr Credentials) (*pturn.Client, net.PacketConn) {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -66,8 +71,22 @@ func (e *env) client(t *testing.T, cr Credentials) *pturn.Client {
 	if err := c.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close(); pc.Close() })
-	return c
+	return c, pc
+}
+
+// allocated is a server (relaying in process or not) with a transport
+// "c1" and a client's allocation made with its credentials.
+func allocated(t *testing.T, inProcess bool) (*env, media.Transport, *pturn.Client, net.PacketConn) {
+	t.Helper()
+	e := newEnv(t, inProcess, nil)
+	tr := e.transport(t, "c1")
+	ufrag, _ := tr.LocalCredentials()
+	c := e.client(t, e.srv.Issue("c1", ufrag))
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, tr, c, relay
 }
 
 // transport opens a transport in the core, ready for ICE checks.
@@ -82,25 +101,6 @@ func (e *env) transport(t *testing.T, id string) media.Transport {
 	return tr
 }
 
-type attr struct {
-	t stun.AttrType
-	v []byte
-}
-
-func (a attr) AddTo(m *stun.Message) error { m.Add(a.t, a.v); return nil }
-
-func check(t *testing.T, tr media.Transport) []byte {
-	t.Helper()
-	ufrag, pwd := tr.LocalCredentials()
-	m, err := stun.Build(stun.BindingRequest, stun.TransactionID, stun.NewUsername(ufrag+":peer"),
-		attr{stun.AttrPriority, []byte{1, 2, 3, 4}}, attr{stun.AttrUseCandidate, nil},
-		stun.NewShortTermIntegrity(pwd), stun.Fingerprint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Raw
-}
-
 // answered sends ICE checks to tr through relay until one is answered,
 // or reports false after a few seconds of silence.
 func answered(t *testing.T, relay net.PacketConn, to net.Addr, tr media.Transport, patience time.Duration) bool {
@@ -108,7 +108,7 @@ func answered(t *testing.T, relay net.PacketConn, to net.Addr, tr media.Transpor
 	buf := make([]byte, 1500)
 	end := time.Now().Add(patience)
 	for time.Now().Before(end) {
-		if _, err := relay.WriteTo(check(t, tr), to); err != nil {
+		if _, err := relay.WriteTo(coretest.Check(t, tr), to); err != nil {
 			t.Fatalf("relay write: %v", err)
 		}
 		relay.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
@@ -130,14 +130,7 @@ func answered(t *testing.T, relay net.PacketConn, to net.Addr, tr media.Transpor
 func TestRelayToTheNode(t *testing.T) {
 	for _, inProcess := range []bool{true, false} {
 		t.Run(map[bool]string{true: "in process", false: "socket"}[inProcess], func(t *testing.T) {
-			e := newEnv(t, inProcess, nil)
-			tr := e.transport(t, "c1")
-			ufrag, _ := tr.LocalCredentials()
-			c := e.client(t, e.srv.Issue("c1", ufrag))
-			relay, err := c.Allocate()
-			if err != nil {
-				t.Fatal(err)
-			}
+			e, tr, _, relay := allocated(t, inProcess)
 			media := net.UDPAddrFromAddrPort(e.core.Candidate())
 			if !answered(t, relay, media, tr, poll.Patience) {
 				t.Fatal("no ICE answer through the relay")
@@ -163,14 +156,7 @@ func TestRelayToTheNode(t *testing.T) {
 func TestNeverAnOpenRelay(t *testing.T) {
 	for _, inProcess := range []bool{true, false} {
 		t.Run(map[bool]string{true: "in process", false: "socket"}[inProcess], func(t *testing.T) {
-			e := newEnv(t, inProcess, nil)
-			tr := e.transport(t, "c1")
-			ufrag, _ := tr.LocalCredentials()
-			c := e.client(t, e.srv.Issue("c1", ufrag))
-			relay, err := c.Allocate()
-			if err != nil {
-				t.Fatal(err)
-			}
+			e, tr, c, relay := allocated(t, inProcess)
 			other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {
 				t.Fatal(err)

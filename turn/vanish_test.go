@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
-	pturn "github.com/pion/turn/v5"
 
 	"github.com/hayate-sfu/hayate/internal/poll"
 )
@@ -71,18 +70,7 @@ func TestVanishingClients(t *testing.T) {
 		c.Close()
 	}
 	for range 3 {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := pturn.NewClient(&pturn.ClientConfig{TURNServerAddr: udp.String(), STUNServerAddr: udp.String(),
-			Username: cr.Username, Password: cr.Password, Realm: "hayate", Conn: pc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Listen(); err != nil {
-			t.Fatal(err)
-		}
+		c, pc := e.dial(t, cr)
 		relay, err := c.Allocate()
 		if err != nil {
 			t.Fatal(err)
