@@ -30,3 +30,32 @@ func FuzzOwnCheck(f *testing.F) {
 		}
 	})
 }
+
+// TestRelayQueueBound: what the core sends to an allocation whose client
+// is not read from stops at relayQueueLen datagrams of at most
+// relayBufSize bytes each (bounded memory per allocation); the rest is
+// dropped and counted, a datagram longer than relayBufSize is cut to it,
+// and the queue drains in order. (The relay is fed directly: a live
+// allocation's reader, pion's relay loop, would drain it meanwhile.)
+func TestRelayQueueBound(t *testing.T) {
+	e := newEnv(t, true, nil)
+	q := newRelay(e.srv, &cred{ufrag: "x"}, "udp")
+	big := make([]byte, 3*relayBufSize)
+	for i := range relayQueueLen + 10 {
+		big[0] = byte(i)
+		q.fromCore(big)
+	}
+	if q.n != relayQueueLen {
+		t.Fatalf("%d datagrams queued, want the bound %d", q.n, relayQueueLen)
+	}
+	if got := e.srv.Stats().Dropped["queue_full"]; got != 10 {
+		t.Fatalf("queue_full %d, want 10", got)
+	}
+	buf := make([]byte, 4*relayBufSize)
+	for i := range relayQueueLen {
+		n, _, err := q.ReadFrom(buf)
+		if err != nil || n != relayBufSize || buf[0] != byte(i) {
+			t.Fatalf("datagram %d: %d bytes, first %d, %v", i, n, buf[0], err)
+		}
+	}
+}
