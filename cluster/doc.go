@@ -1,7 +1,7 @@
 // Package cluster decides which node of a Hayate cluster serves each channel
 // and keeps each node's health mode, on embedded hashicorp/raft (DESIGN
-// decision 10). The design is spec/cluster.md section 3; the Sora facts it
-// copies are spec/cluster.md section 1 and spec/sora-protocol.md section 5.
+// decision 10). The design is docs/spec/cluster.md §3; the Sora facts it
+// copies are docs/spec/cluster.md §1 and docs/spec/sora-protocol.md §5.
 //
 // # Model
 //

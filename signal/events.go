@@ -8,7 +8,7 @@ import (
 )
 
 // Webhook and notify payloads, with Sora's field names
-// (spec: sora-protocol.md 1.9 and 3; https://sora-doc.shiguredo.jp/WEBHOOK).
+// (docs/spec/sora-protocol.md §1.9 and 3; https://sora-doc.shiguredo.jp/WEBHOOK).
 
 // timestamp formats t as Sora does: RFC 3339 in UTC with microseconds.
 func timestamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
