@@ -332,7 +332,7 @@ func TestInitClusterTwice(t *testing.T) {
 	}
 }
 
-// TestLeaseTimerFencesIdleOwner is spec 3.4's lease-check timer: an owner cut
+// TestLeaseTimerFencesIdleOwner is docs/spec/cluster.md §3.4's lease-check timer: an owner cut
 // off with no traffic at all still fences itself when its lease ends.
 func TestLeaseTimerFencesIdleOwner(t *testing.T) {
 	t.Parallel()

@@ -14,7 +14,7 @@ import (
 	"github.com/hayate-sfu/hayate/mode"
 )
 
-// The partition suite of spec 3.7: three nodes, nine channels spread over
+// The partition suite of docs/spec/cluster.md §3.7: three nodes, nine channels spread over
 // them; one node is cut off while the others keep receiving connects for its
 // channels (redirects while it still owns them, take-over after it is
 // expired); then the network heals. Every node's exact serving history must
@@ -41,7 +41,7 @@ func TestPartitionApplyDelay(t *testing.T) {
 	})
 }
 
-// TestPartitionSlowClock is spec 3.7's slow-clock test. The victim's clock
+// TestPartitionSlowClock is docs/spec/cluster.md §3.7's slow-clock test. The victim's clock
 // runs 2 % slow from just before the cut: grace covers that, no overlap.
 // Then, as a control that the history check can fail, a clock running at
 // quarter speed: the victim believes in its lease for four times the TTL, far longer

@@ -1,7 +1,3 @@
-// Package docs holds Hayate's design record and protocol notes (Markdown,
-// no Go code). Its tests keep the repository's references honest: every
-// file, section and decision a comment or document names exists here, and
-// the README's package map lists exactly the packages `go list ./...` does.
 package docs
 
 import (
@@ -50,6 +46,9 @@ var (
 	decisionRef = regexp.MustCompile(`\b[Dd]ecisions? ([0-9]+)\b`)
 	// mdLink is a Markdown link's target.
 	mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	// nickname names a document without its path ("DESIGN", "spec 3.4"),
+	// which a newcomer cannot follow.
+	nickname = regexp.MustCompile(`\bDESIGN(?:$|[^.\w])|(?:^|[^/.\w-])spec [0-9§]`)
 	// decisionItem is a decision in docs/design.md: "N. **Title.**".
 	decisionItem = regexp.MustCompile(`(?m)^([0-9]+)\. \*\*`)
 )
@@ -116,6 +115,11 @@ func checkReferences(fsys fs.FS) ([]problem, error) {
 					if sec := line[m[4]:m[5]]; !hasSection(fsys, target, sec) {
 						report("%s has no section %s", ref, sec)
 					}
+				}
+			}
+			for _, m := range nickname.FindAllString(line, -1) {
+				if !notes {
+					report("a document named without its path: %q", strings.Trim(m, "( "))
 				}
 			}
 			for _, m := range decisionRef.FindAllStringSubmatch(line, -1) {
@@ -195,7 +199,8 @@ func TestCheckerFindsDanglingReferences(t *testing.T) {
 			"[web](https://example.com/x.md) and [top](#top).\n")},
 		"a/a.go": {Data: []byte("// docs/spec/cluster.md §3.4 and docs/spec/cluster.md §3 hold;\n" +
 			"// decision 2 holds; see DESIGN.md, decision 7 and docs/spec/cluster.md §3.9.\n" +
-			"// https://example.com/spec/sora.md is a URL.\n")},
+			"// https://example.com/spec/sora.md is a URL.\n" +
+			"// leases (spec 3.4) and docs/spec/cluster.md §3.4 and (DESIGN decision 2).\n")},
 		"node_modules/x/README.md": {Data: []byte("gone.md\n")},
 	}
 	probs, err := checkReferences(fsys)
@@ -212,6 +217,8 @@ func TestCheckerFindsDanglingReferences(t *testing.T) {
 		"a/a.go:2: DESIGN.md does not exist",
 		"a/a.go:2: docs/spec/cluster.md has no section 3.9",
 		"a/a.go:2: docs/design.md has no decision 7",
+		`a/a.go:4: a document named without its path: "spec 3"`,
+		`a/a.go:4: a document named without its path: "DESIGN"`,
 	}
 	slices.Sort(got)
 	slices.Sort(want)

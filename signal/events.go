@@ -179,7 +179,7 @@ func (h *Hub) failedPayload(c *Conn, reason string) connectionHook {
 	return p
 }
 
-// notifyMessage is Sora's notify for connection events (spec 1.9).
+// notifyMessage is Sora's notify for connection events (docs/spec/sora-protocol.md §1.9).
 type notifyMessage struct {
 	Type              string          `json:"type"`
 	EventType         string          `json:"event_type"`
