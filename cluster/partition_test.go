@@ -44,12 +44,32 @@ func TestPartitionApplyDelay(t *testing.T) {
 // TestPartitionSlowClock is docs/spec/cluster.md §3.7's slow-clock test. The victim's clock
 // runs 2 % slow from just before the cut: grace covers that, no overlap.
 // Then, as a control that the history check can fail, a clock running at
-// quarter speed: the victim believes in its lease for four times the TTL, far longer
-// than TTL + grace, and the check must see double serving.
+// a tenth of real speed: the victim believes in its lease for ten times the
+// TTL, far longer than TTL + grace plus the time a loaded machine takes to
+// move the channels (a quarter speed was too little margin: under load the
+// move once came after the victim's lease ended), and the check must see
+// double serving.
 func TestPartitionSlowClock(t *testing.T) {
 	t.Parallel()
 	forTransports(t, func(t *testing.T, tls bool) { runPartition(t, partition{victimClock: 0.98, tls: tls}) })
-	t.Run("75%-slow-must-overlap", func(t *testing.T) { runPartition(t, partition{victimClock: 0.25, wantOverlap: true}) })
+	t.Run("90%-slow-must-overlap", func(t *testing.T) {
+		// The control shows something only when the cluster moved the
+		// channels while the victim still believed in its lease; a loaded
+		// machine may take longer than that to move them (seen once at a
+		// quarter speed), and then the run is asked again.
+		for attempt := 1; ; attempt++ {
+			conclusive := false
+			t.Run(fmt.Sprintf("attempt-%d", attempt), func(t *testing.T) {
+				runPartition(t, partition{victimClock: 0.1, wantOverlap: true, conclusive: &conclusive})
+			})
+			if conclusive {
+				return
+			}
+			if attempt == 5 {
+				t.Fatal("in 5 attempts the channels never moved before the victim's slowed lease ended")
+			}
+		}
+	})
 }
 
 // partition is one scenario of the suite.
@@ -66,6 +86,9 @@ type partition struct {
 	// before the cut; wantOverlap expects the check to find double serving.
 	victimClock float64
 	wantOverlap bool
+	// conclusive, with wantOverlap, is set when the channels moved before
+	// the victim's lease ended, so that an overlap had to be seen.
+	conclusive *bool
 }
 
 func runPartition(t *testing.T, p partition) {
@@ -148,11 +171,14 @@ func runPartition(t *testing.T, p partition) {
 	cutAt := time.Now()
 	tc.net.cut(victim.name)
 
-	// The victim fences itself: all its channels reported, block_new_connection.
+	// The victim fences itself: all its channels reported,
+	// block_new_connection. A channel whose lease already lapsed just
+	// before the cut (a loaded machine starves heartbeats) was fenced then
+	// and is not served now; what counts is that none is served.
 	waitFor(t, poll.Patience, victim.name+" fenced", func() bool {
 		f := victim.fencedSince(cutAt)
 		for _, ch := range mine {
-			if !slices.Contains(f, ch) {
+			if !slices.Contains(f, ch) && victim.Serving(ch) {
 				return false
 			}
 		}
@@ -252,6 +278,11 @@ func runPartition(t *testing.T, p partition) {
 		role, leaseLost.Milliseconds(), moved.Milliseconds(), healed.Milliseconds(), tc.hist.intervals(),
 		served.Load(), redirected.Load(), unavailable.Load(), len(overlaps), modesString(ms))
 	if p.wantOverlap {
+		if moved >= leaseLost {
+			t.Logf("control inconclusive: the channels moved %v after the cut, the victim's lease ended %v after it", moved, leaseLost)
+			return
+		}
+		*p.conclusive = true
 		if len(overlaps) == 0 {
 			t.Errorf("a victim clock at %.2f speed went unnoticed: the history check is blind", p.victimClock)
 		}
