@@ -15,6 +15,11 @@ import (
 	"github.com/hayate-sfu/hayate/mode"
 )
 
+// watchdog is the deadline of a context a whole test shares: only a guard
+// against a hang, since a loaded machine may take minutes over a test whose
+// every wait has its own deadline (poll.Patience).
+const watchdog = 5 * time.Minute
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -173,7 +178,7 @@ func TestTemporaryNode(t *testing.T) {
 	cfg.Temporary = true
 	cfg.DataDir = ""
 	tmp := tc.start(cfg)
-	ctx := ctxT(t, poll.Patience)
+	ctx := ctxT(t, watchdog)
 	if err := tmp.InitCluster(ctx, nil); !errors.Is(err, ErrTemporaryNode) {
 		t.Fatalf("InitCluster on a temporary node: %v", err)
 	}
@@ -233,7 +238,7 @@ func TestPurge(t *testing.T) {
 	nodes := tc.startN(3)
 	cfg := tc.config("d")
 	d := tc.start(cfg)
-	ctx := ctxT(t, poll.Patience)
+	ctx := ctxT(t, watchdog)
 	if err := d.Join(ctx, nodes[0].RPCAddr()); err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +302,7 @@ func TestInitClusterTwice(t *testing.T) {
 	for _, n := range nodes {
 		addrs = append(addrs, n.RPCAddr())
 	}
-	ctx := ctxT(t, poll.Patience)
+	ctx := ctxT(t, watchdog)
 	if err := nodes[2].InitCluster(ctx, addrs); !errors.Is(err, ErrAlreadyInitialised) {
 		t.Fatalf("second InitCluster: %v", err)
 	}
@@ -367,7 +372,8 @@ func TestReleaseAndLinger(t *testing.T) {
 	tc := newTestCluster(t, false)
 	nodes := tc.startN(3, func(cfg *Config) {
 		cfg.ReleaseLinger = linger
-		cfg.Heartbeat, cfg.LeaseTTL = 100*time.Millisecond, 3*time.Second
+		// 10 s: a 3 s lease lapsed once with the machine at load 24.
+		cfg.Heartbeat, cfg.LeaseTTL = 100*time.Millisecond, 10*time.Second
 	})
 	a, b := nodes[0], nodes[1]
 	route(t, a, "r")

@@ -72,6 +72,11 @@ func TestPartitionSlowClock(t *testing.T) {
 	})
 }
 
+// movePatience bounds the waits for what a cut sets moving: a lease lapse,
+// an election, expiries, new claims, a heal. At load 24 on 2 vCPUs a move
+// took 17 s and once over 30 s; the waits cost nothing when it is quick.
+const movePatience = 2 * poll.Patience
+
 // partition is one scenario of the suite.
 type partition struct {
 	// mem runs on the in-memory network (raft.InmemTransport, net.Pipe RPC),
@@ -175,7 +180,7 @@ func runPartition(t *testing.T, p partition) {
 	// block_new_connection. A channel whose lease already lapsed just
 	// before the cut (a loaded machine starves heartbeats) was fenced then
 	// and is not served now; what counts is that none is served.
-	waitFor(t, poll.Patience, victim.name+" fenced", func() bool {
+	waitFor(t, movePatience, victim.name+" fenced", func() bool {
 		f := victim.fencedSince(cutAt)
 		for _, ch := range mine {
 			if !slices.Contains(f, ch) && victim.Serving(ch) {
@@ -195,7 +200,7 @@ func runPartition(t *testing.T, p partition) {
 	}
 
 	// Every channel of the victim moves to a healthy node.
-	waitFor(t, poll.Patience, "victim's channels moved", func() bool {
+	waitFor(t, movePatience, "victim's channels moved", func() bool {
 		for _, ch := range mine {
 			ok := false
 			for _, h := range healthy {
@@ -214,7 +219,7 @@ func runPartition(t *testing.T, p partition) {
 
 	healAt := time.Now()
 	tc.net.heal(victim.name)
-	waitFor(t, poll.Patience, victim.name+" normal after heal", func() bool {
+	waitFor(t, movePatience, victim.name+" normal after heal", func() bool {
 		ms := victim.modeLog() // what OnHealthMode reported, not just the current mode
 		return ms[len(ms)-1] == mode.Normal
 	})
@@ -233,7 +238,7 @@ func runPartition(t *testing.T, p partition) {
 		}
 		return false
 	}
-	waitFor(t, poll.Patience, "victim's table caught up", func() bool {
+	waitFor(t, movePatience, "victim's table caught up", func() bool {
 		for _, ch := range mine {
 			if stale(ch) {
 				return false
@@ -242,7 +247,7 @@ func runPartition(t *testing.T, p partition) {
 		return true
 	})
 	for _, ch := range mine {
-		waitFor(t, poll.Patience, "victim decides "+ch, func() bool {
+		waitFor(t, movePatience, "victim decides "+ch, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			d, err := victim.Route(ctx, ch)
@@ -252,8 +257,12 @@ func runPartition(t *testing.T, p partition) {
 			return err == nil
 		})
 	}
+	// Blocked by the cut, block_new_connection once fenced, normal again
+	// after the heal (a loaded machine may let the lease lapse again
+	// later, so normal need not be the last mode).
 	ms := victim.modeLog()[modesBefore:]
-	if len(ms) < 2 || ms[0] == mode.Normal || ms[len(ms)-1] != mode.Normal || !slices.Contains(ms, mode.BlockNewConnection) {
+	fenced := slices.Index(ms, mode.BlockNewConnection)
+	if len(ms) < 2 || ms[0] == mode.Normal || fenced < 0 || !slices.Contains(ms[fenced:], mode.Normal) {
 		t.Errorf("victim health modes during the test: %s", modesString(ms))
 	}
 
