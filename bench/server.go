@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package bench is Hayate's load generator: it drives a real server process
 // (the hayate binary, or the pion baseline in bench/baseline) over loopback
 // with clients on Hayate's own stack (package loadpeer), and measures the

@@ -60,7 +60,7 @@ type Cluster struct {
 	tab       table
 	appliedCh chan struct{}
 
-	// The local view, guarded by mu (spec 3.4, 3.5).
+	// The local view, guarded by mu (docs/spec/cluster.md §3.4, 3.5).
 	closed bool
 	// leaseUntil is the send time of the newest own heartbeat applied by
 	// this node's FSM, plus LeaseTTL; lastRenew is when that apply happened.
@@ -83,7 +83,7 @@ type Cluster struct {
 	lingering map[string]*linger
 	// seen is when this node applied each node's latest beat.
 	seen map[string]time.Time
-	// Leader-side state (spec 3.4): the term and time this node last became
+	// Leader-side state (docs/spec/cluster.md §3.4): the term and time this node last became
 	// leader, and the Expire proposals in flight.
 	leaderTerm  uint64
 	leaderSince time.Time
@@ -252,7 +252,7 @@ func (c *Cluster) start() error {
 }
 
 // Close stops the node. A temporary node first removes itself from the
-// cluster (Remove + RemoveServer, spec 3.1); a regular node expires its own
+// cluster (Remove + RemoveServer, docs/spec/cluster.md §3.1); a regular node expires its own
 // channels so that they move at once instead of after TTL + grace. The node
 // stops serving every channel before it tells anyone.
 func (c *Cluster) Close() error {
@@ -372,7 +372,7 @@ func (c *Cluster) RPCAddr() string { return c.rpcAddr }
 func (c *Cluster) RaftAddr() string { return c.raftAddr }
 
 // OnHealthMode registers f to be called with the node's health mode: once at
-// once with the current one, then on every change (spec 3.5). Calls come in
+// once with the current one, then on every change (docs/spec/cluster.md §3.5). Calls come in
 // order from one goroutine; f must not block for long.
 func (c *Cluster) OnHealthMode(f func(mode.Mode)) {
 	c.mu.Lock()
@@ -406,7 +406,7 @@ func (c *Cluster) SetLoad(conns int) {
 }
 
 // SetOperatorMode replicates this node's operator mode (Sora's ChangeMode,
-// spec 3.5: stored in the FSM so that placement skips the node cluster-wide)
+// docs/spec/cluster.md §3.5: stored in the FSM so that placement skips the node cluster-wide)
 // and returns once this node's FSM applied it.
 func (c *Cluster) SetOperatorMode(ctx context.Context, m mode.Mode) error {
 	if m > mode.BlockNewConnection {
@@ -445,7 +445,7 @@ func (c *Cluster) wakeWaiters() {
 }
 
 // waitApplied waits until this node's FSM has applied index: the FSM's own
-// applied index, not raft.AppliedIndex (spec 3.7).
+// applied index, not raft.AppliedIndex (docs/spec/cluster.md §3.7).
 func (c *Cluster) waitApplied(ctx context.Context, index uint64) error {
 	for {
 		c.mu.Lock()

@@ -2,7 +2,8 @@
 // Sora-style `key = value` file and the same keys as command-line flags.
 //
 // The file format follows sora.conf (https://sora-doc.shiguredo.jp/SORA_CONF):
-// one `key = value` per line, `#` starts a comment, values are not quoted,
+// one `key = value` per line, `#` starts a comment at the start of a line or
+// after a space (`ab#c` is a value), a value may be double-quoted,
 // durations carry a unit after an optional space (`500 ms`, `5 s`, `1 min`,
 // `1 h`). Every key is also a flag (`--api_port=3100`); a flag overrides the
 // file and the file overrides the built-in default.
@@ -117,7 +118,7 @@ type Config struct {
 	ICETCP                          bool
 	ICETCPPort                      int
 
-	// Cluster (spec/cluster.md 3).
+	// Cluster (docs/spec/cluster.md §3).
 	Cluster                  bool
 	ClusterNodeName          string
 	ClusterAddress           netip.Addr // zero: IPv4Address
@@ -377,17 +378,17 @@ func (c *Config) ReadConf(r io.Reader, name string) error {
 	line := 0
 	for sc.Scan() {
 		line++
-		text := sc.Text()
-		if i := strings.IndexByte(text, '#'); i >= 0 {
-			text = text[:i]
-		}
-		text = strings.TrimSpace(text)
-		if text == "" {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || text[0] == '#' {
 			continue
 		}
 		k, v, ok := strings.Cut(text, "=")
 		if !ok {
 			return fmt.Errorf("config: %s:%d: %w", name, line, ErrSyntax)
+		}
+		v, err := confValue(v)
+		if err != nil {
+			return fmt.Errorf("config: %s:%d: %s: %w", name, line, strings.TrimSpace(k), err)
 		}
 		if err := c.Set(strings.TrimSpace(k), v); err != nil {
 			return fmt.Errorf("config: %s:%d: %s: %w", name, line, strings.TrimSpace(k), err)
@@ -397,6 +398,41 @@ func (c *Config) ReadConf(r io.Reader, name string) error {
 		return fmt.Errorf("config: %s: %w", name, err)
 	}
 	return nil
+}
+
+// confValue reads the value part of a `key = value` line. A `#` starts a
+// comment only at the start of a line or after a space or tab, so
+// `api_token = ab#c` is "ab#c"; a value in double quotes is taken as it
+// is, `#` and spaces included, with \" and \\ for a quote and a backslash
+// (`api_token = "a #b"`).
+func confValue(v string) (string, error) {
+	v = strings.TrimLeft(v, " \t")
+	if strings.HasPrefix(v, `"`) {
+		var b strings.Builder
+		for i := 1; i < len(v); i++ {
+			switch c := v[i]; {
+			case c == '\\' && i+1 < len(v) && (v[i+1] == '"' || v[i+1] == '\\'):
+				i++
+				b.WriteByte(v[i])
+			case c == '"':
+				rest := strings.TrimLeft(v[i+1:], " \t")
+				if rest != "" && rest[0] != '#' {
+					return "", fmt.Errorf("%w: text after the closing quote", ErrSyntax)
+				}
+				return b.String(), nil
+			default:
+				b.WriteByte(c)
+			}
+		}
+		return "", fmt.Errorf("%w: no closing quote", ErrSyntax)
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] == '#' && (i == 0 || v[i-1] == ' ' || v[i-1] == '\t') {
+			v = v[:i]
+			break
+		}
+	}
+	return strings.TrimSpace(v), nil
 }
 
 // Validate checks values that parse but make no sense together.

@@ -95,7 +95,7 @@ export async function startPageServer() {
   return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((r) => server.close(r)) };
 }
 
-// Chromium flags (DESIGN.md, "Testing with real clients"): fake devices,
+// Chromium flags (docs/design.md, "Testing with real clients"): fake devices,
 // loopback-only WebRTC, no background networking, no Google lookups.
 const chromiumArgs = [
   "--no-sandbox",
@@ -133,7 +133,7 @@ export async function openClient(browser, pageURL, initScript) {
 }
 
 // withTimeout bounds a promise: sora-js-sdk 2026.1.0's connect timeout
-// never fires (sora-js-sdk-client.md §9), so every wait has our own limit.
+// never fires (docs/spec/sora-js-sdk-client.md §9), so every wait has our own limit.
 export function withTimeout(promise, ms, what) {
   let timer;
   return Promise.race([

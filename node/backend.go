@@ -19,7 +19,7 @@ func (n *Node) Mode() mode.Mode { return n.hub.Mode() }
 
 // SetMode sets the operator mode (ChangeMode) and returns the effective mode.
 // In a cluster the operator mode is also replicated, so that placement
-// skips a blocked node (spec/cluster.md 3.5).
+// skips a blocked node (docs/spec/cluster.md §3.5).
 func (n *Node) SetMode(m mode.Mode) mode.Mode {
 	after := n.hub.SetMode(m)
 	n.operatorModeChanged()
@@ -48,19 +48,19 @@ func (n *Node) DisconnectConnection(channelID, connectionID string, reason json.
 // one, plus the mode, the live sessions and connections, and the refusals
 // counted by reason.
 type StatsReport struct {
-	Version       string `json:"version"`
-	Mode          string `json:"mode"`
-	OperatorMode  string `json:"operator_mode"`
-	HealthMode    string `json:"health_mode"`
-	NodeName      string `json:"node_name"`
-	TotalCreated  uint64 `json:"total_connection_created"`
-	TotalDestroy  uint64 `json:"total_connection_destroyed"`
-	TotalSuccess  uint64 `json:"total_successful_connections"`
-	TotalFailed   uint64 `json:"total_failed_connections"`
-	TotalOngoing  int    `json:"total_ongoing_connections"`
-	SessionCreate uint64 `json:"total_session_created"`
-	SessionDestro uint64 `json:"total_session_destroyed"`
-	OngoingSess   int    `json:"total_ongoing_sessions"`
+	Version               string `json:"version"`
+	Mode                  string `json:"mode"`
+	OperatorMode          string `json:"operator_mode"`
+	HealthMode            string `json:"health_mode"`
+	NodeName              string `json:"node_name"`
+	ConnectionsCreated    uint64 `json:"total_connection_created"`
+	ConnectionsDestroyed  uint64 `json:"total_connection_destroyed"`
+	ConnectionsSuccessful uint64 `json:"total_successful_connections"`
+	ConnectionsFailed     uint64 `json:"total_failed_connections"`
+	ConnectionsOngoing    int    `json:"total_ongoing_connections"`
+	SessionsCreated       uint64 `json:"total_session_created"`
+	SessionsDestroyed     uint64 `json:"total_session_destroyed"`
+	SessionsOngoing       int    `json:"total_ongoing_sessions"`
 	// Connections whose media went through TURN over UDP, and over TCP or
 	// TLS, and TURN-TCP/TLS streams closed for an invalid frame (Sora's
 	// names, which sora_exporter reads).
@@ -144,9 +144,9 @@ func (n *Node) StatsReport() any {
 	r := StatsReport{
 		Version: Version, Mode: n.word.Load().String(), OperatorMode: n.word.Operator().String(),
 		HealthMode: n.word.Health().String(), NodeName: n.cfg.EffectiveNodeName(),
-		TotalCreated: s.ConnectionCreated.Load(), TotalDestroy: s.ConnectionDestroyed.Load(),
-		TotalSuccess: s.Successful.Load(), TotalFailed: s.Failed.Load(), TotalOngoing: n.hub.Connections(),
-		SessionCreate: s.SessionCreated.Load(), SessionDestro: s.SessionDestroyed.Load(), OngoingSess: n.hub.Sessions(),
+		ConnectionsCreated: s.ConnectionCreated.Load(), ConnectionsDestroyed: s.ConnectionDestroyed.Load(),
+		ConnectionsSuccessful: s.Successful.Load(), ConnectionsFailed: s.Failed.Load(), ConnectionsOngoing: n.hub.Connections(),
+		SessionsCreated: s.SessionCreated.Load(), SessionsDestroyed: s.SessionDestroyed.Load(), SessionsOngoing: n.hub.Sessions(),
 		Refused:     s.Refusals(),
 		AuthAllowed: n.auth.Allowed.Load(), AuthDenied: n.auth.Denied.Load(),
 		AuthSuccessful: n.auth.Counters.Successful.Load(), AuthFailed: n.auth.Counters.Failed.Load(),

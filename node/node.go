@@ -282,7 +282,7 @@ func (n *Node) Close(ctx context.Context) {
 	})
 }
 
-// setClusterHealth takes the cluster's health mode (spec/cluster.md 3.5).
+// setClusterHealth takes the cluster's health mode (docs/spec/cluster.md §3.5).
 func (n *Node) setClusterHealth(m mode.Mode) {
 	n.healthMu.Lock()
 	defer n.healthMu.Unlock()

@@ -27,7 +27,6 @@ package rtpcore
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -68,7 +67,29 @@ type Config struct {
 	// queued DataChannel bytes (data.go).
 	DataMaxMessageSize int
 	DataQueueBytes     int
-	Log                *slog.Logger
+	// Log receives the media path's logs; nil discards them.
+	Log *slog.Logger
+}
+
+// withDefaults fills what cfg leaves unset: the one place the media
+// path's defaults live.
+func (cfg Config) withDefaults() Config {
+	if cfg.Sockets < 1 {
+		cfg.Sockets = 1
+	}
+	if cfg.FailedTimeout <= 0 {
+		cfg.FailedTimeout = 10 * time.Second // Sora's ice_connection_state_failed_timeout
+	}
+	if cfg.ReportInterval <= 0 {
+		cfg.ReportInterval = time.Second
+	}
+	if cfg.DataMaxMessageSize <= 0 {
+		cfg.DataMaxMessageSize = datachan.DefaultRemoteMaxMessageSize
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return cfg
 }
 
 // Engine is the media path of a node; it implements media.Engine.
@@ -99,15 +120,7 @@ type Engine struct {
 
 // New binds the media sockets and starts the receive loops.
 func New(cfg Config) (*Engine, error) {
-	if cfg.Sockets < 1 {
-		cfg.Sockets = 1
-	}
-	if cfg.FailedTimeout <= 0 {
-		cfg.FailedTimeout = 10 * time.Second
-	}
-	if cfg.ReportInterval <= 0 {
-		cfg.ReportInterval = time.Second
-	}
+	cfg = cfg.withDefaults()
 	var ios []PacketIO
 	var err error
 	if cfg.Backend == BackendAuto || cfg.Backend == "" {
@@ -116,9 +129,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Backend = BackendIOUring
 		if uerr := UringAvailable(); uerr != nil {
 			cfg.Backend = BackendEpoll
-			if cfg.Log != nil {
-				cfg.Log.Info("io_uring unavailable, media_backend epoll", "err", uerr)
-			}
+			cfg.Log.Info("io_uring unavailable, media_backend epoll", "err", uerr)
 		}
 	}
 	switch cfg.Backend {
@@ -152,9 +163,6 @@ const (
 // Backend is the socket backend in use.
 func (e *Engine) Backend() string { return e.backend }
 
-// ErrBackend is an unknown media_backend.
-var ErrBackend = errors.New("rtpcore: unknown socket backend")
-
 // NewWithIO starts an engine on sockets that are already bound (all to the
 // same address), for alternative backends.
 func NewWithIO(cfg Config, ios []PacketIO) (*Engine, error) {
@@ -165,11 +173,9 @@ func NewWithIO(cfg Config, ios []PacketIO) (*Engine, error) {
 // caller (tests and benchmarks call handle and flush themselves).
 func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 	if len(ios) == 0 {
-		return nil, errors.New("rtpcore: no socket")
+		return nil, errNoSocket
 	}
-	if cfg.DataMaxMessageSize <= 0 {
-		cfg.DataMaxMessageSize = datachan.DefaultRemoteMaxMessageSize
-	}
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		cfg: cfg, addr: netip.AddrPortFrom(cfg.Addr.Addr(), ios[0].LocalAddr().Port()),

@@ -1,7 +1,6 @@
 package rtpcore
 
 import (
-	"errors"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -43,14 +42,6 @@ type PacketIO interface {
 	// Close closes the socket; a blocked Recv returns ErrClosed.
 	Close() error
 }
-
-// Errors of the socket layer.
-var (
-	// ErrTimeout is a Recv whose deadline passed with nothing received.
-	ErrTimeout = errors.New("rtpcore: receive timeout")
-	// ErrClosed is an operation on a closed socket.
-	ErrClosed = errors.New("rtpcore: socket closed")
-)
 
 // RecvBatch is the preallocated memory of one receive: Count datagrams, the
 // i-th of Lens[i] bytes in Bufs[i] from Addrs[i].

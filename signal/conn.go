@@ -468,7 +468,7 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	return c.applyDataChannelPayouts(d.DataChannelSignaling, d.IgnoreDisconnectWebsocket, d.DataChannels)
 }
 
-// authRequest is the auth webhook body (spec: sora-protocol.md 3.2).
+// authRequest is the auth webhook body (docs/spec/sora-protocol.md §3.2).
 func (c *Conn) authRequest(cm *connectMessage) any {
 	h := c.hub
 	n := func() counts {
@@ -698,7 +698,7 @@ func (c *Conn) offerMessage() outFrame {
 		}
 	}
 	// The client's own media first, one section per kind, recvonly on our
-	// side and named in `mid` (sora-js-sdk-client.md §3). A receive-only
+	// side and named in `mid` (docs/spec/sora-js-sdk-client.md §3). A receive-only
 	// client gets inactive sections that tracks of publishers fill.
 	dir := jsep.Inactive
 	if c.role.Sends() {

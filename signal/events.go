@@ -8,7 +8,7 @@ import (
 )
 
 // Webhook and notify payloads, with Sora's field names
-// (spec: sora-protocol.md 1.9 and 3; https://sora-doc.shiguredo.jp/WEBHOOK).
+// (docs/spec/sora-protocol.md §1.9 and 3; https://sora-doc.shiguredo.jp/WEBHOOK).
 
 // timestamp formats t as Sora does: RFC 3339 in UTC with microseconds.
 func timestamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
@@ -179,7 +179,7 @@ func (h *Hub) failedPayload(c *Conn, reason string) connectionHook {
 	return p
 }
 
-// notifyMessage is Sora's notify for connection events (spec 1.9).
+// notifyMessage is Sora's notify for connection events (docs/spec/sora-protocol.md §1.9).
 type notifyMessage struct {
 	Type              string          `json:"type"`
 	EventType         string          `json:"event_type"`

@@ -12,13 +12,13 @@
 // the same lock under which a channel's last connection ends its session.
 // So "this channel has a live session" cannot change between the check and
 // the join, and two racing connects to an idle channel under
-// block_new_session are both refused (DESIGN.md decision 4).
+// block_new_session are both refused (docs/design.md, decision 4).
 //
 // # Sessions
 //
 // A channel's session begins when its first connection is admitted (the
 // offer already carries the session_id) and ends when its last connection
-// ends, whether or not that connection ever answered (DESIGN.md decision 3).
+// ends, whether or not that connection ever answered (docs/design.md, decision 3).
 package signal
 
 import (
@@ -54,7 +54,7 @@ type Settings struct {
 	IgnoreSessionVanished bool
 
 	// ExternalSignalingURL is this node's signaling URL in a cluster, sent
-	// in session webhooks (spec/sora-protocol.md 5.4); empty otherwise.
+	// in session webhooks (docs/spec/sora-protocol.md §5.4); empty otherwise.
 	ExternalSignalingURL string
 
 	// Limits (0: none, except MaxPending).
@@ -300,14 +300,6 @@ func (h *Hub) WaitIdle(ctx context.Context) bool {
 			return false
 		}
 	}
-}
-
-// sessionLive reports whether channel id has a live session. It takes the
-// lock, so the lock-free pre-check calls it only under block_new_session.
-func (h *Hub) sessionLive(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.channels[id] != nil
 }
 
 // precheck is the admission check made before the auth webhook, so that a
