@@ -31,6 +31,7 @@ type Cluster struct {
 
 	raft     *raft.Raft
 	trans    raft.Transport
+	stream   *streamLayer // raft's, unless a test hook supplied the transport
 	stores   []io.Closer
 	rpcLn    net.Listener
 	rpcSrv   *http.Server
@@ -185,8 +186,9 @@ func (c *Cluster) start() error {
 			return err
 		}
 		c.raftAddr = adv.String()
+		c.stream = &streamLayer{Listener: c.secure(ln, listenerRaft), dial: c.dialPeer, advertise: adv}
 		c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  &streamLayer{Listener: c.secure(ln, listenerRaft), dial: c.dialPeer, advertise: adv},
+			Stream:  c.stream,
 			MaxPool: 3,
 			Timeout: max(2*cfg.LeaseTTL, time.Second),
 			Logger:  hl.Named("transport"),
@@ -352,8 +354,14 @@ func (c *Cluster) teardown() {
 	if cl, ok := c.trans.(io.Closer); ok {
 		_ = cl.Close()
 	}
-	for _, s := range c.stores {
-		_ = s.Close()
+	if c.stream != nil && !c.stream.handlers.shutdown(c.cfg.LeaseTTL) {
+		// Closing the stores under a handler would panic raft; leaving
+		// them open costs a file handle of a process that is stopping.
+		c.log.Error("raft connection handlers still busy after a lease's time; raft stores left open")
+	} else {
+		for _, s := range c.stores {
+			_ = s.Close()
+		}
 	}
 	c.ev.close()
 }

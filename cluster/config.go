@@ -187,6 +187,10 @@ func (cfg *Config) raftConfig() *raft.Config {
 	rc.LeaderLeaseTimeout = hb / 2
 	rc.CommitTimeout = max(min(cfg.Heartbeat/5, 50*time.Millisecond), time.Millisecond)
 	rc.NoLegacyTelemetry = true
-	rc.ShutdownOnRemove = true
+	// A leader that removes itself steps down rather than shutting raft down
+	// from inside: teardown's Shutdown then waits for raft's goroutines
+	// before the stores close (a raft that shut itself down cannot be waited
+	// for, and one still running writes a closed store and panics).
+	rc.ShutdownOnRemove = false
 	return rc
 }
