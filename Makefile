@@ -19,10 +19,18 @@ build:
 deps:
 	$(GO) mod download
 
+# staticcheck's default checks (bugs, dead code, deprecated calls), pinned.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# gofmt, vet and staticcheck; and the module builds and vets for macOS and
+# Windows too (the media path answers ErrUnsupportedOS there), so the
+# control plane can be worked on from any machine.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	 if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	for os in darwin windows; do GOOS=$$os $(GO) build ./... && GOOS=$$os $(GO) vet ./... || exit 1; done
+	$(GO) run $(STATICCHECK) ./...
 
 # Debian's prometheus package: promtool checks /metrics and a real server
 # scrapes a node in the tests (the package's own service is not wanted).
@@ -35,8 +43,10 @@ test-go: deps test-deps prom-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # Debian packages the tests run, as command:package: Chromium for e2e (never
-# a downloaded browser), iptables to cut a cluster node off (node/fencing_test.go).
-TEST_TOOLS := chromium:chromium iptables:iptables
+# a downloaded browser), iptables to cut a cluster node off (node/fencing_test.go)
+# and to drop UDP (e2e/udp-blocked.test.mjs), coturn as an operator's own TURN server
+# (node/turn_test.go), openssl for the e2e TURN-TLS test certificate.
+TEST_TOOLS := chromium:chromium iptables:iptables turnserver:coturn openssl:openssl
 
 test-deps:
 	@missing=""; for tp in $(TEST_TOOLS); do \

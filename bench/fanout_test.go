@@ -1,3 +1,5 @@
+//go:build linux
+
 package bench
 
 import (
@@ -96,6 +98,7 @@ func startServerOn(b *testing.B, kind string, lim Limits, extra ...string) *Serv
 			backend = "epoll"
 		}
 		args := append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--media_sockets=1", "--log_level=warn",
+			"--turn_udp_listen_port=0", "--turn_tcp_listen_port=0",
 			"--media_backend=" + backend}, extra...)
 		s, err = Start("hayate", hayateBin, lim, args...)
 	case "baseline":
@@ -141,12 +144,13 @@ func startFanoutOn(b *testing.B, kind string, n int, lim Limits, extra ...string
 	if err != nil {
 		b.Fatalf("%s: joining %d subscribers: %v\n%s", kind, n, err, r.srv.Log())
 	}
-	b.Cleanup(func() {
-		for _, s := range r.subs {
-			s.Close()
-		}
-	})
-	// Settle: every subscriber receives, then one more second.
+	b.Cleanup(r.closeSubs)
+	r.settle()
+	return r
+}
+
+// settle waits until every subscriber receives, then one more second.
+func (r *fanoutRun) settle() {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, s := range r.subs {
 		for s.Packets() == 0 && time.Now().Before(deadline) {
@@ -154,7 +158,21 @@ func startFanoutOn(b *testing.B, kind string, n int, lim Limits, extra ...string
 		}
 	}
 	time.Sleep(time.Second)
-	return r
+}
+
+// closeSubs disconnects the subscribers (once).
+func (r *fanoutRun) closeSubs() {
+	for _, s := range r.subs {
+		s.Close()
+	}
+	r.subs = nil
+}
+
+// stop ends the run before the next one starts on the server's core.
+func (r *fanoutRun) stop() {
+	r.pub.Stop()
+	r.closeSubs()
+	r.srv.Stop(30 * time.Second)
 }
 
 // idleAllocsPerSecond pauses the publisher and measures the server's
@@ -284,12 +302,7 @@ func BenchmarkFanoutBackend(b *testing.B) {
 			ns[backend] = w.NsPerForward()
 			b.ReportMetric(w.NsPerForward(), backend+"-ns/fwd")
 			b.ReportMetric(w.LossPercent, backend+"-loss-%")
-			r.pub.Stop()
-			for _, s := range r.subs {
-				s.Close()
-			}
-			r.subs = nil
-			r.srv.Stop(30 * time.Second)
+			r.stop()
 		}
 		b.ReportMetric(ns["io_uring"]/ns["epoll"], "io_uring/epoll")
 	})

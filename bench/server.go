@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package bench is Hayate's load generator: it drives a real server process
 // (the hayate binary, or the pion baseline in bench/baseline) over loopback
 // with clients on Hayate's own stack (package loadpeer), and measures the
@@ -241,6 +243,15 @@ func (s *Server) counters() map[string]float64 {
 	out["handed_off"] = f(md, "total_handed_off_rtp")
 	dropped, _ := md["dropped"].(map[string]any)
 	out["handoff_full"] = f(dropped, "handoff_full")
+	// Drops on the way to TURN and ICE-TCP viewers: the core's links
+	// and the TURN allocations' queues.
+	lk, _ := md["links"].(map[string]any)
+	out["link_queue_full"] = f(lk, "total_dropped_queue_full")
+	tn, _ := m["turn"].(map[string]any)
+	dr, _ := tn["dropped"].(map[string]any)
+	out["turn_queue_full"] = f(dr, "queue_full")
+	it, _ := m["ice_tcp"].(map[string]any)
+	out["ice_tcp_queue_full"] = f(it, "total_dropped_queue_full")
 	return out
 }
 

@@ -21,7 +21,7 @@ import (
 // TTL = 2 s, grace = 500 ms. Short enough for a quick suite; long enough
 // that a loaded machine (the suite runs beside other suites under -race)
 // does not let leases lapse or nodes fall out of placement between two
-// steps of a test. (spec 3.7 used 50 ms, 300 ms, 100 ms.)
+// steps of a test. (docs/spec/cluster.md §3.7 used 50 ms, 300 ms, 100 ms.)
 const (
 	testH     = 100 * time.Millisecond
 	testTTL   = 2 * time.Second
@@ -33,7 +33,7 @@ const (
 // rarely lets one lapse between the setup and the cut, and the suite
 // tolerates the flaps that do happen (placement retried, fences counted
 // from the cut, waits of poll.Patience): its checks are about overlaps,
-// which flaps cannot cause. (spec 3.7 used 50 ms, 300 ms, 100 ms.)
+// which flaps cannot cause. (docs/spec/cluster.md §3.7 used 50 ms, 300 ms, 100 ms.)
 const (
 	fastH     = 100 * time.Millisecond
 	fastTTL   = time.Second
@@ -42,7 +42,7 @@ const (
 
 func fastTimings(cfg *Config) { cfg.Heartbeat, cfg.LeaseTTL, cfg.Grace = fastH, fastTTL, fastGrace }
 
-// history records exactly when each node served each channel (spec 3.7
+// history records exactly when each node served each channel (docs/spec/cluster.md §3.7
 // item 8). All nodes run in one process, so all times come from one
 // monotonic clock.
 type history struct {

@@ -76,7 +76,7 @@ func (c *Cluster) lookup(ctx context.Context, entry string) (infoResp, error) {
 }
 
 // InitCluster forms a new cluster from regular nodes (Sora_20221221.InitCluster
-// {node_name_list}; spec 3.1): every listed node is bootstrapped with the
+// {node_name_list}; docs/spec/cluster.md §3.1): every listed node is bootstrapped with the
 // same raft configuration, all of them voters. Entries are resolved as in
 // resolve; an empty list means this node alone. It refuses with
 // ErrAlreadyInitialised if any listed node already has a configuration,
@@ -181,7 +181,7 @@ func sameServers(a, b raft.Configuration) bool {
 }
 
 // Join adds this node to a running cluster through a contact node
-// (Sora_20211215.RegisterClusterNode {contact_node_name}; spec 3.1): the
+// (Sora_20211215.RegisterClusterNode {contact_node_name}; docs/spec/cluster.md §3.1): the
 // contact forwards the request to the leader, which adds this node as a
 // voter (regular) or non-voter (temporary). Join returns once this node's
 // registration is applied here. A node that is already a member only waits
@@ -284,7 +284,7 @@ func (c *Cluster) removeServer(ctx context.Context, name string) error {
 }
 
 // Purge removes a dead node from the cluster (Sora_20220629.PurgeClusterNode
-// {target_node_name}; spec 3.1): its channels, its entry and its raft
+// {target_node_name}; docs/spec/cluster.md §3.1): its channels, its entry and its raft
 // membership. It refuses with ErrNodeAlive while the leader has seen the
 // node's heartbeat within TTL + grace: purging a live owner could hand its
 // channels to another node while it still serves them.

@@ -38,7 +38,7 @@ func TestFreshNodeHealth(t *testing.T) {
 			t.Fatalf("%s: raft stats before init: %v", n.name, st)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
+	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
 	defer cancel()
 	if err := nodes[1].InitCluster(ctx, addrs); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestBlockedNodeGetsNoNewChannel(t *testing.T) {
 	tc := newTestCluster(t, false)
 	nodes := tc.startN(3)
 	blocked := nodes[2]
-	ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
+	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
 	defer cancel()
 
 	waitModeEverywhere := func(m mode.Mode) {

@@ -12,7 +12,7 @@ import (
 	"github.com/hayate-sfu/hayate/mode"
 )
 
-// One-way partitions (spec 3.7, tests to add, item 1): the victim can still
+// One-way partitions (docs/spec/cluster.md §3.7, tests to add, item 1): the victim can still
 // open connections but nobody can open one to it ("in"), or the reverse
 // ("out"). Raft and the RPC open a connection per direction of request, so
 // this is a real asymmetric partition. Whatever each case does to

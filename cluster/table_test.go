@@ -16,7 +16,7 @@ func testTable(nodes ...*nodeRec) table {
 	return t
 }
 
-// TestPlacementRule is Sora's rule (spec 1 item 3, 3.3 step 5): the lowest
+// TestPlacementRule is Sora's rule (docs/spec/cluster.md §1 item 3, 3.3 step 5): the lowest
 // connections / maximum wins; on a tie the requester; blocked, expired and
 // not-eligible nodes never.
 func TestPlacementRule(t *testing.T) {
@@ -60,7 +60,7 @@ func TestPlacementRule(t *testing.T) {
 	}
 }
 
-// TestTableCommands walks the commands of spec 3.2 through one table.
+// TestTableCommands walks the commands of docs/spec/cluster.md §3.2 through one table.
 func TestTableCommands(t *testing.T) {
 	t.Parallel()
 	tab := newTable()

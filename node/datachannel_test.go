@@ -22,7 +22,7 @@ import (
 )
 
 // dcPeer is a pion/webrtc client using DataChannel signaling the way the
-// sora-js-sdk does (spec/sora-js-sdk-client.md §8): it takes the channels
+// sora-js-sdk does (docs/spec/sora-js-sdk-client.md §8): it takes the channels
 // the server opens, answers re-offers on the `signaling` channel once it
 // exists, reads notifies there or on the WebSocket, and records what
 // arrives on every label.

@@ -62,6 +62,7 @@ func startNodeLog(t testing.TB, log *slog.Logger, edit func(*config.Config)) *No
 	t.Helper()
 	cfg := config.Default()
 	cfg.SignalingPort, cfg.APIPort, cfg.MediaPort = 0, 0, 0
+	cfg.TURNUDPListenPort, cfg.TURNTCPListenPort, cfg.TURNTLSListenPort, cfg.ICETCPPort = 0, 0, 0, 0
 	cfg.MediaSockets = 1
 	// Tests with signaling-only clients answer with a made-up transport;
 	// the media liveness timeout must not end them.

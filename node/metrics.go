@@ -30,6 +30,7 @@ func (n *Node) WriteMetrics(w *metrics.Writer) {
 	n.writeConnections(w, &m)
 	n.writeWebhooks(w)
 	n.writeMedia(w, &m)
+	n.writeTURN(w, &m)
 	n.writeDrain(w)
 	if n.cl != nil {
 		n.writeCluster(w)
@@ -216,6 +217,66 @@ func (n *Node) writeMedia(w *metrics.Writer, m *rtpcore.StatsSnapshot) {
 	})
 	w.GaugeInt("hayate_media_transports", "Media transports open now.", int64(m.Transports))
 	w.GaugeInt("hayate_media_peer_addresses", "Peer addresses the socket readers know now.", int64(m.Addresses))
+}
+
+// writeTURN writes Sora's TURN counters, the built-in TURN server's and
+// ICE-TCP's, and the media core's links.
+func (n *Node) writeTURN(w *metrics.Writer, m *rtpcore.StatsSnapshot) {
+	s := n.hub.Stats()
+	w.Family("sora_turn_connections_total", "Connections whose media went through TURN, by the client's transport to it: udp, or tcp (TCP and TLS) (sora_exporter's name).", metrics.CounterType)
+	w.SampleUint("sora_turn_connections_total", s.TURNUDPConnections.Load(), "proto", "udp")
+	w.SampleUint("sora_turn_connections_total", s.TURNTCPConnections.Load(), "proto", "tcp")
+	var invalid uint64
+	if n.turn != nil {
+		invalid = n.turn.Stats().InvalidTCPPackets
+	}
+	w.Counter("sora_received_invalid_turn_tcp_packet_total", "TURN-TCP and TURN-TLS streams closed for a frame that is neither STUN nor ChannelData (sora_exporter's name).", invalid)
+	w.GaugeInt("hayate_media_links", "In-process peers of the media core now (TURN allocations relaying in process, ICE-TCP connections).", m.Links.Open)
+	w.Family("hayate_media_link_datagrams_total", "Datagrams between the media core and its links, by direction.", metrics.CounterType)
+	w.SampleUint("hayate_media_link_datagrams_total", m.Links.Received, "direction", "in")
+	w.SampleUint("hayate_media_link_datagrams_total", m.Links.Sent, "direction", "out")
+	w.Family("hayate_media_link_dropped_datagrams_total", "Datagrams of links dropped, by reason: queue_full (a shard's in-process queue), closed (the link had gone).", metrics.CounterType)
+	w.SampleUint("hayate_media_link_dropped_datagrams_total", m.Links.QueueFull, "reason", "queue_full")
+	w.SampleUint("hayate_media_link_dropped_datagrams_total", m.Links.Closed, "reason", "closed")
+	if n.turn != nil {
+		t := n.turn.Stats()
+		w.GaugeInt("hayate_turn_allocations", "TURN allocations now.", t.Allocations)
+		w.GaugeInt("hayate_turn_credentials", "Connections holding TURN credentials now.", int64(t.Credentials))
+		w.Family("hayate_turn_allocations_total", "TURN allocations made, by the client's transport.", metrics.CounterType)
+		writeSorted(w, "hayate_turn_allocations_total", t.TotalAllocations, "transport")
+		w.Family("hayate_turn_refused_total", "TURN requests refused, by reason: auth (401), quota (486), permission (403: a peer other than the media address).", metrics.CounterType)
+		w.SampleUint("hayate_turn_refused_total", t.AuthFailures, "reason", "auth")
+		w.SampleUint("hayate_turn_refused_total", t.QuotaRefused, "reason", "quota")
+		w.SampleUint("hayate_turn_refused_total", t.PermissionRefused, "reason", "permission")
+		w.Family("hayate_turn_dropped_datagrams_total", "Relayed datagrams dropped, by reason: wrong_peer (not the media address), foreign_ufrag (an ICE check for another connection), queue_full (a slow client).", metrics.CounterType)
+		writeSorted(w, "hayate_turn_dropped_datagrams_total", t.Dropped, "reason")
+		w.Family("hayate_turn_relayed_datagrams_total", "Datagrams relayed, by direction.", metrics.CounterType)
+		w.SampleUint("hayate_turn_relayed_datagrams_total", t.RelayedIn, "direction", "to_node")
+		w.SampleUint("hayate_turn_relayed_datagrams_total", t.RelayedOut, "direction", "to_client")
+		w.Family("hayate_turn_closed_allocations_total", "Allocations Hayate closed, by reason: idle (turn_allocation_idle_timeout), revoked (their connection ended).", metrics.CounterType)
+		w.SampleUint("hayate_turn_closed_allocations_total", t.IdleClosed, "reason", "idle")
+		w.SampleUint("hayate_turn_closed_allocations_total", t.RevokedClosed, "reason", "revoked")
+		w.GaugeInt("hayate_turn_tcp_connections", "TURN-TCP and TURN-TLS connections now.", t.TCPConnections)
+		w.Family("hayate_turn_tcp_connections_total", "TURN-TCP and TURN-TLS connections by outcome: accepted, refused (turn_max_tcp_connections), idle_closed, tls_failed (handshake).", metrics.CounterType)
+		w.SampleUint("hayate_turn_tcp_connections_total", t.TCPAccepted, "outcome", "accepted")
+		w.SampleUint("hayate_turn_tcp_connections_total", t.TCPRefused, "outcome", "refused")
+		w.SampleUint("hayate_turn_tcp_connections_total", t.TCPIdleClosed, "outcome", "idle_closed")
+		w.SampleUint("hayate_turn_tcp_connections_total", t.TLSHandshakeFailures, "outcome", "tls_failed")
+	}
+	if n.iceTCP != nil {
+		i := n.iceTCP.Stats()
+		w.GaugeInt("hayate_ice_tcp_connections", "ICE-TCP connections now.", i.Open)
+		w.Family("hayate_ice_tcp_connections_total", "ICE-TCP connections by outcome: accepted, refused (the limit), handshake_timeout (no ICE check passed), idle_closed, invalid_frame.", metrics.CounterType)
+		w.SampleUint("hayate_ice_tcp_connections_total", i.Accepted, "outcome", "accepted")
+		w.SampleUint("hayate_ice_tcp_connections_total", i.Refused, "outcome", "refused")
+		w.SampleUint("hayate_ice_tcp_connections_total", i.HandshakeTimeouts, "outcome", "handshake_timeout")
+		w.SampleUint("hayate_ice_tcp_connections_total", i.IdleClosed, "outcome", "idle_closed")
+		w.SampleUint("hayate_ice_tcp_connections_total", i.InvalidFrames, "outcome", "invalid_frame")
+		w.Family("hayate_ice_tcp_frames_total", "RFC 4571 frames on ICE-TCP connections, by direction.", metrics.CounterType)
+		w.SampleUint("hayate_ice_tcp_frames_total", i.FramesIn, "direction", "in")
+		w.SampleUint("hayate_ice_tcp_frames_total", i.FramesOut, "direction", "out")
+		w.Counter("hayate_ice_tcp_dropped_frames_total", "Frames to ICE-TCP clients dropped because the client read too slowly.", i.QueueFull)
+	}
 }
 
 func (n *Node) writeDrain(w *metrics.Writer) {

@@ -18,9 +18,11 @@ import (
 	"github.com/hayate-sfu/hayate/cert"
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/control"
+	"github.com/hayate-sfu/hayate/icetcp"
 	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/rtpcore"
 	"github.com/hayate-sfu/hayate/signal"
+	"github.com/hayate-sfu/hayate/turn"
 	"github.com/hayate-sfu/hayate/webhook"
 )
 
@@ -41,6 +43,8 @@ type Node struct {
 
 	sigLn, apiLn   net.Listener
 	media          *rtpcore.Engine
+	turn           *turn.Server   // nil without turn = true
+	iceTCP         *icetcp.Server // nil without ice_tcp = true
 	sigSrv, apiSrv *http.Server
 
 	// cl is the node's cluster part; nil without cluster = true.
@@ -93,6 +97,9 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("media_port: %w", err)
 	}
+	if err := n.startTURN(cfg); err != nil {
+		return nil, err
+	}
 
 	n.auth = webhook.NewAuth(cfg.AuthWebhookURL, cfg.WebhookResponseTimeout)
 	qopt := webhook.Options{Workers: cfg.WebhookWorkers, Size: cfg.WebhookQueueSize, Timeout: cfg.WebhookResponseTimeout,
@@ -114,8 +121,15 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		DataChannelRPC: cfg.DataChannelRPC, DataChannelCloseMessage: cfg.DataChannelSignalingCloseMessage,
 		DataChannelMaxMessageSize:    cfg.DataChannelMaxMessageSize,
 		DataChannelMessagesPerSecond: cfg.DataChannelMessagesPerSecond,
+		ICETransportPolicy:           cfg.ICETransportPolicy,
+	}
+	if n.iceTCP != nil {
+		set.ICETCPCandidate = n.iceTCP.Addr()
 	}
 	hooks := signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}
+	if n.turn != nil || len(cfg.ExternalTURNURLs()) > 0 {
+		hooks.ICEServers = newICEServers(cfg, n.turn)
+	}
 	apiOpt := control.Options{CORSOrigin: cfg.APICORSOrigin, Token: cfg.APIToken}
 	if cfg.Cluster {
 		// A cluster node serves nothing until it holds a lease.
@@ -173,6 +187,20 @@ func (n *Node) Start() {
 		"fingerprint", n.cert.Fingerprint)
 	if c := n.MediaCandidate(); c != n.MediaAddr() {
 		r.Add("media_advertised", c.String())
+	}
+	if n.turn != nil {
+		udp, tcp, tls := n.turn.Addrs()
+		for _, a := range []struct {
+			key  string
+			addr netip.AddrPort
+		}{{"turn_udp", udp}, {"turn_tcp", tcp}, {"turn_tls", tls}} {
+			if a.addr.IsValid() {
+				r.Add(a.key, a.addr.String())
+			}
+		}
+	}
+	if n.iceTCP != nil {
+		r.Add("ice_tcp", n.iceTCP.Addr().String())
 	}
 	if n.cl != nil {
 		r.Add("cluster_node", n.cl.c.Name(), "cluster_rpc", n.cl.c.RPCAddr(), "cluster_raft", n.cl.c.RaftAddr())
@@ -255,13 +283,14 @@ func (n *Node) Close(ctx context.Context) {
 		n.sessionQ.Close(ctx)
 		n.eventQ.Close(ctx)
 		n.auth.CloseIdleConnections()
+		n.closeTURN()
 		n.media.Close()
 		n.serveWG.Wait()
 		n.log.Info("hayate stopped")
 	})
 }
 
-// setClusterHealth takes the cluster's health mode (spec/cluster.md 3.5).
+// setClusterHealth takes the cluster's health mode (docs/spec/cluster.md §3.5).
 func (n *Node) setClusterHealth(m mode.Mode) {
 	n.healthMu.Lock()
 	defer n.healthMu.Unlock()
@@ -284,6 +313,7 @@ func (n *Node) closeListeners() {
 	if n.apiLn != nil {
 		n.apiLn.Close()
 	}
+	n.closeTURN()
 	if n.media != nil {
 		n.media.Close()
 	}
@@ -291,3 +321,20 @@ func (n *Node) closeListeners() {
 		n.cl.close()
 	}
 }
+
+// closeTURN stops the TURN server and ICE-TCP (before the media path their
+// links feed).
+func (n *Node) closeTURN() {
+	if n.turn != nil {
+		n.turn.Close()
+	}
+	if n.iceTCP != nil {
+		n.iceTCP.Close()
+	}
+}
+
+// TURN returns the built-in TURN server (nil with turn = false).
+func (n *Node) TURN() *turn.Server { return n.turn }
+
+// ICETCP returns the ICE-TCP server (nil without ice_tcp).
+func (n *Node) ICETCP() *icetcp.Server { return n.iceTCP }

@@ -84,7 +84,8 @@ func TestMetrics(t *testing.T) {
 	}
 	for _, family := range []string{"# TYPE hayate_media_received_packets_total counter", `hayate_media_dropped_packets_total{backend="`,
 		"# TYPE go_goroutines gauge", "\nhayate_media_node_stalls_total{backend=\"", "\nhayate_media_longest_node_stall_seconds{backend=\"",
-		"\nsora_sctp_received_packets_total 0\n", "\nhayate_datachannel_relayed_messages_total 0\n", "\nhayate_datachannel_dropped_messages_total{reason=\"", "# TYPE process_open_fds gauge", `hayate_build_info{version="` + Version + `"`} {
+		"\nsora_sctp_received_packets_total 0\n", "\nsora_turn_connections_total{proto=\"tcp\"} 0\n", "\nsora_received_invalid_turn_tcp_packet_total 0\n",
+		"\nhayate_turn_allocations 0\n", "# TYPE hayate_turn_refused_total counter", "\nhayate_media_links 0\n", "\nhayate_datachannel_relayed_messages_total 0\n", "\nhayate_datachannel_dropped_messages_total{reason=\"", "# TYPE process_open_fds gauge", `hayate_build_info{version="` + Version + `"`} {
 		if !strings.Contains(body, family) {
 			t.Errorf("no %q", family)
 		}

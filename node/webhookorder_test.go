@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -126,6 +127,21 @@ func TestClusterVanishedDrill(t *testing.T) {
 	})
 	pub, a := joinOwner(t, nodes, "live")
 	setMode(t, a, "block_new_session")
+	// Placement reads the replicated mode: wait until every node has it,
+	// or a new channel may still be placed on a and refused there.
+	for _, n := range nodes {
+		waitFor(t, "a's block_new_session replicated", patience, func() bool {
+			_, _, raw := apiCall(t, n, "Sora_20211215.ListClusterNodes", "")
+			var list []map[string]any
+			json.Unmarshal(raw, &list)
+			for _, st := range list {
+				if st["cluster_node_name"] == a.cfg.ClusterNodeName {
+					return st["mode"] == "block_new_session"
+				}
+			}
+			return false
+		})
+	}
 	viewer, _ := join(t, a, "live", "recvonly")
 	// A new channel asked of A goes elsewhere: A takes no new session.
 	fresh, b := joinOwner(t, []*Node{a, nodes[0], nodes[1], nodes[2]}, "fresh")

@@ -23,9 +23,6 @@ import (
 // answer active and Hayate is the DTLS server, clients that answer passive
 // (pion towards an ICE-lite offerer) get Hayate as DTLS client.
 
-// errFingerprint is a peer certificate that does not match the answer.
-var errFingerprint = errors.New("rtpcore: DTLS certificate does not match a=fingerprint")
-
 // deliverDTLS hands one DTLS datagram from an ICE-checked address to the
 // transport, starting its handshake on the first.
 func (t *Transport) deliverDTLS(s *shard, from netip.AddrPort, b []byte) {
@@ -68,7 +65,7 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	opts := []dtls.Option{
 		dtls.WithCertificates(t.e.cfg.Certificate),
 		// The server's order wins (RFC 5764 §4.1.1): AES-GCM costs a fifth
-		// of AES-CM with HMAC-SHA1 per packet (spec/media-core.md §4.1).
+		// of AES-CM with HMAC-SHA1 per packet (docs/spec/media-core.md §4.1).
 		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
 		// Certificates are self-signed; the check is the fingerprint from
@@ -208,11 +205,11 @@ func (t *Transport) verifyFingerprint(ctx context.Context, raw [][]byte) error {
 func (t *Transport) installKeys(conn *dtls.Conn, asClient bool) error {
 	state, ok := conn.ConnectionState()
 	if !ok {
-		return errors.New("rtpcore: no DTLS state")
+		return errNoDTLSState
 	}
 	p, ok := conn.SelectedSRTPProtectionProfile()
 	if !ok {
-		return errors.New("rtpcore: no SRTP profile negotiated")
+		return errNoSRTPProfile
 	}
 	var profile srtp.ProtectionProfile
 	switch p {

@@ -31,11 +31,11 @@ package rtpcore
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/srtp/v3"
@@ -74,7 +74,29 @@ type Config struct {
 	// queued DataChannel bytes (data.go).
 	DataMaxMessageSize int
 	DataQueueBytes     int
-	Log                *slog.Logger
+	// Log receives the media path's logs; nil discards them.
+	Log *slog.Logger
+}
+
+// withDefaults fills what cfg leaves unset: the one place the media
+// path's defaults live.
+func (cfg Config) withDefaults() Config {
+	if cfg.Sockets < 1 {
+		cfg.Sockets = 1
+	}
+	if cfg.FailedTimeout <= 0 {
+		cfg.FailedTimeout = 10 * time.Second // Sora's ice_connection_state_failed_timeout
+	}
+	if cfg.ReportInterval <= 0 {
+		cfg.ReportInterval = time.Second
+	}
+	if cfg.DataMaxMessageSize <= 0 {
+		cfg.DataMaxMessageSize = datachan.DefaultRemoteMaxMessageSize
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return cfg
 }
 
 // Engine is the media path of a node; it implements media.Engine.
@@ -92,6 +114,13 @@ type Engine struct {
 	// rings[i*len(shards)+j] carries packets from shard i to shard j.
 	rings []handoffRing
 
+	// links are the in-process peers by address (link.go).
+	links     sync.Map
+	linkSeq   atomic.Uint32
+	linkCount atomic.Int64
+	// marked are relayed UDP peer addresses by link kind (Transport.Path).
+	marked sync.Map
+
 	stats  Stats
 	live   stallLog
 	dc     datachan.Counters
@@ -102,15 +131,7 @@ type Engine struct {
 
 // New binds the media sockets and starts the receive loops.
 func New(cfg Config) (*Engine, error) {
-	if cfg.Sockets < 1 {
-		cfg.Sockets = 1
-	}
-	if cfg.FailedTimeout <= 0 {
-		cfg.FailedTimeout = 10 * time.Second
-	}
-	if cfg.ReportInterval <= 0 {
-		cfg.ReportInterval = time.Second
-	}
+	cfg = cfg.withDefaults()
 	var ios []PacketIO
 	var err error
 	if cfg.Backend == BackendAuto || cfg.Backend == "" {
@@ -119,9 +140,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Backend = BackendIOUring
 		if uerr := UringAvailable(); uerr != nil {
 			cfg.Backend = BackendEpoll
-			if cfg.Log != nil {
-				cfg.Log.Info("io_uring unavailable, media_backend epoll", "err", uerr)
-			}
+			cfg.Log.Info("io_uring unavailable, media_backend epoll", "err", uerr)
 		}
 	}
 	switch cfg.Backend {
@@ -155,9 +174,6 @@ const (
 // Backend is the socket backend in use.
 func (e *Engine) Backend() string { return e.backend }
 
-// ErrBackend is an unknown media_backend.
-var ErrBackend = errors.New("rtpcore: unknown socket backend")
-
 // NewWithIO starts an engine on sockets that are already bound (all to the
 // same address), for alternative backends.
 func NewWithIO(cfg Config, ios []PacketIO) (*Engine, error) {
@@ -168,11 +184,9 @@ func NewWithIO(cfg Config, ios []PacketIO) (*Engine, error) {
 // caller (tests and benchmarks call handle and flush themselves).
 func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 	if len(ios) == 0 {
-		return nil, errors.New("rtpcore: no socket")
+		return nil, errNoSocket
 	}
-	if cfg.DataMaxMessageSize <= 0 {
-		cfg.DataMaxMessageSize = datachan.DefaultRemoteMaxMessageSize
-	}
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		cfg: cfg, addr: netip.AddrPortFrom(cfg.Addr.Addr(), ios[0].LocalAddr().Port()),
@@ -184,7 +198,7 @@ func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 		e.rings = make([]handoffRing, len(ios)*len(ios))
 	}
 	for i, io := range ios {
-		e.shards = append(e.shards, newShard(e, i, io, len(ios)))
+		e.shards = append(e.shards, newShard(e, i, newRouteIO(e, io), len(ios)))
 	}
 	for _, s := range e.shards {
 		if loops {
@@ -226,6 +240,7 @@ func (e *Engine) Stats() StatsSnapshot {
 		snap.add(s.stats.snapshot())
 		snap.Addresses += int(s.addresses.Load())
 	}
+	snap.Links.Open = e.linkCount.Load()
 	snap.NodeStalls = e.live.stalls.Load()
 	snap.LongestNodeStallMs = time.Duration(e.live.longest.Load()).Milliseconds()
 	snap.addData(&e.dc)

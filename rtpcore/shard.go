@@ -47,6 +47,11 @@ type shard struct {
 	woke   []bool
 	inbox  [recvBatch]*sharedPacket
 	asleep atomic.Bool
+
+	// Datagrams taken from links (link.go), handled like a receive batch.
+	lbufs [recvBatch][]byte
+	llens [recvBatch]int
+	lfrom [recvBatch]netip.AddrPort
 }
 
 func newShard(e *Engine, id int, io PacketIO, shards int) *shard {
@@ -89,8 +94,9 @@ func (s *shard) loopOnce() (done bool) {
 // loop is the receive loop.
 //
 // It wakes for: a batch of datagrams (handle each, then flush the datagrams
-// produced with one send call), or the receive deadline (no traffic for
-// 250 ms: only housekeeping). It returns when the socket is closed.
+// produced with one send call), datagrams from links (link.go: handled and
+// flushed the same way), or the receive deadline (no traffic for 250 ms:
+// only housekeeping). It returns when the socket is closed.
 func (s *shard) loop() {
 	lastSweep := time.Now()
 	for {
@@ -126,6 +132,7 @@ func (s *shard) loop() {
 			}
 		}
 		s.flush()
+		s.handleLinked()
 		if now.Sub(lastSweep) >= housekeeping {
 			lastSweep = now
 			s.sweepPool()

@@ -63,6 +63,25 @@ type Stats struct {
 
 	// HandedOff counts packets handed to another shard, once per shard.
 	HandedOff atomic.Uint64
+
+	// Links (link.go): in-process peers.
+	LinksOpened       atomic.Uint64 // links made
+	LinkIn            atomic.Uint64 // datagrams links handed to the core
+	LinkOut           atomic.Uint64 // datagrams the core handed to links
+	DropLinkIn        atomic.Uint64 // from a closed link, empty or over bufSize
+	DropLinkQueueFull atomic.Uint64 // the shard's in-process queue was full
+	DropLinkGone      atomic.Uint64 // to the address of a link that is closed
+}
+
+// LinkStats are the counters of in-process peers (TURN allocations that
+// relay to this node, ICE-TCP connections).
+type LinkStats struct {
+	Open      int64  `json:"open"`
+	Opened    uint64 `json:"total_opened"`
+	Received  uint64 `json:"total_received_datagrams"`
+	Sent      uint64 `json:"total_sent_datagrams"`
+	QueueFull uint64 `json:"total_dropped_queue_full"`
+	Closed    uint64 `json:"total_dropped_closed"`
 }
 
 // StatsSnapshot is a copy of the counters, summed over shards; it is the
@@ -118,6 +137,8 @@ type StatsSnapshot struct {
 	SCTPBytesOut   uint64 `json:"total_sent_sctp_byte_size"`
 	// DataChannels are the DataChannel counters of the media path.
 	DataChannels DataStats `json:"data_channels"`
+	// Links are the in-process peers (link.go).
+	Links LinkStats `json:"links"`
 }
 
 // DataStats are the media path's DataChannel counters.
@@ -156,6 +177,8 @@ func (s *Stats) snapshot() StatsSnapshot {
 		RRsSent: s.RRsSent.Load(), TWCCReceived: s.TWCCReceived.Load(), TWCCSent: s.TWCCSent.Load(),
 		REMBReceived: s.REMBReceived.Load(), ProbePackets: s.ProbePackets.Load(), LayerSwitches: s.LayerSwitches.Load(),
 		TransportFails: s.TransportFails.Load(), Panics: s.Panics.Load(),
+		Links: LinkStats{Opened: s.LinksOpened.Load(), Received: s.LinkIn.Load(), Sent: s.LinkOut.Load(),
+			QueueFull: s.DropLinkQueueFull.Load(), Closed: s.DropLinkIn.Load() + s.DropLinkGone.Load()},
 		Dropped: map[string]uint64{
 			"malformed":            s.DropMalformed.Load(),
 			"unknown_address":      s.DropUnknownAddress.Load(),
@@ -205,6 +228,11 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.LayerSwitches += b.LayerSwitches
 	a.TransportFails += b.TransportFails
 	a.Panics += b.Panics
+	a.Links.Opened += b.Links.Opened
+	a.Links.Received += b.Links.Received
+	a.Links.Sent += b.Links.Sent
+	a.Links.QueueFull += b.Links.QueueFull
+	a.Links.Closed += b.Links.Closed
 	for k, v := range b.Dropped {
 		a.Dropped[k] += v
 	}

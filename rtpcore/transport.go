@@ -285,6 +285,7 @@ func (t *Transport) Close() {
 			pt.setDowns(nil)
 			pt.dmu.Unlock()
 		}
+		t.endLinks()
 		t.e.forget(t)
 	})
 }

@@ -1,7 +1,6 @@
 package rtpcore
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -357,10 +356,6 @@ func (s *uringIO) holds(b *RecvBatch) bool {
 	return true
 }
 
-// errBatchInUse is a Recv with a batch whose buffers another open io_uring
-// socket receives into.
-var errBatchInUse = errors.New("rtpcore: RecvBatch is armed by another io_uring socket")
-
 // bind makes b the batch the slots receive into: the armed receives into
 // the old buffers are cancelled, and datagrams received but not returned
 // yet are copied into b.
@@ -465,7 +460,7 @@ func (s *uringIO) reserve(n int) error {
 		s.ring.enter(0, -1)
 		s.reap()
 	}
-	return errors.New("rtpcore: io_uring submission queue full")
+	return errRingFull
 }
 
 // reap consumes the CQ.
@@ -580,7 +575,7 @@ func (s *uringIO) drain(all bool) error {
 		}
 		wait := time.Until(limit)
 		if wait <= 0 {
-			return errors.New("rtpcore: io_uring requests not cancelled")
+			return errNotCancelled
 		}
 		if _, errno := s.ring.enter(1, min(wait, 50*time.Millisecond)); errno != 0 && !retryable(errno) {
 			return fmt.Errorf("io_uring_enter: %w", errno)
@@ -804,7 +799,7 @@ func newUring(entries uint32) (*uring, error) {
 	r := &uring{fd: int(fd)}
 	if p.features&uringFeatExtArg == 0 {
 		r.close()
-		return nil, errors.New("io_uring: no IORING_FEAT_EXT_ARG (Linux 5.11 or later is needed)")
+		return nil, errNoExtArg
 	}
 	fail := func(err error) (*uring, error) {
 		r.close()

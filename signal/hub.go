@@ -12,18 +12,19 @@
 // the same lock under which a channel's last connection ends its session.
 // So "this channel has a live session" cannot change between the check and
 // the join, and two racing connects to an idle channel under
-// block_new_session are both refused (DESIGN.md decision 4).
+// block_new_session are both refused (docs/design.md, decision 4).
 //
 // # Sessions
 //
 // A channel's session begins when its first connection is admitted (the
 // offer already carries the session_id) and ends when its last connection
-// ends, whether or not that connection ever answered (DESIGN.md decision 3).
+// ends, whether or not that connection ever answered (docs/design.md, decision 3).
 package signal
 
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,7 +54,7 @@ type Settings struct {
 	IgnoreSessionVanished bool
 
 	// ExternalSignalingURL is this node's signaling URL in a cluster, sent
-	// in session webhooks (spec/sora-protocol.md 5.4); empty otherwise.
+	// in session webhooks (docs/spec/sora-protocol.md §5.4); empty otherwise.
 	ExternalSignalingURL string
 
 	// Limits (0: none, except MaxPending).
@@ -72,6 +73,12 @@ type Settings struct {
 	DataChannelCloseMessage      bool
 	DataChannelMaxMessageSize    int
 	DataChannelMessagesPerSecond int
+
+	// ICETransportPolicy is the offer's config.iceTransportPolicy ("all"
+	// or "relay"); ICETCPCandidate, when valid, the passive ICE-TCP
+	// candidate every offer carries.
+	ICETransportPolicy string
+	ICETCPCandidate    netip.AddrPort
 }
 
 // Authenticator calls the auth webhook.
@@ -96,6 +103,8 @@ type Hooks struct {
 	Event   EventSink
 	// Router, if set, places channels on the nodes of a cluster.
 	Router Router
+	// ICEServers, if set, makes each offer's config.iceServers (TURN).
+	ICEServers ICEServers
 }
 
 // TestHooks are knobs for tests of the admission race; the zero value is
@@ -291,14 +300,6 @@ func (h *Hub) WaitIdle(ctx context.Context) bool {
 			return false
 		}
 	}
-}
-
-// sessionLive reports whether channel id has a live session. It takes the
-// lock, so the lock-free pre-check calls it only under block_new_session.
-func (h *Hub) sessionLive(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.channels[id] != nil
 }
 
 // precheck is the admission check made before the auth webhook, so that a

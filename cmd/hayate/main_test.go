@@ -153,7 +153,8 @@ func (p *proc) wait(t *testing.T, d time.Duration) int {
 }
 
 func freeArgs(extra ...string) []string {
-	return append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--ice_connection_state_failed_timeout=5 min"}, extra...)
+	return append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--turn_udp_listen_port=0", "--turn_tcp_listen_port=0",
+		"--ice_connection_state_failed_timeout=5 min"}, extra...)
 }
 
 func joinLive(t *testing.T, url, channel string) *sigclient.Client {
@@ -302,7 +303,7 @@ func TestCtl(t *testing.T) {
 func TestInitialModeAndConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "hayate.conf")
-	os.WriteFile(conf, []byte("# test\nsignaling_port = 0\napi_port = 0\nmedia_port = 0\ninitial_mode = block_new_connection\n"), 0o644)
+	os.WriteFile(conf, []byte("# test\nsignaling_port = 0\napi_port = 0\nmedia_port = 0\nturn = false\ninitial_mode = block_new_connection\n"), 0o644)
 	p := start(t, "-config", conf)
 	err := connectErr(t, p.signaling, "x")
 	var cl *sigclient.Closed

@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -87,7 +89,9 @@ func TestNodeStallKeepsPeers(t *testing.T) {
 		t.Fatalf("after the node's stall: %d connections, %d destroyed (%v); want all 3 kept", n, ev.count(), ev.destroyed)
 	}
 	media := stats(t, p.api)["media"].(map[string]any)
-	if media["total_node_stalls"] != 1.0 || media["longest_node_stall_ms"].(float64) < 2500 {
+	// At least this stall: a loaded machine may starve the node for more
+	// than 250 ms at other times too, and those count.
+	if media["total_node_stalls"].(float64) < 1 || media["longest_node_stall_ms"].(float64) < 2500 {
 		t.Fatalf("stall counters: total_node_stalls %v, longest_node_stall_ms %v (logged late=%s)",
 			media["total_node_stalls"], media["longest_node_stall_ms"], late)
 	}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -68,7 +67,6 @@ func Start(t *testing.T, url, channel string) (*exec.Cmd, string) {
 	}
 	t.Cleanup(func() {
 		stdin.Close()
-		cmd.Process.Signal(syscall.SIGCONT)
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
