@@ -1,3 +1,5 @@
+//go:build linux
+
 package bench
 
 import (
@@ -165,10 +167,16 @@ const sampleEvery = 16
 // JoinSubscribers connects n recvonly clients, at most concurrency at once,
 // and returns them with the time each join took (connect to SRTP ready).
 func JoinSubscribers(url, channel string, n, concurrency int, video, audio uint32) ([]*Subscriber, []time.Duration, error) {
+	return JoinSubscribersOver(url, channel, n, concurrency, video, audio, loadpeer.TransportUDP)
+}
+
+// JoinSubscribersOver is JoinSubscribers with subscribers that reach the
+// server over transport (loadpeer.Transport*).
+func JoinSubscribersOver(url, channel string, n, concurrency int, video, audio uint32, transport string) ([]*Subscriber, []time.Duration, error) {
 	lat := make([]time.Duration, n)
 	subs, err := JoinAll(n, concurrency, func(i int) (*Subscriber, error) {
 		t0 := time.Now()
-		s, err := NewSubscriber(url, channel, video, audio)
+		s, err := NewSubscriberOver(url, channel, video, audio, transport)
 		lat[i] = time.Since(t0)
 		return s, err
 	}, (*Subscriber).Close)
@@ -215,7 +223,13 @@ func JoinAll[T any](n, concurrency int, join func(i int) (T, error), closeClient
 
 // NewSubscriber connects one recvonly client and starts its receiver.
 func NewSubscriber(url, channel string, video, audio uint32) (*Subscriber, error) {
-	peer, err := loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: connectMsg(channel, "recvonly"), Detach: true, Timeout: 30 * time.Second})
+	return NewSubscriberOver(url, channel, video, audio, loadpeer.TransportUDP)
+}
+
+// NewSubscriberOver is NewSubscriber over transport (loadpeer.Transport*).
+func NewSubscriberOver(url, channel string, video, audio uint32, transport string) (*Subscriber, error) {
+	peer, err := loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: connectMsg(channel, "recvonly"), Detach: true,
+		Timeout: 30 * time.Second, Transport: transport})
 	if err != nil {
 		return nil, fmt.Errorf("subscriber: %w", err)
 	}
@@ -225,7 +239,11 @@ func NewSubscriber(url, channel string, video, audio uint32) (*Subscriber, error
 	if v, a := offeredSSRCs(peer.Offer.SDP); v != 0 && a != 0 {
 		s.ssrc = [2]uint32{v, a}
 	}
-	go s.receive()
+	if peer.Conn() != nil {
+		go s.receive()
+	} else {
+		go s.receiveEach()
+	}
 	return s, nil
 }
 
@@ -291,44 +309,65 @@ func (s *Subscriber) receive() {
 			return
 		}
 		for i := range n {
-			pkt := mem[i*1500 : i*1500+int(hdrs[i].Len)]
-			if len(pkt) < 12 || pkt[0]>>6 != 2 || pkt[1] >= 192 && pkt[1] <= 223 {
-				continue // STUN answers, RTCP
-			}
-			ssrc := binary.BigEndian.Uint32(pkt[8:12])
-			seq := binary.BigEndian.Uint16(pkt[2:4])
-			idx := -1
-			for j, v := range s.ssrc {
-				if v == ssrc {
-					idx = j
-				}
-			}
-			if idx < 0 {
-				continue
-			}
-			s.seen[idx][seq>>6].Or(1 << (seq & 63))
-			s.packets.Add(1)
-			k++
-			if k%sampleEvery != 0 {
-				continue
-			}
-			plain, err := s.Peer.DecryptRTP(scratch[:0], append(scratch[:0], pkt...))
-			if err != nil || len(plain) < 20 {
-				continue
-			}
-			var h rtp.Header
-			off, err := h.Unmarshal(plain)
-			if err != nil || len(plain) < off+8 {
-				continue
-			}
-			sent := int64(binary.BigEndian.Uint64(plain[off : off+8]))
-			if sent >= s.from.Load() {
-				d := time.Duration(time.Now().UnixNano() - sent)
-				s.mu.Lock()
-				s.delays = append(s.delays, d)
-				s.mu.Unlock()
-			}
+			s.onPacket(mem[i*1500:i*1500+int(hdrs[i].Len)], &k, scratch)
 		}
+	}
+}
+
+// receiveEach is the receiver of a subscriber on TURN or TCP: one
+// datagram a call.
+func (s *Subscriber) receiveEach() {
+	defer close(s.done)
+	buf := make([]byte, 2048)
+	scratch := make([]byte, 2048)
+	k := 0
+	for {
+		n, err := s.Peer.Recv(buf)
+		if err != nil {
+			return
+		}
+		s.onPacket(buf[:n], &k, scratch)
+	}
+}
+
+// onPacket records one datagram: a media packet's sequence number, and
+// for one in sampleEvery (k counts them) its forwarding delay.
+func (s *Subscriber) onPacket(pkt []byte, k *int, scratch []byte) {
+	if len(pkt) < 12 || pkt[0]>>6 != 2 || pkt[1] >= 192 && pkt[1] <= 223 {
+		return // STUN answers, RTCP
+	}
+	ssrc := binary.BigEndian.Uint32(pkt[8:12])
+	seq := binary.BigEndian.Uint16(pkt[2:4])
+	idx := -1
+	for j, v := range s.ssrc {
+		if v == ssrc {
+			idx = j
+		}
+	}
+	if idx < 0 {
+		return
+	}
+	s.seen[idx][seq>>6].Or(1 << (seq & 63))
+	s.packets.Add(1)
+	*k++
+	if *k%sampleEvery != 0 {
+		return
+	}
+	plain, err := s.Peer.DecryptRTP(scratch[:0], append(scratch[:0], pkt...))
+	if err != nil || len(plain) < 20 {
+		return
+	}
+	var h rtp.Header
+	off, err := h.Unmarshal(plain)
+	if err != nil || len(plain) < off+8 {
+		return
+	}
+	sent := int64(binary.BigEndian.Uint64(plain[off : off+8]))
+	if sent >= s.from.Load() {
+		d := time.Duration(time.Now().UnixNano() - sent)
+		s.mu.Lock()
+		s.delays = append(s.delays, d)
+		s.mu.Unlock()
 	}
 }
 
@@ -391,7 +430,8 @@ type Window struct {
 	Delays      []time.Duration
 	// Counters are the growth of the server's counters in the window
 	// (Hayate only): mallocs, recv_calls, packets_in, send_calls,
-	// send_messages, packets_out.
+	// send_messages, packets_out, and the drops link_queue_full,
+	// turn_queue_full and ice_tcp_queue_full (server.go).
 	Counters map[string]float64
 }
 

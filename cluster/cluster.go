@@ -31,6 +31,7 @@ type Cluster struct {
 
 	raft     *raft.Raft
 	trans    raft.Transport
+	stream   *streamLayer // raft's, unless a test hook supplied the transport
 	stores   []io.Closer
 	rpcLn    net.Listener
 	rpcSrv   *http.Server
@@ -60,7 +61,7 @@ type Cluster struct {
 	tab       table
 	appliedCh chan struct{}
 
-	// The local view, guarded by mu (spec 3.4, 3.5).
+	// The local view, guarded by mu (docs/spec/cluster.md §3.4, 3.5).
 	closed bool
 	// leaseUntil is the send time of the newest own heartbeat applied by
 	// this node's FSM, plus LeaseTTL; lastRenew is when that apply happened.
@@ -83,7 +84,7 @@ type Cluster struct {
 	lingering map[string]*linger
 	// seen is when this node applied each node's latest beat.
 	seen map[string]time.Time
-	// Leader-side state (spec 3.4): the term and time this node last became
+	// Leader-side state (docs/spec/cluster.md §3.4): the term and time this node last became
 	// leader, and the Expire proposals in flight.
 	leaderTerm  uint64
 	leaderSince time.Time
@@ -185,8 +186,9 @@ func (c *Cluster) start() error {
 			return err
 		}
 		c.raftAddr = adv.String()
+		c.stream = &streamLayer{Listener: c.secure(ln, listenerRaft), dial: c.dialPeer, advertise: adv}
 		c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  &streamLayer{Listener: c.secure(ln, listenerRaft), dial: c.dialPeer, advertise: adv},
+			Stream:  c.stream,
 			MaxPool: 3,
 			Timeout: max(2*cfg.LeaseTTL, time.Second),
 			Logger:  hl.Named("transport"),
@@ -252,7 +254,7 @@ func (c *Cluster) start() error {
 }
 
 // Close stops the node. A temporary node first removes itself from the
-// cluster (Remove + RemoveServer, spec 3.1); a regular node expires its own
+// cluster (Remove + RemoveServer, docs/spec/cluster.md §3.1); a regular node expires its own
 // channels so that they move at once instead of after TTL + grace. The node
 // stops serving every channel before it tells anyone.
 func (c *Cluster) Close() error {
@@ -289,7 +291,9 @@ func (c *Cluster) leave() {
 	if c.raft == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(4*c.cfg.Heartbeat, 200*time.Millisecond))
+	// A goodbye gets a lease's time: long enough for a loaded leader, short
+	// enough for a shutdown when the cluster cannot be reached.
+	ctx, cancel := context.WithTimeout(context.Background(), max(4*c.cfg.Heartbeat, c.cfg.LeaseTTL))
 	defer cancel()
 	if c.cfg.Temporary {
 		if member, err := c.isMember(c.cfg.NodeName); err != nil || !member {
@@ -350,8 +354,14 @@ func (c *Cluster) teardown() {
 	if cl, ok := c.trans.(io.Closer); ok {
 		_ = cl.Close()
 	}
-	for _, s := range c.stores {
-		_ = s.Close()
+	if c.stream != nil && !c.stream.handlers.shutdown(c.cfg.LeaseTTL) {
+		// Closing the stores under a handler would panic raft; leaving
+		// them open costs a file handle of a process that is stopping.
+		c.log.Error("raft connection handlers still busy after a lease's time; raft stores left open")
+	} else {
+		for _, s := range c.stores {
+			_ = s.Close()
+		}
 	}
 	c.ev.close()
 }
@@ -370,7 +380,7 @@ func (c *Cluster) RPCAddr() string { return c.rpcAddr }
 func (c *Cluster) RaftAddr() string { return c.raftAddr }
 
 // OnHealthMode registers f to be called with the node's health mode: once at
-// once with the current one, then on every change (spec 3.5). Calls come in
+// once with the current one, then on every change (docs/spec/cluster.md §3.5). Calls come in
 // order from one goroutine; f must not block for long.
 func (c *Cluster) OnHealthMode(f func(mode.Mode)) {
 	c.mu.Lock()
@@ -404,7 +414,7 @@ func (c *Cluster) SetLoad(conns int) {
 }
 
 // SetOperatorMode replicates this node's operator mode (Sora's ChangeMode,
-// spec 3.5: stored in the FSM so that placement skips the node cluster-wide)
+// docs/spec/cluster.md §3.5: stored in the FSM so that placement skips the node cluster-wide)
 // and returns once this node's FSM applied it.
 func (c *Cluster) SetOperatorMode(ctx context.Context, m mode.Mode) error {
 	if m > mode.BlockNewConnection {
@@ -443,7 +453,7 @@ func (c *Cluster) wakeWaiters() {
 }
 
 // waitApplied waits until this node's FSM has applied index: the FSM's own
-// applied index, not raft.AppliedIndex (spec 3.7).
+// applied index, not raft.AppliedIndex (docs/spec/cluster.md §3.7).
 func (c *Cluster) waitApplied(ctx context.Context, index uint64) error {
 	for {
 		c.mu.Lock()

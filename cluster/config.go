@@ -13,7 +13,7 @@ import (
 	"github.com/hayate-sfu/hayate/mode"
 )
 
-// Default timings (spec 3.4: heartbeat H, lease TTL, expiry grace).
+// Default timings (docs/spec/cluster.md §3.4: heartbeat H, lease TTL, expiry grace).
 const (
 	DefaultHeartbeat = 1 * time.Second
 	DefaultLeaseTTL  = 5 * time.Second
@@ -55,11 +55,11 @@ type Config struct {
 	// Peers optionally maps node names to RPC addresses, for InitCluster,
 	// Join and Purge by name.
 	Peers map[string]string
-	// Heartbeat (H), LeaseTTL and Grace: spec 3.4. Defaults 1 s, 5 s, 2 s.
+	// Heartbeat (H), LeaseTTL and Grace: docs/spec/cluster.md §3.4. Defaults 1 s, 5 s, 2 s.
 	// LeaseTTL must exceed 2*Heartbeat.
 	Heartbeat, LeaseTTL, Grace time.Duration
 	// ReleaseLinger is how long Release waits for a new connection before it
-	// gives the channel up (spec 3.3 step 6). Default Heartbeat; negative: none.
+	// gives the channel up (docs/spec/cluster.md §3.3 step 6). Default Heartbeat; negative: none.
 	ReleaseLinger time.Duration
 	// TLS, if set, makes both listeners mutual TLS 1.3 between holders of
 	// certificates of one cluster CA (doc.go, "Security"); its certificate
@@ -84,7 +84,7 @@ type hooks struct {
 	// memStores uses raft's in-memory stores on a regular node too.
 	memStores bool
 	// applyDelay sleeps inside FSM.Apply before the state changes, so the
-	// local FSM lags raft's own applied index (spec 3.7 lesson).
+	// local FSM lags raft's own applied index (docs/spec/cluster.md §3.7 lesson).
 	applyDelay time.Duration
 	// raftConfig adjusts raft's config (snapshot thresholds in tests).
 	raftConfig func(*raft.Config)
@@ -177,7 +177,7 @@ func (cfg *Config) checkSecurity() error {
 // raftConfig derives raft's timings from the heartbeat: raft heartbeat and
 // election timeouts 2H capped at raft's defaults (1 s), leader lease half of
 // that, commit timeout H/5 capped at 50 ms. With H = 50 ms (tests) that is
-// 100/100/50/10 ms, the prototype's values (spec 3.7).
+// 100/100/50/10 ms, the prototype's values (docs/spec/cluster.md §3.7).
 func (cfg *Config) raftConfig() *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeName)
@@ -187,6 +187,10 @@ func (cfg *Config) raftConfig() *raft.Config {
 	rc.LeaderLeaseTimeout = hb / 2
 	rc.CommitTimeout = max(min(cfg.Heartbeat/5, 50*time.Millisecond), time.Millisecond)
 	rc.NoLegacyTelemetry = true
-	rc.ShutdownOnRemove = true
+	// A leader that removes itself steps down rather than shutting raft down
+	// from inside: teardown's Shutdown then waits for raft's goroutines
+	// before the stores close (a raft that shut itself down cannot be waited
+	// for, and one still running writes a closed store and panics).
+	rc.ShutdownOnRemove = false
 	return rc
 }

@@ -9,6 +9,7 @@ import (
 )
 
 func TestLoadCredentials(t *testing.T) {
+	t.Parallel()
 	pki := newTestPKI(t)
 	ca, cert, key := pki.files("node-1@127.0.0.1:5690")
 	c, err := LoadCredentials(ca, cert, key)
@@ -36,6 +37,7 @@ func TestLoadCredentials(t *testing.T) {
 // a half-done or wrong replacement keeps the previous credentials and is
 // reported once.
 func TestCredentialsReload(t *testing.T) {
+	t.Parallel()
 	pki := newTestPKI(t)
 	ca, cert, key := pki.files("n")
 	c, err := LoadCredentials(ca, cert, key)

@@ -1,7 +1,7 @@
 // Package cluster decides which node of a Hayate cluster serves each channel
-// and keeps each node's health mode, on embedded hashicorp/raft (DESIGN
-// decision 10). The design is spec/cluster.md section 3; the Sora facts it
-// copies are spec/cluster.md section 1 and spec/sora-protocol.md section 5.
+// and keeps each node's health mode, on embedded hashicorp/raft (docs/design.md,
+// decision 10). The design is docs/spec/cluster.md §3; the Sora facts it
+// copies are docs/spec/cluster.md §1 and docs/spec/sora-protocol.md §5.
 //
 // # Model
 //
@@ -17,7 +17,7 @@
 // lease. The lease runs from the send time of the node's latest heartbeat
 // that its own state machine has applied, for LeaseTTL. The leader expires a
 // node whose heartbeats it has not seen for LeaseTTL + Grace, and only then
-// can its channels move; by then the node has fenced itself (spec 3.4).
+// can its channels move; by then the node has fenced itself (docs/spec/cluster.md §3.4).
 //
 // # Use from the server
 //
@@ -119,7 +119,7 @@
 // Route: owned by another node, redirect; owned by this node with a valid
 // lease, serve; not owned, forward Claim to the leader, wait until this
 // node's state machine has applied that log index (its own applied index,
-// never raft.AppliedIndex, spec 3.7), and decide again from the local table.
+// never raft.AppliedIndex, docs/spec/cluster.md §3.7), and decide again from the local table.
 //
 // The leader proposes Expire for a node it has not heard from for LeaseTTL +
 // Grace (timed from its election for nodes it never heard from). An Expire
@@ -133,7 +133,7 @@
 //
 // # Modes
 //
-// The health mode (spec 3.5), reported through OnHealthMode; the server's
+// The health mode (docs/spec/cluster.md §3.5), reported through OnHealthMode; the server's
 // effective mode is the stricter of it and the operator mode:
 //
 //   - block_new_connection: at start, until this incarnation is registered and

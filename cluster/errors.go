@@ -14,7 +14,7 @@ var (
 	// heartbeat, so a new channel cannot be placed anywhere.
 	ErrNoEligibleNode = errors.New("cluster: no node can take a new channel")
 	// ErrAlreadyInitialised is InitCluster on a node that already has a raft
-	// configuration (spec 3.1: a second bootstrap must never form a second cluster).
+	// configuration (docs/spec/cluster.md §3.1: a second bootstrap must never form a second cluster).
 	ErrAlreadyInitialised = errors.New("cluster: already initialised")
 	// ErrNoLeader means no leader is known, or the node asked is no longer leader.
 	ErrNoLeader = errors.New("cluster: no leader")

@@ -15,7 +15,7 @@ import (
 // other nodes. Doing both under one lock is what makes read-your-writes
 // exact: when a node's own heartbeat is applied, its lease is extended in the
 // same step, so any Expire ordered before that heartbeat has already removed
-// its old channels (spec 3.4).
+// its old channels (docs/spec/cluster.md §3.4).
 type fsm struct{ c *Cluster }
 
 var _ raft.FSM = fsm{}

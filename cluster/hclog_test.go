@@ -13,6 +13,7 @@ import (
 // TestHclogAdapter: raft's log lines reach the slog logger at the mapped
 // levels, with the component name and arguments, and never at error level.
 func TestHclogAdapter(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := newHclog(l, "raft").Named("transport").With("peer", "b")
@@ -45,6 +46,7 @@ func TestHclogAdapter(t *testing.T) {
 // once per window (with the count of those left out), not several times a
 // second; debug lines are not filtered.
 func TestHclogRepeats(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := newHclog(l, "raft")

@@ -10,7 +10,7 @@ import (
 const maxBeatsInFlight = 2
 
 // heartbeatLoop registers this incarnation once a leader is known, then
-// proposes a Heartbeat every H (spec 3.4), leader included.
+// proposes a Heartbeat every H (docs/spec/cluster.md §3.4), leader included.
 func (c *Cluster) heartbeatLoop() {
 	t := time.NewTicker(c.cfg.Heartbeat)
 	defer t.Stop()

@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// leaderLoop runs the leader's side of spec 3.4: it proposes Expire for every
+// leaderLoop runs the leader's side of docs/spec/cluster.md §3.4: it proposes Expire for every
 // node whose heartbeat it has not seen for longer than TTL + grace.
 func (c *Cluster) leaderLoop() {
 	t := time.NewTicker(max(c.cfg.Heartbeat/2, time.Millisecond))
@@ -36,7 +36,7 @@ func (c *Cluster) expireTick() {
 	now := c.now()
 	if term != c.leaderTerm {
 		// Newly elected: count every node as seen now. This can only delay
-		// an expiry (spec 3.4); a node this leader never heard from gets a
+		// an expiry (docs/spec/cluster.md §3.4); a node this leader never heard from gets a
 		// full TTL + grace from the election.
 		c.leaderTerm, c.leaderSince = term, now
 		c.log.Info("cluster leader", "term", term)

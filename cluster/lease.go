@@ -7,7 +7,7 @@ import (
 	"github.com/hayate-sfu/hayate/mode"
 )
 
-// renewalsAfterLapse is the hysteresis of spec 3.5: after a lease lapsed, the
+// renewalsAfterLapse is the hysteresis of docs/spec/cluster.md §3.5: after a lease lapsed, the
 // node returns to normal only after this many renewals in a row.
 const renewalsAfterLapse = 2
 
@@ -71,7 +71,7 @@ func (c *Cluster) updateMineLocked(id string) {
 	}
 }
 
-// servingLocked is spec 3.4: serve channel id only while the table gives it
+// servingLocked is docs/spec/cluster.md §3.4: serve channel id only while the table gives it
 // to this incarnation and the lease is valid (and no Release is under way).
 func (c *Cluster) servingLocked(id string, now time.Time) bool {
 	_, mine := c.mine[id]
@@ -125,7 +125,7 @@ func (c *Cluster) syncAllLocked(now time.Time, fenced *[]string) {
 }
 
 // renewLocked extends the lease after the FSM applied an own heartbeat sent
-// at sent: leaseUntil = sent + TTL (spec 3.4).
+// at sent: leaseUntil = sent + TTL (docs/spec/cluster.md §3.4).
 func (c *Cluster) renewLocked(sent, now time.Time, fenced *[]string) {
 	until := sent.Add(c.cfg.LeaseTTL)
 	if !until.After(now) {
@@ -147,7 +147,7 @@ func (c *Cluster) renewLocked(sent, now time.Time, fenced *[]string) {
 	}
 }
 
-// evalHealthLocked sets the health mode of spec 3.5:
+// evalHealthLocked sets the health mode of docs/spec/cluster.md §3.5:
 //   - no lease yet, or the lease ran out: block_new_connection;
 //   - lease back after a lapse but fewer than renewalsAfterLapse renewals: block_new_connection;
 //   - no renewal applied for more than TTL/2: block_new_session;
@@ -213,7 +213,7 @@ func (c *Cluster) nextCheckLocked(now time.Time) time.Duration {
 	return max(d, time.Millisecond)
 }
 
-// leaseLoop is the lease-check timer (spec 3.4): an owner whose lease runs out
+// leaseLoop is the lease-check timer (docs/spec/cluster.md §3.4): an owner whose lease runs out
 // fences itself even when no traffic and no log entry arrives.
 //
 // Wake-ups: the timer (lease end, renewal late, or one heartbeat), a renewal

@@ -76,7 +76,7 @@ func (c *Cluster) lookup(ctx context.Context, entry string) (infoResp, error) {
 }
 
 // InitCluster forms a new cluster from regular nodes (Sora_20221221.InitCluster
-// {node_name_list}; spec 3.1): every listed node is bootstrapped with the
+// {node_name_list}; docs/spec/cluster.md §3.1): every listed node is bootstrapped with the
 // same raft configuration, all of them voters. Entries are resolved as in
 // resolve; an empty list means this node alone. It refuses with
 // ErrAlreadyInitialised if any listed node already has a configuration,
@@ -114,7 +114,7 @@ func (c *Cluster) InitCluster(ctx context.Context, nodeNames []string) error {
 	for _, info := range infos {
 		var err error
 		if info.Name == c.cfg.NodeName {
-			err = c.bootstrapLocal(&req)
+			err = c.bootstrapLocal(ctx, &req)
 		} else {
 			err = c.call(ctx, info.RPCAddr, pathBootstrap, &req, nil, "")
 		}
@@ -129,7 +129,7 @@ func (c *Cluster) InitCluster(ctx context.Context, nodeNames []string) error {
 	return c.waitRegistered(ctx)
 }
 
-func (c *Cluster) bootstrapLocal(req *bootstrapReq) error {
+func (c *Cluster) bootstrapLocal(ctx context.Context, req *bootstrapReq) error {
 	if c.cfg.Temporary {
 		return ErrTemporaryNode
 	}
@@ -141,9 +141,22 @@ func (c *Cluster) bootstrapLocal(req *bootstrapReq) error {
 	if errors.Is(err, raft.ErrCantBootstrap) {
 		// The other listed nodes, bootstrapped first, may have elected a
 		// leader that already gave this node the very configuration asked
-		// for: that is this InitCluster's cluster, not a second one.
-		if f := c.raft.GetConfiguration(); f.Error() == nil && sameServers(f.Configuration(), conf) {
-			return nil
+		// for: that is this InitCluster's cluster, not a second one. A
+		// candidate's vote request may have come first, leaving a term but
+		// no configuration yet: the leader's first entries bring it.
+		for {
+			f := c.raft.GetConfiguration()
+			if f.Error() == nil && len(f.Configuration().Servers) > 0 {
+				if sameServers(f.Configuration(), conf) {
+					return nil
+				}
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w: %s has raft state but no configuration yet", ErrUnavailable, c.cfg.NodeName)
+			case <-time.After(c.cfg.Heartbeat / 5):
+			}
 		}
 		return fmt.Errorf("%w: %s", ErrAlreadyInitialised, c.cfg.NodeName)
 	}
@@ -168,7 +181,7 @@ func sameServers(a, b raft.Configuration) bool {
 }
 
 // Join adds this node to a running cluster through a contact node
-// (Sora_20211215.RegisterClusterNode {contact_node_name}; spec 3.1): the
+// (Sora_20211215.RegisterClusterNode {contact_node_name}; docs/spec/cluster.md §3.1): the
 // contact forwards the request to the leader, which adds this node as a
 // voter (regular) or non-voter (temporary). Join returns once this node's
 // registration is applied here. A node that is already a member only waits
@@ -271,7 +284,7 @@ func (c *Cluster) removeServer(ctx context.Context, name string) error {
 }
 
 // Purge removes a dead node from the cluster (Sora_20220629.PurgeClusterNode
-// {target_node_name}; spec 3.1): its channels, its entry and its raft
+// {target_node_name}; docs/spec/cluster.md §3.1): its channels, its entry and its raft
 // membership. It refuses with ErrNodeAlive while the leader has seen the
 // node's heartbeat within TTL + grace: purging a live owner could hand its
 // channels to another node while it still serves them.

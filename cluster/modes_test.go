@@ -15,6 +15,7 @@ import (
 // block_new_connection and Route refuses; after InitCluster its health goes
 // block_new_connection → normal only once it is registered and holds a lease.
 func TestFreshNodeHealth(t *testing.T) {
+	t.Parallel()
 	tc := newTestCluster(t, false)
 	var nodes []*testNode
 	var addrs []string
@@ -37,7 +38,7 @@ func TestFreshNodeHealth(t *testing.T) {
 			t.Fatalf("%s: raft stats before init: %v", n.name, st)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
+	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
 	defer cancel()
 	if err := nodes[1].InitCluster(ctx, addrs); err != nil {
 		t.Fatal(err)
@@ -70,10 +71,11 @@ func TestFreshNodeHealth(t *testing.T) {
 // block_new_session or block_new_connection never receives a new channel,
 // whichever node the connects arrive at; unblocked, it receives some again.
 func TestBlockedNodeGetsNoNewChannel(t *testing.T) {
+	t.Parallel()
 	tc := newTestCluster(t, false)
 	nodes := tc.startN(3)
 	blocked := nodes[2]
-	ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
+	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
 	defer cancel()
 
 	waitModeEverywhere := func(m mode.Mode) {

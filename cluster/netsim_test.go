@@ -15,7 +15,7 @@ import (
 // testNet is a network that can cut a node off: its live connections are
 // closed, its dials and dials to it fail, and new accepts are dropped. The
 // cut flag is checked under the same lock that tracks connections, so a dial
-// in progress cannot survive a cut (spec 3.7, the prototype's lesson).
+// in progress cannot survive a cut (docs/spec/cluster.md §3.7, the prototype's lesson).
 //
 // With mem set, connections are net.Pipe pairs instead of loopback TCP (for
 // synctest bubbles), and raft runs over raft.InmemTransport, which the

@@ -12,13 +12,14 @@ import (
 	"github.com/hayate-sfu/hayate/mode"
 )
 
-// One-way partitions (spec 3.7, tests to add, item 1): the victim can still
+// One-way partitions (docs/spec/cluster.md §3.7, tests to add, item 1): the victim can still
 // open connections but nobody can open one to it ("in"), or the reverse
 // ("out"). Raft and the RPC open a connection per direction of request, so
 // this is a real asymmetric partition. Whatever each case does to
 // availability, no channel may ever be served twice, and the cluster must
 // recover after the heal.
 func TestPartitionOneWay(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name            string
 		leader, in, out bool
@@ -39,7 +40,7 @@ func runOneWay(t *testing.T, victimIsLeader, in, out, tls bool) {
 	if tls {
 		tc.pki = newTestPKI(t)
 	}
-	nodes := tc.startN(3)
+	nodes := tc.startN(3, fastTimings)
 	asks := map[string]*testNode{}
 	var all []string
 	for i := range 9 {
@@ -62,7 +63,7 @@ func runOneWay(t *testing.T, victimIsLeader, in, out, tls bool) {
 			defer tick.Stop()
 			for {
 				for _, ch := range all {
-					ctx, cancel := context.WithTimeout(context.Background(), testTTL)
+					ctx, cancel := context.WithTimeout(context.Background(), fastTTL)
 					_, _ = n.Route(ctx, ch)
 					cancel()
 				}

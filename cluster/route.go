@@ -24,7 +24,7 @@ type Decision struct {
 // claimed again under our feet is retried, not chased forever).
 const maxClaims = 3
 
-// Route decides where a connect for channelID goes (spec 3.3):
+// Route decides where a connect for channelID goes (docs/spec/cluster.md §3.3):
 //
 //  1. owned by another node: redirect to its signaling URL;
 //  2. owned by this node and the lease is valid: serve;
@@ -119,7 +119,7 @@ func (c *Cluster) routeLocal(id string) (d Decision, wait <-chan struct{}, claim
 
 // Serving reports whether this node may serve channelID now: the table gives
 // it to this incarnation and the lease is valid. The media and signaling
-// paths re-check it on a short timer (spec 3.4).
+// paths re-check it on a short timer (docs/spec/cluster.md §3.4).
 func (c *Cluster) Serving(channelID string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -130,7 +130,7 @@ type linger struct{ t *time.Timer }
 
 // Release gives channelID up after the last connection left: after
 // ReleaseLinger, unless a Route served it again meanwhile, the node stops
-// serving it and proposes Release(channel, self, claimIndex) (spec 3.3 step
+// serving it and proposes Release(channel, self, claimIndex) (docs/spec/cluster.md §3.3 step
 // 6), retrying until the table no longer gives it the channel.
 func (c *Cluster) Release(channelID string) {
 	c.mu.Lock()

@@ -104,7 +104,7 @@ func (c *Cluster) serveRPC(w http.ResponseWriter, r *http.Request) {
 		reply(w, c.info(), nil)
 		return
 	case pathBootstrap:
-		reply(w, struct{}{}, c.bootstrapLocal(q.boot))
+		reply(w, struct{}{}, c.bootstrapLocal(r.Context(), q.boot))
 		return
 	}
 	if c.raft.State() == raft.Leader {

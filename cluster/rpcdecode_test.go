@@ -98,6 +98,7 @@ func FuzzDecodeRPC(f *testing.F) {
 
 // TestDecodeRPCRefuses lists requests no node may send.
 func TestDecodeRPCRefuses(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		path string
 		body string

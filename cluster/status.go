@@ -11,8 +11,8 @@ import (
 	"github.com/hayate-sfu/hayate/mode"
 )
 
-// NodeStatus is one entry of Sora's ListClusterNodes (spec 3.6; field names
-// from sora_exporter's fixtures, spec 1 item 10).
+// NodeStatus is one entry of Sora's ListClusterNodes (docs/spec/cluster.md §3.6; field names
+// from sora_exporter's fixtures, docs/spec/cluster.md §1 item 10).
 type NodeStatus struct {
 	Name  string `json:"cluster_node_name"`
 	Epoch uint64 `json:"epoch"`
@@ -97,7 +97,7 @@ func (c *Cluster) Owner(channelID string) (string, bool) {
 	return "", false
 }
 
-// RaftStats is GetStatsReport's cluster object (spec 1 item 7): raft_state
+// RaftStats is GetStatsReport's cluster object (docs/spec/cluster.md §1 item 7): raft_state
 // in Sora's lower case ("leader", "follower", "candidate", "shutdown"),
 // raft_term and raft_commit_index as numbers, plus the leader's name and
 // this node's FSM applied index.
@@ -113,6 +113,23 @@ func (c *Cluster) RaftStats() map[string]any {
 		"raft_applied_index": applied,
 		"raft_leader":        string(leader),
 	}
+}
+
+// Lease reports whether this node holds a valid lease now, and until when
+// it runs (zero before the first renewal). For readiness and metrics.
+func (c *Cluster) Lease() (held bool, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed && c.now().Before(c.leaseUntil), c.leaseUntil
+}
+
+// ChannelCounts returns how many channels the table gives this node's
+// incarnation, how many it serves now (lease valid), and how many the
+// table holds in all.
+func (c *Cluster) ChannelCounts() (owned, served, total int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.mine), len(c.served), len(c.tab.Channels)
 }
 
 // Sync makes this node's table current for a read: it returns once the

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// The partition suite again inside testing/synctest bubbles (spec 3.7 item
+// The partition suite again inside testing/synctest bubbles (docs/spec/cluster.md §3.7 item
 // 7): raft over raft.InmemTransport, the RPC over net.Pipe, fake time. Time
 // only advances when every goroutine is blocked, so a run costs little real
 // time and its timings are those of an idealised machine.

@@ -7,7 +7,7 @@ import (
 	"github.com/hayate-sfu/hayate/mode"
 )
 
-// table is the replicated state (spec 3.2). It is changed only by apply, in
+// table is the replicated state (docs/spec/cluster.md §3.2). It is changed only by apply, in
 // log order, and apply never reads a clock: every time it stores was stamped
 // by the proposer. Nothing here is safe for concurrent use; the Cluster
 // guards it with its mutex.
@@ -16,7 +16,7 @@ type table struct {
 	Channels map[string]*chanRec `json:"channels"`
 	// Applied is the index of the last log entry this state machine applied.
 	// Read-your-writes waits on it, never on raft.AppliedIndex, which may be
-	// ahead of the FSM (spec 3.7, the lesson of the prototype).
+	// ahead of the FSM (docs/spec/cluster.md §3.7, the lesson of the prototype).
 	Applied uint64 `json:"applied"`
 }
 
@@ -48,7 +48,7 @@ type nodeRec struct {
 	Beats uint64 `json:"beats"`
 }
 
-// effective is the node's mode as placement sees it (spec 3.5).
+// effective is the node's mode as placement sees it (docs/spec/cluster.md §3.5).
 func (n *nodeRec) effective() mode.Mode {
 	if n.Expired {
 		return mode.BlockNewConnection
@@ -67,7 +67,7 @@ type chanRec struct {
 
 type op uint8
 
-// Commands of spec 3.2.
+// Commands of docs/spec/cluster.md §3.2.
 const (
 	opRegister op = iota + 1
 	opHeartbeat
@@ -189,7 +189,7 @@ func (t *table) apply(index uint64, cmd *command) (result, []string) {
 }
 
 // applyRegister records a node's new incarnation. Channels of an older
-// incarnation died with that process, so they are dropped (spec 3.5).
+// incarnation died with that process, so they are dropped (docs/spec/cluster.md §3.5).
 func (t *table) applyRegister(cmd *command) (result, []string) {
 	n := t.Nodes[cmd.Node]
 	if n == nil {
@@ -211,9 +211,9 @@ func (t *table) applyRegister(cmd *command) (result, []string) {
 	return result{OK: true}, changed
 }
 
-// applyClaim is spec 3.3 step 5: first claim in log order wins; a new
+// applyClaim is docs/spec/cluster.md §3.3 step 5: first claim in log order wins; a new
 // channel goes to the eligible node with the lowest connections / maximum,
-// the requester on a tie (Sora's rule, spec 1 item 3).
+// the requester on a tie (Sora's rule, docs/spec/cluster.md §1 item 3).
 func (t *table) applyClaim(index uint64, cmd *command) (result, []string) {
 	if ch := t.Channels[cmd.Channel]; ch != nil {
 		return result{OK: true, Owner: ch.Owner, Index: ch.Index}, nil
@@ -252,7 +252,7 @@ func compareLoad(a, b *nodeRec) int {
 	return cmp.Compare(int64(a.Conns)*int64(bm), int64(b.Conns)*int64(am))
 }
 
-// applyExpire is spec 3.4: the leader saw no heartbeat of the node for
+// applyExpire is docs/spec/cluster.md §3.4: the leader saw no heartbeat of the node for
 // longer than TTL + grace. The Beats check makes the expiry void if any
 // beat of the node was ordered between the leader's decision and this
 // entry: the node may hold a lease from that beat, and it applies this

@@ -16,10 +16,11 @@ func testTable(nodes ...*nodeRec) table {
 	return t
 }
 
-// TestPlacementRule is Sora's rule (spec 1 item 3, 3.3 step 5): the lowest
+// TestPlacementRule is Sora's rule (docs/spec/cluster.md §1 item 3, 3.3 step 5): the lowest
 // connections / maximum wins; on a tie the requester; blocked, expired and
 // not-eligible nodes never.
 func TestPlacementRule(t *testing.T) {
+	t.Parallel()
 	n := func(name string, conns, maxc int) *nodeRec {
 		return &nodeRec{Name: name, Inc: 1, Conns: conns, MaxConns: maxc}
 	}
@@ -59,8 +60,9 @@ func TestPlacementRule(t *testing.T) {
 	}
 }
 
-// TestTableCommands walks the commands of spec 3.2 through one table.
+// TestTableCommands walks the commands of docs/spec/cluster.md §3.2 through one table.
 func TestTableCommands(t *testing.T) {
+	t.Parallel()
 	tab := newTable()
 	idx := uint64(0)
 	apply := func(c command) (result, []string) {
@@ -131,6 +133,7 @@ func TestTableCommands(t *testing.T) {
 // TestTableDeterministic: two tables fed the same log end equal, and a
 // snapshot round trip preserves the table.
 func TestTableDeterministic(t *testing.T) {
+	t.Parallel()
 	log := []command{
 		{Op: opRegister, Node: "a", Inc: 1, At: 1}, {Op: opRegister, Node: "b", Inc: 1, At: 2},
 		{Op: opHeartbeat, Node: "a", Inc: 1, Conns: 3}, {Op: opHeartbeat, Node: "b", Inc: 1, Conns: 1},
@@ -173,6 +176,7 @@ func TestTableDeterministic(t *testing.T) {
 // that incarnation applied later does not bring the node back; a new
 // incarnation's Register does.
 func TestGoodbyeClosesIncarnation(t *testing.T) {
+	t.Parallel()
 	tab := newTable()
 	idx := uint64(0)
 	apply := func(c command) (result, []string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -15,9 +16,92 @@ type streamLayer struct {
 	net.Listener
 	dial      func(ctx context.Context, addr string) (net.Conn, error)
 	advertise net.Addr
+	handlers  handlerConns
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
+
+// Accept returns the next connection raft's transport will serve, tracked
+// so that teardown can end its handler and wait for it.
+func (s *streamLayer) Accept() (net.Conn, error) {
+	conn, err := s.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return s.handlers.track(conn)
+}
+
+// handlerConns tracks the connections raft's transport accepted. The
+// transport answers heartbeats on the connection's own goroutine, not on
+// one of raft's: Raft.Shutdown does not wait for it, and a heartbeat from a
+// newer term writes the stable store. Teardown therefore ends every
+// handler and waits for it before it closes the stores (closed under a
+// handler, raft panics: "failed to save current term: database not open").
+type handlerConns struct {
+	mu     sync.Mutex
+	open   map[*handlerConn]struct{}
+	shut   bool
+	active sync.WaitGroup
+}
+
+// handlerConn is an accepted connection; Close is its handler's last act.
+type handlerConn struct {
+	net.Conn
+	set  *handlerConns
+	once sync.Once
+}
+
+func (h *handlerConns) track(conn net.Conn) (net.Conn, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.shut {
+		_ = conn.Close()
+		return nil, net.ErrClosed
+	}
+	if h.open == nil {
+		h.open = make(map[*handlerConn]struct{})
+	}
+	hc := &handlerConn{Conn: conn, set: h}
+	h.open[hc] = struct{}{}
+	h.active.Add(1)
+	return hc, nil
+}
+
+func (c *handlerConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.set.mu.Lock()
+		delete(c.set.open, c)
+		c.set.mu.Unlock()
+		c.set.active.Done()
+	})
+	return err
+}
+
+// shutdown closes every tracked connection under its handler (its next
+// read fails, so it returns) and waits up to patience for the handlers to
+// finish what they were doing. It reports whether they all did.
+func (h *handlerConns) shutdown(patience time.Duration) bool {
+	h.mu.Lock()
+	h.shut = true
+	for c := range h.open {
+		_ = c.Conn.Close()
+	}
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		h.active.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(patience)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

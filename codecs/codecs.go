@@ -115,19 +115,9 @@ func parseVP8(p []byte) Descriptor {
 		ext := p[1]
 		i = 2
 		if ext&0x80 != 0 { // I: picture ID
-			if len(p) < i+1 {
+			var ok bool
+			if i, ok = d.readPictureID(p, i); !ok {
 				return d
-			}
-			d.PicIDOff = i
-			if p[i]&0x80 != 0 { // M: 15 bits
-				if len(p) < i+2 {
-					return d
-				}
-				d.PicIDBits, d.PicID = 15, uint16(p[i]&0x7f)<<8|uint16(p[i+1])
-				i += 2
-			} else {
-				d.PicIDBits, d.PicID = 7, uint16(p[i]&0x7f)
-				i++
 			}
 		}
 		if ext&0x40 != 0 { // L: TL0PICIDX
@@ -152,6 +142,25 @@ func parseVP8(p []byte) Descriptor {
 	return d
 }
 
+// readPictureID reads the picture id at p[i] (VP8 and VP9 write it alike:
+// M set, 15 bits; else 7) and returns the offset after it, or false when p
+// ends inside it.
+func (d *Descriptor) readPictureID(p []byte, i int) (int, bool) {
+	if len(p) < i+1 {
+		return i, false
+	}
+	d.PicIDOff = i
+	if p[i]&0x80 != 0 { // M: 15 bits
+		if len(p) < i+2 {
+			return i, false
+		}
+		d.PicIDBits, d.PicID = 15, uint16(p[i]&0x7f)<<8|uint16(p[i+1])
+		return i + 2, true
+	}
+	d.PicIDBits, d.PicID = 7, uint16(p[i]&0x7f)
+	return i + 1, true
+}
+
 // parseVP9 reads the payload descriptor (RFC 9628 §4.2). A key frame's
 // first packet has B (beginning of frame) set, P (inter-picture predicted)
 // clear and, with layer indices, spatial layer 0.
@@ -164,19 +173,9 @@ func parseVP9(p []byte) Descriptor {
 	hasI, hasP, hasL, flex, begin := b0&0x80 != 0, b0&0x40 != 0, b0&0x20 != 0, b0&0x10 != 0, b0&0x08 != 0
 	i := 1
 	if hasI {
-		if len(p) < i+1 {
+		var ok bool
+		if i, ok = d.readPictureID(p, i); !ok {
 			return d
-		}
-		d.PicIDOff = i
-		if p[i]&0x80 != 0 {
-			if len(p) < i+2 {
-				return d
-			}
-			d.PicIDBits, d.PicID = 15, uint16(p[i]&0x7f)<<8|uint16(p[i+1])
-			i += 2
-		} else {
-			d.PicIDBits, d.PicID = 7, uint16(p[i]&0x7f)
-			i++
 		}
 	}
 	sid := uint8(0)

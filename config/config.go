@@ -2,7 +2,8 @@
 // Sora-style `key = value` file and the same keys as command-line flags.
 //
 // The file format follows sora.conf (https://sora-doc.shiguredo.jp/SORA_CONF):
-// one `key = value` per line, `#` starts a comment, values are not quoted,
+// one `key = value` per line, `#` starts a comment at the start of a line or
+// after a space (`ab#c` is a value), a value may be double-quoted,
 // durations carry a unit after an optional space (`500 ms`, `5 s`, `1 min`,
 // `1 h`). Every key is also a flag (`--api_port=3100`); a flag overrides the
 // file and the file overrides the built-in default.
@@ -75,6 +76,8 @@ type Config struct {
 	WebhookResponseTimeout       time.Duration
 	WebhookWorkers               int
 	WebhookQueueSize             int
+	WebhookRetries               int
+	WebhookRetryInterval         time.Duration
 	IgnoreSessionVanishedWebhook bool
 
 	// DataChannels.
@@ -91,7 +94,35 @@ type Config struct {
 	MediaSockets                    int
 	ICEConnectionStateFailedTimeout time.Duration
 
-	// Cluster (spec/cluster.md 3).
+	// TURN (Sora's keys, https://sora-doc.shiguredo.jp/TURN, and Hayate's
+	// turn_udp_*, turn_tls_listen_port, turn_tls_*_file, turn_relay_* and
+	// turn_*_timeout keys), the offer's iceTransportPolicy, ICE-TCP.
+	TURN                            bool
+	TURNRealm                       string
+	TURNFQDN                        string
+	TURNUDPListenPort               int
+	TURNUDPPort                     int
+	TURNTCP                         bool
+	TURNTCPListenPort               int
+	TURNTCPPort                     int
+	TURNTLS                         bool
+	TURNTLSFQDN                     string
+	TURNTLSPort                     int
+	TURNTLSListenPort               int
+	TURNTLSCertFile                 string
+	TURNTLSKeyFile                  string
+	TURNRelayInProcess              bool
+	TURNMaxAllocationsPerConnection int
+	TURNAllocationIdleTimeout       time.Duration
+	TURNMaxTCPConnections           int
+	TURNExternalURLs                string
+	TURNExternalSecret              string
+	TURNExternalTTL                 time.Duration
+	ICETransportPolicy              string
+	ICETCP                          bool
+	ICETCPPort                      int
+
+	// Cluster (docs/spec/cluster.md §3).
 	Cluster                  bool
 	ClusterNodeName          string
 	ClusterAddress           netip.Addr // zero: IPv4Address
@@ -111,6 +142,7 @@ type Config struct {
 	// Logging and debugging.
 	LogLevel   string
 	DebugPprof bool
+	LogFormat  string // text or json
 }
 
 // Default returns the built-in defaults: a node serving on loopback, usable
@@ -140,6 +172,7 @@ func Default() Config {
 		WebhookResponseTimeout:           5 * time.Second,
 		WebhookWorkers:                   5,
 		WebhookQueueSize:                 1024,
+		WebhookRetryInterval:             time.Second,
 		IgnoreSessionVanishedWebhook:     true,
 		DataChannelSignalingCloseMessage: true,
 		DataChannelMaxMessageSize:        65536,
@@ -148,6 +181,19 @@ func Default() Config {
 		MediaBackend:                     "auto",
 		MediaSockets:                     runtime.GOMAXPROCS(0),
 		ICEConnectionStateFailedTimeout:  10 * time.Second,
+		TURN:                             true,
+		TURNRealm:                        "hayate",
+		TURNUDPListenPort:                3478,
+		TURNTCP:                          true,
+		TURNTCPListenPort:                3478,
+		TURNTLSListenPort:                5349,
+		TURNRelayInProcess:               true,
+		TURNMaxAllocationsPerConnection:  8,
+		TURNAllocationIdleTimeout:        30 * time.Second,
+		TURNMaxTCPConnections:            10000,
+		TURNExternalTTL:                  24 * time.Hour,
+		ICETransportPolicy:               "all",
+		ICETCPPort:                       50000,
 		ClusterPort:                      5690,
 		ClusterRaftPort:                  5691,
 		ClusterDataDir:                   "cluster-data",
@@ -155,6 +201,7 @@ func Default() Config {
 		ClusterLeaseTTL:                  5 * time.Second,
 		ClusterLeaseGrace:                2 * time.Second,
 		LogLevel:                         "info",
+		LogFormat:                        "text",
 	}
 }
 
@@ -208,6 +255,8 @@ func (c *Config) keys() []key {
 		durationKey("webhook_response_timeout", "time a webhook receiver has to answer", &c.WebhookResponseTimeout),
 		intKey("webhook_workers", "senders per session/event webhook queue", &c.WebhookWorkers),
 		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),
+		intKey("webhook_retries", "times a failed session or event webhook is sent again (same id; later events of its channel or connection wait); 0 drops it, as Sora's counters suggest it does", &c.WebhookRetries),
+		durationKey("webhook_retry_interval", "wait before the first retry of a failed webhook, doubled for each further one", &c.WebhookRetryInterval),
 		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
 		boolKey("data_channel_signaling", "DataChannel signaling for a connect that does not say (data_channel_signaling in connect and the auth webhook's payout win)", &c.DataChannelSignaling),
 		boolKey("ignore_disconnect_websocket", "for a connect that does not say: after switched, the connection outlives its WebSocket", &c.IgnoreDisconnectWebSocket),
@@ -219,6 +268,30 @@ func (c *Config) keys() []key {
 		stringKey("media_backend", "socket backend: auto (io_uring where the kernel allows it, else epoll), io_uring, or epoll (recvmmsg/sendmmsg through the Go netpoller)", &c.MediaBackend),
 		intKey("media_sockets", "SO_REUSEPORT sockets on media_port, each read by one goroutine; default GOMAXPROCS", &c.MediaSockets),
 		durationKey("ice_connection_state_failed_timeout", "close a connection (4408 ICE-CONNECTION-STATE-FAILED) whose peer sent nothing for this long, or whose ICE and DTLS are not up this long after its answer", &c.ICEConnectionStateFailedTimeout),
+		boolKey("turn", "serve the built-in TURN server and hand each connection its TURN URLs and credentials in the offer (Sora's default: on)", &c.TURN),
+		stringKey("turn_realm", "TURN realm", &c.TURNRealm),
+		stringKey("turn_fqdn", "host name (no trailing dot) in the TURN URLs handed out; empty: ipv4_address", &c.TURNFQDN),
+		intKey("turn_udp_listen_port", "UDP port of TURN over UDP; 0 picks a free port", &c.TURNUDPListenPort),
+		intKey("turn_udp_port", "port in the TURN-UDP URL handed out; 0: the port TURN-UDP listens on", &c.TURNUDPPort),
+		boolKey("turn_tcp", "serve TURN over TCP (Sora's default: on)", &c.TURNTCP),
+		intKey("turn_tcp_listen_port", "TCP port of TURN over TCP; 0 picks a free port", &c.TURNTCPListenPort),
+		intKey("turn_tcp_port", "port in the TURN-TCP URL handed out; 0: the port TURN-TCP listens on", &c.TURNTCPPort),
+		boolKey("turn_tls", "hand out a turns: URL (TURN over TLS); served on turn_tls_listen_port when turn_tls_cert_file and turn_tls_key_file are set, else by a TLS proxy in front of turn_tcp_listen_port, as Sora's", &c.TURNTLS),
+		stringKey("turn_tls_fqdn", "host name in the turns: URL, matching the certificate; empty: turn_fqdn", &c.TURNTLSFQDN),
+		intKey("turn_tls_port", "port in the turns: URL; 0: turn_tls_listen_port (or the port bound for it)", &c.TURNTLSPort),
+		intKey("turn_tls_listen_port", "TCP port of the built-in TURN over TLS; 0 picks a free port", &c.TURNTLSListenPort),
+		stringKey("turn_tls_cert_file", "PEM certificate chain of the built-in TURN over TLS (read at start)", &c.TURNTLSCertFile),
+		stringKey("turn_tls_key_file", "PEM private key of turn_tls_cert_file", &c.TURNTLSKeyFile),
+		boolKey("turn_relay_in_process", "relay between TURN allocations and the media core in process; false gives each allocation a UDP socket that reaches the media port through the kernel (for comparison)", &c.TURNRelayInProcess),
+		intKey("turn_max_allocations_per_connection", "TURN allocations one connection may hold; more are refused with 486", &c.TURNMaxAllocationsPerConnection),
+		durationKey("turn_allocation_idle_timeout", "close a TURN allocation nothing was relayed through for this long, and a TURN-TCP/TLS connection that sent nothing for this long", &c.TURNAllocationIdleTimeout),
+		intKey("turn_max_tcp_connections", "TURN-TCP and TURN-TLS connections open at once, and as many ICE-TCP connections; more are closed at accept", &c.TURNMaxTCPConnections),
+		stringKey("turn_external_urls", "comma-separated URLs of an external TURN server (coturn) handed out as one more iceServers entry", &c.TURNExternalURLs),
+		stringKey("turn_external_secret", "shared secret of the external TURN server (coturn static-auth-secret): each connection gets credentials made with it (TURN REST API)", &c.TURNExternalSecret),
+		durationKey("turn_external_ttl", "lifetime of the external TURN server's credentials", &c.TURNExternalTTL),
+		stringKey("ice_transport_policy", "the offer's config.iceTransportPolicy: all, or relay (clients then use TURN only)", &c.ICETransportPolicy),
+		boolKey("ice_tcp", "offer a passive ICE-TCP candidate (RFC 6544) on ice_tcp_port, for clients that cannot use UDP (not in Sora)", &c.ICETCP),
+		intKey("ice_tcp_port", "TCP port of ICE-TCP; 0 picks a free port", &c.ICETCPPort),
 		boolKey("cluster", "run as a node of a cluster: channels owned by one node each, on embedded raft (see README, Cluster)", &c.Cluster),
 		stringKey("cluster_node_name", "the node's name in the cluster, unique and stable across restarts; empty: hayate@<cluster_address>:<cluster_port>", &c.ClusterNodeName),
 		addrKey("cluster_address", "address the cluster listeners bind and advertise; empty: ipv4_address", &c.ClusterAddress),
@@ -236,6 +309,7 @@ func (c *Config) keys() []key {
 		stringKey("cluster_tls_key_file", "PEM file of the private key of cluster_tls_cert_file; the three files are read again when they change", &c.ClusterTLSKeyFile),
 		stringKey("log_level", "debug, info, warn or error", &c.LogLevel),
 		boolKey("debug_pprof", "serve Go's pprof profiles at /debug/pprof/ on the API port (keep the API on loopback)", &c.DebugPprof),
+		stringKey("log_format", "text (logfmt, one line per record) or json (one JSON object per line, for log collectors)", &c.LogFormat),
 	}
 }
 
@@ -309,17 +383,17 @@ func (c *Config) ReadConf(r io.Reader, name string) error {
 	line := 0
 	for sc.Scan() {
 		line++
-		text := sc.Text()
-		if i := strings.IndexByte(text, '#'); i >= 0 {
-			text = text[:i]
-		}
-		text = strings.TrimSpace(text)
-		if text == "" {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || text[0] == '#' {
 			continue
 		}
 		k, v, ok := strings.Cut(text, "=")
 		if !ok {
 			return fmt.Errorf("config: %s:%d: %w", name, line, ErrSyntax)
+		}
+		v, err := confValue(v)
+		if err != nil {
+			return fmt.Errorf("config: %s:%d: %s: %w", name, line, strings.TrimSpace(k), err)
 		}
 		if err := c.Set(strings.TrimSpace(k), v); err != nil {
 			return fmt.Errorf("config: %s:%d: %s: %w", name, line, strings.TrimSpace(k), err)
@@ -331,12 +405,50 @@ func (c *Config) ReadConf(r io.Reader, name string) error {
 	return nil
 }
 
+// confValue reads the value part of a `key = value` line. A `#` starts a
+// comment only at the start of a line or after a space or tab, so
+// `api_token = ab#c` is "ab#c"; a value in double quotes is taken as it
+// is, `#` and spaces included, with \" and \\ for a quote and a backslash
+// (`api_token = "a #b"`).
+func confValue(v string) (string, error) {
+	v = strings.TrimLeft(v, " \t")
+	if strings.HasPrefix(v, `"`) {
+		var b strings.Builder
+		for i := 1; i < len(v); i++ {
+			switch c := v[i]; {
+			case c == '\\' && i+1 < len(v) && (v[i+1] == '"' || v[i+1] == '\\'):
+				i++
+				b.WriteByte(v[i])
+			case c == '"':
+				rest := strings.TrimLeft(v[i+1:], " \t")
+				if rest != "" && rest[0] != '#' {
+					return "", fmt.Errorf("%w: text after the closing quote", ErrSyntax)
+				}
+				return b.String(), nil
+			default:
+				b.WriteByte(c)
+			}
+		}
+		return "", fmt.Errorf("%w: no closing quote", ErrSyntax)
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] == '#' && (i == 0 || v[i-1] == ' ' || v[i-1] == '\t') {
+			v = v[:i]
+			break
+		}
+	}
+	return strings.TrimSpace(v), nil
+}
+
 // Validate checks values that parse but make no sense together.
 func (c *Config) Validate() error {
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"signaling_port", c.SignalingPort}, {"api_port", c.APIPort}, {"media_port", c.MediaPort}} {
+	}{{"signaling_port", c.SignalingPort}, {"api_port", c.APIPort}, {"media_port", c.MediaPort},
+		{"turn_udp_listen_port", c.TURNUDPListenPort}, {"turn_udp_port", c.TURNUDPPort},
+		{"turn_tcp_listen_port", c.TURNTCPListenPort}, {"turn_tcp_port", c.TURNTCPPort},
+		{"turn_tls_listen_port", c.TURNTLSListenPort}, {"turn_tls_port", c.TURNTLSPort}, {"ice_tcp_port", c.ICETCPPort}} {
 		if p.v < 0 || p.v > 65535 {
 			return fmt.Errorf("config: %s = %d: %w", p.name, p.v, ErrOutOfRange)
 		}
@@ -362,6 +474,9 @@ func (c *Config) Validate() error {
 		c.DataChannelQueueBytes < c.DataChannelMaxMessageSize {
 		return fmt.Errorf("config: data_channel_max_message_size must be 1024 to 16777216, data_channel_queue_bytes at least that, data_channel_messages_per_second 0 or more: %w", ErrOutOfRange)
 	}
+	if c.WebhookRetries < 0 || c.WebhookRetries > 10 || c.WebhookRetryInterval <= 0 {
+		return fmt.Errorf("config: webhook_retries must be 0 to 10 and webhook_retry_interval positive: %w", ErrOutOfRange)
+	}
 	if c.WebhookWorkers < 1 || c.WebhookQueueSize < 1 || c.MediaSockets < 1 {
 		return fmt.Errorf("config: webhook_workers, webhook_queue_size and media_sockets must be at least 1: %w", ErrOutOfRange)
 	}
@@ -378,6 +493,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			return fmt.Errorf("config: %s must be positive: %w", d.name, ErrOutOfRange)
 		}
+	}
+	if err := c.validateTURN(); err != nil {
+		return err
 	}
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("config: drain_timeout must not be negative: %w", ErrOutOfRange)
@@ -410,6 +528,9 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log_level %q: %w", c.LogLevel, ErrOutOfRange)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("config: log_format %q (want text or json): %w", c.LogFormat, ErrOutOfRange)
 	}
 	return nil
 }
@@ -452,6 +573,37 @@ func (c *Config) validateCluster() error {
 			c.ClusterAddr(), ErrInsecure)
 	}
 	return nil
+}
+
+// validateTURN checks the TURN keys.
+func (c *Config) validateTURN() error {
+	if c.ICETransportPolicy != "all" && c.ICETransportPolicy != "relay" {
+		return fmt.Errorf("config: ice_transport_policy %q (want all or relay): %w", c.ICETransportPolicy, ErrOutOfRange)
+	}
+	if (c.TURNTLSCertFile == "") != (c.TURNTLSKeyFile == "") {
+		return fmt.Errorf("config: set both turn_tls_cert_file and turn_tls_key_file, or neither: %w", ErrOutOfRange)
+	}
+	if c.TURNMaxAllocationsPerConnection < 1 || c.TURNMaxTCPConnections < 1 || c.TURNAllocationIdleTimeout <= 0 || c.TURNExternalTTL <= 0 {
+		return fmt.Errorf("config: turn_max_allocations_per_connection and turn_max_tcp_connections must be at least 1, "+
+			"turn_allocation_idle_timeout and turn_external_ttl positive: %w", ErrOutOfRange)
+	}
+	for _, u := range c.ExternalTURNURLs() {
+		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
+			return fmt.Errorf("config: turn_external_urls %q (want turn:, turns: or stun: URLs): %w", u, ErrBadURL)
+		}
+	}
+	return nil
+}
+
+// ExternalTURNURLs are the URLs of turn_external_urls.
+func (c *Config) ExternalTURNURLs() []string {
+	var out []string
+	for _, u := range strings.Split(c.TURNExternalURLs, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // ClusterTLS reports whether the cluster credentials are configured.

@@ -60,6 +60,36 @@ auth_webhook_url = http://127.0.0.1:8080/auth
 	}
 }
 
+// TestConfValues: `#` inside a value is part of it, a comment needs a space
+// before it, and double quotes keep a value as written.
+func TestConfValues(t *testing.T) {
+	for _, c := range []struct{ line, want string }{
+		{`api_token = ab#c`, "ab#c"},
+		{`api_token = ab#c # the token`, "ab#c"},
+		{`api_token = ab	# tab then comment`, "ab"},
+		{`api_token = "a #b"`, "a #b"},
+		{`api_token = "a \"q\" \\ b" # comment`, `a "q" \ b`},
+		{`api_token = ""`, ""},
+		{`api_token = # nothing`, ""},
+		{`	# api_token = x`, ""},
+	} {
+		var cfg Config
+		if err := cfg.ReadConf(strings.NewReader(c.line+"\n"), "t.conf"); err != nil {
+			t.Errorf("%s: %v", c.line, err)
+			continue
+		}
+		if cfg.APIToken != c.want {
+			t.Errorf("%s: api_token %q, want %q", c.line, cfg.APIToken, c.want)
+		}
+	}
+	for _, line := range []string{`api_token = "open`, `api_token = "a" b`} {
+		var cfg Config
+		if err := cfg.ReadConf(strings.NewReader(line+"\n"), "t.conf"); !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "t.conf:1: api_token") {
+			t.Errorf("%s: %v, want a syntax error naming the line and key", line, err)
+		}
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	files := 0

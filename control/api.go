@@ -6,7 +6,7 @@
 // "message": "..."}: 400 for a body that is not JSON, a missing or invalid
 // parameter, an invalid mode or an unknown target; 404 for an unknown channel
 // or connection; 405 for a method other than POST or OPTIONS; 413 for a body
-// over 1 MiB (DESIGN.md decision 6).
+// over 1 MiB (docs/design.md, decision 6).
 package control
 
 import (

@@ -6,7 +6,7 @@ import (
 )
 
 // Cluster is what the cluster operations need from a clustered node
-// (spec/cluster.md 3.1 and 3.6; Sora's field names, spec/sora-protocol.md
+// (docs/spec/cluster.md §3.1 and 3.6; Sora's field names, docs/spec/sora-protocol.md
 // 5.1). Its errors are this package's cluster errors (ErrCluster...), or
 // they answer INTERNAL-ERROR.
 type Cluster interface {

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/pion/sctp"
+
+	"github.com/hayate-sfu/hayate/internal/pionlog"
 )
 
 // DefaultRemoteMaxMessageSize is the peer's limit when its SDP has no
@@ -122,7 +124,7 @@ func Start(ctx context.Context, conn net.Conn, dtlsClient bool, cfg Config, h Ha
 	// §5.2.4), so both sides run the client handshake, as browsers do.
 	sa, err := sctp.ClientContext(ctx,
 		sctp.WithNetConn(&countingConn{Conn: conn, c: cfg.Counters}),
-		sctp.WithLoggerFactory(pionLogs{cfg.Log}),
+		sctp.WithLoggerFactory(pionlog.Factory{Log: cfg.Log}),
 		sctp.WithMaxReceiveBufferSize(rwnd),
 		sctp.WithMaxMessageSize(uint32(max(cfg.MaxMessageSize, cfg.RemoteMaxMessageSize))),
 	)

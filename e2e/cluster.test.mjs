@@ -20,7 +20,9 @@ before(async () => {
     nodes.push(await startHayate([
       "--cluster=true", `--cluster_node_name=e2e-${i}`, "--cluster_port=0", "--cluster_raft_port=0",
       `--cluster_data_dir=${path.join(dataDir, `n${i}`)}`, "--cluster_heartbeat_interval=250 ms",
-      "--cluster_lease_ttl=3 s", "--cluster_lease_grace=1 s",
+      // No node dies here: leases long enough that a loaded machine never
+      // lets one lapse mid-test (a lapse closes the calls with 1012).
+      "--cluster_lease_ttl=10 s", "--cluster_lease_grace=2 s",
     ]));
   }
   // Formed through node 1, naming each node by its cluster RPC address.

@@ -70,7 +70,8 @@ export async function startRelay() {
 // startHayate runs a node on free ports and resolves when its ready line
 // is printed, with the signaling URL and an API caller.
 export async function startHayate(extraArgs = []) {
-  const args = ["--signaling_port=0", "--api_port=0", "--media_port=0", process.env.HAYATE_LOG_LEVEL ? `--log_level=${process.env.HAYATE_LOG_LEVEL}` : "--log_level=info", ...extraArgs];
+  const args = ["--signaling_port=0", "--api_port=0", "--media_port=0", "--turn_udp_listen_port=0", "--turn_tcp_listen_port=0",
+    "--turn_tls_listen_port=0", "--ice_tcp_port=0", `--log_level=${process.env.HAYATE_LOG_LEVEL || "info"}`, ...extraArgs];
   const proc = spawn(hayateBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
   if (process.env.HAYATE_LOG_TO) proc.stderr.on("data", (c) => appendFileSync(process.env.HAYATE_LOG_TO, c));
   let log = "";
@@ -82,7 +83,11 @@ export async function startHayate(extraArgs = []) {
       if (m) {
         clearTimeout(timer);
         const c = m[0].match(/cluster_node=(\S+) cluster_rpc=(\S+)/);
-        resolve({ signaling: m[1], api: m[2], media: m[3], clusterNode: c && c[1], clusterRPC: c && c[2] });
+        const field = (k) => (m[0].match(new RegExp(` ${k}=(\\S+)`)) || [])[1];
+        resolve({
+          signaling: m[1], api: m[2], media: m[3], clusterNode: c && c[1], clusterRPC: c && c[2],
+          turn: { udp: field("turn_udp"), tcp: field("turn_tcp"), tls: field("turn_tls") }, iceTCP: field("ice_tcp"),
+        });
       }
     });
     proc.on("exit", (code) => reject(new Error(`hayate exited with ${code}\n${log}`)));
@@ -104,6 +109,7 @@ export async function startHayate(extraArgs = []) {
   };
   return {
     url: `ws://${ready.signaling}/signaling`, api, stop, log: () => log, proc, media: ready.media,
+    turn: ready.turn, iceTCP: ready.iceTCP,
     clusterNode: ready.clusterNode, clusterRPC: ready.clusterRPC,
   };
 }
@@ -132,7 +138,7 @@ export async function startPageServer() {
   return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((r) => server.close(r)) };
 }
 
-// Chromium flags (DESIGN.md, "Testing with real clients"): fake devices,
+// Chromium flags (docs/design.md, "Testing with real clients"): fake devices,
 // loopback-only WebRTC, no background networking, no Google lookups.
 const chromiumArgs = [
   "--no-sandbox",
@@ -149,17 +155,19 @@ const chromiumArgs = [
   "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE ::1",
 ];
 
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   return await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
-    args: chromiumArgs,
+    args: [...chromiumArgs, ...extraArgs],
   });
 }
 
-// openClient opens one page (one browser "tab") with the SDK loaded.
-export async function openClient(browser, pageURL) {
+// openClient opens one page (one browser "tab") with the SDK loaded;
+// initScript, if given, runs in the page before any of its scripts.
+export async function openClient(browser, pageURL, initScript) {
   const context = await browser.newContext();
+  if (initScript) await context.addInitScript(initScript.fn, initScript.arg);
   const p = await context.newPage();
   p.on("pageerror", (err) => console.error("page error:", err.message));
   await p.goto(pageURL);
@@ -168,7 +176,7 @@ export async function openClient(browser, pageURL) {
 }
 
 // withTimeout bounds a promise: sora-js-sdk 2026.1.0's connect timeout
-// never fires (sora-js-sdk-client.md §9), so every wait has our own limit.
+// never fires (docs/spec/sora-js-sdk-client.md §9), so every wait has our own limit.
 export function withTimeout(promise, ms, what) {
   let timer;
   return Promise.race([
@@ -233,7 +241,12 @@ export async function mediaState(p) {
         const cp = byId.get(s.selectedCandidatePairId);
         const l = cp && byId.get(cp.localCandidateId);
         const r = cp && byId.get(cp.remoteCandidateId);
-        if (l && r) pair = { local: l.address || l.ip, remote: r.address || r.ip, remotePort: r.port, state: cp.state };
+        if (l && r) {
+          pair = {
+            local: l.address || l.ip, remote: r.address || r.ip, remotePort: r.port, state: cp.state,
+            localType: l.candidateType, relayProtocol: l.relayProtocol, protocol: l.protocol, remoteProtocol: r.protocol,
+          };
+        }
       }
     });
     return { inbound, pair, tracks: window.events.tracks, connectionState: window.conn.pc.connectionState };
@@ -268,10 +281,10 @@ export async function waitFor(what, ms, cond) {
 // extraArgs), the page server and the browser; what started is in env even
 // if a later step throws. stopEnv stops them and returns the node's exit
 // code (0 after SIGTERM).
-export async function startEnv(env, extraArgs = []) {
+export async function startEnv(env, extraArgs = [], browserArgs = []) {
   env.hayate = await startHayate(extraArgs);
   env.pages = await startPageServer();
-  env.browser = await launchBrowser();
+  env.browser = await launchBrowser(browserArgs);
   return env;
 }
 

@@ -77,32 +77,46 @@ for (const codec of ["VP8", "VP9", "H264", "AV1"]) {
     }
     assert.ok(widths.r0 < widths.r2, `r0 decodes narrower than r2: ${JSON.stringify(widths)} (${JSON.stringify(enc.o)})`);
 
-    // Switch the r0 viewer to r2 by the API: it keeps decoding (no stall
-    // over a second) and ends up at r2's width.
+    // Switch the r0 viewer to r2 by the API: it keeps decoding and ends up
+    // at r2's width. Its longest gap between decoded frames is measured
+    // beside that of the r2 viewer, which does not switch, over the same
+    // window: on a loaded machine Chromium's decoding stalls for every
+    // viewer alike, and the switch may add at most a second to that.
     const v0 = viewers.r0.page;
+    const v2 = viewers.r2.page;
     await hayate.api("Sora_20251210.RequestSimulcastRid", { channel_id: channel, receiver_connection_id: viewers.r0.id, rid: "r2" });
-    let last = (await video(v0)).frames;
-    let lastChange = Date.now();
-    let longest = 0;
+    const gaps = [v0, v2].map(() => ({ last: -1, lastChange: Date.now(), longest: 0 }));
     const end = Date.now() + 6000;
     while (Date.now() < end) {
       await new Promise((r) => setTimeout(r, 100));
-      const f = (await video(v0)).frames;
-      if (f > last) {
-        longest = Math.max(longest, Date.now() - lastChange);
-        last = f;
-        lastChange = Date.now();
+      for (const [i, page] of [v0, v2].entries()) {
+        const f = (await video(page)).frames;
+        const g = gaps[i];
+        if (f > g.last) {
+          if (g.last >= 0) g.longest = Math.max(g.longest, Date.now() - g.lastChange);
+          g.last = f;
+          g.lastChange = Date.now();
+        }
       }
     }
-    longest = Math.max(longest, Date.now() - lastChange);
-    assert.ok(longest <= 1000, `decoding stalled ${longest} ms around the switch`);
+    for (const g of gaps) g.longest = Math.max(g.longest, Date.now() - g.lastChange);
+    const [switched, control] = gaps.map((g) => g.longest);
+    console.log(`${codec}: longest decoding gap around the switch ${switched} ms; the viewer that did not switch ${control} ms`);
+    assert.ok(switched <= 1000 + control,
+      `decoding stalled ${switched} ms around the switch (the viewer that did not switch: ${control} ms)`);
     const after = await waitFor("the switched viewer at r2's width", PATIENCE, async () => {
       const v = await video(v0);
       return { ok: v.width === widths.r2, v };
     });
     assert.equal(after.v.width, widths.r2);
-    const notes = await v0.evaluate(() => window.events.notifyMessages.filter((n) => n.event_type === "simulcast.switched"));
-    assert.ok(notes.some((n) => n.current_rid === "r2" && n.previous_rid === "r0"), `simulcast.switched r0 → r2: ${JSON.stringify(notes)}`);
+    // simulcast.switched: up from r0 (straight to r2, or through r1 when
+    // the viewer's estimate allowed r1 first), and last at r2.
+    const notes = await waitFor("simulcast.switched up to r2", PATIENCE, async () => {
+      const n = await v0.evaluate(() => window.events.notifyMessages.filter((n) => n.event_type === "simulcast.switched"));
+      const up = n.some((x) => x.previous_rid === "r0" && x.current_rid !== "r0");
+      return { ok: up && n.length > 0 && n[n.length - 1].current_rid === "r2", n };
+    });
+    assert.ok(notes.ok, `simulcast.switched r0 → r2: ${JSON.stringify(notes.n)}`);
 
     for (const p of [v0, viewers.r2.page, pub]) {
       await disconnect(p);

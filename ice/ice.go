@@ -28,7 +28,6 @@ type Agent struct {
 	integrity            stun.MessageIntegrity
 	remoteUfrag          atomic.Pointer[ufrags]
 	selected             atomic.Pointer[netip.AddrPort]
-	nominations          atomic.Uint32
 }
 
 // NewAgent returns an agent with our credentials (RFC 8445 §5.3: the ufrag
@@ -66,9 +65,6 @@ func (a *Agent) Selected() (netip.AddrPort, bool) {
 	return *p, true
 }
 
-// Nominations counts USE-CANDIDATE requests that changed the selected address.
-func (a *Agent) Nominations() uint32 { return a.nominations.Load() }
-
 // Outcome says what the Responder did with a packet.
 type Outcome uint8
 
@@ -105,10 +101,6 @@ type Responder struct {
 	resp stun.Message
 	ip   [16]byte
 }
-
-// IsSTUN reports whether a datagram is STUN by the RFC 7983 first-byte rule
-// and the magic cookie.
-func IsSTUN(b []byte) bool { return len(b) >= 20 && b[0] < 4 && stun.IsMessage(b) }
 
 // Handle processes one STUN datagram from a peer. It returns the agent the
 // request authenticated to (nil unless Answered or Nominated), the response
@@ -153,7 +145,6 @@ func (r *Responder) Handle(pkt []byte, from netip.AddrPort, lookup Lookup) (*Age
 		if cur := agent.selected.Load(); cur == nil || *cur != from {
 			sel := from
 			agent.selected.Store(&sel)
-			agent.nominations.Add(1)
 		}
 		out = Nominated
 	}

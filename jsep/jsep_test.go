@@ -87,6 +87,37 @@ func TestOfferMarshalParses(t *testing.T) {
 	}
 }
 
+// TestOfferTCPCandidate: with a TCP candidate, every section offers the
+// UDP host candidate and then the passive ICE-TCP one (RFC 6544 §4.5),
+// ranked below UDP; without, only UDP.
+func TestOfferTCPCandidate(t *testing.T) {
+	o := testOffer()
+	if strings.Contains(o.Marshal(), " tcp ") {
+		t.Fatal("a TCP candidate without TCPCandidate")
+	}
+	o.TCPCandidate = netip.MustParseAddrPort("127.0.0.1:50001")
+	text := o.Marshal()
+	var s sdp.SessionDescription
+	if err := s.UnmarshalString(text); err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	for i, md := range s.MediaDescriptions {
+		var cands []string
+		for _, a := range md.Attributes {
+			if a.Key == "candidate" {
+				cands = append(cands, a.Value)
+			}
+		}
+		want := []string{"1 1 udp 2130706431 127.0.0.1 50000 typ host", "2 1 tcp 1520435199 127.0.0.1 50001 typ host tcptype passive"}
+		if strings.Join(cands, "|") != strings.Join(want, "|") {
+			t.Fatalf("section %d candidates %q, want %q", i, cands, want)
+		}
+	}
+	if TCPPassivePriority >= 2130706431 {
+		t.Fatal("the TCP candidate outranks the UDP one")
+	}
+}
+
 func answerFor(sections string) string {
 	return "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1 2\r\n" + sections
 }

@@ -65,7 +65,10 @@ type Offer struct {
 	Ufrag, Pwd  string
 	Fingerprint string // upper-case sha-256 hex pairs
 	Candidate   netip.AddrPort
-	Sections    []Section
+	// TCPCandidate, when valid, is a passive ICE-TCP host candidate
+	// (RFC 6544) offered after the UDP one.
+	TCPCandidate netip.AddrPort
+	Sections     []Section
 	// MaxMessageSize is the a=max-message-size of an m=application
 	// section (application.go).
 	MaxMessageSize int
@@ -73,7 +76,8 @@ type Offer struct {
 
 // Marshal writes the offer. It is an ICE-lite (RFC 8445 §2.5), BUNDLE
 // (RFC 9143), rtcp-mux (RFC 5761) offer with a=setup:actpass (RFC 8842),
-// whose single host candidate is in every section.
+// whose host candidates (UDP, and passive TCP when TCPCandidate is set) are
+// in every section.
 func (o *Offer) Marshal() string {
 	var b strings.Builder
 	b.Grow(512 + 512*len(o.Sections))
@@ -93,6 +97,10 @@ func (o *Offer) Marshal() string {
 	b.WriteString("a=ice-lite\r\na=msid-semantic: WMS *\r\n")
 	candidate := "a=candidate:1 1 udp 2130706431 " + o.Candidate.Addr().String() + " " +
 		strconv.Itoa(int(o.Candidate.Port())) + " typ host\r\n"
+	if o.TCPCandidate.IsValid() {
+		candidate += "a=candidate:2 1 tcp " + strconv.FormatUint(TCPPassivePriority, 10) + " " +
+			o.TCPCandidate.Addr().String() + " " + strconv.Itoa(int(o.TCPCandidate.Port())) + " typ host tcptype passive\r\n"
+	}
 	for _, s := range o.Sections {
 		if s.Kind == Application {
 			o.writeApplication(&b, s, candidate)
@@ -131,6 +139,12 @@ func (o *Offer) Marshal() string {
 	}
 	return b.String()
 }
+
+// TCPPassivePriority is the priority of the passive ICE-TCP host
+// candidate (RFC 8445 §5.1.2.1 with RFC 6544 §4.2): a type preference of
+// 90, below UDP's 126 so that a client that can reach the UDP candidate
+// prefers it, and a local preference of 2^13 × 4 (passive) + 8191.
+const TCPPassivePriority = 90<<24 | (4<<13+8191)<<8 | 255
 
 // Clone returns a deep copy of the offer, for a snapshot of what was sent.
 func (o *Offer) Clone() *Offer {

@@ -80,6 +80,11 @@ type Options struct {
 	// goog-remb and RTX, and sends transport feedback for what arrives
 	// (feedback.go).
 	Feedback bool
+	// Transport is how the peer reaches the server's media: TransportUDP
+	// (the default), TransportTURNUDP or TransportTURNTCP (an allocation on
+	// the server's TURN, with the offer's credentials) or TransportTCP
+	// (ICE-TCP to the offer's passive candidate).
+	Transport string
 }
 
 // Peer is one connected client.
@@ -89,7 +94,8 @@ type Peer struct {
 	Offer *sigclient.Offer
 	// Server is the server's ICE host candidate.
 	Server netip.AddrPort
-	conn   *net.UDPConn
+	conn   *net.UDPConn // the UDP socket with TransportUDP, else nil
+	link   link
 	local  netip.AddrPort
 
 	serverUfrag, serverPwd, serverFP string
@@ -182,10 +188,10 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 	if err := p.readOffer(p.Offer.SDP); err != nil {
 		return fail(err)
 	}
-	if p.conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0"))); err != nil {
+	if err := p.dialLink(); err != nil {
 		return fail(err)
 	}
-	p.local, _ = netip.ParseAddrPort(p.conn.LocalAddr().String())
+	p.local = p.link.local()
 	answer, err := sigclient.Answer(p.Offer.SDP, p.answerParams())
 	if err != nil {
 		return fail(err)
@@ -222,11 +228,48 @@ func Dial(ctx context.Context, opt Options) (*Peer, error) {
 	go p.consentLoop()
 	if opt.Detach {
 		p.detach.Store(true)
-		p.conn.SetReadDeadline(time.Now())
+		p.link.setReadDeadline(time.Now())
 		<-p.detached
-		p.conn.SetReadDeadline(time.Time{})
+		p.link.setReadDeadline(time.Time{})
 	}
 	return p, nil
+}
+
+// dialLink opens the way to the server's media that Options.Transport asks for.
+func (p *Peer) dialLink() error {
+	switch p.opt.Transport {
+	case "", TransportUDP:
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+		if err != nil {
+			return err
+		}
+		// Room for a few seconds of media while the client is not
+		// scheduled (a loaded machine): loss on loopback is then the
+		// server's, not ours.
+		_ = c.SetReadBuffer(4 << 20)
+		_ = c.SetWriteBuffer(4 << 20)
+		p.conn = c
+		p.link = &udpLink{conn: c, server: p.Server}
+	case TransportTURNUDP, TransportTURNTCP:
+		l, err := dialTURN(p.Offer.Config, strings.TrimPrefix(p.opt.Transport, "turn-"), p.Server)
+		if err != nil {
+			return err
+		}
+		p.link = l
+	case TransportTCP:
+		server, ok := tcpCandidate(p.Offer.SDP)
+		if !ok {
+			return errors.New("loadpeer: the offer has no passive TCP candidate")
+		}
+		l, err := dialTCP(server)
+		if err != nil {
+			return err
+		}
+		p.link = l
+	default:
+		return fmt.Errorf("loadpeer: unknown transport %q", p.opt.Transport)
+	}
+	return nil
 }
 
 // AdmittedError is a Dial that failed after the server admitted the
@@ -293,7 +336,8 @@ func (p *Peer) readOffer(text string) error {
 	return nil
 }
 
-// Local is the peer's UDP address.
+// Local is the peer's address: its UDP socket's, its relayed address on
+// TURN, or its TCP connection's.
 func (p *Peer) Local() netip.AddrPort { return p.local }
 
 // ServerCredentials are the server's ICE ufrag and password from the offer.
@@ -338,7 +382,7 @@ func (p *Peer) check(ctx context.Context, nominate bool) error {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if _, err := p.conn.WriteToUDPAddrPort(req, p.Server); err != nil {
+		if err := p.link.send(req); err != nil {
 			return err
 		}
 		select {
@@ -363,7 +407,7 @@ func (p *Peer) consentLoop() {
 	for {
 		select {
 		case <-t.C:
-			_, _ = p.conn.WriteToUDPAddrPort(p.BindingRequest(p.serverPwd, false), p.Server)
+			_ = p.link.send(p.BindingRequest(p.serverPwd, false))
 			// An empty receiver report, as RTCP is sent even without media
 			// (RFC 3550 §6.2); it also tells the server our DTLS is done.
 			if p.ready.Load() {
@@ -380,7 +424,7 @@ func (p *Peer) consentLoop() {
 // handshake runs DTLS as client and installs the SRTP contexts.
 func (p *Peer) handshake(ctx context.Context) error {
 	a := chanconn.New(p.dtlsIn, p.closed, p.local, func() (netip.AddrPort, bool) { return p.Server, true },
-		func(b []byte, to netip.AddrPort) error { _, err := p.conn.WriteToUDPAddrPort(b, to); return err })
+		func(b []byte, _ netip.AddrPort) error { return p.link.send(b) })
 	c, err := dtls.ClientWithOptions(a, net.UDPAddrFromAddrPort(p.Server),
 		dtls.WithCertificates(p.opt.Certificate.TLS),
 		dtls.WithSRTPProtectionProfiles(p.opt.Profiles...),
@@ -436,13 +480,16 @@ func (p *Peer) readLoop() {
 	defer p.wg.Done()
 	buf := make([]byte, 2048)
 	for {
-		n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+		n, err := p.link.recv(buf)
 		if p.detach.Load() {
 			close(p.detached)
 			return
 		}
 		if err != nil {
 			return
+		}
+		if n == 0 {
+			continue
 		}
 		b := buf[:n]
 		switch c := b[0]; {
@@ -525,11 +572,12 @@ func (p *Peer) ReOffers() []string {
 	return append([]string(nil), p.reoffers...)
 }
 
-// StopMedia closes the peer's UDP socket and keeps signaling open, as a
-// client whose network vanished would.
+// StopMedia closes the peer's way to the media (its UDP socket, TURN
+// allocation or TCP connection) and keeps signaling open, as a client
+// whose network vanished would.
 func (p *Peer) StopMedia() {
-	if p.conn != nil {
-		p.conn.Close()
+	if p.link != nil {
+		p.link.close()
 	}
 }
 
@@ -583,12 +631,14 @@ func (p *Peer) SendRTCP(pkt []byte) error {
 }
 
 // WriteRaw sends bytes to the server as they are.
-func (p *Peer) WriteRaw(b []byte) error {
-	_, err := p.conn.WriteToUDPAddrPort(b, p.Server)
-	return err
-}
+func (p *Peer) WriteRaw(b []byte) error { return p.link.send(b) }
 
-// Conn is the peer's UDP socket (for batch senders; do not read from it).
+// Recv reads the next datagram from the server, whatever the transport:
+// for the caller of a detached peer.
+func (p *Peer) Recv(buf []byte) (int, error) { return p.link.recv(buf) }
+
+// Conn is the peer's UDP socket with TransportUDP, else nil (for batch
+// senders, and the reader of a detached peer).
 func (p *Peer) Conn() *net.UDPConn { return p.conn }
 
 // Disconnect sends Sora's disconnect and waits for the server's close.
@@ -613,8 +663,8 @@ func (p *Peer) Close() {
 		if p.dconn != nil {
 			p.dconn.Close()
 		}
-		if p.conn != nil {
-			p.conn.Close()
+		if p.link != nil {
+			p.link.close()
 		}
 		if p.Sig != nil {
 			p.Sig.Close()

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"runtime"
 
+	"github.com/hayate-sfu/hayate/icetcp"
 	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/rtpcore"
 	"github.com/hayate-sfu/hayate/signal"
+	"github.com/hayate-sfu/hayate/turn"
 	"github.com/hayate-sfu/hayate/webhook"
 )
 
@@ -17,9 +19,10 @@ func (n *Node) Mode() mode.Mode { return n.hub.Mode() }
 
 // SetMode sets the operator mode (ChangeMode) and returns the effective mode.
 // In a cluster the operator mode is also replicated, so that placement
-// skips a blocked node (spec/cluster.md 3.5).
+// skips a blocked node (docs/spec/cluster.md §3.5).
 func (n *Node) SetMode(m mode.Mode) mode.Mode {
 	after := n.hub.SetMode(m)
+	n.operatorModeChanged()
 	if n.cl != nil {
 		n.cl.operatorChanged()
 	}
@@ -51,19 +54,25 @@ func (n *Node) RequestRid(channelID, receiverID, senderID, rid string, reset boo
 // one, plus the mode, the live sessions and connections, and the refusals
 // counted by reason.
 type StatsReport struct {
-	Version       string `json:"version"`
-	Mode          string `json:"mode"`
-	OperatorMode  string `json:"operator_mode"`
-	HealthMode    string `json:"health_mode"`
-	NodeName      string `json:"node_name"`
-	TotalCreated  uint64 `json:"total_connection_created"`
-	TotalDestroy  uint64 `json:"total_connection_destroyed"`
-	TotalSuccess  uint64 `json:"total_successful_connections"`
-	TotalFailed   uint64 `json:"total_failed_connections"`
-	TotalOngoing  int    `json:"total_ongoing_connections"`
-	SessionCreate uint64 `json:"total_session_created"`
-	SessionDestro uint64 `json:"total_session_destroyed"`
-	OngoingSess   int    `json:"total_ongoing_sessions"`
+	Version               string `json:"version"`
+	Mode                  string `json:"mode"`
+	OperatorMode          string `json:"operator_mode"`
+	HealthMode            string `json:"health_mode"`
+	NodeName              string `json:"node_name"`
+	ConnectionsCreated    uint64 `json:"total_connection_created"`
+	ConnectionsDestroyed  uint64 `json:"total_connection_destroyed"`
+	ConnectionsSuccessful uint64 `json:"total_successful_connections"`
+	ConnectionsFailed     uint64 `json:"total_failed_connections"`
+	ConnectionsOngoing    int    `json:"total_ongoing_connections"`
+	SessionsCreated       uint64 `json:"total_session_created"`
+	SessionsDestroyed     uint64 `json:"total_session_destroyed"`
+	SessionsOngoing       int    `json:"total_ongoing_sessions"`
+	// Connections whose media went through TURN over UDP, and over TCP or
+	// TLS, and TURN-TCP/TLS streams closed for an invalid frame (Sora's
+	// names, which sora_exporter reads).
+	TURNUDPConnections uint64 `json:"total_turn_udp_connections"`
+	TURNTCPConnections uint64 `json:"total_turn_tcp_connections"`
+	InvalidTURNTCP     uint64 `json:"total_received_invalid_turn_tcp_packet"`
 
 	Refused map[string]uint64 `json:"refused_connections"`
 
@@ -90,6 +99,9 @@ type StatsReport struct {
 	Cluster map[string]any `json:"cluster,omitempty"`
 	Error   ErrorCounts    `json:"error"`
 
+	// Ready is /readyz; Drain the drain's progress (hayate ctl drain).
+	Ready bool        `json:"ready"`
+	Drain DrainStatus `json:"drain"`
 	// SCTP over every DataChannel association, with Sora's names
 	// (sora_exporter's sctp metrics), and the DataChannel counters.
 	SCTPPacketsIn  uint64                  `json:"total_received_sctp"`
@@ -97,6 +109,11 @@ type StatsReport struct {
 	SCTPPacketsOut uint64                  `json:"total_sent_sctp"`
 	SCTPBytesOut   uint64                  `json:"total_sent_sctp_byte_size"`
 	DataChannels   signal.DataChannelStats `json:"data_channels"`
+
+	// TURN is the built-in TURN server (absent with turn = false), ICETCP
+	// the ICE-TCP listener (absent without ice_tcp).
+	TURN   *turn.Stats   `json:"turn,omitempty"`
+	ICETCP *icetcp.Stats `json:"ice_tcp,omitempty"`
 
 	Media   rtpcore.StatsSnapshot `json:"media"`
 	Runtime RuntimeStats          `json:"runtime"`
@@ -136,9 +153,9 @@ func (n *Node) StatsReport() any {
 	r := StatsReport{
 		Version: Version, Mode: n.word.Load().String(), OperatorMode: n.word.Operator().String(),
 		HealthMode: n.word.Health().String(), NodeName: n.cfg.EffectiveNodeName(),
-		TotalCreated: s.ConnectionCreated.Load(), TotalDestroy: s.ConnectionDestroyed.Load(),
-		TotalSuccess: s.Successful.Load(), TotalFailed: s.Failed.Load(), TotalOngoing: n.hub.Connections(),
-		SessionCreate: s.SessionCreated.Load(), SessionDestro: s.SessionDestroyed.Load(), OngoingSess: n.hub.Sessions(),
+		ConnectionsCreated: s.ConnectionCreated.Load(), ConnectionsDestroyed: s.ConnectionDestroyed.Load(),
+		ConnectionsSuccessful: s.Successful.Load(), ConnectionsFailed: s.Failed.Load(), ConnectionsOngoing: n.hub.Connections(),
+		SessionsCreated: s.SessionCreated.Load(), SessionsDestroyed: s.SessionDestroyed.Load(), SessionsOngoing: n.hub.Sessions(),
 		Refused:     s.Refusals(),
 		AuthAllowed: n.auth.Allowed.Load(), AuthDenied: n.auth.Denied.Load(),
 		AuthSuccessful: n.auth.Counters.Successful.Load(), AuthFailed: n.auth.Counters.Failed.Load(),
@@ -147,9 +164,20 @@ func (n *Node) StatsReport() any {
 		Media: n.media.Stats(), Runtime: runtimeStats(),
 		Error: ErrorCounts{SignalingError: s.SignalingErrors.Load()},
 	}
+	r.Ready, _ = n.Ready()
+	r.Drain = n.DrainStatus()
 	r.SCTPPacketsIn, r.SCTPBytesIn = r.Media.SCTPPacketsIn, r.Media.SCTPBytesIn
 	r.SCTPPacketsOut, r.SCTPBytesOut = r.Media.SCTPPacketsOut, r.Media.SCTPBytesOut
 	r.DataChannels = s.DataChannels()
+	r.TURNUDPConnections, r.TURNTCPConnections = s.TURNUDPConnections.Load(), s.TURNTCPConnections.Load()
+	if n.turn != nil {
+		ts := n.turn.Stats()
+		r.TURN, r.InvalidTURNTCP = &ts, ts.InvalidTCPPackets
+	}
+	if n.iceTCP != nil {
+		is := n.iceTCP.Stats()
+		r.ICETCP = &is
+	}
 	if n.cl != nil {
 		r.Cluster = n.cl.c.RaftStats()
 		r.Cluster["cluster_node_name"] = n.cl.c.Name()

@@ -126,7 +126,7 @@ func (cn *clusterNode) operatorChanged() {
 
 // replicateMode keeps the replicated operator mode equal to the local one:
 // the local mode word decides admission on this node at once; the
-// replicated one makes placement skip the node (spec/cluster.md 3.5). A
+// replicated one makes placement skip the node (docs/spec/cluster.md §3.5). A
 // failure (no majority) is retried every heartbeat until it takes.
 func (cn *clusterNode) replicateMode() {
 	tick := time.NewTicker(cn.n.cfg.ClusterHeartbeatInterval)

@@ -22,7 +22,7 @@ import (
 )
 
 // dcPeer is a pion/webrtc client using DataChannel signaling the way the
-// sora-js-sdk does (spec/sora-js-sdk-client.md §8): it takes the channels
+// sora-js-sdk does (docs/spec/sora-js-sdk-client.md §8): it takes the channels
 // the server opens, answers re-offers on the `signaling` channel once it
 // exists, reads notifies there or on the WebSocket, and records what
 // arrives on every label.
@@ -245,7 +245,7 @@ func (p *dcPeer) closeWebSocket() {
 
 func (p *dcPeer) waitSwitched() {
 	p.t.Helper()
-	waitFor(p.t, "switched", 20*time.Second, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.switched) == 1 })
+	waitFor(p.t, "switched", patience, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.switched) == 1 })
 }
 
 func (p *dcPeer) channel(label string) *webrtc.DataChannel {
@@ -286,7 +286,7 @@ func messagingConnect(channels ...map[string]any) map[string]any {
 // reliability, compression per connection and the sender_connection_id
 // header all apply.
 func TestMessagingRelay(t *testing.T) {
-	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = 10 * time.Second })
+	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = patience })
 	base := goroutineBaseline()
 	u := func(v int) *int { return &v }
 	lossy := []map[string]any{
@@ -335,7 +335,7 @@ func TestMessagingRelay(t *testing.T) {
 	a.send("#chat", "from a", false)
 	s.send("#chat", "from s", true)
 	r.send("#chat", "from r", false) // recvonly: not relayed
-	waitFor(t, "a's and s's messages at b and r", 10*time.Second, func() bool {
+	waitFor(t, "a's and s's messages at b and r", patience, func() bool {
 		return len(b.received("#chat")) == 2 && len(r.received("#chat")) == 2 && len(a.received("#chat")) == 1
 	})
 	// b asked for the sender's connection_id in front.
@@ -362,7 +362,7 @@ func TestMessagingRelay(t *testing.T) {
 	for _, lbl := range []string{"#unordered", "#rexmit", "#lifetime"} {
 		a.send(lbl, "to b on "+lbl, false)
 	}
-	waitFor(t, "the #z and lossy-label messages", 10*time.Second, func() bool {
+	waitFor(t, "the #z and lossy-label messages", patience, func() bool {
 		return len(b.received("#z")) == 1 && len(a.received("#z")) == 1 && len(b.received("#unordered")) == 1 &&
 			len(b.received("#rexmit")) == 1 && len(b.received("#lifetime")) == 1
 	})
@@ -385,7 +385,7 @@ func TestMessagingRelay(t *testing.T) {
 	for _, p := range []*dcPeer{a, b, r, s} {
 		p.sendSignaling(map[string]string{"type": "disconnect", "reason": "NO-ERROR"})
 	}
-	waitFor(t, "no connections", 10*time.Second, func() bool { return n.Hub().Connections() == 0 && n.Media().Stats().Transports == 0 })
+	waitFor(t, "no connections", patience, func() bool { return n.Hub().Connections() == 0 && n.Media().Stats().Transports == 0 })
 	for _, p := range []*dcPeer{a, b, r, s} {
 		p.pc.Close()
 	}
@@ -401,7 +401,7 @@ func TestMessagingRelay(t *testing.T) {
 // detached client leaves with disconnect on `signaling`. Without
 // ignore_disconnect_websocket, closing the WebSocket ends the connection.
 func TestDataChannelSignalingOutlivesWebSocket(t *testing.T) {
-	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = 10 * time.Second })
+	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = patience })
 	compressed := []any{map[string]any{"label": "signaling", "compress": true}, map[string]any{"label": "notify", "compress": true}}
 	p := newDCPeer(t, n, "dcs", "recvonly", map[string]any{"ignore_disconnect_websocket": true, "data_channels": compressed})
 	q := newDCPeer(t, n, "dcs", "sendonly", map[string]any{"ignore_disconnect_websocket": true, "audio": false, "video": false})
@@ -414,7 +414,7 @@ func TestDataChannelSignalingOutlivesWebSocket(t *testing.T) {
 		c.mu.Unlock()
 		c.closeWebSocket()
 	}
-	waitFor(t, "both WebSockets detached", 10*time.Second, func() bool { return n.Hub().Stats().Detached.Load() == 2 })
+	waitFor(t, "both WebSockets detached", patience, func() bool { return n.Hub().Stats().Detached.Load() == 2 })
 	if got := n.Hub().Connections(); got != 2 {
 		t.Fatalf("%d connections after the WebSockets closed", got)
 	}
@@ -422,7 +422,7 @@ func TestDataChannelSignalingOutlivesWebSocket(t *testing.T) {
 	audio, video := newSource(t, webrtc.RTPCodecTypeAudio), newSource(t, webrtc.RTPCodecTypeVideo)
 	pub := newPionPeer(t, n, pionAPI(t, webrtc.DTLSRoleClient), "dcs", "sendonly", audio.track, video.track)
 	pub.waitConnected(n)
-	waitFor(t, "the publisher's tracks at the detached client", 15*time.Second, func() bool {
+	waitFor(t, "the publisher's tracks at the detached client", patience, func() bool {
 		audio.send(t)
 		video.send(t)
 		p.mu.Lock()
@@ -431,13 +431,13 @@ func TestDataChannelSignalingOutlivesWebSocket(t *testing.T) {
 	})
 	// The publisher (no DataChannels) released DTLS on its first SRTP; the
 	// DataChannel connections keep theirs for SCTP, whatever they send.
-	waitFor(t, "the publisher's DTLS released", 10*time.Second, func() bool { return n.Media().Stats().DTLSReleased == 1 })
+	waitFor(t, "the publisher's DTLS released", patience, func() bool { return n.Media().Stats().DTLSReleased == 1 })
 	if st := n.Media().Stats(); st.DTLSReleased != 1 || st.DataChannels.Associations != 2 {
 		t.Errorf("DTLS released %d, associations %d", st.DTLSReleased, st.DataChannels.Associations)
 	}
 	pubID := pub.offer.ConnectionID
 	pub.disconnect()
-	waitFor(t, "connection.destroyed on the notify DataChannel", 10*time.Second, func() bool {
+	waitFor(t, "connection.destroyed on the notify DataChannel", patience, func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, e := range p.notifies {
@@ -463,16 +463,16 @@ func TestDataChannelSignalingOutlivesWebSocket(t *testing.T) {
 	q.sendSignaling(map[string]string{"type": "disconnect", "reason": "NO-ERROR"})
 	select {
 	case <-qClosed:
-	case <-time.After(10 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("q's signaling channel did not close after its disconnect")
 	}
-	waitFor(t, "q gone", 10*time.Second, func() bool { return n.Hub().Connections() == 1 })
+	waitFor(t, "q gone", patience, func() bool { return n.Hub().Connections() == 1 })
 
 	st, _, raw := apiCall(t, n, "Sora_20151104.DisconnectConnection", `{"channel_id":"dcs","connection_id":"`+p.id+`"}`)
 	if st != 200 {
 		t.Fatalf("DisconnectConnection: %d %s", st, raw)
 	}
-	waitFor(t, "the close message on signaling", 10*time.Second, func() bool {
+	waitFor(t, "the close message on signaling", patience, func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return len(p.closes) == 1
@@ -482,13 +482,13 @@ func TestDataChannelSignalingOutlivesWebSocket(t *testing.T) {
 		t.Errorf("close message %v", c)
 	}
 	p.mu.Unlock()
-	waitFor(t, "no connections", 10*time.Second, func() bool { return n.Hub().Connections() == 0 && n.Media().Stats().Transports == 0 })
+	waitFor(t, "no connections", patience, func() bool { return n.Hub().Connections() == 0 && n.Media().Stats().Transports == 0 })
 
 	// Without ignore_disconnect_websocket the WebSocket still ends it.
 	w := newDCPeer(t, n, "dcs2", "sendonly", map[string]any{"audio": false, "video": false})
 	w.waitSwitched()
 	w.closeWebSocket()
-	waitFor(t, "the connection to end with its WebSocket", 10*time.Second, func() bool { return n.Hub().Connections() == 0 })
+	waitFor(t, "the connection to end with its WebSocket", patience, func() bool { return n.Hub().Connections() == 0 })
 }
 
 // TestMessagingOnlyAdmission: a connect with audio and video false is
@@ -624,6 +624,7 @@ type udpRelay struct {
 	server    netip.AddrPort
 	client    atomic.Pointer[netip.AddrPort]
 	blackhole atomic.Bool
+	dropped   atomic.Int64 // datagrams to the client dropped by the blackhole
 }
 
 func newUDPRelay(t *testing.T, server netip.AddrPort) *udpRelay {
@@ -642,6 +643,8 @@ func newUDPRelay(t *testing.T, server netip.AddrPort) *udpRelay {
 			if from == r.server {
 				if to := r.client.Load(); to != nil && !r.blackhole.Load() {
 					c.WriteToUDPAddrPort(buf[:n], *to)
+				} else {
+					r.dropped.Add(1)
 				}
 				continue
 			}
@@ -664,7 +667,7 @@ func (r *udpRelay) rewrite(sdp string) string {
 // waiting for it, and the others go on.
 func TestDataChannelLimits(t *testing.T) {
 	n := startNode(t, func(c *config.Config) {
-		c.ICEConnectionStateFailedTimeout = 10 * time.Second
+		c.ICEConnectionStateFailedTimeout = patience
 		c.DataChannelMaxMessageSize, c.DataChannelQueueBytes, c.DataChannelMessagesPerSecond = 1024, 4096, 20
 	})
 	chat := messagingConnect(map[string]any{"label": "#chat", "direction": "sendrecv"})
@@ -682,7 +685,7 @@ func TestDataChannelLimits(t *testing.T) {
 		a.send("#chat", "burst "+strconv.Itoa(i), false)
 	}
 	st := n.Hub().Stats()
-	waitFor(t, "every burst message relayed or dropped", 10*time.Second, func() bool {
+	waitFor(t, "every burst message relayed or dropped", patience, func() bool {
 		return st.DataMessagesIn.Load()+st.DataDropRateLimited.Load() == 60 && len(c.received("#chat")) == int(st.DataMessagesIn.Load())
 	})
 	passed, limit := st.DataMessagesIn.Load(), 20+20*time.Since(start).Seconds()+1
@@ -693,7 +696,7 @@ func TestDataChannelLimits(t *testing.T) {
 	// Queue: slow stops acknowledging; c sends 1000-byte messages (one
 	// per poll; the rate limit lets 20 a second through).
 	relay.blackhole.Store(true)
-	waitFor(t, "the slow receiver closed", 15*time.Second, func() bool {
+	waitFor(t, "the slow receiver closed", patience, func() bool {
 		if st.DataQueueFull.Load() == 0 {
 			c.send("#chat", strings.Repeat("x", 1000), true)
 			return false
@@ -706,12 +709,14 @@ func TestDataChannelLimits(t *testing.T) {
 		t.Errorf("slow receiver's WebSocket closed with %v", slow.wsClosed)
 	}
 	slow.mu.Unlock()
+	// The node removes the connection once its close is done.
+	waitFor(t, "the slow receiver removed", patience, func() bool { return n.Hub().Connections() <= 2 })
 	if got := n.Hub().Connections(); got != 2 {
 		t.Errorf("%d connections left, want the two readers", got)
 	}
 	before := len(a.received("#chat"))
 	c.send("#chat", "still here", false)
-	waitFor(t, "a still receives", 10*time.Second, func() bool { return len(a.received("#chat")) > before })
+	waitFor(t, "a still receives", patience, func() bool { return len(a.received("#chat")) > before })
 }
 
 // TestDataChannelPartialReliability: the node sends each channel with the
@@ -724,7 +729,7 @@ func TestDataChannelLimits(t *testing.T) {
 // lifetime at every retransmission, so it is not asserted here: README,
 // DataChannels.)
 func TestDataChannelPartialReliability(t *testing.T) {
-	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = 30 * time.Second })
+	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = patience })
 	labels := messagingConnect(
 		map[string]any{"label": "#reliable", "direction": "sendrecv"},
 		map[string]any{"label": "#rexmit", "direction": "sendrecv", "ordered": false, "max_retransmits": 0},
@@ -737,20 +742,23 @@ func TestDataChannelPartialReliability(t *testing.T) {
 	for _, l := range []string{"#reliable", "#rexmit"} {
 		a.send(l, "warm-up", false)
 	}
-	waitFor(t, "warm-up on both labels", 10*time.Second, func() bool {
+	waitFor(t, "warm-up on both labels", patience, func() bool {
 		return len(b.received("#reliable")) == 1 && len(b.received("#rexmit")) == 1
 	})
 
 	relay.blackhole.Store(true)
+	dropped := relay.dropped.Load()
 	a.send("#reliable", "during the outage", false)
 	a.send("#rexmit", "during the outage", false)
+	// The node's first transmissions to b are lost in the outage.
+	waitFor(t, "the node's transmissions to b dropped", patience, func() bool { return relay.dropped.Load() > dropped })
 	// The outage itself: longer than SCTP's minimum RTO (1 s), so the first
 	// transmissions are lost and the retransmission timer fires while the
 	// path is down.
 	time.Sleep(1500 * time.Millisecond)
 	relay.blackhole.Store(false)
 	a.send("#rexmit", "after", false)
-	waitFor(t, "the reliable message and the later lossy one", 15*time.Second, func() bool {
+	waitFor(t, "the reliable message and the later lossy one", patience, func() bool {
 		return len(b.received("#reliable")) == 2 && len(b.received("#rexmit")) >= 2
 	})
 	if m := b.received("#reliable"); m[1].data != "during the outage" {
@@ -766,7 +774,7 @@ func TestDataChannelPartialReliability(t *testing.T) {
 // leaves notifications unanswered.
 func TestDataChannelRPC(t *testing.T) {
 	n := startNode(t, func(c *config.Config) {
-		c.ICEConnectionStateFailedTimeout = 10 * time.Second
+		c.ICEConnectionStateFailedTimeout = patience
 		c.DataChannelRPC = true
 	})
 	p := newDCPeer(t, n, "rpc", "sendonly", map[string]any{"audio": false, "video": false})
@@ -782,7 +790,7 @@ func TestDataChannelRPC(t *testing.T) {
 	} {
 		p.send("rpc", req, false)
 	}
-	waitFor(t, "three answers", 10*time.Second, func() bool { return len(p.received("rpc")) == 3 })
+	waitFor(t, "three answers", patience, func() bool { return len(p.received("rpc")) == 3 })
 	want := []string{
 		`{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}`,
 		`{"jsonrpc":"2.0","id":"two","error":{"code":-32600,"message":"Invalid Request"}}`,
@@ -800,7 +808,7 @@ func TestDataChannelRPC(t *testing.T) {
 // with DataChannels sends SRTP too but keeps DTLS, and its DataChannels
 // still carry messages afterwards.
 func TestDataChannelsKeepDTLS(t *testing.T) {
-	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = 10 * time.Second })
+	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = patience })
 	chat := []any{map[string]any{"label": "#chat", "direction": "sendrecv"}}
 	m := newDCPeer(t, n, "keep", "sendonly", messagingConnect(map[string]any{"label": "#chat", "direction": "sendrecv"}))
 	a1, v1 := newSource(t, webrtc.RTPCodecTypeAudio), newSource(t, webrtc.RTPCodecTypeVideo)
@@ -817,11 +825,11 @@ func TestDataChannelsKeepDTLS(t *testing.T) {
 		}
 	}
 	// More than one publisher's worth of packets: both have sent SRTP.
-	waitFor(t, "SRTP from both publishers", 10*time.Second, func() bool {
+	waitFor(t, "SRTP from both publishers", patience, func() bool {
 		return n.Media().Stats().ReceivedRTP > 2*packets && n.Media().Stats().DTLSReleased >= 1
 	})
 	withDC.send("#chat", "after my SRTP", false)
-	waitFor(t, "the DataChannel message after SRTP", 10*time.Second, func() bool { return len(m.received("#chat")) == 1 })
+	waitFor(t, "the DataChannel message after SRTP", patience, func() bool { return len(m.received("#chat")) == 1 })
 	if st := n.Media().Stats(); st.DTLSReleased != 1 || st.DataChannels.Associations != 2 {
 		t.Errorf("DTLS released %d (want only the plain publisher's), associations %d", st.DTLSReleased, st.DataChannels.Associations)
 	}

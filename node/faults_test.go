@@ -1,13 +1,12 @@
+//go:build unix
+
 package node
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,72 +14,19 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/internal/clientproc"
 )
 
-// childEnv names the signaling URL a re-executed test binary joins as a
-// client process (see TestMain).
-const childEnv = "HAYATE_TEST_CLIENT_URL"
-
 func TestMain(m *testing.M) {
-	if url := os.Getenv(childEnv); url != "" {
-		os.Exit(clientProcess(url, os.Getenv("HAYATE_TEST_CLIENT_CHANNEL")))
-	}
+	clientproc.Serve()
 	os.Exit(m.Run())
 }
 
-// clientProcess joins channel as a sendrecv client on our own stack,
-// prints "READY <connection_id>", and stays until killed (at most a minute).
-func clientProcess(url, channel string) int {
-	msg := connectMsg(channel, "sendrecv")
-	msg["video"] = map[string]any{"codec_type": "VP8"}
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	p, err := loadpeer.Dial(ctx, loadpeer.Options{URL: url, Connect: msg, ConsentInterval: 200 * time.Millisecond})
-	if err != nil {
-		fmt.Println("ERROR", err)
-		return 1
-	}
-	fmt.Println("READY", p.Offer.ConnectionID)
-	time.Sleep(time.Minute) // the parent kills this process long before
-	return 0
-}
-
-// startClientProcess starts a client process and returns it with its
-// connection_id once it is connected (ICE and DTLS up).
+// startClientProcess starts a client process (package clientproc) in
+// channel and returns it with its connection_id once it is connected.
 func startClientProcess(t *testing.T, n *Node, channel string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+n.signalingURL(), "HAYATE_TEST_CLIENT_CHANNEL="+channel)
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line <- sc.Text()
-		}
-		close(line)
-	}()
-	select {
-	case l := <-line:
-		id, ok := strings.CutPrefix(l, "READY ")
-		if !ok {
-			t.Fatalf("client process: %s", l)
-		}
-		return cmd, id
-	case <-time.After(patience):
-		t.Fatal("client process never connected")
-	}
-	return nil, ""
+	return clientproc.Start(t, n.signalingURL(), channel)
 }
 
 // destroyedReason returns the reason of connection.destroyed for id, or "".

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -20,6 +21,7 @@ import (
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/internal/netns"
 	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/sigclient"
 	"github.com/hayate-sfu/hayate/signal"
 )
 
@@ -230,8 +232,8 @@ func (fc *fencingCluster) partition(t *testing.T, i int, ch string) fenceRun {
 	t.Helper()
 	owner, other := fc.nodes[i], fc.nodes[(i+1)%3]
 	var last atomic.Int64
-	sub := dialPeer(t, owner, ch, "recvonly", func([]byte) { last.Store(time.Now().UnixNano()) })
-	pub := dialPeer(t, owner, ch, "sendonly", nil)
+	sub := dialPeerPlaced(t, owner, ch, "recvonly", func([]byte) { last.Store(time.Now().UnixNano()) })
+	pub := dialPeerPlaced(t, owner, ch, "sendonly", nil)
 	if o, _ := owner.cl.c.Owner(ch); o != owner.cl.c.Name() {
 		t.Fatalf("%s owned by %q, not by the node asked (%s)", ch, o, owner.cl.c.Name())
 	}
@@ -291,6 +293,30 @@ func (fc *fencingCluster) partition(t *testing.T, i int, ch string) fenceRun {
 	sub.Close()
 	fc.waitSettled(t)
 	return r
+}
+
+// dialPeerPlaced is dialPeer to a cluster node, asked again while the
+// cluster cannot place the channel for the moment (4503: a loaded machine
+// let every node's lease renewal run late); the fencing is the subject.
+func dialPeerPlaced(t *testing.T, n *Node, channel, role string, onRTP func([]byte)) *loadpeer.Peer {
+	t.Helper()
+	msg := connectMsg(channel, role)
+	msg["video"] = map[string]any{"codec_type": "VP8"}
+	var p *loadpeer.Peer
+	waitFor(t, role+" admitted to "+channel, patience, func() bool {
+		var err error
+		p, err = loadpeer.Dial(context.Background(), loadpeer.Options{URL: n.signalingURL(), Connect: msg, OnRTP: onRTP})
+		var cl *sigclient.Closed
+		if errors.As(err, &cl) && cl.Code == 4503 {
+			return false
+		}
+		if err != nil {
+			t.Fatalf("loadpeer %s: %v", role, err)
+		}
+		return true
+	})
+	t.Cleanup(p.Close)
+	return p
 }
 
 // sendEvery sends a VP8-typed RTP packet every d until stop.

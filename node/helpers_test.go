@@ -62,10 +62,15 @@ func startNodeLog(t testing.TB, log *slog.Logger, edit func(*config.Config)) *No
 	t.Helper()
 	cfg := config.Default()
 	cfg.SignalingPort, cfg.APIPort, cfg.MediaPort = 0, 0, 0
+	cfg.TURNUDPListenPort, cfg.TURNTCPListenPort, cfg.TURNTLSListenPort, cfg.ICETCPPort = 0, 0, 0, 0
 	cfg.MediaSockets = 1
 	// Tests with signaling-only clients answer with a made-up transport;
 	// the media liveness timeout must not end them.
 	cfg.ICEConnectionStateFailedTimeout = 5 * time.Minute
+	// Clients that read nothing answer no ping: a test that runs long on a
+	// loaded machine must not lose them to the pong timeout (the tests of
+	// that timeout set their own).
+	cfg.SignalingPongTimeout = time.Hour
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -191,7 +191,7 @@ func TestSimulcastImpairedLink(t *testing.T) {
 	tl.setPhase("1 Mbit/s cap")
 	capAt := time.Now()
 	flow.SetDown(impair.Profile{Rate: 1_000_000, Queue: 31_250})
-	waitFor(t, "the viewer moved below r2", patience, func() bool { return layer() < 2 })
+	waitFor(t, "the viewer moved below r2", 2*patience, func() bool { return layer() < 2 })
 	down := time.Since(capAt)
 	time.Sleep(2 * time.Second)
 	before := flow.Down()
@@ -202,9 +202,9 @@ func TestSimulcastImpairedLink(t *testing.T) {
 	t.Logf("capped, measured window: %d probe packets, %d retransmissions, %d NACKs, %d forwarded", ms1.ProbePackets-ms0.ProbePackets, ms1.Retransmitted-ms0.Retransmitted, ms1.NACKsReceived-ms0.NACKsReceived, ms1.Forwarded-ms0.Forwarded)
 	drops := after.QueueDrops + after.Lost - before.QueueDrops - before.Lost
 	offered := after.Offered - before.Offered
-	// The time to move is measured, not asserted (a loaded machine
-	// stretches it); BENCHMARKS.md reports it.
-	t.Logf("capped: moved to layer %d after %v; then %d of %d packets dropped on the link", layer(), down, drops, offered)
+	// The times are measurements (the targets: 5 s down, 15 s back
+	// up), logged rather than bounded: a loaded machine stretches them.
+	t.Logf("capped: moved to layer %d after %v (target 5 s); then %d of %d packets dropped on the link", layer(), down, drops, offered)
 	if ms1.LayerSwitches == 0 {
 		t.Errorf("no layer switch counted in the stats")
 	}
@@ -217,8 +217,10 @@ func TestSimulcastImpairedLink(t *testing.T) {
 	tl.setPhase("cap lifted")
 	liftAt := time.Now()
 	flow.SetDown(impair.Profile{})
-	waitFor(t, "the viewer back on r2", patience, func() bool { return layer() == 2 })
+	// The way back up waits out the estimator's calm and probes: under
+	// -race on a loaded machine it has taken over 30 s.
+	waitFor(t, "the viewer back on r2", 3*patience, func() bool { return layer() == 2 })
 	up := time.Since(liftAt)
-	t.Logf("cap lifted: back on r2 after %v", up)
+	t.Logf("cap lifted: back on r2 after %v (target 15 s)", up)
 	time.Sleep(2 * time.Second)
 }

@@ -211,6 +211,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	var logs logbuf.Buffer
 	cfg := config.Default()
 	cfg.SignalingPort, cfg.APIPort, cfg.MediaPort, cfg.MediaSockets = 0, 0, 0, 1
+	cfg.TURNUDPListenPort, cfg.TURNTCPListenPort = 0, 0
 	cfg.AuthWebhookURL = authURL
 	cfg.EventWebhookURL = "http://evuser:evpass-3@" + dead + "/events?token=query-secret-4"
 	cfg.SessionWebhookURL = "http://" + dead + "/sessions?token=query-secret-5"

@@ -238,7 +238,14 @@ func TestAdmissionAgainstModeChanges(t *testing.T) {
 	if testing.Short() {
 		total = 1024
 	}
-	n := startNode(t, func(c *config.Config) { c.SignalingNotify = false })
+	n := startNode(t, func(c *config.Config) {
+		c.SignalingNotify = false
+		// The anchors below never read, so never answer pings: with the
+		// default 15 s pong timeout they were closed (and their channels
+		// went idle) whenever the test ran longer than that, as it does on
+		// a loaded machine.
+		c.SignalingPongTimeout = time.Hour
+	})
 	liveChannels := []string{"live-0", "live-1", "live-2", "live-3"}
 	for _, ch := range liveChannels {
 		join(t, n, ch, "sendrecv") // anchors: these sessions stay live throughout

@@ -10,19 +10,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/hayate-sfu/hayate/cert"
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/control"
+	"github.com/hayate-sfu/hayate/icetcp"
 	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/rtpcore"
 	"github.com/hayate-sfu/hayate/signal"
+	"github.com/hayate-sfu/hayate/turn"
 	"github.com/hayate-sfu/hayate/webhook"
 )
 
@@ -43,6 +43,8 @@ type Node struct {
 
 	sigLn, apiLn   net.Listener
 	media          *rtpcore.Engine
+	turn           *turn.Server   // nil without turn = true
+	iceTCP         *icetcp.Server // nil without ice_tcp = true
 	sigSrv, apiSrv *http.Server
 
 	// cl is the node's cluster part; nil without cluster = true.
@@ -50,6 +52,9 @@ type Node struct {
 	// The health mode is the stricter of the cluster's and the drain's.
 	healthMu                   sync.Mutex
 	clusterHealth, drainHealth mode.Mode
+	drain                      drainRecord // guarded by healthMu
+
+	build BuildInfo
 
 	closeOnce sync.Once
 	serveWG   sync.WaitGroup
@@ -64,7 +69,7 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	built := &Node{cfg: cfg, log: log, word: mode.NewWord(mode.Normal), cert: c}
+	built := &Node{cfg: cfg, log: log, word: mode.NewWord(mode.Normal), cert: c, build: Build()}
 	n = built
 	defer func() {
 		if err != nil {
@@ -92,10 +97,15 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("media_port: %w", err)
 	}
+	if err := n.startTURN(cfg); err != nil {
+		return nil, err
+	}
 
 	n.auth = webhook.NewAuth(cfg.AuthWebhookURL, cfg.WebhookResponseTimeout)
-	n.sessionQ = webhook.NewQueue("session", cfg.SessionWebhookURL, cfg.WebhookWorkers, cfg.WebhookQueueSize, cfg.WebhookResponseTimeout, log)
-	n.eventQ = webhook.NewQueue("event", cfg.EventWebhookURL, cfg.WebhookWorkers, cfg.WebhookQueueSize, cfg.WebhookResponseTimeout, log)
+	qopt := webhook.Options{Workers: cfg.WebhookWorkers, Size: cfg.WebhookQueueSize, Timeout: cfg.WebhookResponseTimeout,
+		Retries: cfg.WebhookRetries, RetryWait: cfg.WebhookRetryInterval}
+	n.sessionQ = webhook.NewQueue("session", cfg.SessionWebhookURL, qopt, log)
+	n.eventQ = webhook.NewQueue("event", cfg.EventWebhookURL, qopt, log)
 
 	set := signal.Settings{
 		Label: cfg.Label, NodeName: cfg.EffectiveNodeName(), Version: Version,
@@ -111,8 +121,15 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		DataChannelRPC: cfg.DataChannelRPC, DataChannelCloseMessage: cfg.DataChannelSignalingCloseMessage,
 		DataChannelMaxMessageSize:    cfg.DataChannelMaxMessageSize,
 		DataChannelMessagesPerSecond: cfg.DataChannelMessagesPerSecond,
+		ICETransportPolicy:           cfg.ICETransportPolicy,
+	}
+	if n.iceTCP != nil {
+		set.ICETCPCandidate = n.iceTCP.Addr()
 	}
 	hooks := signal.Hooks{Auth: n.auth, Session: n.sessionQ, Event: n.eventQ}
+	if n.turn != nil || len(cfg.ExternalTURNURLs()) > 0 {
+		hooks.ICEServers = newICEServers(cfg, n.turn)
+	}
 	apiOpt := control.Options{CORSOrigin: cfg.APICORSOrigin, Token: cfg.APIToken}
 	if cfg.Cluster {
 		// A cluster node serves nothing until it holds a lease.
@@ -125,34 +142,15 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		hooks.Router, apiOpt.Cluster = n.cl, n.cl
 	}
 	n.hub = signal.NewHub(set, n.word, n.media, hooks, log)
-	var api http.Handler = control.New(n, apiOpt, log)
-	if cfg.DebugPprof {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		mux.Handle("/", api)
-		api = mux
-		if cfg.APIToken != "" {
-			// The profiles need the token too.
-			inner := api
-			tok := "Bearer " + cfg.APIToken
-			api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if strings.HasPrefix(r.URL.Path, "/debug/pprof/") && r.Header.Get("Authorization") != tok {
-					http.Error(w, "unauthorized", http.StatusUnauthorized)
-					return
-				}
-				inner.ServeHTTP(w, r)
-			})
-		}
-	}
-	n.sigSrv = &http.Server{Handler: n.hub, ReadHeaderTimeout: cfg.SignalingHandshakeTimeout, IdleTimeout: cfg.SignalingHandshakeTimeout,
+	api := n.apiHandler(control.New(n, apiOpt, log))
+	n.sigSrv = &http.Server{Handler: n.signalingHandler(), ReadHeaderTimeout: cfg.SignalingHandshakeTimeout, IdleTimeout: cfg.SignalingHandshakeTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	n.apiSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// Booting into a block mode counts as entering it: with no session yet,
 	// session.vanished goes out at once.
 	n.hub.SetMode(cfg.InitialMode)
+	n.operatorModeChanged()
 	if n.cl != nil {
 		n.cl.attach()
 	}
@@ -189,6 +187,20 @@ func (n *Node) Start() {
 		"fingerprint", n.cert.Fingerprint)
 	if c := n.MediaCandidate(); c != n.MediaAddr() {
 		r.Add("media_advertised", c.String())
+	}
+	if n.turn != nil {
+		udp, tcp, tls := n.turn.Addrs()
+		for _, a := range []struct {
+			key  string
+			addr netip.AddrPort
+		}{{"turn_udp", udp}, {"turn_tcp", tcp}, {"turn_tls", tls}} {
+			if a.addr.IsValid() {
+				r.Add(a.key, a.addr.String())
+			}
+		}
+	}
+	if n.iceTCP != nil {
+		r.Add("ice_tcp", n.iceTCP.Addr().String())
 	}
 	if n.cl != nil {
 		r.Add("cluster_node", n.cl.c.Name(), "cluster_rpc", n.cl.c.RPCAddr(), "cluster_raft", n.cl.c.RaftAddr())
@@ -227,8 +239,11 @@ func (n *Node) Hub() *signal.Hub { return n.hub }
 // which the operator cannot lift), and in a cluster placement skips it.
 func (n *Node) StartDrain() {
 	n.healthMu.Lock()
+	if n.drain.reason != DrainShutdown {
+		n.startDrainLocked(DrainShutdown, n.cfg.DrainTimeout)
+	}
 	n.drainHealth = mode.BlockNewConnection
-	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth))
+	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth), n.drainHealth.Blocking())
 	n.healthMu.Unlock()
 	if n.cl != nil {
 		n.cl.operatorChanged() // placement skips a draining node
@@ -240,6 +255,9 @@ func (n *Node) StartDrain() {
 // timeout passes. It reports whether the node drained.
 func (n *Node) Drain(ctx context.Context, timeout time.Duration) bool {
 	n.StartDrain()
+	n.healthMu.Lock()
+	n.drain.deadline = n.drain.started.Add(timeout) // this drain's own timeout
+	n.healthMu.Unlock()
 	n.log.Info("draining", "sessions", n.hub.Sessions(), "connections", n.hub.Connections(), "drain_timeout", config.FormatDuration(timeout))
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -265,18 +283,19 @@ func (n *Node) Close(ctx context.Context) {
 		n.sessionQ.Close(ctx)
 		n.eventQ.Close(ctx)
 		n.auth.CloseIdleConnections()
+		n.closeTURN()
 		n.media.Close()
 		n.serveWG.Wait()
 		n.log.Info("hayate stopped")
 	})
 }
 
-// setClusterHealth takes the cluster's health mode (spec/cluster.md 3.5).
+// setClusterHealth takes the cluster's health mode (docs/spec/cluster.md §3.5).
 func (n *Node) setClusterHealth(m mode.Mode) {
 	n.healthMu.Lock()
 	defer n.healthMu.Unlock()
 	n.clusterHealth = m
-	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth))
+	n.hub.SetHealthMode(mode.Stricter(n.clusterHealth, n.drainHealth), n.drainHealth.Blocking())
 }
 
 // replicatedMode is the mode the cluster should place by for this node:
@@ -294,6 +313,7 @@ func (n *Node) closeListeners() {
 	if n.apiLn != nil {
 		n.apiLn.Close()
 	}
+	n.closeTURN()
 	if n.media != nil {
 		n.media.Close()
 	}
@@ -301,3 +321,20 @@ func (n *Node) closeListeners() {
 		n.cl.close()
 	}
 }
+
+// closeTURN stops the TURN server and ICE-TCP (before the media path their
+// links feed).
+func (n *Node) closeTURN() {
+	if n.turn != nil {
+		n.turn.Close()
+	}
+	if n.iceTCP != nil {
+		n.iceTCP.Close()
+	}
+}
+
+// TURN returns the built-in TURN server (nil with turn = false).
+func (n *Node) TURN() *turn.Server { return n.turn }
+
+// ICETCP returns the ICE-TCP server (nil without ice_tcp).
+func (n *Node) ICETCP() *icetcp.Server { return n.iceTCP }

@@ -39,13 +39,19 @@ type pionPeer struct {
 // Hayate's payload types, and the given SRTP profiles.
 func pionAPI(t *testing.T, role webrtc.DTLSRole, profiles ...dtls.SRTPProtectionProfile) *webrtc.API {
 	t.Helper()
+	return pionAPIOn(t, []webrtc.NetworkType{webrtc.NetworkTypeUDP4}, role, profiles...)
+}
+
+// pionAPIOn is pionAPI on the given network types (TCP4 alone: ICE-TCP).
+func pionAPIOn(t *testing.T, networks []webrtc.NetworkType, role webrtc.DTLSRole, profiles ...dtls.SRTPProtectionProfile) *webrtc.API {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
 	must(t, m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio))
 	must(t, m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeVP8, ClockRate: 90000,
 		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}, PayloadType: 96}, webrtc.RTPCodecTypeVideo))
-	s := pionSettings()
+	s := pionSettings(networks...)
 	if len(profiles) > 0 {
 		s.SetSRTPProtectionProfiles(profiles...)
 	}
@@ -55,13 +61,16 @@ func pionAPI(t *testing.T, role webrtc.DTLSRole, profiles ...dtls.SRTPProtection
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s))
 }
 
-// pionSettings keeps a pion client on loopback (DESIGN.md, "Testing with
-// real clients").
-func pionSettings() webrtc.SettingEngine {
+// pionSettings keeps a pion client on loopback (docs/design.md, "Testing
+// with real clients"), on the given network types (none: UDP4).
+func pionSettings(networks ...webrtc.NetworkType) webrtc.SettingEngine {
+	if len(networks) == 0 {
+		networks = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	}
 	s := webrtc.SettingEngine{}
 	s.SetIncludeLoopbackCandidate(true)
 	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	s.SetNetworkTypes(networks)
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	return s
 }
@@ -77,14 +86,23 @@ func must(t testing.TB, err error) {
 // the local tracks a sending role attaches before answering.
 func newPionPeer(t *testing.T, n *Node, api *webrtc.API, channel, role string, publish ...webrtc.TrackLocal) *pionPeer {
 	t.Helper()
-	msg := connectMsg(channel, role)
-	msg["video"] = map[string]any{"codec_type": "VP8"}
-	return newPionPeerMsg(t, n, api, msg, nil, publish...)
+	return newPionPeerWith(t, n, api, channel, role, nil, publish...)
 }
 
-// newPionPeerMsg is newPionPeer with its connect message; onTrack, if
+// newPionPeerWith is newPionPeer whose PeerConnection is configured by
+// configure from the offer (nil: an empty configuration).
+func newPionPeerWith(t *testing.T, n *Node, api *webrtc.API, channel, role string,
+	configure func(*sigclient.Offer) webrtc.Configuration, publish ...webrtc.TrackLocal) *pionPeer {
+	t.Helper()
+	msg := connectMsg(channel, role)
+	msg["video"] = map[string]any{"codec_type": "VP8"}
+	return newPionPeerMsg(t, n, api, msg, nil, configure, publish...)
+}
+
+// newPionPeerMsg is newPionPeerWith with its connect message; onTrack, if
 // set, reads each remote track instead of the recording reader.
-func newPionPeerMsg(t *testing.T, n *Node, api *webrtc.API, msg map[string]any, onTrack func(*webrtc.TrackRemote), publish ...webrtc.TrackLocal) *pionPeer {
+func newPionPeerMsg(t *testing.T, n *Node, api *webrtc.API, msg map[string]any, onTrack func(*webrtc.TrackRemote),
+	configure func(*sigclient.Offer) webrtc.Configuration, publish ...webrtc.TrackLocal) *pionPeer {
 	t.Helper()
 	p := &pionPeer{t: t, received: map[webrtc.RTPCodecType]map[uint16][]byte{
 		webrtc.RTPCodecTypeAudio: {}, webrtc.RTPCodecTypeVideo: {}}, done: make(chan struct{})}
@@ -94,7 +112,11 @@ func newPionPeerMsg(t *testing.T, n *Node, api *webrtc.API, msg map[string]any, 
 		t.Fatalf("connect: %v", err)
 	}
 	p.offer = o
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	var pcfg webrtc.Configuration
+	if configure != nil {
+		pcfg = configure(o)
+	}
+	pc, err := api.NewPeerConnection(pcfg)
 	must(t, err)
 	p.pc = pc
 	t.Cleanup(func() { pc.Close() })

@@ -61,9 +61,12 @@ func TestEveryRefusalReachesTheClient(t *testing.T) {
 		w.Write([]byte(`{"allowed":false,"reason":"NOT-ON-THE-LIST"}`))
 	}
 	denied := startNode(t, func(c *config.Config) { c.AuthWebhookURL = denier.url() })
-	full := startNode(t, func(c *config.Config) { c.MaxConnections = 1 })
+	// Its one connection must stay through the whole test: it reads
+	// nothing, so it answers no ping.
+	full := startNode(t, func(c *config.Config) { c.MaxConnections = 1; c.SignalingPongTimeout = time.Hour })
 	join(t, full, "occupied", "sendrecv")
-	pendingFull := startNode(t, func(c *config.Config) { c.MaxPendingConnections = 1 })
+	// The pending socket must stay pending through the whole test.
+	pendingFull := startNode(t, func(c *config.Config) { c.MaxPendingConnections = 1; c.ConnectTimeout = time.Hour })
 	dial(t, pendingFull) // one WebSocket that never sends connect
 	waitFor(t, "one pending socket", patience, func() bool { return pendingFull.hub.Pending() == 1 })
 

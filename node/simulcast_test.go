@@ -255,7 +255,7 @@ func newViewer(t *testing.T, n *Node, api *webrtc.API, channel, rid string) *vie
 			}
 			v.record(pkt)
 		}
-	})
+	}, nil)
 	v.id = v.offer.ConnectionID
 	return v
 }

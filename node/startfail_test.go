@@ -40,6 +40,7 @@ func TestNewFailsCleanly(t *testing.T) {
 	} {
 		cfg := config.Default()
 		cfg.SignalingPort, cfg.APIPort, cfg.MediaPort = 0, 0, 0
+		cfg.TURNUDPListenPort, cfg.TURNTCPListenPort = 0, 0
 		c.edit(&cfg)
 		n, err := New(cfg, testLogger(t))
 		if err == nil || n != nil || !strings.Contains(err.Error(), c.want) {

@@ -4,12 +4,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/mode"
 )
 
 // flushHooks waits until every queued session and event webhook has been
@@ -80,10 +82,62 @@ func TestSessionVanished(t *testing.T) {
 		}
 	})
 	t.Run("at start in a block mode", func(t *testing.T) {
+		for _, m := range []mode.Mode{mode.BlockNewSession, mode.BlockNewConnection} {
+			r := newHookReceiver(t)
+			n := startNode(t, func(c *config.Config) { withVanished(c, r); c.InitialMode = m })
+			waitFor(t, "session.vanished", patience, func() bool { return r.count("session.vanished") == 1 })
+			flushHooks(t, n)
+			if got := r.count("session.vanished"); got != 1 {
+				t.Fatalf("initial_mode %s: %d session.vanished, want 1", m, got)
+			}
+		}
+	})
+	t.Run("after the session.destroyed that drained the node", func(t *testing.T) {
+		// The receiver refuses the first try of session.destroyed: its
+		// retry reaches it later; session.vanished must wait for it.
 		r := newHookReceiver(t)
-		n := startNode(t, func(c *config.Config) { withVanished(c, r); c.InitialMode = 2 })
+		var mu sync.Mutex
+		var accepted []string
+		tries := 0
+		r.respond = func(w http.ResponseWriter, body map[string]any) {
+			mu.Lock()
+			defer mu.Unlock()
+			if body["type"] == "session.destroyed" {
+				if tries++; tries == 1 {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+			}
+			accepted = append(accepted, body["type"].(string))
+			w.WriteHeader(http.StatusOK)
+		}
+		n := startNode(t, func(c *config.Config) {
+			withVanished(c, r)
+			c.WebhookRetries, c.WebhookRetryInterval = 1, 300*time.Millisecond
+		})
+		a, _ := join(t, n, "ch", "sendrecv")
+		setMode(t, n, "block_new_session")
+		if _, err := a.Disconnect(soon()); err != nil {
+			t.Fatal(err)
+		}
 		waitFor(t, "session.vanished", patience, func() bool { return r.count("session.vanished") == 1 })
+		mu.Lock()
+		defer mu.Unlock()
+		if len(accepted) != 3 || accepted[1] != "session.destroyed" || accepted[2] != "session.vanished" {
+			t.Fatalf("session webhooks delivered as %v, want created, destroyed (retried), vanished", accepted)
+		}
+	})
+	t.Run("at once on SIGTERM with no sessions, not for a cluster's health", func(t *testing.T) {
+		r := newHookReceiver(t)
+		n := startNode(t, func(c *config.Config) { withVanished(c, r) })
+		n.hub.SetHealthMode(mode.BlockNewConnection, false) // as a cluster node that lost its lease
 		flushHooks(t, n)
+		if got := r.count("session.vanished"); got != 0 {
+			t.Fatalf("%d session.vanished for a health mode that is no drain", got)
+		}
+		n.hub.SetHealthMode(mode.Normal, false)
+		n.StartDrain()
+		waitFor(t, "session.vanished", patience, func() bool { return r.count("session.vanished") == 1 })
 	})
 	t.Run("never with ignore_session_vanished_webhook = true", func(t *testing.T) {
 		r := newHookReceiver(t)

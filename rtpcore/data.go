@@ -20,7 +20,9 @@ import (
 // channels. It runs on its own goroutine: the SCTP handshake waits for the
 // peer.
 func (t *Transport) startData(conn net.Conn, dtlsClient bool) {
-	ctx, cancel := t.handshakeContext()
+	// Three liveness timeouts of wall time: SCTP starts after DTLS, and
+	// the janitor does not watch it.
+	ctx, cancel := t.handshakeContext(3 * t.e.cfg.FailedTimeout)
 	defer cancel()
 	maxRemote := t.data.MaxMessageSize
 	switch {

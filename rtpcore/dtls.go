@@ -23,9 +23,6 @@ import (
 // answer active and Hayate is the DTLS server, clients that answer passive
 // (pion towards an ICE-lite offerer) get Hayate as DTLS client.
 
-// errFingerprint is a peer certificate that does not match the answer.
-var errFingerprint = errors.New("rtpcore: DTLS certificate does not match a=fingerprint")
-
 // deliverDTLS hands one DTLS datagram from an ICE-checked address to the
 // transport, starting its handshake on the first.
 func (t *Transport) deliverDTLS(s *shard, from netip.AddrPort, b []byte) {
@@ -56,7 +53,7 @@ func (t *Transport) startDTLSClient() {
 // handshake runs the DTLS handshake (server, or client when asClient) and
 // installs the SRTP contexts.
 func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
-	ctx, cancel := t.handshakeContext()
+	ctx, cancel := t.handshakeContext(0)
 	defer cancel()
 	ad := chanconn.New(t.dtlsIn, t.dtlsStop, t.e.addr, t.remote, func(p []byte, to netip.AddrPort) error {
 		io := t.io.Load()
@@ -68,7 +65,7 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	opts := []dtls.Option{
 		dtls.WithCertificates(t.e.cfg.Certificate),
 		// The server's order wins (RFC 5764 §4.1.1): AES-GCM costs a fifth
-		// of AES-CM with HMAC-SHA1 per packet (spec/media-core.md §4.1).
+		// of AES-CM with HMAC-SHA1 per packet (docs/spec/media-core.md §4.1).
 		dtls.WithSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80),
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
 		// Certificates are self-signed; the check is the fingerprint from
@@ -145,10 +142,16 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	}
 }
 
-// handshakeContext bounds a handshake (DTLS, SCTP) by the failed timeout
-// and ends it when the transport closes.
-func (t *Transport) handshakeContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(t.e.ctx, t.e.cfg.FailedTimeout)
+// handshakeContext ends a handshake (DTLS, SCTP) when the transport
+// closes, and after limit if limit is positive. The DTLS handshake has no
+// limit of its own: the janitor fails one that takes longer than
+// FailedTimeout in the node's listening time (liveness.go), so a node stall
+// does not fail handshakes in flight.
+func (t *Transport) handshakeContext(limit time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(t.e.ctx)
+	if limit > 0 {
+		ctx, cancel = context.WithTimeout(t.e.ctx, limit)
+	}
 	go func() {
 		select {
 		case <-t.closed:
@@ -202,11 +205,11 @@ func (t *Transport) verifyFingerprint(ctx context.Context, raw [][]byte) error {
 func (t *Transport) installKeys(conn *dtls.Conn, asClient bool) error {
 	state, ok := conn.ConnectionState()
 	if !ok {
-		return errors.New("rtpcore: no DTLS state")
+		return errNoDTLSState
 	}
 	p, ok := conn.SelectedSRTPProtectionProfile()
 	if !ok {
-		return errors.New("rtpcore: no SRTP profile negotiated")
+		return errNoSRTPProfile
 	}
 	var profile srtp.ProtectionProfile
 	switch p {

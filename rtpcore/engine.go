@@ -12,26 +12,30 @@
 // kernel's 4-tuple hash keeps a peer on one socket, so a peer's packets are
 // all handled by one shard. A forwarded packet is decrypted once, in place,
 // then copied into a send slot and encrypted in place per subscriber; no
-// step allocates.
+// step allocates. Every transport has a home shard, the only one that
+// forwards to it: a publisher's packets are handed from the shard that
+// received them to the home shards of its subscribers (handoff.go), so one
+// broadcast uses every core.
 //
 // # Locks on the packet path
 //
 // A transport's receive state (decrypt context, published tracks) is
 // guarded by its rmu and its send state (encrypt context) by its smu. Both
-// are held for one packet at a time and are contended only when two shards
-// touch one transport at once (a subscriber fed by publishers on two
-// shards). Subscriber lists are copy-on-write slices read with one atomic
+// are held for one packet at a time. Only the home shard forwards to a
+// subscriber, so its smu is contended only when the subscriber's own RTCP
+// (NACKs, feedback), received on another shard, is handled at the same
+// moment. Subscriber lists are copy-on-write slices read with one atomic
 // load.
 package rtpcore
 
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/srtp/v3"
@@ -70,7 +74,29 @@ type Config struct {
 	// queued DataChannel bytes (data.go).
 	DataMaxMessageSize int
 	DataQueueBytes     int
-	Log                *slog.Logger
+	// Log receives the media path's logs; nil discards them.
+	Log *slog.Logger
+}
+
+// withDefaults fills what cfg leaves unset: the one place the media
+// path's defaults live.
+func (cfg Config) withDefaults() Config {
+	if cfg.Sockets < 1 {
+		cfg.Sockets = 1
+	}
+	if cfg.FailedTimeout <= 0 {
+		cfg.FailedTimeout = 10 * time.Second // Sora's ice_connection_state_failed_timeout
+	}
+	if cfg.ReportInterval <= 0 {
+		cfg.ReportInterval = time.Second
+	}
+	if cfg.DataMaxMessageSize <= 0 {
+		cfg.DataMaxMessageSize = datachan.DefaultRemoteMaxMessageSize
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return cfg
 }
 
 // Engine is the media path of a node; it implements media.Engine.
@@ -83,6 +109,17 @@ type Engine struct {
 	mu         sync.RWMutex
 	byUfrag    map[string]*Transport
 	transports map[*Transport]struct{}
+	// owned counts the open transports by home shard (guarded by mu).
+	owned []int
+	// rings[i*len(shards)+j] carries packets from shard i to shard j.
+	rings []handoffRing
+
+	// links are the in-process peers by address (link.go).
+	links     sync.Map
+	linkSeq   atomic.Uint32
+	linkCount atomic.Int64
+	// marked are relayed UDP peer addresses by link kind (Transport.Path).
+	marked sync.Map
 
 	stats  Stats
 	live   stallLog
@@ -94,15 +131,7 @@ type Engine struct {
 
 // New binds the media sockets and starts the receive loops.
 func New(cfg Config) (*Engine, error) {
-	if cfg.Sockets < 1 {
-		cfg.Sockets = 1
-	}
-	if cfg.FailedTimeout <= 0 {
-		cfg.FailedTimeout = 10 * time.Second
-	}
-	if cfg.ReportInterval <= 0 {
-		cfg.ReportInterval = time.Second
-	}
+	cfg = cfg.withDefaults()
 	var ios []PacketIO
 	var err error
 	if cfg.Backend == BackendAuto || cfg.Backend == "" {
@@ -111,9 +140,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Backend = BackendIOUring
 		if uerr := UringAvailable(); uerr != nil {
 			cfg.Backend = BackendEpoll
-			if cfg.Log != nil {
-				cfg.Log.Info("io_uring unavailable, media_backend epoll", "err", uerr)
-			}
+			cfg.Log.Info("io_uring unavailable, media_backend epoll", "err", uerr)
 		}
 	}
 	switch cfg.Backend {
@@ -147,9 +174,6 @@ const (
 // Backend is the socket backend in use.
 func (e *Engine) Backend() string { return e.backend }
 
-// ErrBackend is an unknown media_backend.
-var ErrBackend = errors.New("rtpcore: unknown socket backend")
-
 // NewWithIO starts an engine on sockets that are already bound (all to the
 // same address), for alternative backends.
 func NewWithIO(cfg Config, ios []PacketIO) (*Engine, error) {
@@ -160,20 +184,23 @@ func NewWithIO(cfg Config, ios []PacketIO) (*Engine, error) {
 // caller (tests and benchmarks call handle and flush themselves).
 func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 	if len(ios) == 0 {
-		return nil, errors.New("rtpcore: no socket")
+		return nil, errNoSocket
 	}
-	if cfg.DataMaxMessageSize <= 0 {
-		cfg.DataMaxMessageSize = datachan.DefaultRemoteMaxMessageSize
-	}
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		cfg: cfg, addr: netip.AddrPortFrom(cfg.Addr.Addr(), ios[0].LocalAddr().Port()),
 		byUfrag: map[string]*Transport{}, transports: map[*Transport]struct{}{},
 		ctx: ctx, cancel: cancel,
 	}
+	e.owned = make([]int, len(ios))
+	if len(ios) > 1 {
+		e.rings = make([]handoffRing, len(ios)*len(ios))
+	}
 	for i, io := range ios {
-		s := newShard(e, i, io)
-		e.shards = append(e.shards, s)
+		e.shards = append(e.shards, newShard(e, i, newRouteIO(e, io), len(ios)))
+	}
+	for _, s := range e.shards {
 		if loops {
 			e.wg.Add(1)
 			go s.run()
@@ -213,6 +240,7 @@ func (e *Engine) Stats() StatsSnapshot {
 		snap.add(s.stats.snapshot())
 		snap.Addresses += int(s.addresses.Load())
 	}
+	snap.Links.Open = e.linkCount.Load()
 	snap.NodeStalls = e.live.stalls.Load()
 	snap.LongestNodeStallMs = time.Duration(e.live.longest.Load()).Milliseconds()
 	snap.addData(&e.dc)
@@ -233,12 +261,20 @@ func (e *Engine) Stats() StatsSnapshot {
 
 // Open implements media.Engine.
 func (e *Engine) Open(connectionID string, ev media.Events) (media.Transport, error) {
-	t := newTransport(e, connectionID, ev)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
+	// The home shard: the one with the fewest transports (handoff.go).
+	home := 0
+	for i, n := range e.owned {
+		if n < e.owned[home] {
+			home = i
+		}
+	}
+	e.owned[home]++
+	t := newTransport(e, connectionID, ev, home)
 	for e.byUfrag[t.agent.LocalUfrag] != nil {
 		t.agent = ice.NewAgent(ids.ICE(8), t.agent.LocalPwd)
 	}
@@ -269,6 +305,9 @@ func (e *Engine) forget(t *Transport) {
 	e.mu.Lock()
 	if e.byUfrag[t.agent.LocalUfrag] == t {
 		delete(e.byUfrag, t.agent.LocalUfrag)
+	}
+	if _, ok := e.transports[t]; ok {
+		e.owned[t.home]--
 	}
 	delete(e.transports, t)
 	e.mu.Unlock()

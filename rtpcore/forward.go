@@ -114,14 +114,23 @@ type pendingPacket struct {
 // forwardPending sends the batch's decrypted packets to the subscribers of
 // their tracks, subscriber by subscriber: each subscriber's packets of a
 // track are queued one after the other, so a video frame's equal-size
-// packets to one subscriber leave as one UDP GSO send.
+// packets to one subscriber leave as one UDP GSO send. The packets are
+// first handed to the other shards that own subscribers of their tracks
+// (handoff.go), which forward them meanwhile; this shard forwards to its
+// own.
 func (s *shard) forwardPending() {
+	if len(s.e.shards) > 1 {
+		for i := range s.npending {
+			s.handOff(&s.pending[i])
+		}
+		s.wakeOthers()
+	}
 	for i := range s.npending {
 		pt := s.pending[i].pt
 		if pt == nil {
 			continue // forwarded with an earlier packet of its track
 		}
-		for _, d := range *pt.downs.Load() {
+		for _, d := range pt.downsOn(s.id) {
 			for j := i; j < s.npending; j++ {
 				if s.pending[j].pt == pt {
 					s.forward(d, &s.pending[j])

@@ -1,7 +1,6 @@
 package rtpcore
 
 import (
-	"errors"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -44,14 +43,6 @@ type PacketIO interface {
 	Close() error
 }
 
-// Errors of the socket layer.
-var (
-	// ErrTimeout is a Recv whose deadline passed with nothing received.
-	ErrTimeout = errors.New("rtpcore: receive timeout")
-	// ErrClosed is an operation on a closed socket.
-	ErrClosed = errors.New("rtpcore: socket closed")
-)
-
 // RecvBatch is the preallocated memory of one receive: Count datagrams, the
 // i-th of Lens[i] bytes in Bufs[i] from Addrs[i].
 //
@@ -87,6 +78,9 @@ type SendBatch struct {
 	lens  [sendBatch]int
 	to    [sendBatch]netip.AddrPort
 	n     int
+	// linked counts the datagrams to link addresses (link.go), which
+	// routeIO takes out before the socket sends the rest.
+	linked int
 	// Sent, Messages, Datagrams and Errors count flushes' results:
 	// syscalls made, messages sent (a GSO message carries several
 	// datagrams), datagrams handed to the kernel, datagrams refused.
@@ -118,6 +112,9 @@ func (b *SendBatch) Commit(p []byte, to netip.AddrPort) {
 	b.lens[b.n] = len(p)
 	b.to[b.n] = to
 	b.n++
+	if isLinkAddr(to) {
+		b.linked++
+	}
 }
 
 // Len is the number of datagrams waiting.
@@ -127,4 +124,4 @@ func (b *SendBatch) Len() int { return b.n }
 func (b *SendBatch) Full() bool { return b.n == sendBatch }
 
 // reset forgets the gathered datagrams.
-func (b *SendBatch) reset() { b.n = 0 }
+func (b *SendBatch) reset() { b.n, b.linked = 0, 0 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -44,6 +45,10 @@ type mmsgIO struct {
 
 	// WriteTo may be called from any goroutine.
 	wmu sync.Mutex
+
+	// woken is set by Wake: the next Recv only takes what has arrived.
+	woken atomic.Bool
+	cfn   func(fd uintptr)
 }
 
 // cmsgSegmentSpace is the room of one UDP_SEGMENT control message.
@@ -106,6 +111,7 @@ func newMmsgIO(c *net.UDPConn) (*mmsgIO, error) {
 	s := &mmsgIO{conn: c, raw: raw, local: udpLocal(c)}
 	s.gso = true
 	s.rfn = s.recvSyscall
+	s.cfn = func(fd uintptr) { s.recvSyscall(fd) }
 	s.sfn = s.sendSyscall
 	return s, nil
 }
@@ -141,7 +147,16 @@ func (s *mmsgIO) Recv(b *RecvBatch, deadline time.Time) (int, error) {
 		return 0, ErrClosed
 	}
 	s.rn, s.rerrno = 0, 0
-	if err := s.raw.Read(s.rfn); err != nil {
+	// Woken (after the deadline was set, so that a Wake in between is
+	// seen), or with no time to wait: only what has arrived.
+	if s.woken.Swap(false) || !deadline.After(time.Now()) {
+		if err := s.raw.Control(s.cfn); err != nil {
+			return 0, ErrClosed
+		}
+		if s.rn == 0 && s.rerrno == 0 {
+			return 0, ErrTimeout
+		}
+	} else if err := s.raw.Read(s.rfn); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, ErrTimeout
 		}
@@ -156,6 +171,12 @@ func (s *mmsgIO) Recv(b *RecvBatch, deadline time.Time) (int, error) {
 	}
 	b.Count = s.rn
 	return s.rn, nil
+}
+
+// Wake implements waker: a read deadline in the past ends a blocked Recv.
+func (s *mmsgIO) Wake() {
+	s.woken.Store(true)
+	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 }
 
 func (s *mmsgIO) recvSyscall(fd uintptr) bool {

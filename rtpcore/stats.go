@@ -59,6 +59,29 @@ type Stats struct {
 	DropDTLSQueueFull      atomic.Uint64 // DTLS datagrams beyond the handshake queue
 	DropDTLSAfterHandshake atomic.Uint64 // DTLS datagrams after the handshake state was released
 	DropSendBatchNoRoom    atomic.Uint64 // packet too large for a send slot after re-encryption
+	DropHandoffFull        atomic.Uint64 // packets not handed to a shard whose ring was full (handoff.go)
+
+	// HandedOff counts packets handed to another shard, once per shard.
+	HandedOff atomic.Uint64
+
+	// Links (link.go): in-process peers.
+	LinksOpened       atomic.Uint64 // links made
+	LinkIn            atomic.Uint64 // datagrams links handed to the core
+	LinkOut           atomic.Uint64 // datagrams the core handed to links
+	DropLinkIn        atomic.Uint64 // from a closed link, empty or over bufSize
+	DropLinkQueueFull atomic.Uint64 // the shard's in-process queue was full
+	DropLinkGone      atomic.Uint64 // to the address of a link that is closed
+}
+
+// LinkStats are the counters of in-process peers (TURN allocations that
+// relay to this node, ICE-TCP connections).
+type LinkStats struct {
+	Open      int64  `json:"open"`
+	Opened    uint64 `json:"total_opened"`
+	Received  uint64 `json:"total_received_datagrams"`
+	Sent      uint64 `json:"total_sent_datagrams"`
+	QueueFull uint64 `json:"total_dropped_queue_full"`
+	Closed    uint64 `json:"total_dropped_closed"`
 }
 
 // StatsSnapshot is a copy of the counters, summed over shards; it is the
@@ -74,6 +97,7 @@ type StatsSnapshot struct {
 	SendErrors      uint64 `json:"total_send_errors"`
 	Forwarded       uint64 `json:"total_forwarded_rtp"`
 	ReceivedRTP     uint64 `json:"total_received_rtp"`
+	HandedOff       uint64 `json:"total_handed_off_rtp"`
 	STUNAnswered    uint64 `json:"total_stun_answered"`
 	STUNNominations uint64 `json:"total_stun_nominations"`
 	DTLSHandshakes  uint64 `json:"total_dtls_handshakes"`
@@ -113,6 +137,8 @@ type StatsSnapshot struct {
 	SCTPBytesOut   uint64 `json:"total_sent_sctp_byte_size"`
 	// DataChannels are the DataChannel counters of the media path.
 	DataChannels DataStats `json:"data_channels"`
+	// Links are the in-process peers (link.go).
+	Links LinkStats `json:"links"`
 }
 
 // DataStats are the media path's DataChannel counters.
@@ -143,6 +169,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 		PacketsIn: s.PacketsIn.Load(), BytesIn: s.BytesIn.Load(), PacketsOut: s.PacketsOut.Load(),
 		BytesOut: s.BytesOut.Load(), SendCalls: s.SendCalls.Load(), SendMessages: s.SendMessages.Load(), RecvCalls: s.RecvCalls.Load(),
 		SendErrors: s.SendErrors.Load(), Forwarded: s.Forwarded.Load(), ReceivedRTP: s.ReceivedRTP.Load(),
+		HandedOff:    s.HandedOff.Load(),
 		STUNAnswered: s.STUNAnswered.Load(), STUNNominations: s.STUNNominations.Load(),
 		DTLSHandshakes: s.DTLSHandshakes.Load(), DTLSFailures: s.DTLSFailures.Load(), DTLSReleased: s.DTLSReleased.Load(),
 		NACKsReceived: s.NACKsReceived.Load(), Retransmitted: s.Retransmitted.Load(),
@@ -150,6 +177,8 @@ func (s *Stats) snapshot() StatsSnapshot {
 		RRsSent: s.RRsSent.Load(), TWCCReceived: s.TWCCReceived.Load(), TWCCSent: s.TWCCSent.Load(),
 		REMBReceived: s.REMBReceived.Load(), ProbePackets: s.ProbePackets.Load(), LayerSwitches: s.LayerSwitches.Load(),
 		TransportFails: s.TransportFails.Load(), Panics: s.Panics.Load(),
+		Links: LinkStats{Opened: s.LinksOpened.Load(), Received: s.LinkIn.Load(), Sent: s.LinkOut.Load(),
+			QueueFull: s.DropLinkQueueFull.Load(), Closed: s.DropLinkIn.Load() + s.DropLinkGone.Load()},
 		Dropped: map[string]uint64{
 			"malformed":            s.DropMalformed.Load(),
 			"unknown_address":      s.DropUnknownAddress.Load(),
@@ -164,6 +193,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 			"dtls_queue_full":      s.DropDTLSQueueFull.Load(),
 			"dtls_after_handshake": s.DropDTLSAfterHandshake.Load(),
 			"too_large":            s.DropSendBatchNoRoom.Load(),
+			"handoff_full":         s.DropHandoffFull.Load(),
 		},
 	}
 }
@@ -179,6 +209,7 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.SendErrors += b.SendErrors
 	a.Forwarded += b.Forwarded
 	a.ReceivedRTP += b.ReceivedRTP
+	a.HandedOff += b.HandedOff
 	a.STUNAnswered += b.STUNAnswered
 	a.STUNNominations += b.STUNNominations
 	a.DTLSHandshakes += b.DTLSHandshakes
@@ -197,6 +228,11 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.LayerSwitches += b.LayerSwitches
 	a.TransportFails += b.TransportFails
 	a.Panics += b.Panics
+	a.Links.Opened += b.Links.Opened
+	a.Links.Received += b.Links.Received
+	a.Links.Sent += b.Links.Sent
+	a.Links.QueueFull += b.Links.QueueFull
+	a.Links.Closed += b.Links.Closed
 	for k, v := range b.Dropped {
 		a.Dropped[k] += v
 	}

@@ -35,9 +35,11 @@ const videoCacheSize = 256
 // Transport is one connection's media transport; it implements
 // media.Transport.
 type Transport struct {
-	e     *Engine
-	id    string
-	ev    media.Events
+	e  *Engine
+	id string
+	ev media.Events
+	// home is the shard that forwards to this transport (handoff.go).
+	home  int
 	agent *ice.Agent
 	// ssrc is the sender SSRC of the RTCP Hayate sends on this transport.
 	ssrc uint32
@@ -117,9 +119,9 @@ type Transport struct {
 	failOnce  sync.Once
 }
 
-func newTransport(e *Engine, id string, ev media.Events) *Transport {
+func newTransport(e *Engine, id string, ev media.Events, home int) *Transport {
 	t := &Transport{
-		e: e, id: id, ev: ev, agent: ice.NewAgent(ids.ICE(8), ids.ICE(32)), ssrc: rand.Uint32() | 1,
+		e: e, id: id, ev: ev, home: home, agent: ice.NewAgent(ids.ICE(8), ids.ICE(32)), ssrc: rand.Uint32() | 1,
 		started: make(chan struct{}), dtlsIn: make(chan []byte, 16), closed: make(chan struct{}),
 		dtlsStop: make(chan struct{}),
 	}
@@ -279,9 +281,11 @@ func (t *Transport) Close() {
 			d.pt.removeDown(d)
 		}
 		for _, pt := range *t.pubs.Load() {
-			empty := []*downTrack{}
-			pt.downs.Store(&empty)
+			pt.dmu.Lock()
+			pt.setDowns(nil)
+			pt.dmu.Unlock()
 		}
+		t.endLinks()
 		t.e.forget(t)
 	})
 }
@@ -339,6 +343,9 @@ type pubTrack struct {
 	layers    []*layer
 	dmu       sync.Mutex
 	downs     atomic.Pointer[[]*downTrack]
+	// byShard are the downs grouped by their subscriber's home shard
+	// (handoff.go); written with downs.
+	byShard atomic.Pointer[[][]*downTrack]
 }
 
 func newPubTrack(owner *Transport, tr media.Track) *pubTrack {
@@ -353,10 +360,29 @@ func newPubTrack(owner *Transport, tr media.Track) *pubTrack {
 		ly.ssrc.Store(tr.SSRC)
 		pt.layers = []*layer{ly}
 	}
-	empty := []*downTrack{}
-	pt.downs.Store(&empty)
+	pt.setDowns(nil)
 	return pt
 }
+
+// setDowns stores the track's subscribers, also grouped by home shard.
+// Called under dmu (or before the track is shared).
+func (pt *pubTrack) setDowns(downs []*downTrack) {
+	by := make([][]*downTrack, len(pt.owner.e.shards))
+	for _, d := range downs {
+		by[d.sub.home] = append(by[d.sub.home], d)
+	}
+	if downs == nil {
+		downs = []*downTrack{}
+	}
+	pt.byShard.Store(&by)
+	pt.downs.Store(&downs)
+}
+
+// downsByShard are the track's subscribers by home shard.
+func (pt *pubTrack) downsByShard() [][]*downTrack { return *pt.byShard.Load() }
+
+// downsOn are the track's subscribers whose home is shard id.
+func (pt *pubTrack) downsOn(id int) []*downTrack { return (*pt.byShard.Load())[id] }
 
 func (pt *pubTrack) addDown(d *downTrack) {
 	pt.dmu.Lock()
@@ -367,8 +393,7 @@ func (pt *pubTrack) addDown(d *downTrack) {
 			return
 		}
 	}
-	next := append(append(make([]*downTrack, 0, len(cur)+1), cur...), d)
-	pt.downs.Store(&next)
+	pt.setDowns(append(append(make([]*downTrack, 0, len(cur)+1), cur...), d))
 }
 
 func (pt *pubTrack) removeDown(d *downTrack) {
@@ -381,7 +406,7 @@ func (pt *pubTrack) removeDown(d *downTrack) {
 			next = append(next, x)
 		}
 	}
-	pt.downs.Store(&next)
+	pt.setDowns(next)
 }
 
 // rxStats follow a stream's sequence numbers for receiver reports

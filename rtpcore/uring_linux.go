@@ -1,7 +1,6 @@
 package rtpcore
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -82,9 +81,12 @@ type uringIO struct {
 	sendIn int              // messages in flight
 	sb     *SendBatch       // the batch they read from
 
-	// WriteTo may be called from any goroutine.
+	// WriteTo and Wake may be called from any goroutine (wmu also keeps
+	// Wake from writing to a closed eventfd).
 	wmu sync.Mutex
 	wsa unix.RawSockaddrInet4
+	// woken is set by Wake: Recv returns without waiting.
+	woken atomic.Bool
 }
 
 // recvDone is a completed receive: slot, bytes, sender.
@@ -266,9 +268,21 @@ func (s *uringIO) Close() error {
 	s.wmu.Lock()
 	unix.Close(int(s.fd))
 	s.fd = -1
-	s.wmu.Unlock()
 	unix.Close(s.efd)
+	s.efd = -1
+	s.wmu.Unlock()
 	return err
+}
+
+// Wake implements waker: a write to the eventfd ends a blocked Recv.
+func (s *uringIO) Wake() {
+	s.woken.Store(true)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.efd >= 0 {
+		one := [8]byte{1}
+		_, _ = unix.Write(s.efd, one[:])
+	}
 }
 
 // Recv implements PacketIO.
@@ -290,6 +304,9 @@ func (s *uringIO) Recv(b *RecvBatch, deadline time.Time) (int, error) {
 	for s.ndone == 0 {
 		if s.closed.Load() {
 			return 0, ErrClosed
+		}
+		if s.woken.Swap(false) {
+			return 0, ErrTimeout
 		}
 		if s.rerr != 0 {
 			err := s.rerr
@@ -338,10 +355,6 @@ func (s *uringIO) holds(b *RecvBatch) bool {
 	}
 	return true
 }
-
-// errBatchInUse is a Recv with a batch whose buffers another open io_uring
-// socket receives into.
-var errBatchInUse = errors.New("rtpcore: RecvBatch is armed by another io_uring socket")
 
 // bind makes b the batch the slots receive into: the armed receives into
 // the old buffers are cancelled, and datagrams received but not returned
@@ -447,7 +460,7 @@ func (s *uringIO) reserve(n int) error {
 		s.ring.enter(0, -1)
 		s.reap()
 	}
-	return errors.New("rtpcore: io_uring submission queue full")
+	return errRingFull
 }
 
 // reap consumes the CQ.
@@ -562,7 +575,7 @@ func (s *uringIO) drain(all bool) error {
 		}
 		wait := time.Until(limit)
 		if wait <= 0 {
-			return errors.New("rtpcore: io_uring requests not cancelled")
+			return errNotCancelled
 		}
 		if _, errno := s.ring.enter(1, min(wait, 50*time.Millisecond)); errno != 0 && !retryable(errno) {
 			return fmt.Errorf("io_uring_enter: %w", errno)
@@ -786,7 +799,7 @@ func newUring(entries uint32) (*uring, error) {
 	r := &uring{fd: int(fd)}
 	if p.features&uringFeatExtArg == 0 {
 		r.close()
-		return nil, errors.New("io_uring: no IORING_FEAT_EXT_ARG (Linux 5.11 or later is needed)")
+		return nil, errNoExtArg
 	}
 	fail := func(err error) (*uring, error) {
 		r.close()

@@ -17,7 +17,7 @@ echo "stress: $runs x make test on a fresh clone of $commit, go test -race ./...
 	i=0
 	while [ ! -e "$work/stop" ]; do
 		i=$((i + 1))
-		if go test -race -count=1 ./... >"$work/beside-$i.log" 2>&1; then
+		if go test -race -count=1 -timeout 15m ./... >"$work/beside-$i.log" 2>&1; then
 			echo "beside $i: ok"
 		else
 			echo "beside $i: FAIL"

@@ -39,7 +39,14 @@ type Client struct {
 
 // Dial opens a WebSocket to url (ws://host:port/signaling).
 func Dial(ctx context.Context, url string) (*Client, error) {
-	nc, br, _, err := ws.Dial(ctx, url)
+	return DialWith(ctx, url, nil)
+}
+
+// DialWith is Dial over connections made by netDial, for example
+// in-memory pipes when a test needs more connections than it may have
+// file descriptors. A nil netDial dials TCP.
+func DialWith(ctx context.Context, url string, netDial func(ctx context.Context, network, addr string) (net.Conn, error)) (*Client, error) {
+	nc, br, _, err := ws.Dialer{NetDial: netDial}.Dial(ctx, url)
 	if err != nil {
 		return nil, err
 	}

@@ -81,6 +81,14 @@ type Conn struct {
 	authzMetadata  json.RawMessage
 	eventMetadata  json.RawMessage
 	notifyMetadata json.RawMessage
+	// TURN: the auth webhook's payouts and the offer's iceServers and
+	// iceTransportPolicy (iceservers.go).
+	turnPayout TURNPayout
+	iceServers []ICEServer
+	icePolicy  string
+	// path is how the media reaches the node once connected
+	// (rtpcore.Transport.Path): "udp", "tcp", "turn-udp", ...
+	path atomic.Pointer[string]
 
 	// routed: the cluster chose this node for the channel.
 	routed bool
@@ -189,7 +197,7 @@ func (c *Conn) contain() {
 	}
 	c.nc.Close()
 	c.hub.leave(c)
-	c.tr.Close()
+	c.closeTransport()
 }
 
 // ownReader returns a small reader of the connection that does not keep
@@ -243,7 +251,7 @@ func (c *Conn) serve() {
 	}
 	c.hub.mu.Unlock()
 	c.hub.leave(c)
-	c.tr.Close()
+	c.closeTransport()
 }
 
 // errClientGone ends a connection whose client closed or dropped the socket.
@@ -307,8 +315,9 @@ func (c *Conn) connect() *CloseError {
 		return ErrServerShutdown
 	}
 	c.tr = tr
+	c.issueICEServers()
 	if e := h.admit(c); e != nil {
-		tr.Close()
+		c.closeTransport()
 		return e
 	}
 	c.nc.SetReadDeadline(time.Time{})
@@ -458,6 +467,13 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	if d.SignalingNotify != nil {
 		c.notify = *d.SignalingNotify
 	}
+	c.turnPayout = TURNPayout{TCPOnly: d.TurnTCPOnly != nil && *d.TurnTCPOnly, TLSOnly: d.TurnTLSOnly != nil && *d.TurnTLSOnly}
+	if d.TurnFQDN != nil {
+		c.turnPayout.FQDN = *d.TurnFQDN
+	}
+	if d.TurnTLSFQDN != nil {
+		c.turnPayout.TLSFQDN = *d.TurnTLSFQDN
+	}
 	if m := nonNull(d.SignalingNotifyMetadata); m != nil {
 		c.notifyMetadata = m
 	}
@@ -467,7 +483,7 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	return c.applyDataChannelPayouts(d.DataChannelSignaling, d.IgnoreDisconnectWebsocket, d.DataChannels)
 }
 
-// authRequest is the auth webhook body (spec: sora-protocol.md 3.2).
+// authRequest is the auth webhook body (docs/spec/sora-protocol.md §3.2).
 func (c *Conn) authRequest(cm *connectMessage) any {
 	h := c.hub
 	n := func() counts {
@@ -687,7 +703,7 @@ func (c *Conn) offerMessage() outFrame {
 	ufrag, pwd := c.tr.LocalCredentials()
 	o := &jsep.Offer{
 		SessionID: rand.Uint64() >> 1, Version: 1, Ufrag: ufrag, Pwd: pwd,
-		Fingerprint: c.hub.media.Fingerprint(), Candidate: c.hub.media.Candidate(),
+		Fingerprint: c.hub.media.Fingerprint(), Candidate: c.hub.media.Candidate(), TCPCandidate: c.hub.set.ICETCPCandidate,
 	}
 	mids := map[string]string{}
 	add := func(kind jsep.Kind, codec jsep.Codec, dir jsep.Direction) {
@@ -700,7 +716,7 @@ func (c *Conn) offerMessage() outFrame {
 		o.Sections = append(o.Sections, sec)
 	}
 	// The client's own media first, one section per kind, recvonly on our
-	// side and named in `mid` (sora-js-sdk-client.md §3). A receive-only
+	// side and named in `mid` (docs/spec/sora-js-sdk-client.md §3). A receive-only
 	// client gets inactive sections that tracks of publishers fill.
 	dir := jsep.Inactive
 	if c.role.Sends() {
@@ -719,7 +735,7 @@ func (c *Conn) offerMessage() outFrame {
 	m := offerMessage{
 		Type: "offer", SDP: c.sent.Marshal(), ChannelID: c.channelID, SessionID: c.sessionID,
 		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Metadata: c.authzMetadata,
-		Config: rtcConfig{ICEServers: []iceServer{}, ICETransportPolicy: "all"}, Multistream: true,
+		Config: rtcConfig{ICEServers: c.iceServers, ICETransportPolicy: c.icePolicy}, Multistream: true,
 		Simulcast: c.simulcast,
 	}
 	if c.video && c.offersSimulcast() {
@@ -742,6 +758,16 @@ func (c *Conn) offerMessage() outFrame {
 // Connected implements media.Events: ICE and DTLS are up.
 func (c *Conn) Connected() {
 	c.hub.stats.MediaConnected.Add(1)
+	if p, ok := c.tr.(interface{ Path() string }); ok {
+		path := p.Path()
+		c.path.Store(&path)
+		switch path {
+		case "turn-udp":
+			c.hub.stats.TURNUDPConnections.Add(1)
+		case "turn-tcp", "turn-tls":
+			c.hub.stats.TURNTCPConnections.Add(1)
+		}
+	}
 	c.hub.log.Debug("media connected", "connection_id", c.id, "channel_id", c.channelID)
 }
 

@@ -32,7 +32,7 @@ import (
 // client with {"type":"close","code","reason"} on `signaling`
 // (data_channel_signaling_close_message).
 //
-// What the sora-js-sdk expects is in spec/sora-js-sdk-client.md §8: every
+// What the sora-js-sdk expects is in docs/spec/sora-js-sdk-client.md §8: every
 // label it receives must be described in the offer's data_channels, a
 // label with compress: true carries zlib (CompressionStream("deflate")) in
 // both directions, otherwise JSON text.

@@ -8,7 +8,7 @@ import (
 )
 
 // Webhook and notify payloads, with Sora's field names
-// (spec: sora-protocol.md 1.9 and 3; https://sora-doc.shiguredo.jp/WEBHOOK).
+// (docs/spec/sora-protocol.md §1.9 and 3; https://sora-doc.shiguredo.jp/WEBHOOK).
 
 // timestamp formats t as Sora does: RFC 3339 in UTC with microseconds.
 func timestamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
@@ -144,7 +144,7 @@ func (h *Hub) connectionPayload(typ string, c *Conn) connectionHook {
 	}
 	p.Data = connectionData{
 		counts: c.ch.counts(), Minutes: c.minutes(), Audio: c.audio, Video: c.video,
-		TurnTransportType: "udp",
+		TurnTransportType: c.turnTransportType(),
 		CreatedTime:       c.createdAt.Unix(), CreatedTimestamp: timestamp(c.createdAt),
 	}
 	if c.audio {
@@ -175,11 +175,11 @@ func (h *Hub) failedPayload(c *Conn, reason string) connectionHook {
 	if ch == nil {
 		ch = h.channels[c.channelID]
 	}
-	p.Data = connectionData{counts: ch.counts(), Audio: c.audio, Video: c.video, TurnTransportType: "udp", Message: reason}
+	p.Data = connectionData{counts: ch.counts(), Audio: c.audio, Video: c.video, TurnTransportType: c.turnTransportType(), Message: reason}
 	return p
 }
 
-// notifyMessage is Sora's notify for connection events (spec 1.9).
+// notifyMessage is Sora's notify for connection events (docs/spec/sora-protocol.md §1.9).
 type notifyMessage struct {
 	Type              string          `json:"type"`
 	EventType         string          `json:"event_type"`
@@ -215,7 +215,7 @@ func (h *Hub) notifyLocked(c *Conn, event string) {
 	msg := notifyMessage{
 		Type: "notify", EventType: event, Role: c.role, SessionID: c.sessionID, ClientID: c.clientID,
 		BundleID: c.bundleID, ConnectionID: c.id, Audio: c.audio, Video: c.video, Minutes: c.minutes(),
-		TurnTransportType: "udp", Timestamp: timestamp(time.Now()), Metadata: c.notifyMetadata,
+		TurnTransportType: c.turnTransportType(), Timestamp: timestamp(time.Now()), Metadata: c.notifyMetadata,
 		counts: c.ch.counts(),
 	}
 	others, err := json.Marshal(msg)

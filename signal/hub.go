@@ -12,18 +12,19 @@
 // the same lock under which a channel's last connection ends its session.
 // So "this channel has a live session" cannot change between the check and
 // the join, and two racing connects to an idle channel under
-// block_new_session are both refused (DESIGN.md decision 4).
+// block_new_session are both refused (docs/design.md, decision 4).
 //
 // # Sessions
 //
 // A channel's session begins when its first connection is admitted (the
 // offer already carries the session_id) and ends when its last connection
-// ends, whether or not that connection ever answered (DESIGN.md decision 3).
+// ends, whether or not that connection ever answered (docs/design.md, decision 3).
 package signal
 
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,7 +54,7 @@ type Settings struct {
 	IgnoreSessionVanished bool
 
 	// ExternalSignalingURL is this node's signaling URL in a cluster, sent
-	// in session webhooks (spec/sora-protocol.md 5.4); empty otherwise.
+	// in session webhooks (docs/spec/sora-protocol.md §5.4); empty otherwise.
 	ExternalSignalingURL string
 
 	// Limits (0: none, except MaxPending).
@@ -72,6 +73,12 @@ type Settings struct {
 	DataChannelCloseMessage      bool
 	DataChannelMaxMessageSize    int
 	DataChannelMessagesPerSecond int
+
+	// ICETransportPolicy is the offer's config.iceTransportPolicy ("all"
+	// or "relay"); ICETCPCandidate, when valid, the passive ICE-TCP
+	// candidate every offer carries.
+	ICETransportPolicy string
+	ICETCPCandidate    netip.AddrPort
 }
 
 // Authenticator calls the auth webhook.
@@ -80,9 +87,13 @@ type Authenticator interface {
 	Call(ctx context.Context, connectionID string, body any) (webhook.Decision, error)
 }
 
-// EventSink takes webhook payloads without blocking.
+// EventSink takes webhook payloads without blocking. Payloads of one key
+// (a channel's session webhooks, a connection's event webhooks) are
+// delivered in the order they were sent; SendAfterAll's payload goes out
+// after everything sent before it.
 type EventSink interface {
-	Send(payload any) bool
+	Send(key string, payload any) bool
+	SendAfterAll(payload any) bool
 }
 
 // Hooks are the webhooks the hub calls.
@@ -92,6 +103,8 @@ type Hooks struct {
 	Event   EventSink
 	// Router, if set, places channels on the nodes of a cluster.
 	Router Router
+	// ICEServers, if set, makes each offer's config.iceServers (TURN).
+	ICEServers ICEServers
 }
 
 // TestHooks are knobs for tests of the admission race; the zero value is
@@ -151,7 +164,9 @@ type Hub struct {
 	// vanishedSent is true once session.vanished went out for the current
 	// drain; a new session or a return to normal resets it.
 	vanishedSent bool
-	closed       bool
+	// draining: the node's shutdown drain is on (SetHealthMode).
+	draining bool
+	closed   bool
 	// idle is closed and replaced whenever the last session ends.
 	idle chan struct{}
 }
@@ -195,7 +210,8 @@ func (h *Hub) Stats() *Stats { return &h.stats }
 func (h *Hub) Mode() mode.Mode { return h.word.Load() }
 
 // SetMode sets the operator mode and returns the effective mode. Entering a
-// block mode with no session sends session.vanished at once.
+// block mode with no session sends session.vanished (once every webhook
+// before it has gone out).
 func (h *Hub) SetMode(m mode.Mode) mode.Mode {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -204,11 +220,15 @@ func (h *Hub) SetMode(m mode.Mode) mode.Mode {
 	return after
 }
 
-// SetHealthMode sets the mode the node puts itself in (drain, cluster
-// health) and returns the effective mode.
-func (h *Hub) SetHealthMode(m mode.Mode) mode.Mode {
+// SetHealthMode sets the mode the node puts itself in (its drain, its
+// cluster health) and returns the effective mode. draining says whether
+// the node's own shutdown drain is part of it: only a drain the operator
+// (ChangeMode, initial_mode) or the shutdown started sends
+// session.vanished, never a cluster node's join or lease state.
+func (h *Hub) SetHealthMode(m mode.Mode, draining bool) mode.Mode {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.draining = draining
 	before, after := h.word.SetHealth(m)
 	h.modeChangedLocked(before, after, "health")
 	return after
@@ -219,17 +239,27 @@ func (h *Hub) modeChangedLocked(before, after mode.Mode, source string) {
 		h.log.Info("mode changed", "from", before.String(), "to", after.String(), "by", source,
 			"sessions", len(h.channels), "connections", len(h.conns))
 	}
-	if !after.Blocking() {
+	if !h.drainingLocked() {
 		h.vanishedSent = false
 		return
 	}
 	h.maybeVanishedLocked()
 }
 
-// maybeVanishedLocked sends session.vanished when the node is blocked and
-// has no session, once per drain (Sora's MODE doc; DESIGN.md decision 5).
+// drainingLocked reports whether the node is in a drain that
+// session.vanished reports: a block mode the operator set, or the
+// shutdown drain.
+func (h *Hub) drainingLocked() bool {
+	return h.word.Operator().Blocking() || h.draining
+}
+
+// maybeVanishedLocked sends session.vanished when the node is draining and
+// has no session, once per drain (Sora's MODE doc: "all sessions have been
+// destroyed"). It goes out only after every session webhook queued before
+// it (the session.destroyed events that drained the node) was delivered
+// or finally failed.
 func (h *Hub) maybeVanishedLocked() {
-	if len(h.channels) != 0 || h.vanishedSent || !h.word.Load().Blocking() {
+	if len(h.channels) != 0 || h.vanishedSent || !h.drainingLocked() {
 		return
 	}
 	h.vanishedSent = true
@@ -237,7 +267,7 @@ func (h *Hub) maybeVanishedLocked() {
 		return
 	}
 	h.log.Info("node drained: no sessions left", "mode", h.word.Load().String())
-	h.hooks.Session.Send(h.header("session.vanished"))
+	h.hooks.Session.SendAfterAll(h.header("session.vanished"))
 }
 
 // Sessions returns the number of live sessions.
@@ -270,14 +300,6 @@ func (h *Hub) WaitIdle(ctx context.Context) bool {
 			return false
 		}
 	}
-}
-
-// sessionLive reports whether channel id has a live session. It takes the
-// lock, so the lock-free pre-check calls it only under block_new_session.
-func (h *Hub) sessionLive(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.channels[id] != nil
 }
 
 // precheck is the admission check made before the auth webhook, so that a
@@ -359,7 +381,7 @@ func (h *Hub) admit(c *Conn) *CloseError {
 		h.vanishedSent = false
 		h.stats.SessionCreated.Add(1)
 		h.log.Info("session created", "channel_id", ch.id, "session_id", ch.sessionID)
-		h.hooks.Session.Send(h.sessionPayload("session.created", ch, time.Time{}))
+		h.hooks.Session.Send(ch.id, h.sessionPayload("session.created", ch, time.Time{}))
 	}
 	c.ch = ch
 	c.sessionID = ch.sessionID
@@ -413,7 +435,7 @@ func (h *Hub) createdLocked(c *Conn) {
 	h.stats.Successful.Add(1)
 	h.log.Info("connection created", "channel_id", c.channelID, "connection_id", c.id, "role", c.role, "client_id", c.clientID)
 	h.notifyLocked(c, "connection.created")
-	h.hooks.Event.Send(h.connectionPayload("connection.created", c))
+	h.hooks.Event.Send(c.id, h.connectionPayload("connection.created", c))
 }
 
 // leave removes an admitted connection. The last one out ends the session.
@@ -448,11 +470,11 @@ func (h *Hub) leave(c *Conn) {
 		h.stats.ConnectionDestroyed.Add(1)
 		h.log.Info("connection destroyed", "channel_id", c.channelID, "connection_id", c.id, "reason", c.endReason)
 		h.notifyLocked(c, "connection.destroyed")
-		h.hooks.Event.Send(h.connectionPayload("connection.destroyed", c))
+		h.hooks.Event.Send(c.id, h.connectionPayload("connection.destroyed", c))
 	} else {
 		h.stats.Failed.Add(1)
 		h.log.Info("connection failed before its answer", "channel_id", c.channelID, "connection_id", c.id, "reason", c.endReason)
-		h.hooks.Event.Send(h.failedPayload(c, c.endReason))
+		h.hooks.Event.Send(c.id, h.failedPayload(c, c.endReason))
 	}
 	if len(ch.members) > 0 {
 		return
@@ -463,7 +485,7 @@ func (h *Hub) leave(c *Conn) {
 	}
 	h.stats.SessionDestroyed.Add(1)
 	h.log.Info("session destroyed", "channel_id", ch.id, "session_id", ch.sessionID, "connections", ch.total)
-	h.hooks.Session.Send(h.sessionPayload("session.destroyed", ch, c.destroyedAt))
+	h.hooks.Session.Send(ch.id, h.sessionPayload("session.destroyed", ch, c.destroyedAt))
 	if len(h.channels) == 0 {
 		close(h.idle)
 		h.idle = make(chan struct{})
@@ -478,7 +500,7 @@ func (h *Hub) refused(c *Conn, e *CloseError) {
 	h.mu.Lock()
 	payload := h.failedPayload(c, e.Reason)
 	h.mu.Unlock()
-	h.hooks.Event.Send(payload)
+	h.hooks.Event.Send(c.id, payload)
 }
 
 // track registers an upgraded socket, counted as pending until admitted.

@@ -26,7 +26,7 @@ func (r Role) Receives() bool { return r == RoleSendRecv || r == RoleRecvOnly }
 // maxIDBytes is Sora's limit for channel_id, client_id and bundle_id.
 const maxIDBytes = 255
 
-// connectMessage is Sora's connect (spec: sora-protocol.md 1.4). Every
+// connectMessage is Sora's connect (docs/spec/sora-protocol.md §1.4). Every
 // documented field is decoded; unknown fields are ignored.
 type connectMessage struct {
 	Type                       string          `json:"type"`
@@ -163,13 +163,7 @@ type disconnectMessage struct {
 	Reason string `json:"reason"`
 }
 
-// pingMessage is Hayate's keepalive (Sora: {"type":"ping","stats":false}).
-type pingMessage struct {
-	Type  string `json:"type"`
-	Stats bool   `json:"stats"`
-}
-
-// offerMessage is Sora's offer (spec: sora-protocol.md 1.5).
+// offerMessage is Sora's offer (docs/spec/sora-protocol.md §1.5).
 type offerMessage struct {
 	Type                      string             `json:"type"`
 	SDP                       string             `json:"sdp"`
@@ -192,14 +186,8 @@ type offerMessage struct {
 
 // rtcConfig is passed to the client's RTCPeerConnection constructor.
 type rtcConfig struct {
-	ICEServers         []iceServer `json:"iceServers"`
+	ICEServers         []ICEServer `json:"iceServers"`
 	ICETransportPolicy string      `json:"iceTransportPolicy"`
-}
-
-type iceServer struct {
-	URLs       []string `json:"urls"`
-	Username   string   `json:"username,omitempty"`
-	Credential string   `json:"credential,omitempty"`
 }
 
 // reOfferMessage renegotiates (Sora: re-offer, answered by re-answer).

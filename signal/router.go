@@ -9,7 +9,7 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// Router places channels on the nodes of a cluster (spec/cluster.md 3.3);
+// Router places channels on the nodes of a cluster (docs/spec/cluster.md §3.3);
 // nil on a single node, which serves every channel. The node adapts
 // cluster.Cluster to it.
 type Router interface {
@@ -29,7 +29,7 @@ type Router interface {
 // routeTimeout bounds a cluster claim made for one connect.
 const routeTimeout = 5 * time.Second
 
-// redirectMessage is Sora's redirect (spec/sora-protocol.md 1.12).
+// redirectMessage is Sora's redirect (docs/spec/sora-protocol.md §1.12).
 type redirectMessage struct {
 	Type     string `json:"type"`
 	Location string `json:"location"`

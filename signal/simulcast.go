@@ -274,7 +274,7 @@ func (h *Hub) RequestRid(channelID, receiverID, senderID, rid string, reset bool
 	return nil
 }
 
-// simulcastSwitched is Sora's notify simulcast.switched (spec 1.9).
+// simulcastSwitched is Sora's notify simulcast.switched (docs/spec/sora-protocol.md §1.9).
 type simulcastSwitched struct {
 	Type               string   `json:"type"`
 	EventType          string   `json:"event_type"`

@@ -168,14 +168,16 @@ func (c *Conn) pongQueued(p []byte) {
 // keepalive is the hub's one timer for every connection (Sora's ping):
 // every ping interval it closes the connections whose last pong is older
 // than the pong timeout (4408 PONG-TIMEOUT) and pings the others. A tick
-// that comes late (the node itself stalled: GC, a starved CPU, SIGSTOP)
-// only pings: the pongs that arrived meanwhile may not have been read yet,
-// and a client is not closed for the node's own silence.
+// that comes late means the node itself stalled (GC, a starved CPU,
+// SIGSTOP): the pongs sent meanwhile may not have been read yet, so a
+// client's silence is counted from the end of the stall at the earliest,
+// and it is not closed for the node's own silence.
 func (h *Hub) keepalive() {
 	t := time.NewTicker(h.set.PingInterval)
 	defer t.Stop()
 	var conns []*Conn
 	last := time.Now()
+	var resumed int64 // the end of the node's last stall (ns)
 	for {
 		select {
 		case <-h.ctx.Done():
@@ -183,7 +185,9 @@ func (h *Hub) keepalive() {
 		case <-t.C:
 		}
 		now := time.Now()
-		late := now.Sub(last) > h.set.PingInterval+max(h.set.PingInterval, keepaliveLate)
+		if now.Sub(last) > h.set.PingInterval+max(h.set.PingInterval, keepaliveLate) {
+			resumed = now.UnixNano()
+		}
 		last = now
 		h.mu.Lock()
 		conns = conns[:0]
@@ -195,7 +199,8 @@ func (h *Hub) keepalive() {
 			if c.dc != nil && c.dc.detached.Load() {
 				continue // no WebSocket to ping; ICE consent tells liveness
 			}
-			if !late && now.Sub(time.Unix(0, c.lastPong.Load())) > h.set.PongTimeout {
+			heard := max(c.lastPong.Load(), resumed)
+			if now.Sub(time.Unix(0, heard)) > h.set.PongTimeout {
 				c.requestClose(ErrPongTimeout)
 				continue
 			}

@@ -54,6 +54,12 @@ type Decision struct {
 	SimulcastRid       *string         `json:"simulcast_rid"`
 	SimulcastEncodings json.RawMessage `json:"simulcast_encodings"`
 	VideoBitRate       *int            `json:"video_bit_rate"`
+	// TURN payouts (https://sora-doc.shiguredo.jp/TURN, Sora Labo's
+	// turn_tcp_only and turn_tls_only).
+	TurnTCPOnly *bool   `json:"turn_tcp_only"`
+	TurnTLSOnly *bool   `json:"turn_tls_only"`
+	TurnFQDN    *string `json:"turn_fqdn"`
+	TurnTLSFQDN *string `json:"turn_tls_fqdn"`
 }
 
 // Call posts body with the sora-connection-id header and returns the

@@ -1,26 +1,25 @@
 // Package webhook sends Sora's webhooks (https://sora-doc.shiguredo.jp/WEBHOOK):
 // the synchronous auth webhook, and session and event webhooks through a
-// bounded queue with a fixed number of senders.
+// bounded queue with a fixed number of senders (queue.go).
 //
 // A webhook is an HTTP/1.1 POST of a JSON object. The auth webhook decides a
 // connect, so signaling waits for it, but never longer than
 // webhook_response_timeout. Session and event webhooks never make signaling
 // wait: when a receiver is slow or down the queue fills, and further events
-// are dropped and counted (Sora's total_ignored_*_webhook counters).
+// are dropped and counted (Sora's total_ignored_*_webhook counters). Events
+// of one key (a channel's session webhooks, a connection's event webhooks)
+// are delivered one after another in the order they were queued.
 package webhook
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	neturl "net/url"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -102,131 +101,4 @@ func cause(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// Queue sends events of one kind (session or event webhooks) to one URL.
-type Queue struct {
-	name    string
-	url     string
-	timeout time.Duration
-	client  *http.Client
-	log     *slog.Logger
-	ch      chan []byte
-	wg      sync.WaitGroup
-	stop    chan struct{}
-	once    sync.Once
-	// Counters are read by the stats report.
-	Counters Counters
-}
-
-// NewQueue starts workers senders for url with a queue of size events. name
-// is used in logs ("session" or "event"). A Queue with an empty url drops
-// nothing and sends nothing: Send reports false and counts nothing.
-func NewQueue(name, url string, workers, size int, timeout time.Duration, log *slog.Logger) *Queue {
-	q := &Queue{name: name, url: url, timeout: timeout, log: log, stop: make(chan struct{})}
-	if url == "" {
-		return q
-	}
-	q.client = newHTTPClient(workers)
-	q.ch = make(chan []byte, size)
-	for range workers {
-		q.wg.Add(1)
-		go q.worker()
-	}
-	return q
-}
-
-// Enabled reports whether the queue has a URL to send to.
-func (q *Queue) Enabled() bool { return q.url != "" }
-
-// Send queues payload (any JSON-marshalable value) without blocking. It
-// reports false when the queue is disabled or full; a full queue counts the
-// event as ignored.
-func (q *Queue) Send(payload any) bool {
-	if q.url == "" {
-		return false
-	}
-	body, err := json.Marshal(payload)
-	if err != nil {
-		q.log.Error("webhook payload does not marshal", "webhook", q.name, "err", err)
-		q.Counters.Ignored.Add(1)
-		return false
-	}
-	select {
-	case <-q.stop:
-		q.Counters.Ignored.Add(1)
-		return false
-	default:
-	}
-	select {
-	case q.ch <- body:
-		q.Counters.Queued.Add(1)
-		return true
-	default:
-		q.Counters.Ignored.Add(1)
-		q.log.Warn("webhook queue full, event dropped", "webhook", q.name)
-		return false
-	}
-}
-
-func (q *Queue) worker() {
-	defer q.wg.Done()
-	for {
-		select {
-		case body := <-q.ch:
-			q.deliver(body)
-		case <-q.stop:
-			// Drain what is queued; Close bounds how long this may take.
-			for {
-				select {
-				case body := <-q.ch:
-					q.deliver(body)
-				default:
-					return
-				}
-			}
-		}
-	}
-}
-
-func (q *Queue) deliver(body []byte) {
-	ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
-	defer cancel()
-	if _, err := post(ctx, q.client, q.url, body, nil); err != nil {
-		q.Counters.Failed.Add(1)
-		q.log.Warn("webhook failed", "webhook", q.name, "err", err)
-		return
-	}
-	q.Counters.Successful.Add(1)
-}
-
-// CloseIdleConnections closes the queue's idle keep-alive connections.
-func (q *Queue) CloseIdleConnections() {
-	if q.client != nil {
-		q.client.CloseIdleConnections()
-	}
-}
-
-// Idle reports whether every queued event has been sent or has failed.
-func (q *Queue) Idle() bool {
-	c := &q.Counters
-	return c.Successful.Load()+c.Failed.Load() >= c.Queued.Load()
-}
-
-// Close stops accepting events, sends what is queued and waits for the
-// senders, at most until ctx ends. Events still queued then are counted as
-// ignored.
-func (q *Queue) Close(ctx context.Context) {
-	q.once.Do(func() { close(q.stop) })
-	if q.url == "" {
-		return
-	}
-	done := make(chan struct{})
-	go func() { q.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		q.Counters.Ignored.Add(uint64(len(q.ch)))
-		q.log.Warn("webhook queue not drained at shutdown", "webhook", q.name, "left", len(q.ch))
-	}
 }

@@ -218,10 +218,12 @@ func threeProcessCluster(t *testing.T, tlsFlags [][]string) {
 		}
 		return true
 	})
+	var victimChannels []string
 	for ch, u := range owner {
 		if u != victim.signaling {
 			continue
 		}
+		victimChannels = append(victimChannels, ch)
 		_, served := joinFollowing(t, procs[1].signaling, ch)
 		if served == victim.signaling {
 			t.Fatalf("%s still sent to the dead node", ch)
@@ -229,20 +231,40 @@ func threeProcessCluster(t *testing.T, tlsFlags [][]string) {
 		owner[ch] = served
 	}
 
-	// The history: per channel, no two serving intervals overlap.
-	now := time.Now().UnixNano()
-	var all []servingInterval
-	for i, p := range procs {
-		end := now
-		if p == victim {
-			end = killedAt
+	// The history: per channel, no two serving intervals overlap. The
+	// nodes' logs reach the test through pipes: wait until they show the
+	// three moves.
+	history := func() map[string][]servingInterval {
+		now := time.Now().UnixNano()
+		byChannel := map[string][]servingInterval{}
+		for i, p := range procs {
+			end := now
+			if p == victim {
+				end = killedAt
+			}
+			for _, iv := range servingIntervals(exampleNames[i], p.logText(), end) {
+				byChannel[iv.channel] = append(byChannel[iv.channel], iv)
+			}
 		}
-		all = append(all, servingIntervals(exampleNames[i], p.logText(), end)...)
+		return byChannel
 	}
-	byChannel := map[string][]servingInterval{}
-	for _, iv := range all {
-		byChannel[iv.channel] = append(byChannel[iv.channel], iv)
+	servedBy := func(ivs []servingInterval) map[string]bool {
+		m := map[string]bool{}
+		for _, iv := range ivs {
+			m[iv.node] = true
+		}
+		return m
 	}
+	poll.Soon(t, "the new owners' serving lines in their logs", func() bool {
+		h := history()
+		for _, ch := range victimChannels {
+			if len(servedBy(h[ch])) < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	byChannel := history()
 	if len(byChannel) != 9 {
 		t.Fatalf("serving history covers %d channels, want 9", len(byChannel))
 	}

@@ -153,7 +153,7 @@ func freePorts(t *testing.T) (int, int, int) {
 func TestSIGKILLRestart(t *testing.T) {
 	sig, api, media := freePorts(t)
 	args := []string{fmt.Sprintf("--signaling_port=%d", sig), fmt.Sprintf("--api_port=%d", api),
-		fmt.Sprintf("--media_port=%d", media), "--ice_connection_state_failed_timeout=5 min"}
+		fmt.Sprintf("--media_port=%d", media), "--turn_udp_listen_port=0", "--turn_tcp_listen_port=0", "--ice_connection_state_failed_timeout=5 min"}
 	p := start(t, args...)
 	old := newMediaCall(t, p.signaling, "room")
 	p.cmd.Process.Kill()

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hayate-sfu/hayate/internal/clientproc"
 	"github.com/hayate-sfu/hayate/internal/netns"
 	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/sigclient"
@@ -29,9 +30,7 @@ var binary string
 const envBinary = "HAYATE_TEST_BINARY"
 
 func TestMain(m *testing.M) {
-	if url := os.Getenv(childEnv); url != "" {
-		os.Exit(clientProcess(url, os.Getenv(childChannelEnv)))
-	}
+	clientproc.Serve()
 	if b := os.Getenv(envBinary); b != "" {
 		binary = b
 		os.Exit(m.Run())
@@ -70,7 +69,16 @@ var readyRE = regexp.MustCompile(`msg="hayate ready" signaling=(\S+) api=(\S+) m
 // start runs the binary with args and waits for its ready line.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, args...)
+}
+
+// startEnv is start with extra environment variables.
+func startEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, _ := p.cmd.StderrPipe()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -145,7 +153,8 @@ func (p *proc) wait(t *testing.T, d time.Duration) int {
 }
 
 func freeArgs(extra ...string) []string {
-	return append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--ice_connection_state_failed_timeout=5 min"}, extra...)
+	return append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--turn_udp_listen_port=0", "--turn_tcp_listen_port=0",
+		"--ice_connection_state_failed_timeout=5 min"}, extra...)
 }
 
 func joinLive(t *testing.T, url, channel string) *sigclient.Client {
@@ -294,7 +303,7 @@ func TestCtl(t *testing.T) {
 func TestInitialModeAndConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "hayate.conf")
-	os.WriteFile(conf, []byte("# test\nsignaling_port = 0\napi_port = 0\nmedia_port = 0\ninitial_mode = block_new_connection\n"), 0o644)
+	os.WriteFile(conf, []byte("# test\nsignaling_port = 0\napi_port = 0\nmedia_port = 0\nturn = false\ninitial_mode = block_new_connection\n"), 0o644)
 	p := start(t, "-config", conf)
 	err := connectErr(t, p.signaling, "x")
 	var cl *sigclient.Closed

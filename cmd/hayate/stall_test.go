@@ -1,88 +1,20 @@
+//go:build unix
+
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"regexp"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hayate-sfu/hayate/internal/clientproc"
 	"github.com/hayate-sfu/hayate/internal/poll"
-	"github.com/hayate-sfu/hayate/loadpeer"
 )
-
-// A client process: the test binary run again with childEnv set joins a
-// channel as a sendrecv client on our own stack and stays, so that a test
-// can stop it with SIGSTOP (its TCP and UDP go silent without any close).
-const (
-	childEnv        = "HAYATE_TEST_CLIENT_URL"
-	childChannelEnv = "HAYATE_TEST_CLIENT_CHANNEL"
-)
-
-// clientProcess joins channel, prints "READY <connection_id>", and stays
-// until killed (or its parent is gone: stdin closes).
-func clientProcess(url, channel string) int {
-	msg := map[string]any{"type": "connect", "role": "sendrecv", "channel_id": channel, "video": map[string]any{"codec_type": "VP8"}}
-	ctx, cancel := context.WithTimeout(context.Background(), poll.Patience)
-	defer cancel()
-	p, err := loadpeer.Dial(ctx, loadpeer.Options{URL: url, Connect: msg, ConsentInterval: 200 * time.Millisecond})
-	if err != nil {
-		fmt.Println("ERROR", err)
-		return 1
-	}
-	fmt.Println("READY", p.Offer.ConnectionID)
-	io.Copy(io.Discard, os.Stdin) // until the parent closes stdin or kills us
-	return 0
-}
-
-// startClientProcess starts a client process in channel and returns it
-// with its connection_id once it is connected (ICE and DTLS up).
-func startClientProcess(t *testing.T, url, channel string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+url, childChannelEnv+"="+channel)
-	out, _ := cmd.StdoutPipe()
-	stdin, _ := cmd.StdinPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line <- sc.Text()
-		}
-		close(line)
-	}()
-	select {
-	case l := <-line:
-		id, ok := strings.CutPrefix(l, "READY ")
-		if !ok {
-			t.Fatalf("client process: %s", l)
-		}
-		return cmd, id
-	case <-time.After(poll.Patience):
-		t.Fatal("client process never connected")
-	}
-	return nil, ""
-}
 
 // eventReceiver records connection.destroyed reasons by connection_id.
 type eventReceiver struct {
@@ -141,7 +73,7 @@ func TestNodeStallKeepsPeers(t *testing.T) {
 	p := start(t, freeArgs("--ice_connection_state_failed_timeout=1 s", "--signaling_ping_interval=500 ms",
 		"--signaling_pong_timeout=2 s", "--event_webhook_url="+ev.srv.URL)...)
 	call := newMediaCall(t, p.signaling, "stall")
-	client, clientID := startClientProcess(t, p.signaling, "stall")
+	client, clientID := clientproc.Start(t, p.signaling, "stall")
 	poll.Soon(t, "three connections", func() bool { return len(listConnections(t, p.api)) == 3 })
 
 	p.cmd.Process.Signal(syscall.SIGSTOP)
@@ -157,7 +89,9 @@ func TestNodeStallKeepsPeers(t *testing.T) {
 		t.Fatalf("after the node's stall: %d connections, %d destroyed (%v); want all 3 kept", n, ev.count(), ev.destroyed)
 	}
 	media := stats(t, p.api)["media"].(map[string]any)
-	if media["total_node_stalls"] != 1.0 || media["longest_node_stall_ms"].(float64) < 2500 {
+	// At least this stall: a loaded machine may starve the node for more
+	// than 250 ms at other times too, and those count.
+	if media["total_node_stalls"].(float64) < 1 || media["longest_node_stall_ms"].(float64) < 2500 {
 		t.Fatalf("stall counters: total_node_stalls %v, longest_node_stall_ms %v (logged late=%s)",
 			media["total_node_stalls"], media["longest_node_stall_ms"], late)
 	}
