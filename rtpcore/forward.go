@@ -268,6 +268,13 @@ func (s *shard) seal(sub *Transport, to netip.AddrPort, pkt []byte, cc *congesti
 // bandwidth used.
 const udpOverhead = 28
 
+// srtpOverhead is about what SRTP and the transport-cc extension add to
+// a packet (a 16-byte tag, an 8-byte extension block).
+const srtpOverhead = 24
+
+// maxProbeCopies bounds the padding sent beside one forwarded packet.
+const maxProbeCopies = 32
+
 // probe sends the padding a running bandwidth probe asks for: copies of
 // the packet just forwarded, in the RTX stream (RFC 4588 as libwebrtc
 // does: a receiver drops them as duplicates, its feedback counts them).
@@ -277,13 +284,25 @@ func (s *shard) probe(d *downTrack, to netip.AddrPort, h rtpHead, p *pendingPack
 	if cc == nil || cc.twccID == 0 || d.rtxPT == 0 || !cc.est.Probing() {
 		return
 	}
-	n, _ := cc.est.Padding(s.now / 1000)
-	for range n {
+	n, size := cc.est.Padding(s.now / 1000)
+	for range probeCopies(n, size, p.plen) {
 		if !s.sendRTX(d, to, h, p.plain[p.hlen:p.hlen+p.plen], &p.desc, &d.f.segs[d.f.segID%nSegments]) {
 			return
 		}
 		s.stats.ProbePackets.Add(1)
 	}
+}
+
+// probeCopies is how many RTX copies of a packet with plen bytes of
+// payload carry the padding the estimator asks for (n packets of size
+// bytes): the copies are as small as the packet forwarded (a low layer's
+// are), and too few of them would leave every probe short of its rate.
+func probeCopies(n, size, plen int) int {
+	if n <= 0 {
+		return 0
+	}
+	per := 12 + 2 + plen + srtpOverhead + udpOverhead
+	return min((n*size+per-1)/per, maxProbeCopies)
 }
 
 // sendRTX sends one packet of d's stream with header h in d's RTX stream:

@@ -227,3 +227,19 @@ func TestForwardGroupsBySubscriber(t *testing.T) {
 	}
 	s.sb.reset()
 }
+
+// TestProbeCopies: a probe's padding is counted in bytes, so copies of a
+// small packet are many and copies of a full one few; never unbounded.
+func TestProbeCopies(t *testing.T) {
+	for _, c := range []struct{ n, size, plen, want int }{
+		{0, 1200, 500, 0},
+		{1, 1200, 1134, 1}, // 1,200 bytes: one full-size copy
+		{2, 1200, 500, 5},  // 2,400 bytes in copies of 566
+		{8, 1200, 100, 32}, // bounded
+		{3, 1200, 1134, 3},
+	} {
+		if got := probeCopies(c.n, c.size, c.plen); got != c.want {
+			t.Errorf("probeCopies(%d, %d, %d) = %d, want %d", c.n, c.size, c.plen, got, c.want)
+		}
+	}
+}
