@@ -160,6 +160,7 @@ type Subscriber struct {
 	delays  []time.Duration
 	from    atomic.Int64 // record delays of packets sent after this (unix ns)
 	done    chan struct{}
+	timeAt  int // offset of the send time in a payload
 }
 
 const sampleEvery = 16
@@ -228,16 +229,26 @@ func NewSubscriber(url, channel string, video, audio uint32) (*Subscriber, error
 
 // NewSubscriberOver is NewSubscriber over transport (loadpeer.Transport*).
 func NewSubscriberOver(url, channel string, video, audio uint32, transport string) (*Subscriber, error) {
-	peer, err := loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: connectMsg(channel, "recvonly"), Detach: true,
+	return newSubscriber(url, connectMsg(channel, "recvonly"), video, audio, transport, 0)
+}
+
+// newSubscriber connects a recvonly client with connect message msg; the
+// send time of a sampled packet is at timeAt in its payload.
+func newSubscriber(url string, msg map[string]any, video, audio uint32, transport string, timeAt int) (*Subscriber, error) {
+	peer, err := loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: msg, Detach: true,
 		Timeout: 30 * time.Second, Transport: transport})
 	if err != nil {
 		return nil, fmt.Errorf("subscriber: %w", err)
 	}
-	s := &Subscriber{Peer: peer, ssrc: [2]uint32{video, audio}, done: make(chan struct{})}
+	s := &Subscriber{Peer: peer, ssrc: [2]uint32{video, audio}, done: make(chan struct{}), timeAt: timeAt}
 	// The server may send with SSRCs of its own (pion's fan-out does):
 	// take them from the offer's sections when it announces them.
-	if v, a := offeredSSRCs(peer.Offer.SDP); v != 0 && a != 0 {
-		s.ssrc = [2]uint32{v, a}
+	v, a := offeredSSRCs(peer.Offer.SDP)
+	if v != 0 {
+		s.ssrc[0] = v
+	}
+	if a != 0 {
+		s.ssrc[1] = a
 	}
 	if peer.Conn() != nil {
 		go s.receive()
@@ -359,6 +370,7 @@ func (s *Subscriber) onPacket(pkt []byte, k *int, scratch []byte) {
 	}
 	var h rtp.Header
 	off, err := h.Unmarshal(plain)
+	off += s.timeAt
 	if err != nil || len(plain) < off+8 {
 		return
 	}
