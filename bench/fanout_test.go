@@ -202,22 +202,7 @@ func (r *fanoutRun) measure(b *testing.B, window time.Duration) Window {
 		if err != nil {
 			b.Fatal(err)
 		}
-		total.Duration += w.Duration
-		total.PubPackets += w.PubPackets
-		total.Expected += w.Expected
-		total.Received += w.Received
-		total.ServerCPU += w.ServerCPU
-		total.Mallocs += w.Mallocs
-		total.Delays = append(total.Delays, w.Delays...)
-		if total.Counters == nil {
-			total.Counters = map[string]float64{}
-		}
-		for k, v := range w.Counters {
-			total.Counters[k] += v
-		}
-	}
-	if total.Expected > 0 {
-		total.LossPercent = 100 * (1 - float64(total.Received)/float64(total.Expected))
+		total.merge(w)
 	}
 	return total
 }

@@ -151,20 +151,12 @@ func (p *SimulcastPublisher) Stop() {
 // channel, subscriber i asking for rid r(i mod 3), at most concurrency at
 // once.
 func JoinSimulcastSubscribers(url, channel string, n, concurrency int) ([]*Subscriber, []time.Duration, error) {
-	lat := make([]time.Duration, n)
-	subs, err := JoinAll(n, concurrency, func(i int) (*Subscriber, error) {
-		t0 := time.Now()
+	return joinTimed(n, concurrency, func(i int) (*Subscriber, error) {
 		msg := connectMsg(channel, "recvonly")
 		msg["simulcast"] = true
 		msg["simulcast_rid"] = fmt.Sprintf("r%d", i%3)
-		s, err := newSubscriber(url, msg, 0, 0, loadpeer.TransportUDP, simulcastTimeAt)
-		lat[i] = time.Since(t0)
-		return s, err
-	}, (*Subscriber).Close)
-	if err != nil {
-		return nil, nil, err
-	}
-	return subs, lat, nil
+		return newSubscriber(url, msg, 0, 0, loadpeer.TransportUDP, simulcastTimeAt)
+	})
 }
 
 // MeasureSimulcast runs one window of length d over subscribers of a
@@ -184,19 +176,12 @@ func MeasureSimulcast(srv *Server, pub *SimulcastPublisher, subs []*Subscriber, 
 	for i, s := range subs {
 		k0[i] = s.Packets()
 	}
-	cpu0, err := srv.CPUTime()
+	w, err := serverSpan(srv, d)
 	if err != nil {
 		return Window{}, err
 	}
-	st0 := srv.counters()
-	time.Sleep(d)
-	cpu1, err := srv.CPUTime()
-	if err != nil {
-		return Window{}, err
-	}
-	st1 := srv.counters()
 	p1 := pub.Sent()
-	w := Window{Duration: time.Since(t0), ServerCPU: cpu1 - cpu0, Counters: map[string]float64{}}
+	w.Duration = time.Since(t0)
 	for i, s := range subs {
 		w.Received += s.Packets() - k0[i]
 		w.Expected += p1[i%3] - p0[i%3]
@@ -204,10 +189,6 @@ func MeasureSimulcast(srv *Server, pub *SimulcastPublisher, subs []*Subscriber, 
 	for l := range p0 {
 		w.PubPackets += p1[l] - p0[l]
 	}
-	for k, v := range st1 {
-		w.Counters[k] = v - st0[k]
-	}
-	w.Mallocs = w.Counters["mallocs"]
 	for _, s := range subs {
 		w.Delays = append(w.Delays, s.takeDelays()...)
 	}

@@ -42,16 +42,7 @@ func BenchmarkFanoutSimulcast(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				sw.Duration += w.Duration
-				sw.PubPackets += w.PubPackets
-				sw.Expected += w.Expected
-				sw.Received += w.Received
-				sw.ServerCPU += w.ServerCPU
-				sw.Mallocs += w.Mallocs
-				sw.Delays = append(sw.Delays, w.Delays...)
-			}
-			if sw.Expected > 0 {
-				sw.LossPercent = 100 * (1 - float64(sw.Received)/float64(sw.Expected))
+				sw.merge(w)
 			}
 			b.ReportMetric(sw.NsPerForward(), "simulcast-ns/fwd")
 			b.ReportMetric(sw.LossPercent, "simulcast-loss-%")

@@ -193,11 +193,20 @@ func (s *sinks) close() {
 // encryptedStream pre-encrypts count packets of one SSRC with payload size.
 func encryptedStream(tb testing.TB, enc *srtp.Context, ssrc uint32, pt uint8, size, count int) [][]byte {
 	tb.Helper()
-	out := make([][]byte, count)
+	pkts := make([]*rtp.Packet, count)
 	payload := make([]byte, size)
 	rand.Read(payload)
-	for i := range out {
-		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: ssrc}, Payload: payload}
+	for i := range pkts {
+		pkts[i] = &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: ssrc}, Payload: payload}
+	}
+	return encryptPackets(tb, enc, pkts)
+}
+
+// encryptPackets marshals and encrypts pkts.
+func encryptPackets(tb testing.TB, enc *srtp.Context, pkts []*rtp.Packet) [][]byte {
+	tb.Helper()
+	out := make([][]byte, len(pkts))
+	for i, pkt := range pkts {
 		raw, _ := pkt.Marshal()
 		b, err := enc.EncryptRTP(nil, raw, nil)
 		if err != nil {

@@ -58,30 +58,24 @@ const (
 // each rid its own SSRC, sequence and timestamp.
 func simulcastStream(tb testing.TB, enc *srtp.Context, count int) [][]byte {
 	tb.Helper()
-	out := make([][]byte, count)
+	pkts := make([]*rtp.Packet, count)
 	payload := make([]byte, 1100)
 	for i := range payload {
 		payload[i] = byte(i)
 	}
-	for i := range out {
+	for i := range pkts {
 		layer, n := i%3, i/3
 		pl := append([]byte(nil), payload...)
 		// VP8 descriptor: X, S, PID 0; I; M with the picture id; then a
 		// key frame's first byte (P = 0).
 		pl[0], pl[1], pl[2], pl[3], pl[4] = 0x90, 0x80, 0x80|byte(n>>8)&0x7f, byte(n), 0x10
-		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(n), Timestamp: uint32(n) * 3000,
+		pkts[i] = &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(n), Timestamp: uint32(n) * 3000,
 			SSRC: 0x5000 + uint32(layer), Marker: true}, Payload: pl}
-		if err := pkt.Header.SetExtension(benchRIDExt, []byte(fmt.Sprintf("r%d", layer))); err != nil {
+		if err := pkts[i].Header.SetExtension(benchRIDExt, []byte(fmt.Sprintf("r%d", layer))); err != nil {
 			tb.Fatal(err)
 		}
-		raw, _ := pkt.Marshal()
-		b, err := enc.EncryptRTP(nil, raw, nil)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		out[i] = b
 	}
-	return out
+	return encryptPackets(tb, enc, pkts)
 }
 
 func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n int, simulcast bool) {
