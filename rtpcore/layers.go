@@ -400,16 +400,6 @@ const (
 // kept out only by the estimate, it asks for a probe.
 func (t *Transport) chooseLayers(now int64) {
 	downs := *t.downs.Load()
-	var est int64 = -1
-	congested, unsettled := false, false
-	cc := t.cc.Load()
-	if cc != nil {
-		est = cc.estimate.Load()
-		t.smu.Lock()
-		congested = cc.est.Congested(now/1000, congestedFor)
-		unsettled = cc.est.Congested(now/1000, calmBeforeUp)
-		t.smu.Unlock()
-	}
 	// The share of each simulcast track: what the others do not use.
 	nSim, fixed := 0, int64(0)
 	for _, d := range downs {
@@ -421,6 +411,16 @@ func (t *Transport) chooseLayers(now int64) {
 	}
 	if nSim == 0 {
 		return
+	}
+	var est int64 = -1
+	congested, unsettled := false, false
+	cc := t.cc.Load()
+	if cc != nil {
+		est = cc.estimate.Load()
+		t.smu.Lock()
+		congested = cc.est.Congested(now/1000, congestedFor)
+		unsettled = cc.est.Congested(now/1000, calmBeforeUp)
+		t.smu.Unlock()
 	}
 	share := int64(-1)
 	if est >= 0 {
