@@ -123,7 +123,9 @@ test("a Chromium viewer through an impaired link: loss repaired, a cap followed 
   }
   await waitFor("the viewer on r2 again", PATIENCE, async () => ({ ok: (await currentRid(view)) === "r2" }));
 
-  // A cap between r1 and r2: half way, with 250 ms of queue.
+  // A cap between r1 and r2: half way, with a queue of 500 ms and at
+  // least 30 kB (25 full packets; at about 350 kbit/s, 250 ms would be
+  // eight packets, less than one key frame of r1).
   const o0 = await outbound(pub);
   await sleep(2000);
   const o1 = await outbound(pub);
@@ -132,7 +134,7 @@ test("a Chromium viewer through an impaired link: loss repaired, a cap followed 
   console.log(`r1 ${Math.round(rate("r1"))} bit/s, r2 ${Math.round(rate("r2"))} bit/s: cap ${cap}`);
   assert.ok(cap < rate("r2") && cap > rate("r1") * 1.25, "the cap falls between r1 and r2");
   const capAt = Date.now();
-  await relay.cmd(`down 1 ${JSON.stringify({ Rate: cap, Queue: Math.round(cap / 8 / 4) })}`);
+  await relay.cmd(`down 1 ${JSON.stringify({ Rate: cap, Queue: Math.max(Math.round(cap / 8 / 2), 30000) })}`);
   await waitFor("the viewer below r2", PATIENCE, async () => ({ ok: (await currentRid(view)) !== "r2" }));
   const down = Date.now() - capAt;
   await sleep(2000);
