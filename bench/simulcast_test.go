@@ -15,7 +15,8 @@ import (
 // the plain fanout at the same N (BenchmarkFanout's publisher, audio and
 // video), for the cost per forwarded packet of the simulcast path (every
 // packet rewritten per subscriber) against the plain one. Each iteration
-// is one measurement window (HAYATE_BENCH_WINDOW, default 5s).
+// is one measurement window (HAYATE_BENCH_WINDOW, default 5s);
+// HAYATE_BENCH_PLAIN=0 leaves the plain fanout out.
 //
 //	HAYATE_BENCH_SUBS=1000 go test -run '^$' -bench FanoutSimulcast -benchtime 1x -count 3 ./bench/
 func BenchmarkFanoutSimulcast(b *testing.B) {
@@ -51,9 +52,13 @@ func BenchmarkFanoutSimulcast(b *testing.B) {
 			b.ReportMetric(sw.Mallocs/float64(max(sw.Received, 1)), "simulcast-allocs/fwd")
 			b.Logf("simulcast: %d packets from the publisher, %d forwards expected, %d received, CPU %v, p99 %v, join p50 %v",
 				sw.PubPackets, sw.Expected, sw.Received, sw.ServerCPU, sw.P99(), percentile(join, 50))
+			if envInts("HAYATE_BENCH_PLAIN", []int{1})[0] == 0 {
+				return
+			}
 			r.closeSubs()
 			pub.Stop()
 			srv.Stop(30 * time.Second)
+			time.Sleep(2 * time.Second) // the closed clients' sockets and the old server gone
 
 			plain := startFanout(b, "hayate", n)
 			pw := plain.measure(b, window)
