@@ -19,13 +19,13 @@ type buggy struct{}
 func (buggy) Mode() mode.Mode                                { panic("mode: secret-in-panic") }
 func (buggy) SetMode(mode.Mode) mode.Mode                    { panic("setmode") }
 func (buggy) ListConnections(string) []signal.ConnectionInfo { panic("list") }
-func (buggy) DisconnectChannel(string, json.RawMessage) error {
-	panic("disconnect channel")
+func (buggy) Disconnect(string, signal.Selector, json.RawMessage) error {
+	panic("disconnect")
 }
-func (buggy) DisconnectConnection(string, string, json.RawMessage) error {
-	panic("disconnect connection")
-}
-func (buggy) StatsReport() any { panic("stats") }
+func (buggy) Push(string, signal.Selector, json.RawMessage) ([]byte, error) { panic("push") }
+func (buggy) RequestKeyFrame(string, string) error                          { panic("key frame") }
+func (buggy) StatsReport() any                                              { panic("stats") }
+func (buggy) License() License                                              { panic("license") }
 
 // TestPanicContained: a bug in an operation answers 500 INTERNAL-ERROR
 // with no detail, logs the panic's value without a stack trace, and the

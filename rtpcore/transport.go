@@ -180,6 +180,17 @@ func (t *Transport) Publish(tracks []media.Track) {
 	t.pubs.Store(&next)
 }
 
+// RequestKeyFrame implements media.KeyFrameRequester: a PLI goes to the
+// peer for each video track it publishes, from the track's next packet (so
+// the peer is sending and has its keys), at most one per pliInterval.
+func (t *Transport) RequestKeyFrame() {
+	for _, pt := range *t.pubs.Load() {
+		if pt.Kind == media.Video {
+			pt.wantKey.Store(true)
+		}
+	}
+}
+
 // pub returns the published track with ssrc.
 func (t *Transport) pub(ssrc uint32) *pubTrack {
 	for _, pt := range *t.pubs.Load() {

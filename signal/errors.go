@@ -154,4 +154,6 @@ var (
 	ErrChannelNotFound = errors.New("signal: channel not found")
 	// ErrConnectionNotFound is an unknown connection_id in the channel.
 	ErrConnectionNotFound = errors.New("signal: connection not found")
+	// ErrClientNotFound is a client_id no connection of the channel has.
+	ErrClientNotFound = errors.New("signal: client not found")
 )

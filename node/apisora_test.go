@@ -1,0 +1,215 @@
+package node
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/sigclient"
+)
+
+// joinAs joins channel with role and client_id.
+func joinAs(t *testing.T, n *Node, channel, role, clientID string) (*sigclient.Client, *sigclient.Offer) {
+	t.Helper()
+	c := dial(t, n)
+	msg := connectMsg(channel, role)
+	msg["client_id"] = clientID
+	o, err := c.Connect(msg, soon())
+	if err != nil {
+		t.Fatalf("connect %s: %v", clientID, err)
+	}
+	answer(t, c, o)
+	return c, o
+}
+
+// nextPush reads c's messages until a push arrives and returns its data.
+func nextPush(t *testing.T, c *sigclient.Client) string {
+	t.Helper()
+	for {
+		raw, err := c.ReadMessage(soon())
+		if err != nil {
+			t.Fatalf("no push: %v", err)
+		}
+		var m soraPush
+		if json.Unmarshal(raw, &m) == nil && m.Type == "push" {
+			if err := strictDecode(raw, &m); err != nil {
+				t.Fatalf("push message %s: %v", raw, err)
+			}
+			return string(m.Data)
+		}
+	}
+}
+
+// TestAPIStrictAnswers decodes the answers of the targets that touch no
+// connection, and of the listing ones, into Sora's types.
+func TestAPIStrictAnswers(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.MaxConnections = 77 })
+	if m := apiOK[soraMode](t, n, "Sora_20211215.ChangeMode", `{"mode":"block_new_session"}`); m.Mode != "block_new_session" {
+		t.Fatalf("ChangeMode: %+v", m)
+	}
+	if m := apiOK[soraMode](t, n, "Sora_20211215.GetMode", ``); m.Mode != "block_new_session" {
+		t.Fatalf("GetMode: %+v", m)
+	}
+	setMode(t, n, "normal")
+	_, o := joinAs(t, n, "strict", "sendrecv", "alice")
+	all := apiOK[[]soraConnection](t, n, "Sora_20201013.ListConnections", ``)
+	ch := apiOK[[]soraConnection](t, n, "Sora_20201013.ListChannelConnections", `{"channel_id":"strict"}`)
+	if len(all) != 1 || len(ch) != 1 || ch[0].ConnectionID != o.ConnectionID || ch[0].ClientID != "alice" ||
+		!ch[0].Audio.On || ch[0].Audio.CodecType != "OPUS" || !ch[0].Video.On || ch[0].CreatedTime <= 0 {
+		t.Fatalf("ListConnections %+v, ListChannelConnections %+v", all, ch)
+	}
+	st := apiOK[soraStatsReport](t, n, "Sora_20171010.GetStatsReport", ``)
+	if st.TotalOngoingConnections != 1 || st.Version == "" {
+		t.Fatalf("GetStatsReport: %+v", st)
+	}
+	lic := apiOK[soraLicense](t, n, "Sora_20171218.GetLicense", ``)
+	if lic.MaxConnections != 77 || lic.ExpiredAt != "9999-12" || lic.ProductName == "" || lic.MaxNodes != nil {
+		t.Fatalf("GetLicense: %+v", lic)
+	}
+	apiErr(t, n, "Sora_20171218.UpdateLicense", ``, 400, "UNSUPPORTED-TARGET")
+	apiErr(t, n, "Sora_20231220.ListSessions", `{}`, 400, "UNSUPPORTED-TARGET")
+	apiErr(t, n, "Sora_20211215.InitCluster", `{}`, 400, "UNKNOWN-TARGET")
+	for _, target := range []string{"Sora_20211215.ListClusterNodes", "Sora_20211215.ListClusterChannels"} {
+		apiErr(t, n, target, ``, 400, "CLUSTER-NOT-ENABLED")
+	}
+}
+
+// TestAPIPush: every Push target sends {"type": "push", "data": ...} to the
+// connections it names and no other, and answers the message pushed.
+func TestAPIPush(t *testing.T) {
+	n := startNode(t, nil)
+	a, oa := joinAs(t, n, "p", "sendrecv", "alice")
+	b, _ := joinAs(t, n, "p", "recvonly", "bob")
+	c, _ := joinAs(t, n, "p", "sendonly", "alice")
+
+	got := apiOK[soraPush](t, n, "Sora_20160711.PushChannel", `{"channel_id":"p","data":{"n":1}}`)
+	if got.Type != "push" || string(got.Data) != `{"n":1}` {
+		t.Fatalf("PushChannel answered %+v", got)
+	}
+	for _, cl := range []*sigclient.Client{a, b, c} {
+		if d := nextPush(t, cl); d != `{"n":1}` {
+			t.Fatalf("PushChannel delivered %s", d)
+		}
+	}
+	// Each targeted push is followed by a push to the whole channel: a
+	// connection the first did not name gets the second one next.
+	check := func(target, body string, named ...*sigclient.Client) {
+		t.Helper()
+		apiOK[soraPush](t, n, target, body)
+		apiOK[soraPush](t, n, "Sora_20160711.PushChannel", `{"channel_id":"p","data":{"all":true}}`)
+		for _, cl := range []*sigclient.Client{a, b, c} {
+			want := []string{`{"all":true}`}
+			for _, m := range named {
+				if m == cl {
+					want = []string{`{"only":true}`, `{"all":true}`}
+				}
+			}
+			for _, w := range want {
+				if d := nextPush(t, cl); d != w {
+					t.Fatalf("%s: a connection got %s, want %s", target, d, w)
+				}
+			}
+		}
+	}
+	check("Sora_20160711.PushClient", `{"channel_id":"p","client_id":"alice","data":{"only":true}}`, a, c)
+	check("Sora_20160711.PushConnection", `{"channel_id":"p","connection_id":"`+oa.ConnectionID+`","data":{"only":true}}`, a)
+	check("Sora_20201120.PushChannelByRole", `{"channel_id":"p","role":"recvonly","data":{"only":true}}`, b)
+
+	for _, e := range []struct {
+		target, body string
+		status       int
+		errType      string
+	}{
+		{"Sora_20160711.PushChannel", `{"channel_id":"p"}`, 400, "MISSING-PARAMETER"},
+		{"Sora_20160711.PushChannel", `{"channel_id":"p","data":"x"}`, 400, "INVALID-PARAMETER"},
+		{"Sora_20160711.PushChannel", `{"channel_id":"p","data":[1]}`, 400, "INVALID-PARAMETER"},
+		{"Sora_20160711.PushChannel", `{"channel_id":"nobody","data":{}}`, 404, "CHANNEL-NOT-FOUND"},
+		{"Sora_20160711.PushClient", `{"channel_id":"p","client_id":"carol","data":{}}`, 404, "CLIENT-NOT-FOUND"},
+		{"Sora_20160711.PushClient", `{"channel_id":"p","data":{}}`, 400, "MISSING-PARAMETER"},
+		{"Sora_20160711.PushConnection", `{"channel_id":"p","connection_id":"X","data":{}}`, 404, "CONNECTION-NOT-FOUND"},
+		{"Sora_20201120.PushChannelByRole", `{"channel_id":"p","role":"viewer","data":{}}`, 400, "INVALID-PARAMETER"},
+		{"Sora_20201120.PushChannelByRole", `{"channel_id":"p","data":{}}`, 400, "MISSING-PARAMETER"},
+	} {
+		apiErr(t, n, e.target, e.body, e.status, e.errType)
+	}
+}
+
+// TestAPIDisconnectTargets: DisconnectClient closes every connection with
+// the client_id and DisconnectChannelByRole every one with the role, with
+// 1000 DISCONNECTED-API; the others stay; each answers its identifying
+// fields.
+func TestAPIDisconnectTargets(t *testing.T) {
+	n := startNode(t, nil)
+	a, _ := joinAs(t, n, "d", "sendrecv", "alice")
+	b, _ := joinAs(t, n, "d", "recvonly", "bob")
+	c, _ := joinAs(t, n, "d", "sendonly", "alice")
+	r, _ := joinAs(t, n, "d", "recvonly", "rita")
+	s, _ := joinAs(t, n, "d", "sendonly", "sam")
+
+	apiErr(t, n, "Sora_20151104.DisconnectClient", `{"channel_id":"d","client_id":"carol"}`, 404, "CLIENT-NOT-FOUND")
+	apiErr(t, n, "Sora_20151104.DisconnectClient", `{"channel_id":"nobody","client_id":"alice"}`, 404, "CHANNEL-NOT-FOUND")
+	apiErr(t, n, "Sora_20151104.DisconnectClient", `{"channel_id":"d"}`, 400, "MISSING-PARAMETER")
+	apiErr(t, n, "Sora_20151104.DisconnectClient", `{"channel_id":"d","client_id":7}`, 400, "INVALID-PARAMETER")
+	apiErr(t, n, "Sora_20201120.DisconnectChannelByRole", `{"channel_id":"d","role":"SENDRECV"}`, 400, "INVALID-PARAMETER")
+	apiErr(t, n, "Sora_20201120.DisconnectChannelByRole", `{"channel_id":"d"}`, 400, "MISSING-PARAMETER")
+
+	got := apiOK[soraDisconnectClient](t, n, "Sora_20151104.DisconnectClient", `{"channel_id":"d","client_id":"alice","reason":{"why":"t"}}`)
+	if got != (soraDisconnectClient{ChannelID: "d", ClientID: "alice"}) {
+		t.Fatalf("DisconnectClient answered %+v", got)
+	}
+	for _, cl := range []*sigclient.Client{a, c} {
+		closed, err := cl.AwaitClose(soon())
+		if err != nil || closed.Code != 1000 || closed.Reason != "DISCONNECTED-API" {
+			t.Fatalf("alice saw %v %v", closed, err)
+		}
+	}
+	waitFor(t, "alice's two connections gone", patience, func() bool { return n.hub.Connections() == 3 })
+
+	byRole := apiOK[soraDisconnectChannelByRole](t, n, "Sora_20201120.DisconnectChannelByRole", `{"channel_id":"d","role":"recvonly"}`)
+	if byRole != (soraDisconnectChannelByRole{ChannelID: "d", Role: "recvonly"}) {
+		t.Fatalf("DisconnectChannelByRole answered %+v", byRole)
+	}
+	for _, cl := range []*sigclient.Client{b, r} {
+		closed, err := cl.AwaitClose(soon())
+		if err != nil || closed.Code != 1000 || closed.Reason != "DISCONNECTED-API" {
+			t.Fatalf("recvonly saw %v %v", closed, err)
+		}
+	}
+	waitFor(t, "the recvonly connections gone", patience, func() bool { return n.hub.Connections() == 1 })
+	// sam (sendonly) stays: a push still reaches it.
+	apiOK[soraPush](t, n, "Sora_20160711.PushChannel", `{"channel_id":"d","data":{"still":"here"}}`)
+	if d := nextPush(t, s); d != `{"still":"here"}` {
+		t.Fatalf("sam got %s", d)
+	}
+}
+
+// TestAPIRequestKeyFrame: RequestKeyFrame makes the node send the publisher
+// a PLI for its video, with no subscriber asking for one.
+func TestAPIRequestKeyFrame(t *testing.T) {
+	n := startNode(t, nil)
+	rec := newRecorder()
+	pub := peerWith(t, n, "kf", "sendonly", rec)
+	c := &call{n: n, pub: pub, pubRec: rec, video: pub.SSRCs["video"], seq: 100}
+	plis := func() int { return len(rec.rtcpOf(206, 1)) }
+	// The node decrypts the publisher's video; with no subscriber it asks
+	// for no key frame.
+	waitFor(t, "video at the node", patience, func() bool { c.sendVideo(t, 1); return n.media.Stats().ReceivedRTP > 0 })
+	conns := apiOK[[]soraConnection](t, n, "Sora_20201013.ListChannelConnections", `{"channel_id":"kf"}`)
+	if len(conns) != 1 {
+		t.Fatalf("connections: %+v", conns)
+	}
+	c.sendVideo(t, 1)
+	before := plis()
+	if before != 0 {
+		t.Fatalf("%d PLIs before RequestKeyFrame", before)
+	}
+	got := apiOK[soraRequestKeyFrame](t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"kf","connection_id":"`+conns[0].ConnectionID+`"}`)
+	if got != (soraRequestKeyFrame{ChannelID: "kf", ConnectionID: conns[0].ConnectionID}) {
+		t.Fatalf("RequestKeyFrame answered %+v", got)
+	}
+	waitFor(t, "a PLI after RequestKeyFrame", patience, func() bool { c.sendVideo(t, 1); return plis() > before })
+
+	apiErr(t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"kf","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")
+	apiErr(t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"nope","connection_id":"NOPE"}`, 404, "CHANNEL-NOT-FOUND")
+	apiErr(t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"kf"}`, 400, "MISSING-PARAMETER")
+}
