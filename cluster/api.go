@@ -78,9 +78,18 @@ func (c *Cluster) Fanout(ctx context.Context, target string, body []byte) []Peer
 	return out
 }
 
+// check checks a fanned-out operation and puts its body in the compact
+// form json.Marshal writes.
 func (q *apiReq) check() error {
 	if q.Target == "" || len(q.Target) > maxTarget {
 		return fmt.Errorf("target of %d bytes", len(q.Target))
+	}
+	if len(q.Body) > 0 {
+		b, err := json.Marshal(q.Body)
+		if err != nil {
+			return err
+		}
+		q.Body = b
 	}
 	if len(q.Body) == 0 || q.Body[0] != '{' {
 		return fmt.Errorf("body is not a JSON object")

@@ -22,7 +22,7 @@ var (
 	errInvalidMode        = &Error{http.StatusBadRequest, "INVALID-MODE", "mode must be normal, block_new_session or block_new_connection"}
 	errUnknownTarget      = &Error{http.StatusBadRequest, "UNKNOWN-TARGET", "x-sora-target is missing or names no operation"}
 	errNotFound           = &Error{http.StatusNotFound, "NOT-FOUND", "the API is served at / only"}
-	errChannelNotFound    = &Error{http.StatusNotFound, "CHANNEL-NOT-FOUND", "no connection in that channel on this node"}
+	errChannelNotFound    = &Error{http.StatusNotFound, "CHANNEL-NOT-FOUND", "no connection in that channel"}
 	errConnectionNotFound = &Error{http.StatusNotFound, "CONNECTION-NOT-FOUND", "no such connection in that channel"}
 	errClientNotFound     = &Error{http.StatusNotFound, "CLIENT-NOT-FOUND", "no connection with that client_id in that channel"}
 	errUnsupportedTarget  = &Error{http.StatusBadRequest, "UNSUPPORTED-TARGET", "Hayate does not serve this Sora operation"}

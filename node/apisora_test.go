@@ -213,3 +213,57 @@ func TestAPIRequestKeyFrame(t *testing.T) {
 	apiErr(t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"nope","connection_id":"NOPE"}`, 404, "CHANNEL-NOT-FOUND")
 	apiErr(t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"kf"}`, 400, "MISSING-PARAMETER")
 }
+
+// TestAPIClusterWide: in a cluster the disconnect and push targets reach a
+// channel's connections through any node, not only through the one that
+// owns the channel; a node with the channel but not the connection answers
+// for the cluster; the cluster listings decode into Sora's types.
+func TestAPIClusterWide(t *testing.T) {
+	nodes := startCluster(t, 3)
+	owner, other, third := nodes[0], nodes[1], nodes[2]
+	a, _ := join(t, owner, "room", "sendrecv")
+	b, ob := join(t, owner, "room", "recvonly")
+
+	waitFor(t, "the channel in the table", patience, func() bool {
+		chans := apiOK[[]soraClusterChannel](t, other, "Sora_20211215.ListClusterChannels", ``)
+		return len(chans) == 1 && chans[0].ChannelID == "room" && chans[0].ClusterNodeName == owner.cl.c.Name()
+	})
+	waitFor(t, "three connected nodes", patience, func() bool {
+		list := apiOK[[]soraClusterNode](t, third, "Sora_20211215.ListClusterNodes", ``)
+		up := 0
+		for _, e := range list {
+			if e.Connected && e.Mode == "normal" {
+				up++
+			}
+		}
+		return len(list) == 3 && up == 3
+	})
+
+	got := apiOK[soraPush](t, other, "Sora_20160711.PushChannel", `{"channel_id":"room","data":{"via":"n2"}}`)
+	if string(got.Data) != `{"via":"n2"}` {
+		t.Fatalf("PushChannel through another node answered %+v", got)
+	}
+	for _, c := range []*sigclient.Client{a, b} {
+		if d := nextPush(t, c); d != `{"via":"n2"}` {
+			t.Fatalf("pushed through another node: got %s", d)
+		}
+	}
+	apiErr(t, other, "Sora_20160711.PushChannel", `{"channel_id":"room"}`, 400, "MISSING-PARAMETER")
+	apiErr(t, other, "Sora_20151104.DisconnectConnection", `{"channel_id":"room","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")
+	apiErr(t, other, "Sora_20151104.DisconnectChannel", `{"channel_id":"nowhere"}`, 404, "CHANNEL-NOT-FOUND")
+
+	dc := apiOK[soraDisconnectConnection](t, third, "Sora_20151104.DisconnectConnection", `{"channel_id":"room","connection_id":"`+ob.ConnectionID+`"}`)
+	if dc != (soraDisconnectConnection{ChannelID: "room", ConnectionID: ob.ConnectionID}) {
+		t.Fatalf("DisconnectConnection answered %+v", dc)
+	}
+	if closed, err := b.AwaitClose(soon()); err != nil || closed.Reason != "DISCONNECTED-API" {
+		t.Fatalf("b saw %v %v", closed, err)
+	}
+	ch := apiOK[soraDisconnectChannel](t, other, "Sora_20151104.DisconnectChannel", `{"channel_id":"room"}`)
+	if ch.ChannelID != "room" {
+		t.Fatalf("DisconnectChannel answered %+v", ch)
+	}
+	if closed, err := a.AwaitClose(soon()); err != nil || closed.Code != 1000 || closed.Reason != "DISCONNECTED-API" {
+		t.Fatalf("a saw %v %v", closed, err)
+	}
+}

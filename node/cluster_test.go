@@ -52,8 +52,8 @@ func startCluster(t *testing.T, size int, edits ...func(*config.Config)) []*Node
 		rpcs = append(rpcs, n.cl.c.RPCAddr())
 	}
 	body, _ := json.Marshal(map[string]any{"node_name_list": rpcs})
-	if st, _, raw := apiCall(t, nodes[0], "Sora_20221221.InitCluster", string(body)); st != 200 {
-		t.Fatalf("InitCluster: %d %s", st, raw)
+	if got := apiOK[soraInitCluster](t, nodes[0], "Sora_20221221.InitCluster", string(body)); len(got.NodeNameList) != size {
+		t.Fatalf("InitCluster answered %+v", got)
 	}
 	waitFor(t, "every node in normal mode", patience, func() bool {
 		for _, n := range nodes {
