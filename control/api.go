@@ -39,6 +39,12 @@ type Backend interface {
 	Disconnect(channelID string, sel signal.Selector, reason json.RawMessage) error
 	Push(channelID string, sel signal.Selector, data json.RawMessage) ([]byte, error)
 	RequestKeyFrame(channelID, connectionID string) error
+	// Session and ListSessions describe sessions as the session.updated
+	// webhook does; TerminateSession ends one and returns its ID. A
+	// sessionID that is not the channel's is signal.ErrSessionNotFound.
+	Session(channelID, sessionID string) (any, error)
+	ListSessions() []any
+	TerminateSession(channelID, sessionID string) (string, error)
 	StatsReport() any
 	License() License
 }
@@ -89,6 +95,9 @@ func New(b Backend, opt Options, log *slog.Logger) *API {
 		"Sora_20160711.PushConnection":          a.push("connection_id", ""),
 		"Sora_20201120.PushChannelByRole":       a.push("", "role"),
 		"Sora_20241211.RequestKeyFrame":         a.requestKeyFrame,
+		"Sora_20230628.TerminateSession":        a.terminateSession,
+		"Sora_20231220.GetSession":              a.getSession,
+		"Sora_20231220.ListSessions":            a.listSessions,
 		"Sora_20171010.GetStatsReport":          a.getStatsReport,
 		"Sora_20171218.GetLicense":              a.getLicense,
 		"Sora_20221221.InitCluster":             a.initCluster,

@@ -51,6 +51,8 @@ var clusterWide = map[string]bool{
 	"Sora_20160711.PushConnection":          true,
 	"Sora_20201120.PushChannelByRole":       true,
 	"Sora_20241211.RequestKeyFrame":         true,
+	"Sora_20230628.TerminateSession":        true,
+	"Sora_20231220.GetSession":              true,
 }
 
 // fanout runs a cluster-wide operation on the other nodes once it has run

@@ -103,6 +103,64 @@ func (a *API) requestKeyFrame(_ context.Context, p params) (any, error) {
 	return echo, nil
 }
 
+// optionalID returns an optional string parameter of 1 to 255 bytes ("" when
+// absent or null).
+func (p params) optionalID(name string) (string, error) {
+	if raw, ok := p[name]; !ok || string(raw) == "null" {
+		return "", nil
+	}
+	return p.id(name)
+}
+
+// sessionParams reads {channel_id, session_id?} (EXPERIMENTAL_API_SESSION).
+func (p params) sessionParams() (string, string, error) {
+	ch, err := p.id("channel_id")
+	if err != nil {
+		return "", "", err
+	}
+	sid, err := p.optionalID("session_id")
+	return ch, sid, err
+}
+
+// terminateSession is Sora_20230628.TerminateSession {channel_id,
+// session_id?}: every connection of the session is closed, and the answer,
+// {"session_id"}, comes at once (Sora: session.destroyed tells when it is
+// over).
+func (a *API) terminateSession(_ context.Context, p params) (any, error) {
+	ch, sid, err := p.sessionParams()
+	if err != nil {
+		return nil, err
+	}
+	id, err := a.backend.TerminateSession(ch, sid)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	return map[string]string{"session_id": id}, nil
+}
+
+// getSession is Sora_20231220.GetSession {channel_id, session_id?},
+// answered as the session.updated webhook describes the session.
+func (a *API) getSession(_ context.Context, p params) (any, error) {
+	ch, sid, err := p.sessionParams()
+	if err != nil {
+		return nil, err
+	}
+	s, err := a.backend.Session(ch, sid)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	return s, nil
+}
+
+// listSessions is Sora_20231220.ListSessions: this node's sessions, each as
+// GetSession answers. Hayate has no session groups: a group_id is refused.
+func (a *API) listSessions(_ context.Context, p params) (any, error) {
+	if raw, ok := p["group_id"]; ok && string(raw) != "null" {
+		return nil, wrapped{errInvalidParameter, `Hayate has no session groups: parameter "group_id" is not supported`}
+	}
+	return a.backend.ListSessions(), nil
+}
+
 // License is GetLicense's answer (API_LICENSE; sora-server-sdk-ts
 // types/api/license.d.ts). Hayate has no license: the node answers what it
 // runs with (README, "Sora compatibility: API targets").
@@ -133,6 +191,8 @@ func notFound(err error) error {
 		return errConnectionNotFound
 	case errors.Is(err, signal.ErrClientNotFound):
 		return errClientNotFound
+	case errors.Is(err, signal.ErrSessionNotFound):
+		return errSessionNotFound
 	default:
 		return err
 	}

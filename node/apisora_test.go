@@ -67,7 +67,7 @@ func TestAPIStrictAnswers(t *testing.T) {
 		t.Fatalf("GetLicense: %+v", lic)
 	}
 	apiErr(t, n, "Sora_20171218.UpdateLicense", ``, 400, "UNSUPPORTED-TARGET")
-	apiErr(t, n, "Sora_20231220.ListSessions", `{}`, 400, "UNSUPPORTED-TARGET")
+	apiErr(t, n, "Sora_20211215.GetRtcStats", `{}`, 400, "UNSUPPORTED-TARGET")
 	apiErr(t, n, "Sora_20211215.InitCluster", `{}`, 400, "UNKNOWN-TARGET")
 	for _, target := range []string{"Sora_20211215.ListClusterNodes", "Sora_20211215.ListClusterChannels"} {
 		apiErr(t, n, target, ``, 400, "CLUSTER-NOT-ENABLED")
@@ -265,5 +265,58 @@ func TestAPIClusterWide(t *testing.T) {
 	}
 	if closed, err := a.AwaitClose(soon()); err != nil || closed.Code != 1000 || closed.Reason != "DISCONNECTED-API" {
 		t.Fatalf("a saw %v %v", closed, err)
+	}
+}
+
+// TestAPISessions: GetSession and ListSessions describe sessions as
+// session.updated does; TerminateSession closes every connection of the
+// session with 1000 DISCONNECTED-API and answers its ID.
+func TestAPISessions(t *testing.T) {
+	n := startNode(t, nil)
+	a, oa := join(t, n, "s", "sendrecv")
+	b, _ := join(t, n, "s", "recvonly")
+	_, ox := join(t, n, "other", "sendrecv")
+
+	s := apiOK[soraSession](t, n, "Sora_20231220.GetSession", `{"channel_id":"s"}`)
+	if s.Type != "session.updated" || s.ChannelID != "s" || s.SessionID != oa.SessionID || s.CreatedTime <= 0 || !s.Multistream {
+		t.Fatalf("GetSession: %+v", s)
+	}
+	if s := apiOK[soraSession](t, n, "Sora_20231220.GetSession", `{"channel_id":"s","session_id":"`+oa.SessionID+`"}`); s.SessionID != oa.SessionID {
+		t.Fatalf("GetSession with session_id: %+v", s)
+	}
+	list := apiOK[[]soraSession](t, n, "Sora_20231220.ListSessions", ``)
+	if len(list) != 2 || list[0].SessionID == list[1].SessionID {
+		t.Fatalf("ListSessions: %+v", list)
+	}
+	for _, e := range []struct {
+		target, body string
+		status       int
+		errType      string
+	}{
+		{"Sora_20231220.GetSession", `{"channel_id":"s","session_id":"` + ox.SessionID + `"}`, 404, "SESSION-NOT-FOUND"},
+		{"Sora_20231220.GetSession", `{"channel_id":"none"}`, 404, "CHANNEL-NOT-FOUND"},
+		{"Sora_20231220.GetSession", `{"channel_id":"s","session_id":5}`, 400, "INVALID-PARAMETER"},
+		{"Sora_20231220.GetSession", `{}`, 400, "MISSING-PARAMETER"},
+		{"Sora_20231220.ListSessions", `{"group_id":"g"}`, 400, "INVALID-PARAMETER"},
+		{"Sora_20230628.TerminateSession", `{"channel_id":"s","session_id":"` + ox.SessionID + `"}`, 404, "SESSION-NOT-FOUND"},
+		{"Sora_20230628.TerminateSession", `{"channel_id":"none"}`, 404, "CHANNEL-NOT-FOUND"},
+	} {
+		apiErr(t, n, e.target, e.body, e.status, e.errType)
+	}
+	got := apiOK[soraTerminateSession](t, n, "Sora_20230628.TerminateSession", `{"channel_id":"s","session_id":"`+oa.SessionID+`"}`)
+	if got.SessionID != oa.SessionID {
+		t.Fatalf("TerminateSession answered %+v", got)
+	}
+	for _, c := range []*sigclient.Client{a, b} {
+		if closed, err := c.AwaitClose(soon()); err != nil || closed.Code != 1000 || closed.Reason != "DISCONNECTED-API" {
+			t.Fatalf("a member of the session saw %v %v", closed, err)
+		}
+	}
+	waitFor(t, "the session ended", patience, func() bool {
+		st, _ := apiRaw(t, n, "Sora_20231220.GetSession", `{"channel_id":"s"}`)
+		return st == 404
+	})
+	if list := apiOK[[]soraSession](t, n, "Sora_20231220.ListSessions", `{}`); len(list) != 1 || list[0].SessionID != ox.SessionID {
+		t.Fatalf("ListSessions after TerminateSession: %+v", list)
 	}
 }

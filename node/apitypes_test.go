@@ -105,6 +105,33 @@ type soraLicense struct {
 	Type           string `json:"type"`
 }
 
+// soraSession is GetSession's answer and ListSessions' entry: the
+// session.updated webhook's body (EXPERIMENTAL_API_SESSION; the session
+// webhooks' fields in sora-server-sdk-ts session_webhook.d.ts).
+type soraSession struct {
+	Type                 string          `json:"type"`
+	ID                   string          `json:"id"`
+	Timestamp            string          `json:"timestamp"`
+	Version              string          `json:"version"`
+	Label                string          `json:"label"`
+	NodeName             string          `json:"node_name"`
+	ExternalSignalingURL *string         `json:"external_signaling_url"`
+	ChannelID            string          `json:"channel_id"`
+	SessionID            string          `json:"session_id"`
+	Multistream          bool            `json:"multistream"`
+	Spotlight            bool            `json:"spotlight"`
+	CreatedTime          int64           `json:"created_time"`
+	CreatedTimestamp     string          `json:"created_timestamp"`
+	MaxConnections       *int64          `json:"max_connections"`
+	TotalConnections     *int64          `json:"total_connections"`
+	SessionMetadata      json.RawMessage `json:"session_metadata"`
+}
+
+// soraTerminateSession is TerminateSession's answer.
+type soraTerminateSession struct {
+	SessionID string `json:"session_id"`
+}
+
 // soraStatsReport is GetStatsReport's answer: the counters sora_exporter
 // reads (collector/sora_api.go), then Hayate's own.
 type soraStatsReport struct {

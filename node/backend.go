@@ -50,6 +50,19 @@ func (n *Node) RequestKeyFrame(channelID, connectionID string) error {
 	return n.hub.RequestKeyFrame(channelID, connectionID)
 }
 
+// Session describes a session of this node as session.updated does.
+func (n *Node) Session(channelID, sessionID string) (any, error) {
+	return n.hub.Session(channelID, sessionID)
+}
+
+// ListSessions describes every session of this node.
+func (n *Node) ListSessions() []any { return n.hub.ListSessions() }
+
+// TerminateSession ends a session of this node.
+func (n *Node) TerminateSession(channelID, sessionID string) (string, error) {
+	return n.hub.TerminateSession(channelID, sessionID)
+}
+
 // License is GetLicense's answer. Hayate has no license: it never expires
 // ("9999-12", the month form Sora uses, which sora_exporter parses), its
 // max_connections is max_connections (0: no limit), its serial code the

@@ -2,6 +2,7 @@ package signal
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/hayate-sfu/hayate/media"
 )
@@ -110,15 +111,26 @@ func (h *Hub) Disconnect(channelID string, sel Selector, reason json.RawMessage)
 		h.mu.Unlock()
 		return err
 	}
-	for _, c := range picked {
+	h.endLocked(picked, reason)
+	h.mu.Unlock()
+	closeAll(picked)
+	return nil
+}
+
+// endLocked records that the API ends conns, with reason for their
+// connection.destroyed webhooks; h.mu held. closeAll then closes them.
+func (h *Hub) endLocked(conns []*Conn, reason json.RawMessage) []*Conn {
+	for _, c := range conns {
 		c.apiReason = nonNull(reason)
 		c.endReason = ErrDisconnectedAPI.Reason
 	}
-	h.mu.Unlock()
-	for _, c := range picked {
+	return conns
+}
+
+func closeAll(conns []*Conn) {
+	for _, c := range conns {
 		c.requestClose(ErrDisconnectedAPI)
 	}
-	return nil
 }
 
 // pushMessage is what the Push API sends (Sora API_PUSH: the client gets
@@ -161,4 +173,52 @@ func (h *Hub) RequestKeyFrame(channelID, connectionID string) error {
 		k.RequestKeyFrame()
 	}
 	return nil
+}
+
+// Session describes the session of channelID as the session.updated webhook
+// does (Sora's GetSession answers that). A sessionID, when set, must be the
+// channel's, else ErrSessionNotFound.
+func (h *Hub) Session(channelID, sessionID string) (any, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := h.channels[channelID]
+	if ch == nil {
+		return nil, ErrChannelNotFound
+	}
+	if sessionID != "" && sessionID != ch.sessionID {
+		return nil, ErrSessionNotFound
+	}
+	return h.sessionPayload("session.updated", ch, time.Time{}), nil
+}
+
+// ListSessions describes every session on this node as Session does.
+func (h *Hub) ListSessions() []any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := []any{}
+	for _, ch := range h.channels {
+		out = append(out, h.sessionPayload("session.updated", ch, time.Time{}))
+	}
+	return out
+}
+
+// TerminateSession closes every connection of channelID's session with 1000
+// DISCONNECTED-API, as DisconnectChannel does, and returns the session's
+// ID; a sessionID, when set, must be the channel's.
+func (h *Hub) TerminateSession(channelID, sessionID string) (string, error) {
+	h.mu.Lock()
+	ch := h.channels[channelID]
+	switch {
+	case ch == nil:
+		h.mu.Unlock()
+		return "", ErrChannelNotFound
+	case sessionID != "" && sessionID != ch.sessionID:
+		h.mu.Unlock()
+		return "", ErrSessionNotFound
+	}
+	id := ch.sessionID
+	picked := h.endLocked(append([]*Conn(nil), ch.members...), nil)
+	h.mu.Unlock()
+	closeAll(picked)
+	return id, nil
 }

@@ -156,4 +156,6 @@ var (
 	ErrConnectionNotFound = errors.New("signal: connection not found")
 	// ErrClientNotFound is a client_id no connection of the channel has.
 	ErrClientNotFound = errors.New("signal: client not found")
+	// ErrSessionNotFound is a session_id that is not the channel's session.
+	ErrSessionNotFound = errors.New("signal: session not found")
 )
