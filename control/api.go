@@ -191,7 +191,7 @@ func (a *API) serve(ctx context.Context, target string, body []byte) (status int
 		return a.errorAnswer(target, err)
 	}
 	out, err := op(ctx, p)
-	if clusterWide[target] && a.cluster != nil && ctx.Value(localKey{}) == nil {
+	if clusterWide[target] != 0 && a.cluster != nil && ctx.Value(localKey{}) == nil {
 		out, err = a.fanout(ctx, target, body, out, err)
 	}
 	if err != nil {

@@ -37,34 +37,45 @@ type PeerAnswer struct {
 	Err    error
 }
 
-// clusterWide are the operations that act on the whole cluster: a node
-// runs them on its own connections and on every other node's (a channel's
-// connections are on the node that owns it, which need not be the node the
-// request reaches).
-var clusterWide = map[string]bool{
-	"Sora_20151104.DisconnectChannel":       true,
-	"Sora_20151104.DisconnectClient":        true,
-	"Sora_20151104.DisconnectConnection":    true,
-	"Sora_20201120.DisconnectChannelByRole": true,
-	"Sora_20160711.PushChannel":             true,
-	"Sora_20160711.PushClient":              true,
-	"Sora_20160711.PushConnection":          true,
-	"Sora_20201120.PushChannelByRole":       true,
-	"Sora_20241211.RequestKeyFrame":         true,
-	"Sora_20230628.TerminateSession":        true,
-	"Sora_20231220.GetSession":              true,
+// reach says which nodes a cluster-wide operation runs on.
+type reach uint8
+
+const (
+	// everyNode: the operation runs on every node (a channel's
+	// connections are on the node that owns it, which need not be the node
+	// the request reaches, and while a channel moves, on two nodes).
+	everyNode reach = iota + 1
+	// firstFound: the operation names one connection or session; it runs
+	// on the other nodes only when this node does not have it.
+	firstFound
+)
+
+// clusterWide are the operations that act on the whole cluster.
+var clusterWide = map[string]reach{
+	"Sora_20151104.DisconnectChannel":       everyNode,
+	"Sora_20151104.DisconnectClient":        everyNode,
+	"Sora_20151104.DisconnectConnection":    firstFound,
+	"Sora_20201120.DisconnectChannelByRole": everyNode,
+	"Sora_20160711.PushChannel":             everyNode,
+	"Sora_20160711.PushClient":              everyNode,
+	"Sora_20160711.PushConnection":          firstFound,
+	"Sora_20201120.PushChannelByRole":       everyNode,
+	"Sora_20241211.RequestKeyFrame":         firstFound,
+	"Sora_20230628.TerminateSession":        everyNode,
+	"Sora_20231220.GetSession":              firstFound,
 }
 
 // fanout runs a cluster-wide operation on the other nodes once it has run
 // here with answer out or error err. Invalid requests (any error but a 404)
-// go nowhere. The answer is this node's when it found the channel, else the
+// go nowhere, nor a firstFound operation that found its connection or
+// session here. The answer is this node's when it found the channel, else the
 // first other node's that did; else the most precise not-found error (a
 // node that has the channel but not the connection or client says so);
 // else, when some node did not answer, CLUSTER-UNAVAILABLE, as the channel
 // may be there.
 func (a *API) fanout(ctx context.Context, target string, body []byte, out any, err error) (any, error) {
 	var e *Error
-	if err != nil && (!errors.As(err, &e) || e.Status != http.StatusNotFound) {
+	if err != nil && (!errors.As(err, &e) || e.Status != http.StatusNotFound) || err == nil && clusterWide[target] == firstFound {
 		return out, err
 	}
 	answers := a.cluster.Fanout(ctx, target, body)

@@ -14,6 +14,8 @@ var unsupportedTargets = []struct{ target, why string }{
 	{"Sora_20211215.GetRtcStats", "per-connection statistics are not served yet"},
 	{"Sora_20201124.ListSignalingNotifyMetadata", "the signaling notify metadata extension is not served yet"},
 	{"Sora_20201124.GetSignalingNotifyMetadata", "the signaling notify metadata extension is not served yet"},
+	{"Sora_20201124.PutSignalingNotifyMetadata", "the signaling notify metadata extension is not served yet"},
+	{"Sora_20201124.PutSignalingNotifyMetadataItem", "the signaling notify metadata extension is not served yet"},
 	{"Sora_20200807.FocusSpotlightFixed", "spotlight is not supported"},
 	{"Sora_20200807.FocusSpotlight", "spotlight is not supported"},
 	{"Sora_20200807.UnfocusSpotlight", "spotlight is not supported"},

@@ -248,6 +248,10 @@ func TestAPIClusterWide(t *testing.T) {
 			t.Fatalf("pushed through another node: got %s", d)
 		}
 	}
+	if s := apiOK[soraSession](t, third, "Sora_20231220.GetSession", `{"channel_id":"room"}`); s.SessionID != ob.SessionID ||
+		s.ExternalSignalingURL == nil || *s.ExternalSignalingURL != owner.cl.url {
+		t.Fatalf("GetSession through another node: %+v", s)
+	}
 	apiErr(t, other, "Sora_20160711.PushChannel", `{"channel_id":"room"}`, 400, "MISSING-PARAMETER")
 	apiErr(t, other, "Sora_20151104.DisconnectConnection", `{"channel_id":"room","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")
 	apiErr(t, other, "Sora_20151104.DisconnectChannel", `{"channel_id":"nowhere"}`, 404, "CHANNEL-NOT-FOUND")
