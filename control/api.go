@@ -45,6 +45,7 @@ type Backend interface {
 	Session(channelID, sessionID string) (any, error)
 	ListSessions() []any
 	TerminateSession(channelID, sessionID string) (string, error)
+	RequestRid(channelID, receiverID, senderID, rid string, reset bool) error
 	StatsReport() any
 	License() License
 }
@@ -99,6 +100,9 @@ func New(b Backend, opt Options, log *slog.Logger) *API {
 		"Sora_20231220.GetSession":              a.getSession,
 		"Sora_20231220.ListSessions":            a.listSessions,
 		"Sora_20171010.GetStatsReport":          a.getStatsReport,
+		"Sora_20201005.RequestRtpStream":        a.requestRtpStream,
+		"Sora_20201005.ResetRtpStream":          a.resetRtpStream,
+		"Sora_20251210.RequestSimulcastRid":     a.requestSimulcastRid,
 		"Sora_20171218.GetLicense":              a.getLicense,
 		"Sora_20221221.InitCluster":             a.initCluster,
 		"Sora_20211215.RegisterClusterNode":     a.registerClusterNode,

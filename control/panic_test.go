@@ -29,6 +29,7 @@ func (buggy) ListSessions() []any                                           { pa
 func (buggy) TerminateSession(string, string) (string, error)               { panic("terminate") }
 func (buggy) StatsReport() any                                              { panic("stats") }
 func (buggy) License() License                                              { panic("license") }
+func (buggy) RequestRid(string, string, string, string, bool) error         { panic("rid") }
 
 // TestPanicContained: a bug in an operation answers 500 INTERNAL-ERROR
 // with no detail, logs the panic's value without a stack trace, and the

@@ -103,15 +103,6 @@ func (a *API) requestKeyFrame(_ context.Context, p params) (any, error) {
 	return echo, nil
 }
 
-// optionalID returns an optional string parameter of 1 to 255 bytes ("" when
-// absent or null).
-func (p params) optionalID(name string) (string, error) {
-	if raw, ok := p[name]; !ok || string(raw) == "null" {
-		return "", nil
-	}
-	return p.id(name)
-}
-
 // sessionParams reads {channel_id, session_id?} (EXPERIMENTAL_API_SESSION).
 func (p params) sessionParams() (string, string, error) {
 	ch, err := p.id("channel_id")
@@ -185,6 +176,8 @@ func refuse(why string) operation {
 
 func notFound(err error) error {
 	switch {
+	case errors.Is(err, signal.ErrInvalidRid):
+		return wrapped{errInvalidParameter, `parameter "rid" must be none, r0, r1, r2 or auto`}
 	case errors.Is(err, signal.ErrChannelNotFound):
 		return errChannelNotFound
 	case errors.Is(err, signal.ErrConnectionNotFound):

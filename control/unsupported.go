@@ -23,9 +23,6 @@ var unsupportedTargets = []struct{ target, why string }{
 	{"Sora_20211215.RequestSpotlightRid", "spotlight is not supported"},
 	{"Sora_20211215.ResetSpotlightRid", "spotlight is not supported"},
 	{"Sora_20211215.BatchRequestSpotlightRid", "spotlight is not supported"},
-	{"Sora_20201005.RequestRtpStream", "simulcast is not supported"},
-	{"Sora_20201005.ResetRtpStream", "simulcast is not supported"},
-	{"Sora_20251217.RequestSimulcastRid", "simulcast is not supported"},
 	{"Sora_20231220.StartRecording", "Hayate does not record"},
 	{"Sora_20231220.StopRecording", "Hayate does not record"},
 }

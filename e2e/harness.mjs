@@ -144,28 +144,33 @@ export function withTimeout(promise, ms, what) {
   ]).finally(() => clearTimeout(timer));
 }
 
-// connect runs sora-js-sdk's connect() in the page. It resolves with the
-// connection's ids, or with the ConnectError's name, code and reason.
-export async function connect(p, { url, channel, role }) {
+// connect runs sora-js-sdk's connect() in the page, with the SDK's
+// options and, for a sending role, getUserMedia constraints. It resolves
+// with the connection's ids, or with the ConnectError's name, code and
+// reason. Notify messages are kept in window.events.notifyMessages.
+export async function connect(p, { url, channel, role, options = {}, constraints = { audio: true, video: true } }) {
   return await withTimeout(
     p.evaluate(
-      async ({ url, channel, role }) => {
-        window.events = window.events || { tracks: [], disconnects: [], notifies: [] };
+      async ({ url, channel, role, options, constraints }) => {
+        window.events = window.events || { tracks: [], disconnects: [], notifies: [], notifyMessages: [] };
         const sora = window.Sora.connection(url, false);
-        const conn = role === "recvonly" ? sora.recvonly(channel, null, {}) : sora[role](channel, null, {});
+        const conn = role === "recvonly" ? sora.recvonly(channel, null, options) : sora[role](channel, null, options);
         conn.on("track", (ev) => window.events.tracks.push({ kind: ev.track.kind, stream: ev.streams[0] && ev.streams[0].id }));
         conn.on("disconnect", (ev) => window.events.disconnects.push({ type: ev.type, title: ev.title, code: ev.code, reason: ev.reason }));
-        conn.on("notify", (ev) => window.events.notifies.push(ev.event_type));
+        conn.on("notify", (ev) => {
+          window.events.notifies.push(ev.event_type);
+          window.events.notifyMessages.push(ev);
+        });
         window.conn = conn;
         try {
-          const stream = role === "recvonly" ? undefined : await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+          const stream = role === "recvonly" ? undefined : await navigator.mediaDevices.getUserMedia(constraints);
           await conn.connect(stream);
           return { ok: true, connectionId: conn.connectionId, sessionId: conn.sessionId };
         } catch (e) {
           return { ok: false, name: e.name, code: e.code, reason: e.reason, message: String(e.message) };
         }
       },
-      { url, channel, role },
+      { url, channel, role, options, constraints },
     ),
     PATIENCE,
     `connect ${role} to ${channel}`,
@@ -183,7 +188,11 @@ export async function mediaState(p) {
     let pair = null;
     stats.forEach((s) => {
       if (s.type === "inbound-rtp") {
-        inbound.push({ kind: s.kind, packets: s.packetsReceived, frames: s.framesDecoded || 0, ssrc: s.ssrc });
+        inbound.push({
+          kind: s.kind, packets: s.packetsReceived, frames: s.framesDecoded || 0, ssrc: s.ssrc,
+          width: s.frameWidth || 0, lost: s.packetsLost || 0, nacks: s.nackCount || 0, framesDropped: s.framesDropped || 0,
+          freezes: s.freezeCount || 0,
+        });
       }
       if (s.type === "transport" && s.selectedCandidatePairId) {
         const cp = byId.get(s.selectedCandidatePairId);

@@ -58,8 +58,15 @@ func TestAPIStrictAnswers(t *testing.T) {
 		!ch[0].Audio.On || ch[0].Audio.CodecType != "OPUS" || !ch[0].Video.On || ch[0].CreatedTime <= 0 {
 		t.Fatalf("ListConnections %+v, ListChannelConnections %+v", all, ch)
 	}
+	_, ov := joinAs(t, n, "strict", "recvonly", "viewer")
+	rs := apiOK[soraRtpStream](t, n, "Sora_20201005.RequestRtpStream", `{"channel_id":"strict","recv_connection_id":"`+ov.ConnectionID+`","rid":"r1"}`)
+	if rs.RecvConnectionID != ov.ConnectionID || rs.Rid == nil || *rs.Rid != "r1" {
+		t.Fatalf("RequestRtpStream: %+v", rs)
+	}
+	apiOK[soraRtpStream](t, n, "Sora_20201005.ResetRtpStream", `{"channel_id":"strict","recv_connection_id":"`+ov.ConnectionID+`","send_connection_id":"`+o.ConnectionID+`"}`)
+	apiOK[soraSimulcastRid](t, n, "Sora_20251210.RequestSimulcastRid", `{"channel_id":"strict","receiver_connection_id":"`+ov.ConnectionID+`","rid":"r2"}`)
 	st := apiOK[soraStatsReport](t, n, "Sora_20171010.GetStatsReport", ``)
-	if st.TotalOngoingConnections != 1 || st.Version == "" {
+	if st.TotalOngoingConnections != 2 || st.Version == "" {
 		t.Fatalf("GetStatsReport: %+v", st)
 	}
 	lic := apiOK[soraLicense](t, n, "Sora_20171218.GetLicense", ``)

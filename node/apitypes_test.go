@@ -93,6 +93,23 @@ type soraRequestKeyFrame struct {
 	ConnectionID string `json:"connection_id"`
 }
 
+// The simulcast answers echo the request (API_SIMULCAST).
+type (
+	soraRtpStream struct {
+		ChannelID        string  `json:"channel_id"`
+		RecvConnectionID string  `json:"recv_connection_id"`
+		SendConnectionID *string `json:"send_connection_id"`
+		Rid              *string `json:"rid"`
+	}
+	soraSimulcastRid struct {
+		ChannelID            string  `json:"channel_id"`
+		ReceiverConnectionID string  `json:"receiver_connection_id"`
+		SenderConnectionID   *string `json:"sender_connection_id"`
+		Rid                  *string `json:"rid"`
+		Auto                 *bool   `json:"auto"`
+	}
+)
+
 // soraLicense is GetLicense's answer (API_LICENSE; sora-server-sdk-ts
 // license.d.ts; sora_exporter's soraLicenseInfo, max_nodes only in a
 // cluster license).
@@ -182,6 +199,8 @@ type soraStatsReport struct {
 	TotalIgnoredSignaling   int64             `json:"total_ignored_signaling_messages"`
 	TotalReOffers           int64             `json:"total_re_offers"`
 	TotalRedirects          int64             `json:"total_redirects"`
+	TotalSimulcastSwitched  int64             `json:"total_simulcast_switched"`
+	TotalRidRequests        int64             `json:"total_rid_requests"`
 	Ready                   bool              `json:"ready"`
 	Drain                   json.RawMessage   `json:"drain"`
 	DataChannels            json.RawMessage   `json:"data_channels"`

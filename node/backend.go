@@ -72,6 +72,12 @@ func (n *Node) License() control.License {
 		SerialCode: "hayate-" + Version, Type: "Open Source"}
 }
 
+// RequestRid caps the simulcast stream a viewer receives (the simulcast
+// API).
+func (n *Node) RequestRid(channelID, receiverID, senderID, rid string, reset bool) error {
+	return n.hub.RequestRid(channelID, receiverID, senderID, rid, reset)
+}
+
 // StatsReport is GetStatsReport's body: Sora's counter names where Sora has
 // one, plus the mode, the live sessions and connections, and the refusals
 // counted by reason.
@@ -113,6 +119,9 @@ type StatsReport struct {
 	IgnoredMessages uint64 `json:"total_ignored_signaling_messages"`
 	ReOffers        uint64 `json:"total_re_offers"`
 	Redirects       uint64 `json:"total_redirects"`
+	// Simulcast: stream switches notified to viewers, rid requests by API.
+	SimulcastSwitched uint64 `json:"total_simulcast_switched"`
+	RidRequests       uint64 `json:"total_rid_requests"`
 	// Cluster is raft's state (raft_state, raft_term, raft_commit_index,
 	// as Sora's) and this node's name; absent without cluster = true.
 	Cluster map[string]any `json:"cluster,omitempty"`
@@ -179,8 +188,8 @@ func (n *Node) StatsReport() any {
 		AuthAllowed: n.auth.Allowed.Load(), AuthDenied: n.auth.Denied.Load(),
 		AuthSuccessful: n.auth.Counters.Successful.Load(), AuthFailed: n.auth.Counters.Failed.Load(),
 		IgnoredMessages: s.IgnoredMessages.Load(), ReOffers: s.ReOffers.Load(),
-		Redirects: s.Redirects.Load(),
-		Media:     n.media.Stats(), Runtime: runtimeStats(),
+		Redirects: s.Redirects.Load(), SimulcastSwitched: s.SimulcastSwitched.Load(), RidRequests: s.RidRequests.Load(),
+		Media: n.media.Stats(), Runtime: runtimeStats(),
 		Error: ErrorCounts{SignalingError: s.SignalingErrors.Load()},
 	}
 	r.Ready, _ = n.Ready()

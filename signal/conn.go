@@ -69,9 +69,18 @@ type Conn struct {
 	audioCodec, videoCodec        jsep.Codec
 	caps                          jsep.Capabilities
 	notify                        bool
-	authzMetadata                 json.RawMessage
-	eventMetadata                 json.RawMessage
-	notifyMetadata                json.RawMessage
+	// Simulcast (simulcast.go): asked for, the video bit rate (kbit/s),
+	// the auth webhook's encodings; the rid cap (a media layer) from
+	// connect and per publisher from the API (ridMu).
+	simulcast      bool
+	videoBitRate   int
+	encodings      json.RawMessage
+	ridCap         atomic.Int32
+	ridMu          sync.Mutex
+	ridBySender    map[string]int
+	authzMetadata  json.RawMessage
+	eventMetadata  json.RawMessage
+	notifyMetadata json.RawMessage
 	// TURN: the auth webhook's payouts and the offer's iceServers and
 	// iceTransportPolicy (iceservers.go).
 	turnPayout TURNPayout
@@ -370,6 +379,9 @@ func (c *Conn) applyConnect(cm *connectMessage) *CloseError {
 		return cerr
 	}
 	c.audio, c.video = audio.Enabled, video.Enabled
+	if e := c.applySimulcast(cm, video.BitRate); e != nil {
+		return e
+	}
 	if e := c.applyDataChannels(cm); e != nil {
 		return e
 	}
@@ -465,6 +477,9 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	if m := nonNull(d.SignalingNotifyMetadata); m != nil {
 		c.notifyMetadata = m
 	}
+	if e := c.applySimulcastPayouts(d.Simulcast, d.SimulcastRid, d.SimulcastEncodings, d.VideoBitRate); e != nil {
+		return e
+	}
 	return c.applyDataChannelPayouts(d.DataChannelSignaling, d.IgnoreDisconnectWebsocket, d.DataChannels)
 }
 
@@ -505,7 +520,7 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 	r := authRequest{
 		Timestamp: timestamp(time.Now()), Version: h.set.Version, Label: h.set.Label, NodeName: h.set.NodeName,
 		Role: c.role, ChannelID: c.channelID, ClientID: cm.ClientID, BundleID: cm.BundleID, ConnectionID: c.id,
-		Multistream: true, Audio: c.audio, Video: c.video, Metadata: cm.Metadata, SoraClient: cm.SoraClient,
+		Multistream: true, Simulcast: c.simulcast, Audio: c.audio, Video: c.video, Metadata: cm.Metadata, SoraClient: cm.SoraClient,
 		Redirect: cm.Redirect, counts: n,
 	}
 	if c.audio {
@@ -673,8 +688,9 @@ func (c *Conn) handleAnswer(typ string, msg []byte) *CloseError {
 	}
 	// Every answer carries the client's ICE credentials; new ones in a
 	// re-answer are a client-side ICE restart (RFC 8839 §4.4.1.1.1).
+	ext, twcc, remb := remoteExtras(a)
 	if err := c.tr.Start(media.Remote{Ufrag: a.Ufrag, Pwd: a.Pwd, Fingerprint: a.Fingerprint, DTLSClient: a.Setup == "passive",
-		Data: c.dataRemote(o, a)}); err != nil {
+		Data: c.dataRemote(o, a), Extensions: ext, TransportCC: twcc, REMB: remb}); err != nil {
 		return ErrServerShutdown
 	}
 	h.answered(c, o, a)
@@ -692,10 +708,12 @@ func (c *Conn) offerMessage() outFrame {
 	mids := map[string]string{}
 	add := func(kind jsep.Kind, codec jsep.Codec, dir jsep.Direction) {
 		mid := strconv.Itoa(len(o.Sections))
-		o.Sections = append(o.Sections, jsep.Section{Mid: mid, Kind: kind, Direction: dir, Codec: codec})
+		sec := jsep.Section{Mid: mid, Kind: kind, Direction: dir, Codec: codec}
 		if dir == jsep.RecvOnly {
 			mids[string(kind)] = mid
+			sec.Extras = c.publisherExtras(kind)
 		}
+		o.Sections = append(o.Sections, sec)
 	}
 	// The client's own media first, one section per kind, recvonly on our
 	// side and named in `mid` (docs/spec/sora-js-sdk-client.md §3). A receive-only
@@ -718,6 +736,13 @@ func (c *Conn) offerMessage() outFrame {
 		Type: "offer", SDP: c.sent.Marshal(), ChannelID: c.channelID, SessionID: c.sessionID,
 		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Metadata: c.authzMetadata,
 		Config: rtcConfig{ICEServers: c.iceServers, ICETransportPolicy: c.icePolicy}, Multistream: true,
+		Simulcast: c.simulcast,
+	}
+	if c.video && c.offersSimulcast() {
+		m.Encodings = c.encodings
+		if m.Encodings == nil {
+			m.Encodings, _ = json.Marshal(simulcastEncodings(c.videoCodec.Type(), c.videoBitRate))
+		}
 	}
 	if len(mids) > 0 {
 		m.Mid = mids

@@ -419,7 +419,7 @@ func (h *Hub) answered(c *Conn, o *jsep.Offer, a *jsep.Answer) {
 			h.publishLocked(c, tracks)
 		}
 	}
-	h.answeredLocked(c, o)
+	h.answeredLocked(c, o, a)
 }
 
 // createdLocked marks a connection as established (its answer was
