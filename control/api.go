@@ -32,6 +32,7 @@ type Backend interface {
 	Mode() mode.Mode
 	SetMode(mode.Mode) mode.Mode
 	ListConnections(channelID string) []signal.ConnectionInfo
+	ListChannels() []signal.ChannelInfo
 	// Disconnect closes the connections of a channel that sel picks;
 	// Push sends them {"type": "push", "data": data} and returns that
 	// message. Both fail with signal.ErrChannelNotFound,
@@ -97,6 +98,7 @@ func New(b Backend, opt Options, log *slog.Logger) *API {
 		"Sora_20201120.PushChannelByRole":       a.push("", "role"),
 		"Sora_20241211.RequestKeyFrame":         a.requestKeyFrame,
 		"Sora_20230628.TerminateSession":        a.terminateSession,
+		"Sora_20201013.ListChannels":            a.listChannels,
 		"Sora_20231220.GetSession":              a.getSession,
 		"Sora_20231220.ListSessions":            a.listSessions,
 		"Sora_20171010.GetStatsReport":          a.getStatsReport,
@@ -317,6 +319,10 @@ func (a *API) getMode(context.Context, params) (any, error) {
 
 func (a *API) listConnections(context.Context, params) (any, error) {
 	return a.backend.ListConnections(""), nil
+}
+
+func (a *API) listChannels(context.Context, params) (any, error) {
+	return a.backend.ListChannels(), nil
 }
 
 func (a *API) listChannelConnections(_ context.Context, p params) (any, error) {

@@ -27,6 +27,7 @@ func (buggy) RequestKeyFrame(string, string) error                          { pa
 func (buggy) Session(string, string) (any, error)                           { panic("session") }
 func (buggy) ListSessions() []any                                           { panic("sessions") }
 func (buggy) TerminateSession(string, string) (string, error)               { panic("terminate") }
+func (buggy) ListChannels() []signal.ChannelInfo                            { panic("channels") }
 func (buggy) StatsReport() any                                              { panic("stats") }
 func (buggy) License() License                                              { panic("license") }
 func (buggy) RequestRid(string, string, string, string, bool) error         { panic("rid") }

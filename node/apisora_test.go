@@ -65,8 +65,13 @@ func TestAPIStrictAnswers(t *testing.T) {
 	}
 	apiOK[soraRtpStream](t, n, "Sora_20201005.ResetRtpStream", `{"channel_id":"strict","recv_connection_id":"`+ov.ConnectionID+`","send_connection_id":"`+o.ConnectionID+`"}`)
 	apiOK[soraSimulcastRid](t, n, "Sora_20251210.RequestSimulcastRid", `{"channel_id":"strict","receiver_connection_id":"`+ov.ConnectionID+`","rid":"r2"}`)
+	joinAs(t, n, "another", "sendrecv", "carol")
+	if chans := apiOK[[]soraChannel](t, n, "Sora_20201013.ListChannels", ``); len(chans) != 2 ||
+		chans[0] != (soraChannel{ChannelID: "another", Multistream: true}) || chans[1].ChannelID != "strict" {
+		t.Fatalf("ListChannels: %+v", chans)
+	}
 	st := apiOK[soraStatsReport](t, n, "Sora_20171010.GetStatsReport", ``)
-	if st.TotalOngoingConnections != 2 || st.Version == "" {
+	if st.TotalOngoingConnections != 3 || st.Version == "" {
 		t.Fatalf("GetStatsReport: %+v", st)
 	}
 	lic := apiOK[soraLicense](t, n, "Sora_20171218.GetLicense", ``)

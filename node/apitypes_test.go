@@ -62,6 +62,13 @@ func (m *soraMediaInfo) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// soraChannel is one entry of ListChannels (EXPERIMENTAL_API).
+type soraChannel struct {
+	ChannelID   string `json:"channel_id"`
+	Multistream bool   `json:"multistream"`
+	Spotlight   bool   `json:"spotlight"`
+}
+
 // The disconnect answers (API_SIGNALING; sora-server-sdk-ts signaling.d.ts).
 type (
 	soraDisconnectChannel struct {
@@ -298,10 +305,14 @@ func apiErr(t testing.TB, n *Node, target, body string, status int, errType stri
 	}
 }
 
+// apiRaw posts target (none when empty) with body to n and returns the
+// status and the answer, which must be JSON.
 func apiRaw(t testing.TB, n *Node, target, body string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, n.apiURL(), strings.NewReader(body))
-	req.Header.Set("x-sora-target", target)
+	if target != "" {
+		req.Header.Set("x-sora-target", target)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s: %v", target, err)

@@ -35,6 +35,9 @@ func (n *Node) ListConnections(channelID string) []signal.ConnectionInfo {
 	return n.hub.ListConnections(channelID)
 }
 
+// ListChannels lists the channels with a connection on this node.
+func (n *Node) ListChannels() []signal.ChannelInfo { return n.hub.ListChannels() }
+
 // Disconnect closes the connections of a channel that sel picks.
 func (n *Node) Disconnect(channelID string, sel signal.Selector, reason json.RawMessage) error {
 	return n.hub.Disconnect(channelID, sel, reason)

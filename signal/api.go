@@ -2,6 +2,8 @@ package signal
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hayate-sfu/hayate/media"
@@ -221,4 +223,24 @@ func (h *Hub) TerminateSession(channelID, sessionID string) (string, error) {
 	h.mu.Unlock()
 	closeAll(picked)
 	return id, nil
+}
+
+// ChannelInfo is one entry of ListChannels (Sora_20201013, experimental).
+type ChannelInfo struct {
+	ChannelID   string `json:"channel_id"`
+	Multistream bool   `json:"multistream"`
+	Spotlight   bool   `json:"spotlight"`
+}
+
+// ListChannels returns the channels with a connection on this node, sorted
+// by ID.
+func (h *Hub) ListChannels() []ChannelInfo {
+	h.mu.Lock()
+	out := make([]ChannelInfo, 0, len(h.channels))
+	for id := range h.channels {
+		out = append(out, ChannelInfo{ChannelID: id, Multistream: true})
+	}
+	h.mu.Unlock()
+	slices.SortFunc(out, func(a, b ChannelInfo) int { return strings.Compare(a.ChannelID, b.ChannelID) })
+	return out
 }
