@@ -169,10 +169,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(data) //nolint:errcheck // the client may be gone
 }
 
-// Local runs an operation that another node of the cluster fans out
-// (cluster-wide operations), on this node's connections only, and returns
-// the HTTP status and JSON body it would answer.
+// Local runs an operation that another node of the cluster fans out, on
+// this node's connections only, and returns the HTTP status and JSON body
+// it would answer. Only the cluster-wide operations are served so.
 func (a *API) Local(ctx context.Context, target string, body []byte) (int, []byte) {
+	if clusterWide[target] == 0 {
+		// Another node may ask for the cluster-wide operations only.
+		return a.errorAnswer(target, errUnknownTarget)
+	}
 	return a.serve(context.WithValue(ctx, localKey{}, true), target, body)
 }
 

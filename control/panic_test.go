@@ -99,3 +99,19 @@ func TestToken(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalServesClusterWideOnly: another node may run only the
+// cluster-wide operations here; anything else is UNKNOWN-TARGET before the
+// backend is touched (the buggy backend would answer 500).
+func TestLocalServesClusterWideOnly(t *testing.T) {
+	a := New(buggy{}, Options{}, slog.New(slog.DiscardHandler))
+	for _, target := range []string{"Sora_20211215.ChangeMode", "Sora_20221221.InitCluster", "Sora_20171010.GetStatsReport", "nonsense"} {
+		st, body := a.Local(t.Context(), target, []byte(`{"mode":"normal"}`))
+		if st != 400 || !strings.Contains(string(body), `"UNKNOWN-TARGET"`) {
+			t.Errorf("%s: %d %s", target, st, body)
+		}
+	}
+	if st, _ := a.Local(t.Context(), "Sora_20160711.PushChannel", []byte(`{"channel_id":"c","data":{}}`)); st != 500 {
+		t.Errorf("a cluster-wide target did not reach the backend: %d", st)
+	}
+}
