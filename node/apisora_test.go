@@ -336,3 +336,22 @@ func TestAPISessions(t *testing.T) {
 		t.Fatalf("ListSessions after TerminateSession: %+v", list)
 	}
 }
+
+// TestAPIPushOverDataChannel: a connection that switched to DataChannel
+// signaling gets pushes on its push DataChannel (Sora's API_PUSH), from a
+// real pion client.
+func TestAPIPushOverDataChannel(t *testing.T) {
+	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = patience })
+	p := newDCPeer(t, n, "dcpush", "recvonly", map[string]any{"audio": false, "video": false})
+	p.waitSwitched()
+	apiOK[soraPush](t, n, "Sora_20160711.PushConnection", `{"channel_id":"dcpush","connection_id":"`+p.offer.ConnectionID+`","data":{"over":"dc"}}`)
+	waitFor(t, "the push on the push DataChannel", patience, func() bool {
+		for _, m := range p.received("push") {
+			var got soraPush
+			if strictDecode([]byte(m.data), &got) == nil && got.Type == "push" && string(got.Data) == `{"over":"dc"}` {
+				return true
+			}
+		}
+		return false
+	})
+}
