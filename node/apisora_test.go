@@ -251,6 +251,12 @@ func TestAPIClusterWide(t *testing.T) {
 		return len(list) == 3 && up == 3
 	})
 
+	for _, n := range nodes {
+		st := apiOK[soraStatsReport](t, n, "Sora_20171010.GetStatsReport", ``)
+		if c := st.Cluster; c == nil || c.RaftState != "leader" && c.RaftState != "follower" || c.RaftTerm == 0 || c.RaftCommitIndex == 0 || c.ClusterNodeName != n.cl.c.Name() {
+			t.Fatalf("GetStatsReport cluster: %+v", st.Cluster)
+		}
+	}
 	got := apiOK[soraPush](t, other, "Sora_20160711.PushChannel", `{"channel_id":"room","data":{"via":"n2"}}`)
 	if string(got.Data) != `{"via":"n2"}` {
 		t.Fatalf("PushChannel through another node answered %+v", got)

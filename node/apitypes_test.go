@@ -178,21 +178,19 @@ type soraStatsReport struct {
 		SdpGenerationError int64 `json:"sdp_generation_error"`
 		SignalingError     int64 `json:"signaling_error"`
 	} `json:"error"`
-	TotalSuccessfulAuthWebhook    int64 `json:"total_successful_auth_webhook"`
-	TotalFailedAuthWebhook        int64 `json:"total_failed_auth_webhook"`
-	TotalSuccessfulSessionWebhook int64 `json:"total_successful_session_webhook"`
-	TotalFailedSessionWebhook     int64 `json:"total_failed_session_webhook"`
-	TotalIgnoredSessionWebhook    int64 `json:"total_ignored_session_webhook"`
-	TotalSuccessfulEventWebhook   int64 `json:"total_successful_event_webhook"`
-	TotalFailedEventWebhook       int64 `json:"total_failed_event_webhook"`
-	TotalIgnoredEventWebhook      int64 `json:"total_ignored_event_webhook"`
-	TotalReceivedSCTP             int64 `json:"total_received_sctp"`
-	TotalReceivedSCTPByteSize     int64 `json:"total_received_sctp_byte_size"`
-	TotalSentSCTP                 int64 `json:"total_sent_sctp"`
-	TotalSentSCTPByteSize         int64 `json:"total_sent_sctp_byte_size"`
-	// Cluster has raft_state, raft_term and raft_commit_index (Sora's,
-	// sora_exporter's cluster metrics) and Hayate's own raft fields.
-	Cluster map[string]any `json:"cluster"`
+	TotalSuccessfulAuthWebhook    int64             `json:"total_successful_auth_webhook"`
+	TotalFailedAuthWebhook        int64             `json:"total_failed_auth_webhook"`
+	TotalSuccessfulSessionWebhook int64             `json:"total_successful_session_webhook"`
+	TotalFailedSessionWebhook     int64             `json:"total_failed_session_webhook"`
+	TotalIgnoredSessionWebhook    int64             `json:"total_ignored_session_webhook"`
+	TotalSuccessfulEventWebhook   int64             `json:"total_successful_event_webhook"`
+	TotalFailedEventWebhook       int64             `json:"total_failed_event_webhook"`
+	TotalIgnoredEventWebhook      int64             `json:"total_ignored_event_webhook"`
+	TotalReceivedSCTP             int64             `json:"total_received_sctp"`
+	TotalReceivedSCTPByteSize     int64             `json:"total_received_sctp_byte_size"`
+	TotalSentSCTP                 int64             `json:"total_sent_sctp"`
+	TotalSentSCTPByteSize         int64             `json:"total_sent_sctp_byte_size"`
+	Cluster                       *soraStatsCluster `json:"cluster"`
 
 	// Hayate's own (README, GetStatsReport).
 	Mode                    string            `json:"mode"`
@@ -215,6 +213,18 @@ type soraStatsReport struct {
 	ICETCP                  json.RawMessage   `json:"ice_tcp"`
 	Media                   json.RawMessage   `json:"media"`
 	Runtime                 json.RawMessage   `json:"runtime"`
+}
+
+// soraStatsCluster is GetStatsReport's cluster object: raft_state,
+// raft_term and raft_commit_index as sora_exporter's cluster metrics read
+// them, then Hayate's own.
+type soraStatsCluster struct {
+	RaftState        string `json:"raft_state"`
+	RaftTerm         uint64 `json:"raft_term"`
+	RaftCommitIndex  uint64 `json:"raft_commit_index"`
+	RaftAppliedIndex uint64 `json:"raft_applied_index"`
+	RaftLeader       string `json:"raft_leader"`
+	ClusterNodeName  string `json:"cluster_node_name"`
 }
 
 // soraClusterNode is one entry of ListClusterNodes (docs/spec/sora-protocol.md
