@@ -327,7 +327,9 @@ func (t *Transport) tick(now time.Time, report bool) {
 	wall := now.UnixNano()
 	switch t.state.Load() {
 	case stStarted:
-		if t.e.live.silence(t.startedAt.Load(), wall) > timeout {
+		// Start sets startedAt just after the state: 0 is a Start under
+		// way, not a transport silent since 1970.
+		if at := t.startedAt.Load(); at != 0 && t.e.live.silence(at, wall) > timeout {
 			if t.checked.Load() {
 				t.fail("DTLS-HANDSHAKE-TIMEOUT")
 			} else {
@@ -337,7 +339,7 @@ func (t *Transport) tick(now time.Time, report bool) {
 	case stConnected:
 		// RFC 7675 consent: a peer that sends nothing (not even STUN
 		// consent checks) for the failed timeout is gone.
-		if t.e.live.silence(t.lastRecv.Load(), wall) > timeout {
+		if at := t.lastRecv.Load(); at != 0 && t.e.live.silence(at, wall) > timeout {
 			t.fail("ICE-CONNECTION-STATE-FAILED")
 			return
 		}
