@@ -1,7 +1,9 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
 	"testing"
 
 	"github.com/hayate-sfu/hayate/config"
@@ -288,6 +290,25 @@ func TestAPIClusterWide(t *testing.T) {
 	if closed, err := a.AwaitClose(soon()); err != nil || closed.Code != 1000 || closed.Reason != "DISCONNECTED-API" {
 		t.Fatalf("a saw %v %v", closed, err)
 	}
+
+	// A stopped node is purged once its heartbeats stop (CLUSTER-NODE-ALIVE
+	// until then).
+	gone := third.cl.c.Name()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	third.Close(ctx)
+	cancel()
+	body := `{"target_node_name":"` + gone + `"}`
+	var purged []byte
+	waitFor(t, "the stopped node purgeable", patience, func() bool {
+		st, data := apiRaw(t, other, "Sora_20220629.PurgeClusterNode", body)
+		purged = data
+		return st == http.StatusOK
+	})
+	var p soraPurgeClusterNode
+	if err := strictDecode(purged, &p); err != nil || p.TargetNodeName != gone {
+		t.Fatalf("PurgeClusterNode answered %s: %v", purged, err)
+	}
+	apiErr(t, other, "Sora_20220629.PurgeClusterNode", body, 404, "CLUSTER-NODE-NOT-FOUND")
 }
 
 // TestAPISessions: GetSession and ListSessions describe sessions as

@@ -330,8 +330,8 @@ func TestClusterTemporaryNodeJoins(t *testing.T) {
 	_, err := dial(t, tmp).Connect(connectMsg("x", "sendrecv"), soon())
 	expectClosed(t, err, 4503, "BLOCKED-NEW-CONNECTION")
 	body := `{"contact_node_name":"` + nodes[1].cl.c.RPCAddr() + `"}`
-	if st, _, raw := apiCall(t, tmp, "Sora_20211215.RegisterClusterNode", body); st != 200 {
-		t.Fatalf("RegisterClusterNode: %d %s", st, raw)
+	if got := apiOK[soraRegisterClusterNode](t, tmp, "Sora_20211215.RegisterClusterNode", body); got.ContactNodeName != nodes[1].cl.c.RPCAddr() {
+		t.Fatalf("RegisterClusterNode answered %+v", got)
 	}
 	waitFor(t, "the temporary node in normal mode", patience, func() bool { return tmp.Mode().String() == "normal" })
 	listed := func() (bool, bool) {
