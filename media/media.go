@@ -106,6 +106,12 @@ type Transport interface {
 	Close()
 }
 
+// KeyFrameRequester is a Transport that can ask its peer for a key frame on
+// every video track it publishes (the API's RequestKeyFrame).
+type KeyFrameRequester interface {
+	RequestKeyFrame()
+}
+
 // Events are the media path's reports on one transport. They are called
 // from media goroutines and must not block.
 type Events interface {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"runtime"
 
+	"github.com/hayate-sfu/hayate/control"
 	"github.com/hayate-sfu/hayate/icetcp"
 	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/rtpcore"
@@ -34,14 +35,44 @@ func (n *Node) ListConnections(channelID string) []signal.ConnectionInfo {
 	return n.hub.ListConnections(channelID)
 }
 
-// DisconnectChannel closes every connection of a channel.
-func (n *Node) DisconnectChannel(channelID string, reason json.RawMessage) error {
-	return n.hub.DisconnectChannel(channelID, reason)
+// ListChannels lists the channels with a connection on this node.
+func (n *Node) ListChannels() []signal.ChannelInfo { return n.hub.ListChannels() }
+
+// Disconnect closes the connections of a channel that sel picks.
+func (n *Node) Disconnect(channelID string, sel signal.Selector, reason json.RawMessage) error {
+	return n.hub.Disconnect(channelID, sel, reason)
 }
 
-// DisconnectConnection closes one connection.
-func (n *Node) DisconnectConnection(channelID, connectionID string, reason json.RawMessage) error {
-	return n.hub.DisconnectConnection(channelID, connectionID, reason)
+// Push sends a push message to the connections of a channel that sel picks.
+func (n *Node) Push(channelID string, sel signal.Selector, data json.RawMessage) ([]byte, error) {
+	return n.hub.Push(channelID, sel, data)
+}
+
+// RequestKeyFrame asks a publisher for a key frame.
+func (n *Node) RequestKeyFrame(channelID, connectionID string) error {
+	return n.hub.RequestKeyFrame(channelID, connectionID)
+}
+
+// Session describes a session of this node as session.updated does.
+func (n *Node) Session(channelID, sessionID string) (any, error) {
+	return n.hub.Session(channelID, sessionID)
+}
+
+// ListSessions describes every session of this node.
+func (n *Node) ListSessions() []any { return n.hub.ListSessions() }
+
+// TerminateSession ends a session of this node.
+func (n *Node) TerminateSession(channelID, sessionID string) (string, error) {
+	return n.hub.TerminateSession(channelID, sessionID)
+}
+
+// License is GetLicense's answer. Hayate has no license: it never expires
+// ("9999-12", the month form Sora uses, which sora_exporter parses), its
+// max_connections is max_connections (0: no limit), its serial code the
+// version.
+func (n *Node) License() control.License {
+	return control.License{ExpiredAt: "9999-12", MaxConnections: n.cfg.MaxConnections, ProductName: "Hayate",
+		SerialCode: "hayate-" + Version, Type: "Open Source"}
 }
 
 // RequestRid caps the simulcast stream a viewer receives (the simulcast

@@ -37,6 +37,7 @@ type Node struct {
 	cert *cert.Certificate
 
 	hub      *signal.Hub
+	api      *control.API
 	auth     *webhook.Auth
 	sessionQ *webhook.Queue
 	eventQ   *webhook.Queue
@@ -142,7 +143,8 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		hooks.Router, apiOpt.Cluster = n.cl, n.cl
 	}
 	n.hub = signal.NewHub(set, n.word, n.media, hooks, log)
-	api := n.apiHandler(control.New(n, apiOpt, log))
+	n.api = control.New(n, apiOpt, log)
+	api := n.apiHandler(n.api)
 	n.sigSrv = &http.Server{Handler: n.signalingHandler(), ReadHeaderTimeout: cfg.SignalingHandshakeTimeout, IdleTimeout: cfg.SignalingHandshakeTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	n.apiSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,

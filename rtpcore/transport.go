@@ -195,6 +195,21 @@ func (t *Transport) Publish(tracks []media.Track) {
 	t.pubs.Store(&next)
 }
 
+// RequestKeyFrame implements media.KeyFrameRequester: a PLI goes to the
+// peer for each video stream it publishes (each simulcast layer), from the
+// stream's next packet (so the peer is sending and has its keys), at most
+// one per pliInterval.
+func (t *Transport) RequestKeyFrame() {
+	for _, pt := range *t.pubs.Load() {
+		if pt.Kind != media.Video {
+			continue
+		}
+		for _, ly := range pt.layers {
+			ly.wantKey.Store(true)
+		}
+	}
+}
+
 // pub returns the published track with ssrc (Track.SSRC).
 func (t *Transport) pub(ssrc uint32) *pubTrack {
 	for _, pt := range *t.pubs.Load() {
@@ -312,7 +327,9 @@ func (t *Transport) tick(now time.Time, report bool) {
 	wall := now.UnixNano()
 	switch t.state.Load() {
 	case stStarted:
-		if t.e.live.silence(t.startedAt.Load(), wall) > timeout {
+		// Start sets startedAt just after the state: 0 is a Start under
+		// way, not a transport silent since 1970.
+		if at := t.startedAt.Load(); at != 0 && t.e.live.silence(at, wall) > timeout {
 			if t.checked.Load() {
 				t.fail("DTLS-HANDSHAKE-TIMEOUT")
 			} else {
@@ -322,7 +339,7 @@ func (t *Transport) tick(now time.Time, report bool) {
 	case stConnected:
 		// RFC 7675 consent: a peer that sends nothing (not even STUN
 		// consent checks) for the failed timeout is gone.
-		if t.e.live.silence(t.lastRecv.Load(), wall) > timeout {
+		if at := t.lastRecv.Load(); at != 0 && t.e.live.silence(at, wall) > timeout {
 			t.fail("ICE-CONNECTION-STATE-FAILED")
 			return
 		}

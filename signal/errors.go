@@ -159,6 +159,10 @@ var (
 	ErrChannelNotFound = errors.New("signal: channel not found")
 	// ErrConnectionNotFound is an unknown connection_id in the channel.
 	ErrConnectionNotFound = errors.New("signal: connection not found")
+	// ErrClientNotFound is a client_id no connection of the channel has.
+	ErrClientNotFound = errors.New("signal: client not found")
+	// ErrSessionNotFound is a session_id that is not the channel's session.
+	ErrSessionNotFound = errors.New("signal: session not found")
 	// ErrInvalidRid is a rid other than none, r0, r1, r2 or auto.
 	ErrInvalidRid = errors.New("signal: invalid rid")
 )
