@@ -31,6 +31,9 @@ var (
 	// ExtTWCC carries the transport-wide sequence number of transport-cc
 	// (draft-holmer-rmcat-transport-wide-cc-extensions-01 §2).
 	ExtTWCC = Extension{4, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"}
+	// ExtAudioLevel is the client-to-mixer audio level (RFC 6464), offered
+	// to spotlight publishers' audio.
+	ExtAudioLevel = Extension{5, "urn:ietf:params:rtp-hdrext:ssrc-audio-level"}
 )
 
 // SimulcastRIDs are the rids of Sora's simulcast, lowest stream first.

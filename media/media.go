@@ -70,6 +70,9 @@ type Remote struct {
 // Extensions are negotiated RTP header extension ids (RFC 8285).
 type Extensions struct {
 	MID, RID, RRID, TWCC uint8
+	// AudioLevel is the client-to-mixer audio level (RFC 6464), read for
+	// spotlight (VoiceTransport).
+	AudioLevel uint8
 }
 
 // Engine is the node's media path.

@@ -125,6 +125,8 @@ type StatsReport struct {
 	// Simulcast: stream switches notified to viewers, rid requests by API.
 	SimulcastSwitched uint64 `json:"total_simulcast_switched"`
 	RidRequests       uint64 `json:"total_rid_requests"`
+	// SpotlightFocused counts publishers brought into a spotlight focus.
+	SpotlightFocused uint64 `json:"total_spotlight_focused"`
 	// Cluster is raft's state (raft_state, raft_term, raft_commit_index,
 	// as Sora's) and this node's name; absent without cluster = true.
 	Cluster map[string]any `json:"cluster,omitempty"`
@@ -192,7 +194,8 @@ func (n *Node) StatsReport() any {
 		AuthSuccessful: n.auth.Counters.Successful.Load(), AuthFailed: n.auth.Counters.Failed.Load(),
 		IgnoredMessages: s.IgnoredMessages.Load(), ReOffers: s.ReOffers.Load(),
 		Redirects: s.Redirects.Load(), SimulcastSwitched: s.SimulcastSwitched.Load(), RidRequests: s.RidRequests.Load(),
-		Media: n.media.Stats(), Runtime: runtimeStats(),
+		SpotlightFocused: s.SpotlightFocused.Load(),
+		Media:            n.media.Stats(), Runtime: runtimeStats(),
 		Error: ErrorCounts{SignalingError: s.SignalingErrors.Load()},
 	}
 	r.Ready, _ = n.Ready()

@@ -236,13 +236,16 @@ func simulcastAPI(t *testing.T, rtx bool) *webrtc.API {
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s))
 }
 
-func newViewer(t *testing.T, n *Node, api *webrtc.API, channel, rid string) *viewer {
+func newViewer(t *testing.T, n *Node, api *webrtc.API, channel, rid string, edit ...func(map[string]any)) *viewer {
 	v := &viewer{}
 	msg := connectMsg(channel, "recvonly")
 	msg["video"] = map[string]any{"codec_type": "VP8"}
 	msg["simulcast"] = true
 	if rid != "" {
 		msg["simulcast_rid"] = rid
+	}
+	for _, e := range edit {
+		e(msg)
 	}
 	v.pionPeer = newPionPeerMsg(t, n, api, msg, func(tr *webrtc.TrackRemote) {
 		if tr.Kind() != webrtc.RTPCodecTypeVideo {

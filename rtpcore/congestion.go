@@ -58,6 +58,7 @@ func (t *Transport) setupCongestion(r media.Remote) {
 	}
 	t.twccIn.Store(uint32(twccID))
 	t.ridExt.Store(uint32(r.Extensions.RID))
+	t.levelExt.Store(uint32(r.Extensions.AudioLevel))
 }
 
 // Estimate is the bandwidth estimate towards the peer in bits per second,

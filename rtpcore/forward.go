@@ -8,6 +8,7 @@ import (
 	"github.com/pion/srtp/v3"
 
 	"github.com/hayate-sfu/hayate/codecs"
+	"github.com/hayate-sfu/hayate/media"
 )
 
 // handleRTP decrypts one publisher packet in place and queues it for
@@ -46,6 +47,9 @@ func (s *shard) handleRTP(t *Transport, b []byte) {
 		t.rmu.Unlock()
 		s.stats.DropMalformed.Add(1)
 		return
+	}
+	if id := uint8(t.levelExt.Load()); id != 0 && pt.Kind == media.Audio {
+		pt.noteLevel(t.rhdr.GetExtension(id))
 	}
 	seq := t.rhdr.SequenceNumber
 	ly.rx.update(seq)

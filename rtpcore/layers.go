@@ -394,6 +394,50 @@ const (
 	probeFactor = 0.8
 )
 
+// fairShare splits avail (bits/s) among the simulcast tracks of downs by
+// max-min fairness: a track whose cap (or what its publisher sends) needs
+// less than an equal share takes only what it needs, and the rest is
+// shared among the others. A spotlight viewer's unfocused tracks, capped
+// at r0, then leave the focused ones room for their layer. It returns the
+// share of a track that needs more than that (every track's layer choice
+// uses it: one whose need is lower fits within it anyway).
+func fairShare(downs []*downTrack, avail int64, nSim int, now int64) int64 {
+	level := avail / int64(nSim)
+	for range nSim {
+		satisfied, rest := int64(0), int64(0)
+		for _, d := range downs {
+			if !d.pt.simulcast {
+				continue
+			}
+			if n := d.need(now); n <= level {
+				satisfied += n
+			} else {
+				rest++
+			}
+		}
+		if rest == 0 {
+			return avail
+		}
+		next := (avail - satisfied) / rest
+		if next <= level {
+			return level
+		}
+		level = next
+	}
+	return level
+}
+
+// need is the bitrate d's best layer within its cap needs to be chosen (the
+// layer's rate over fitUp); 0 when nothing under the cap flows.
+func (d *downTrack) need(now int64) int64 {
+	for i := min(int(d.maxLayer.Load()), len(d.pt.layers)-1); i >= 0; i-- {
+		if ly := d.pt.layers[i]; ly.active(now) {
+			return int64(float64(ly.bitrate.Load()) / fitUp)
+		}
+	}
+	return 0
+}
+
 // chooseLayers sets the target layer of each of t's simulcast downTracks:
 // the best layer within its cap that the publisher sends and, when t has a
 // bandwidth estimate, that fits its share of it. When a better layer is
@@ -424,7 +468,7 @@ func (t *Transport) chooseLayers(now int64) {
 	}
 	share := int64(-1)
 	if est >= 0 {
-		share = max(est-fixed, 0) / int64(nSim)
+		share = fairShare(downs, max(est-fixed, 0), nSim, now)
 	}
 	var probe int64
 	for _, d := range downs {

@@ -111,6 +111,7 @@ type Transport struct {
 	cc           atomic.Pointer[congestion]
 	twccIn       atomic.Uint32
 	ridExt       atomic.Uint32
+	levelExt     atomic.Uint32 // audio level (RFC 6464), for spotlight (voice.go)
 	arrivals     *twcc.Recorder
 	lastFeedback int64
 
@@ -363,6 +364,9 @@ type pubTrack struct {
 	// byShard are the downs grouped by their subscriber's home shard
 	// (handoff.go); written with downs.
 	byShard atomic.Pointer[[][]*downTrack]
+	// voiced and heard count the audio packets that carried an audio
+	// level since the last TakeVoice, and those that were speech.
+	voiced, heard atomic.Uint32
 }
 
 func newPubTrack(owner *Transport, tr media.Track) *pubTrack {

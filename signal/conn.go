@@ -90,6 +90,13 @@ type Conn struct {
 	// (rtpcore.Transport.Path): "udp", "tcp", "turn-udp", ...
 	path atomic.Pointer[string]
 
+	// Spotlight (spotlight.go): what connect asked for; the cap that focus
+	// gives each publisher's video (ridMu); the focus as last notified
+	// (the hub's mu).
+	spot         spotlightConn
+	spotBySender map[string]int
+	spotTold     map[string]bool
+
 	// routed: the cluster chose this node for the channel.
 	routed bool
 
@@ -382,6 +389,9 @@ func (c *Conn) applyConnect(cm *connectMessage) *CloseError {
 	if e := c.applySimulcast(cm, video.BitRate); e != nil {
 		return e
 	}
+	if e := c.applySpotlight(cm); e != nil {
+		return e
+	}
 	if e := c.applyDataChannels(cm); e != nil {
 		return e
 	}
@@ -520,7 +530,7 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 	r := authRequest{
 		Timestamp: timestamp(time.Now()), Version: h.set.Version, Label: h.set.Label, NodeName: h.set.NodeName,
 		Role: c.role, ChannelID: c.channelID, ClientID: cm.ClientID, BundleID: cm.BundleID, ConnectionID: c.id,
-		Multistream: true, Simulcast: c.simulcast, Audio: c.audio, Video: c.video, Metadata: cm.Metadata, SoraClient: cm.SoraClient,
+		Multistream: true, Simulcast: c.simulcast, Spotlight: c.spot.on, Audio: c.audio, Video: c.video, Metadata: cm.Metadata, SoraClient: cm.SoraClient,
 		Redirect: cm.Redirect, counts: n,
 	}
 	if c.audio {
@@ -736,7 +746,7 @@ func (c *Conn) offerMessage() outFrame {
 		Type: "offer", SDP: c.sent.Marshal(), ChannelID: c.channelID, SessionID: c.sessionID,
 		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Metadata: c.authzMetadata,
 		Config: rtcConfig{ICEServers: c.iceServers, ICETransportPolicy: c.icePolicy}, Multistream: true,
-		Simulcast: c.simulcast,
+		Simulcast: c.simulcast, Spotlight: c.spot.on,
 	}
 	if c.video && c.offersSimulcast() {
 		m.Encodings = c.encodings

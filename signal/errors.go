@@ -88,6 +88,8 @@ var (
 	// objects.
 	ErrInvalidSimulcastRid       = closeErr(CodeBadRequest, "INVALID-SIMULCAST-RID")
 	ErrInvalidSimulcastEncodings = closeErr(CodeBadRequest, "INVALID-SIMULCAST-ENCODINGS")
+	ErrInvalidSpotlightRid       = closeErr(CodeBadRequest, "INVALID-SPOTLIGHT-RID")
+	ErrInvalidSpotlightNumber    = closeErr(CodeBadRequest, "INVALID-SPOTLIGHT-NUMBER")
 
 	// 4401, 4502: the auth webhook.
 	ErrAuthTimeout      = closeErr(CodeAuthFailed, "AUTH-WEBHOOK-TIMEOUT")

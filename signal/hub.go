@@ -182,6 +182,9 @@ type channel struct {
 	history   []sessionConnection
 	// relay lists the receivers of each messaging label (messaging.go).
 	relay atomic.Pointer[relayIndex]
+	// spot is the channel's spotlight, from its first spotlight
+	// connection on (spotlight.go).
+	spot *spotlight
 }
 
 // maxSessionHistory bounds the connection list kept for session.destroyed.
@@ -200,6 +203,7 @@ func NewHub(set Settings, word *mode.Word, engine media.Engine, hooks Hooks, log
 		idle:     make(chan struct{}),
 	}
 	go h.keepalive()
+	go h.spotlightLoop()
 	return h
 }
 
@@ -387,6 +391,9 @@ func (h *Hub) admit(c *Conn) *CloseError {
 	c.sessionID = ch.sessionID
 	c.admittedAt = now
 	ch.members = append(ch.members, c)
+	if c.spot.on && ch.spot == nil {
+		ch.spot = newSpotlight(c.spot.number)
+	}
 	ch.total++
 	if len(ch.members) > ch.peak {
 		ch.peak = len(ch.members)

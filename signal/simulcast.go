@@ -157,6 +157,9 @@ func (c *Conn) publisherExtras(kind jsep.Kind) jsep.Extras {
 		x.Ext = append([]jsep.Extension{jsep.ExtMID, jsep.ExtRID}, x.Ext...)
 		x.RIDs = jsep.SimulcastRIDs
 	}
+	if kind == jsep.Audio && c.spot.on {
+		x.Ext = append(x.Ext, jsep.ExtAudioLevel)
+	}
 	return x
 }
 
@@ -195,6 +198,9 @@ func remoteExtras(a *jsep.Answer) (media.Extensions, bool, bool) {
 		if id := s.ExtID(jsep.ExtMID); id != 0 {
 			ext.MID = id
 		}
+		if id := s.ExtID(jsep.ExtAudioLevel); id != 0 {
+			ext.AudioLevel = id
+		}
 		remb = remb || s.REMB
 	}
 	return ext, twcc, remb
@@ -206,6 +212,12 @@ func (c *Conn) capFor(sender string) int {
 	defer c.ridMu.Unlock()
 	if l, ok := c.ridBySender[sender]; ok {
 		return l
+	}
+	if c.spot.on {
+		if l, ok := c.spotBySender[sender]; ok {
+			return l
+		}
+		return c.spot.unfocus
 	}
 	return int(c.ridCap.Load())
 }
