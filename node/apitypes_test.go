@@ -206,6 +206,7 @@ type soraStatsReport struct {
 	TotalRedirects          int64             `json:"total_redirects"`
 	TotalSimulcastSwitched  int64             `json:"total_simulcast_switched"`
 	TotalRidRequests        int64             `json:"total_rid_requests"`
+	TotalSpotlightFocused   int64             `json:"total_spotlight_focused"`
 	Ready                   bool              `json:"ready"`
 	Drain                   json.RawMessage   `json:"drain"`
 	DataChannels            json.RawMessage   `json:"data_channels"`
