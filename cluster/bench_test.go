@@ -45,7 +45,7 @@ func benchTransports(b *testing.B, f func(b *testing.B, secure bool)) {
 func follower(b *testing.B, nodes []*testNode) *testNode {
 	for {
 		for _, n := range nodes {
-			if n.RaftStats()["raft_state"] == "follower" {
+			if n.RaftStats().State == "follower" {
 				return n
 			}
 		}
@@ -123,9 +123,9 @@ func BenchmarkRaftApply(b *testing.B) {
 	benchTransports(b, func(b *testing.B, secure bool) {
 		nodes := benchCluster(b, secure, false)
 		leader := nodes[0]
-		for leader.RaftStats()["raft_state"] != "leader" {
+		for leader.RaftStats().State != "leader" {
 			for _, n := range nodes {
-				if n.RaftStats()["raft_state"] == "leader" {
+				if n.RaftStats().State == "leader" {
 					leader = n
 				}
 			}

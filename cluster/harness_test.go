@@ -391,7 +391,7 @@ func (tc *testCluster) leader(nodes []*testNode) *testNode {
 	var l *testNode
 	waitFor(tc.t, poll.Patience, "a leader", func() bool {
 		for _, n := range nodes {
-			if n.RaftStats()["raft_state"] == "leader" {
+			if n.RaftStats().State == "leader" {
 				l = n
 				return true
 			}

@@ -34,7 +34,7 @@ func TestFreshNodeHealth(t *testing.T) {
 		if !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("%s: Route before InitCluster: %v, want ErrUnavailable", n.name, err)
 		}
-		if st := n.RaftStats(); st["raft_state"] != "follower" || st["raft_term"] != uint64(0) {
+		if st := n.RaftStats(); st.State != "follower" || st.Term != 0 {
 			t.Fatalf("%s: raft stats before init: %v", n.name, st)
 		}
 	}
@@ -62,7 +62,7 @@ func TestFreshNodeHealth(t *testing.T) {
 			t.Errorf("%s: normal but not registered/connected: %+v", n.name, n.Nodes())
 		}
 	}
-	if st := nodes[0].RaftStats(); st["raft_term"].(uint64) == 0 || st["raft_commit_index"].(uint64) == 0 {
+	if st := nodes[0].RaftStats(); st.Term == 0 || st.CommitIndex == 0 {
 		t.Errorf("raft stats after init: %v", st)
 	}
 }

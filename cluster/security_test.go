@@ -278,7 +278,7 @@ func TestOutsiderCannotDisturbRaft(t *testing.T) {
 		}
 		for _, o := range list {
 			leader := tc.leader(nodes)
-			attack := leader.RaftStats()["raft_term"].(uint64) + 1_000_000
+			attack := leader.RaftStats().Term + 1_000_000
 			tr := outsiderTransport(t, o)
 			ae := raft.AppendEntriesRequest{
 				RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("intruder"), Addr: []byte("127.0.0.1:9")},
@@ -294,7 +294,7 @@ func TestOutsiderCannotDisturbRaft(t *testing.T) {
 			maxTerm := func() uint64 {
 				var m uint64
 				for _, n := range nodes {
-					m = max(m, n.RaftStats()["raft_term"].(uint64))
+					m = max(m, n.RaftStats().Term)
 				}
 				return m
 			}
@@ -392,13 +392,13 @@ func TestReplayRefused(t *testing.T) {
 		}
 		replayer.namedInLog(t, leader.name, logs[leader.name])
 
-		term := f.RaftStats()["raft_term"].(uint64)
+		term := f.RaftStats().Term
 		raftReplayer := &outsider{name: "raft-replayer"}
 		for _, s := range raftStreams {
 			replay(t, raftReplayer, f.RaftAddr(), s)
 		}
 		raftReplayer.namedInLog(t, f.name, logs[f.name])
-		if now := f.RaftStats()["raft_term"].(uint64); now > term+5 {
+		if now := f.RaftStats().Term; now > term+5 {
 			t.Errorf("follower term %d → %d after the raft replay", term, now)
 		}
 		_, _ = place(t, map[string]*testNode{"after-the-replay": f})

@@ -101,17 +101,26 @@ func (c *Cluster) Owner(channelID string) (string, bool) {
 // in Sora's lower case ("leader", "follower", "candidate", "shutdown"),
 // raft_term and raft_commit_index as numbers, plus the leader's name and
 // this node's FSM applied index.
-func (c *Cluster) RaftStats() map[string]any {
+type RaftStats struct {
+	AppliedIndex uint64 `json:"raft_applied_index"`
+	CommitIndex  uint64 `json:"raft_commit_index"`
+	Leader       string `json:"raft_leader"`
+	State        string `json:"raft_state"`
+	Term         uint64 `json:"raft_term"`
+}
+
+// RaftStats returns raft's state as GetStatsReport shows it.
+func (c *Cluster) RaftStats() RaftStats {
 	_, leader := c.raft.LeaderWithID()
 	c.mu.Lock()
 	applied := c.tab.Applied
 	c.mu.Unlock()
-	return map[string]any{
-		"raft_state":         strings.ToLower(c.raft.State().String()),
-		"raft_term":          c.raft.CurrentTerm(),
-		"raft_commit_index":  c.raft.CommitIndex(),
-		"raft_applied_index": applied,
-		"raft_leader":        string(leader),
+	return RaftStats{
+		State:        strings.ToLower(c.raft.State().String()),
+		Term:         c.raft.CurrentTerm(),
+		CommitIndex:  c.raft.CommitIndex(),
+		AppliedIndex: applied,
+		Leader:       string(leader),
 	}
 }
 

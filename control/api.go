@@ -43,11 +43,11 @@ type Backend interface {
 	// Session and ListSessions describe sessions as the session.updated
 	// webhook does; TerminateSession ends one and returns its ID. A
 	// sessionID that is not the channel's is signal.ErrSessionNotFound.
-	Session(channelID, sessionID string) (any, error)
-	ListSessions() []any
+	Session(channelID, sessionID string) (signal.SessionInfo, error)
+	ListSessions() []signal.SessionInfo
 	TerminateSession(channelID, sessionID string) (string, error)
 	RequestRid(channelID, receiverID, senderID, rid string, reset bool) error
-	StatsReport() any
+	StatsReport() StatsReport
 	License() License
 }
 

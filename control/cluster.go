@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/hayate-sfu/hayate/cluster"
 )
 
 // Cluster is what the cluster operations need from a clustered node
@@ -21,8 +23,8 @@ type Cluster interface {
 	// acknowledged before the request; with stale they answer from this
 	// node's copy at once (which may lag the leader by its replication
 	// delay, and is all a node cut off from the majority can show).
-	ListClusterNodes(ctx context.Context, stale bool) (any, error)
-	ListClusterChannels(ctx context.Context, stale bool) (any, error)
+	ListClusterNodes(ctx context.Context, stale bool) ([]cluster.NodeStatus, error)
+	ListClusterChannels(ctx context.Context, stale bool) ([]cluster.ChannelStatus, error)
 	// Fanout runs an API operation on every other node of the cluster
 	// (their API's Local) and returns their answers.
 	Fanout(ctx context.Context, target string, body []byte) []PeerAnswer

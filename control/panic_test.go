@@ -24,11 +24,11 @@ func (buggy) Disconnect(string, signal.Selector, json.RawMessage) error {
 }
 func (buggy) Push(string, signal.Selector, json.RawMessage) ([]byte, error) { panic("push") }
 func (buggy) RequestKeyFrame(string, string) error                          { panic("key frame") }
-func (buggy) Session(string, string) (any, error)                           { panic("session") }
-func (buggy) ListSessions() []any                                           { panic("sessions") }
+func (buggy) Session(string, string) (signal.SessionInfo, error)            { panic("session") }
+func (buggy) ListSessions() []signal.SessionInfo                            { panic("sessions") }
 func (buggy) TerminateSession(string, string) (string, error)               { panic("terminate") }
 func (buggy) ListChannels() []signal.ChannelInfo                            { panic("channels") }
-func (buggy) StatsReport() any                                              { panic("stats") }
+func (buggy) StatsReport() StatsReport                                      { panic("stats") }
 func (buggy) License() License                                              { panic("license") }
 func (buggy) RequestRid(string, string, string, string, bool) error         { panic("rid") }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/hayate-sfu/hayate/config"
@@ -313,9 +314,13 @@ func TestAPIClusterWide(t *testing.T) {
 
 // TestAPISessions: GetSession and ListSessions describe sessions as
 // session.updated does; TerminateSession closes every connection of the
-// session with 1000 DISCONNECTED-API and answers its ID.
+// session with 1000 DISCONNECTED-API and answers its ID. No session is [],
+// not null.
 func TestAPISessions(t *testing.T) {
 	n := startNode(t, nil)
+	if st, raw := apiRaw(t, n, "Sora_20231220.ListSessions", ``); st != 200 || strings.TrimSpace(string(raw)) != "[]" {
+		t.Fatalf("ListSessions with no session: %d %s", st, raw)
+	}
 	a, oa := join(t, n, "s", "sendrecv")
 	b, _ := join(t, n, "s", "recvonly")
 	_, ox := join(t, n, "other", "sendrecv")

@@ -184,7 +184,7 @@ func (cn *clusterNode) PurgeClusterNode(ctx context.Context, name string) error 
 }
 
 // ListClusterNodes implements control.Cluster.
-func (cn *clusterNode) ListClusterNodes(ctx context.Context, stale bool) (any, error) {
+func (cn *clusterNode) ListClusterNodes(ctx context.Context, stale bool) ([]cluster.NodeStatus, error) {
 	if err := cn.sync(ctx, stale); err != nil {
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func (cn *clusterNode) ListClusterNodes(ctx context.Context, stale bool) (any, e
 }
 
 // ListClusterChannels implements control.Cluster.
-func (cn *clusterNode) ListClusterChannels(ctx context.Context, stale bool) (any, error) {
+func (cn *clusterNode) ListClusterChannels(ctx context.Context, stale bool) ([]cluster.ChannelStatus, error) {
 	if err := cn.sync(ctx, stale); err != nil {
 		return nil, err
 	}

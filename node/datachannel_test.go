@@ -375,7 +375,7 @@ func TestMessagingRelay(t *testing.T) {
 		t.Errorf("a's #z does not inflate: %v", err)
 	}
 
-	rep := n.StatsReport().(StatsReport)
+	rep := n.StatsReport()
 	if rep.DataChannels.Dropped["direction"] != 1 || rep.DataChannels.MessagesRelayed < 9 || rep.DataChannels.Switched != 4 {
 		t.Errorf("data_channels %+v", rep.DataChannels)
 	}

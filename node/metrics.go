@@ -300,15 +300,11 @@ func (n *Node) writeDrain(w *metrics.Writer) {
 func (n *Node) writeCluster(w *metrics.Writer) {
 	c := n.cl.c
 	raft := c.RaftStats()
-	state, _ := raft["raft_state"].(string)
 	w.Family("sora_cluster_raft_state", "The current Raft state, in the label state; always 1 (sora_exporter's name).", metrics.GaugeType)
-	w.SampleUint("sora_cluster_raft_state", 1, "state", state)
-	term, _ := raft["raft_term"].(uint64)
-	commit, _ := raft["raft_commit_index"].(uint64)
-	applied, _ := raft["raft_applied_index"].(uint64)
-	w.GaugeInt("sora_cluster_raft_term", "The current Raft term (sora_exporter's name).", int64(term))
-	w.GaugeInt("sora_cluster_raft_commit_index", "The latest committed Raft log index (sora_exporter's name; a gauge, as the naming rules want for a name without _total).", int64(commit))
-	w.GaugeInt("hayate_cluster_raft_applied_index", "The Raft log index this node's channel table has applied.", int64(applied))
+	w.SampleUint("sora_cluster_raft_state", 1, "state", raft.State)
+	w.GaugeInt("sora_cluster_raft_term", "The current Raft term (sora_exporter's name).", int64(raft.Term))
+	w.GaugeInt("sora_cluster_raft_commit_index", "The latest committed Raft log index (sora_exporter's name; a gauge, as the naming rules want for a name without _total).", int64(raft.CommitIndex))
+	w.GaugeInt("hayate_cluster_raft_applied_index", "The Raft log index this node's channel table has applied.", int64(raft.AppliedIndex))
 	w.Family("sora_cluster_node", "The cluster's nodes with their effective mode; 1 when connected (sora_exporter's name and labels).", metrics.GaugeType)
 	for _, node := range c.Nodes() {
 		typ := "regular"

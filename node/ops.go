@@ -30,27 +30,12 @@ type drainRecord struct {
 	conns, sessions   int
 }
 
-// DrainStatus is the drain's progress: GetStatsReport's drain object, the
-// status page's bar and `hayate ctl drain`.
-type DrainStatus struct {
-	Active bool `json:"active"`
-	// Reason is DrainShutdown or DrainOperator.
-	Reason    string     `json:"reason,omitempty"`
-	StartedAt *time.Time `json:"started_at,omitempty"`
-	// Deadline is when a shutdown drain closes what is left (drain_timeout).
-	Deadline           *time.Time `json:"deadline,omitempty"`
-	ConnectionsAtStart int        `json:"connections_at_start"`
-	SessionsAtStart    int        `json:"sessions_at_start"`
-	Connections        int        `json:"connections"`
-	Sessions           int        `json:"sessions"`
-}
-
 // DrainStatus returns the drain's progress.
-func (n *Node) DrainStatus() DrainStatus {
+func (n *Node) DrainStatus() control.DrainStatus {
 	n.healthMu.Lock()
 	d := n.drain
 	n.healthMu.Unlock()
-	st := DrainStatus{Active: d.reason != "", Reason: d.reason, ConnectionsAtStart: d.conns, SessionsAtStart: d.sessions,
+	st := control.DrainStatus{Active: d.reason != "", Reason: d.reason, ConnectionsAtStart: d.conns, SessionsAtStart: d.sessions,
 		Connections: n.hub.Connections(), Sessions: n.hub.Sessions()}
 	if st.Active {
 		st.StartedAt = &d.started

@@ -180,24 +180,24 @@ func (h *Hub) RequestKeyFrame(channelID, connectionID string) error {
 // Session describes the session of channelID as the session.updated webhook
 // does (Sora's GetSession answers that). A sessionID, when set, must be the
 // channel's, else ErrSessionNotFound.
-func (h *Hub) Session(channelID, sessionID string) (any, error) {
+func (h *Hub) Session(channelID, sessionID string) (SessionInfo, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ch := h.channels[channelID]
 	if ch == nil {
-		return nil, ErrChannelNotFound
+		return SessionInfo{}, ErrChannelNotFound
 	}
 	if sessionID != "" && sessionID != ch.sessionID {
-		return nil, ErrSessionNotFound
+		return SessionInfo{}, ErrSessionNotFound
 	}
 	return h.sessionPayload("session.updated", ch, time.Time{}), nil
 }
 
 // ListSessions describes every session on this node as Session does.
-func (h *Hub) ListSessions() []any {
+func (h *Hub) ListSessions() []SessionInfo {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := []any{}
+	out := make([]SessionInfo, 0, len(h.channels))
 	for _, ch := range h.channels {
 		out = append(out, h.sessionPayload("session.updated", ch, time.Time{}))
 	}

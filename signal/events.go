@@ -27,7 +27,9 @@ func (h *Hub) header(typ string) hookHeader {
 	return hookHeader{Type: typ, ID: ids.New(), Timestamp: timestamp(time.Now()), Version: h.set.Version, Label: h.set.Label, NodeName: h.set.NodeName}
 }
 
-type sessionHook struct {
+// SessionInfo is a session webhook's body (session.created, .updated,
+// .destroyed) and GetSession's answer, as the session.updated webhook.
+type SessionInfo struct {
 	hookHeader
 	ExternalSignalingURL string              `json:"external_signaling_url,omitempty"`
 	ChannelID            string              `json:"channel_id"`
@@ -57,8 +59,8 @@ type sessionConnection struct {
 	EventMetadata                json.RawMessage `json:"event_metadata,omitempty"`
 }
 
-func (h *Hub) sessionPayload(typ string, ch *channel, destroyed time.Time) sessionHook {
-	p := sessionHook{
+func (h *Hub) sessionPayload(typ string, ch *channel, destroyed time.Time) SessionInfo {
+	p := SessionInfo{
 		hookHeader: h.header(typ), ExternalSignalingURL: h.set.ExternalSignalingURL,
 		ChannelID: ch.id, SessionID: ch.sessionID, Multistream: true,
 		CreatedTime: ch.created.Unix(), CreatedTimestamp: timestamp(ch.created),

@@ -15,7 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hayate-sfu/hayate/node"
+	"github.com/hayate-sfu/hayate/control"
 )
 
 const ctlUsage = `usage: hayate ctl [-api URL] [-token TOKEN] [-json] COMMAND
@@ -275,9 +275,9 @@ func showClusterChannels(w io.Writer, answer []byte) error {
 
 func showDrain(w io.Writer, answer []byte) error {
 	var r struct {
-		Mode  string            `json:"mode"`
-		Ready bool              `json:"ready"`
-		Drain *node.DrainStatus `json:"drain"`
+		Mode  string               `json:"mode"`
+		Ready bool                 `json:"ready"`
+		Drain *control.DrainStatus `json:"drain"`
 	}
 	if err := json.Unmarshal(answer, &r); err != nil || r.Drain == nil {
 		return errors.New("no drain object")
