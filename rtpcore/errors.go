@@ -14,6 +14,8 @@ var (
 	// (recvmmsg, sendmmsg, UDP GSO, io_uring); on other systems the
 	// control plane builds and runs its tests, the media path does not.
 	ErrUnsupportedOS = errors.New("rtpcore: the media path runs on Linux only")
+	// ErrLinkAddrInUse is a link whose address another live link has.
+	ErrLinkAddrInUse = errors.New("rtpcore: link address in use")
 
 	// errNoSocket is an engine started without a socket.
 	errNoSocket = errors.New("rtpcore: no socket")

@@ -1,7 +1,6 @@
 package rtpcore
 
 import (
-	"errors"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -34,9 +33,6 @@ const (
 	LinkTURNTLS = "turn-tls" // TURN over TLS
 	LinkICETCP  = "tcp"      // ICE-TCP (RFC 6544), RFC 4571 framing
 )
-
-// ErrLinkAddrInUse is a link whose address another live link has.
-var ErrLinkAddrInUse = errors.New("rtpcore: link address in use")
 
 // Link is one in-process peer of the core.
 type Link struct {

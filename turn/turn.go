@@ -35,6 +35,7 @@ package turn
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -352,7 +353,7 @@ func (s *Server) allocate(username, kind string) (*relay, error) {
 				r.link = l
 				break
 			}
-			if err != rtpcore.ErrLinkAddrInUse || tries > 1<<16 {
+			if !errors.Is(err, rtpcore.ErrLinkAddrInUse) || tries > 1<<16 {
 				return nil, err
 			}
 		}
