@@ -6,7 +6,7 @@ FUZZTIME ?= 60s
 
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build test test-go test-e2e test-deps prom-deps e2e-deps deps lint bench fuzz soak stress cluster-example clean
+.PHONY: run build test test-go test-e2e test-deps prom-deps e2e-deps deps lint bench plots fuzz soak stress cluster-example clean
 
 run:
 	$(GO) run ./cmd/hayate $(ARGS)
@@ -69,6 +69,14 @@ test: lint test-go test-e2e
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The SVG charts in docs/, redrawn from the results saved there (bench/plot;
+# BENCHMARKS.md has the runs that produce them).
+plots:
+	$(GO) run ./bench/plot -chart fanout -o docs/fanout.svg docs/fanout-bench.txt
+	$(GO) run ./bench/plot -chart cores -o docs/cores.svg docs/cores-bench.txt
+	$(GO) run ./bench/plot -chart cores-loss -o docs/cores-loss.svg docs/cores-bench.txt
+	$(GO) run ./bench/plot -chart timeline -o docs/simulcast-timeline.svg docs/simulcast-timeline.csv
 
 # The churn soak against the real binary (soak/), SOAK_DURATION long
 # (at most 5m); `make test` runs a 20 s version.

@@ -1,9 +1,11 @@
 package main
 
 import (
-	"image"
-	"image/color"
+	"bytes"
+	"encoding/xml"
+	"io"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,19 +28,16 @@ func TestParseAndDraw(t *testing.T) {
 	if len(data["baseline-ns/fwd"]) != 2 {
 		t.Fatalf("baseline points %v", data["baseline-ns/fwd"])
 	}
-	img := draw(charts["fanout"], data)
-	// The Hayate series colour is drawn somewhere.
-	found := false
-	for y := 0; y < height && !found; y++ {
-		for x := 0; x < width; x++ {
-			if img.RGBAAt(x, y) == (color.RGBA{31, 119, 180, 255}) {
-				found = true
-				break
-			}
-		}
+	pic := read(t, draw(charts["fanout"], data).bytes())
+	// The Hayate series is a line through its two points, and the
+	// picture's words are text.
+	if pic.lines[blue] != 2 {
+		t.Fatalf("the Hayate line has %d points, want 2", pic.lines[blue])
 	}
-	if !found {
-		t.Fatal("no Hayate line in the picture")
+	for _, want := range []string{charts["fanout"].title, "Hayate", "pion baseline", "subscribers (log scale)", "100"} {
+		if !slices.Contains(pic.texts, want) {
+			t.Errorf("no text %q in %q", want, pic.texts)
+		}
 	}
 }
 
@@ -58,15 +57,9 @@ func TestCoresChart(t *testing.T) {
 	if len(data["hayate-ns/fwd"]) != 0 {
 		t.Fatal("a BenchmarkFanout line read as BenchmarkFanoutCores")
 	}
-	img := draw(charts["cores-loss"], data)
-	for y := range height {
-		for x := range width {
-			if img.RGBAAt(x, y) == red {
-				return
-			}
-		}
+	if pic := read(t, draw(charts["cores-loss"], data).bytes()); pic.lines[red] != 2 {
+		t.Fatalf("the 2-core line has %d points, want 2", pic.lines[red])
 	}
-	t.Fatal("no 2-core line in the picture")
 }
 
 const timelineSample = `t,estimate,layer,bytes,drops,phase
@@ -75,6 +68,7 @@ const timelineSample = `t,estimate,layer,bytes,drops,phase
 0.3,2000000,2,60000,0,good
 0.4,2100000,2,110000,0,1 Mbit/s cap
 0.5,900000,1,122500,3,1 Mbit/s cap
+0.6,0,-1,130000,3,<loss> & cap
 `
 
 func TestTimeline(t *testing.T) {
@@ -82,31 +76,72 @@ func TestTimeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ss) != 5 || ss[4].layer != 1 || ss[4].phase != "1 Mbit/s cap" {
+	if len(ss) != 6 || ss[4].layer != 1 || ss[4].phase != "1 Mbit/s cap" {
 		t.Fatalf("parsed %+v", ss)
 	}
 	// 12,500 bytes in the 100 ms before the last sample: 1 Mbit/s.
 	if r := deliveredRates(ss, 0.15); math.Abs(r[4]-1_000_000) > 1 {
 		t.Fatalf("delivered rate %v, want 1e6", r[4])
 	}
-	img := drawTimeline(ss)
-	for _, c := range []color.RGBA{estimateColor, rateColor, layerColor} {
-		if !drawn(img, c) {
-			t.Fatalf("no %v line in the picture", c)
+	// Rate throughout; estimate and layer until the viewer lost them
+	// (the layer a step line: two points per change).
+	pic := read(t, drawTimeline(ss).bytes())
+	for c, want := range map[string]int{rateColor: 6, estimateColor: 5, layerColor: 9} {
+		if pic.lines[c] != want {
+			t.Errorf("the %s line has %d points, want %d", c, pic.lines[c], want)
 		}
+	}
+	// A phase's name is text, escaped.
+	if !slices.Contains(pic.texts, "<loss> & cap") {
+		t.Errorf("no phase text in %q", pic.texts)
 	}
 	if _, err := parseTimeline(strings.NewReader("t,estimate\n1,2\n")); err == nil {
 		t.Fatal("a short line parsed")
 	}
 }
 
-func drawn(img *image.RGBA, c color.RGBA) bool {
-	for y := 0; y < height; y++ {
-		for x := 0; x < width; x++ {
-			if img.RGBAAt(x, y) == c {
-				return true
+// picture is what a test reads back from an SVG: the points of the lines
+// of each colour, and the text.
+type picture struct {
+	lines map[string]int
+	texts []string
+}
+
+// read parses an SVG as XML (it must be well formed).
+func read(t *testing.T, svg []byte) picture {
+	t.Helper()
+	pic := picture{lines: map[string]int{}}
+	d := xml.NewDecoder(bytes.NewReader(svg))
+	var inText bool
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return pic
+		}
+		if err != nil {
+			t.Fatalf("the SVG is not well-formed XML: %v\n%s", err, svg)
+		}
+		switch e := tok.(type) {
+		case xml.StartElement:
+			inText = e.Name.Local == "text"
+			if e.Name.Local == "polyline" {
+				var stroke, points string
+				for _, a := range e.Attr {
+					switch a.Name.Local {
+					case "stroke":
+						stroke = a.Value
+					case "points":
+						points = a.Value
+					}
+				}
+				pic.lines[stroke] += len(strings.Fields(points))
 			}
+		case xml.CharData:
+			if inText {
+				pic.texts = append(pic.texts, string(e))
+			}
+		case xml.EndElement:
+			inText = false
 		}
 	}
-	return false
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/csv"
 	"fmt"
-	"image"
-	"image/color"
 	"io"
 	"math"
 	"strconv"
@@ -55,23 +53,23 @@ func parseTimeline(r io.Reader) ([]tick, error) {
 	return out, nil
 }
 
-var (
-	estimateColor = color.RGBA{31, 119, 180, 255}
-	rateColor     = color.RGBA{44, 160, 44, 255}
-	layerColor    = color.RGBA{214, 39, 40, 255}
-	phaseColors   = []color.RGBA{{255, 255, 255, 255}, {240, 240, 250, 255}}
+// Timeline colours; the phases alternate between two backgrounds.
+const (
+	estimateColor = blue
+	rateColor     = "#2ca02c"
+	layerColor    = red
 )
+
+var phaseColors = []string{"#ffffff", "#f0f0fa"}
 
 // drawTimeline plots the estimate and the rate the link delivered
 // (Mbit/s, averaged over 500 ms) and the layer (right axis) over time,
 // with the test's phases as bands.
-func drawTimeline(ss []tick) *image.RGBA {
-	img := image.NewRGBA(image.Rect(0, 0, width, height))
-	fill(img, img.Bounds(), color.RGBA{255, 255, 255, 255})
-	black, grey := color.RGBA{0, 0, 0, 255}, color.RGBA{220, 220, 220, 255}
+func drawTimeline(ss []tick) *canvas {
+	pic := newCanvas(width, height)
 	if len(ss) < 2 {
-		text(img, left, top, "NO TIMELINE IN THE INPUT", 2, black)
-		return img
+		pic.text(left, top, "No timeline in the input", 18, anchorStart, black)
+		return pic
 	}
 	rates := deliveredRates(ss, 0.5)
 	maxT := ss[len(ss)-1].t
@@ -80,58 +78,67 @@ func drawTimeline(ss []tick) *image.RGBA {
 		maxY = math.Max(maxY, math.Max(s.estimate, rates[i])/1e6)
 	}
 	maxY = math.Max(1, math.Ceil(maxY))
-	px := func(t float64) int { return left + int(t/maxT*float64(width-left-right-60)) }
-	py := func(mbps float64) int { return height - bottom - int(mbps/maxY*float64(height-top-bottom)) }
-	pl := func(layer int) int { return py(float64(layer+1) / 3 * maxY * 0.9) }
+	const plotRight = width - right - 60
+	px := func(t float64) float64 { return left + t/maxT*(plotRight-left) }
+	py := func(mbps float64) float64 { return height - bottom - mbps/maxY*(height-top-bottom) }
+	pl := func(layer int) float64 { return py(float64(layer+1) / 3 * maxY * 0.9) }
 	// Phases.
 	band, from := 0, 0
 	for i := 1; i <= len(ss); i++ {
 		if i < len(ss) && ss[i].phase == ss[from].phase {
 			continue
 		}
-		fill(img, image.Rect(px(ss[from].t), top, px(ss[i-1].t), height-bottom), phaseColors[band%2])
-		text(img, px(ss[from].t)+4, top+4+(band%2)*16, ss[from].phase, 1, black)
+		x0, x1 := px(ss[from].t), px(ss[i-1].t)
+		pic.rect(x0, top, x1-x0, height-top-bottom, phaseColors[band%2])
+		pic.text(x0+4, top+14+float64(band%2)*16, ss[from].phase, 12, anchorStart, black)
 		band, from = band+1, i
 	}
 	// Grid and axes.
-	for y := 0.0; y <= maxY; y += maxY / 5 {
-		line(img, left, py(y), width-right-60, py(y), grey, 1)
-		label := strconv.FormatFloat(y, 'f', 1, 64)
-		text(img, left-10-len(label)*12, py(y)-7, label, 2, black)
+	for i := 0; i <= 5; i++ {
+		y := maxY * float64(i) / 5
+		pic.line(left, py(y), plotRight, py(y), light, 1)
+		pic.text(left-10, py(y)+6, strconv.FormatFloat(y, 'f', 1, 64), 16, anchorEnd, black)
 	}
 	for t := 0.0; t <= maxT; t += 5 {
-		label := strconv.Itoa(int(t))
-		text(img, px(t)-len(label)*6, height-bottom+10, label, 2, black)
+		pic.text(px(t), height-bottom+26, strconv.Itoa(int(t)), 16, anchorMiddle, black)
 	}
-	for l, name := range []string{"R0", "R1", "R2"} {
-		text(img, width-right-50, pl(l)-7, name, 2, layerColor)
+	for l, name := range []string{"r0", "r1", "r2"} {
+		pic.text(plotRight+10, pl(l)+6, name, 16, anchorStart, layerColor)
 	}
-	line(img, left, height-bottom, width-right-60, height-bottom, black, 2)
-	line(img, left, top, left, height-bottom, black, 2)
-	text(img, left, 15, "ONE VIEWER THROUGH THE IMPAIRMENT RELAY: ESTIMATE, DELIVERED RATE (MBIT/S), LAYER", 1, black)
-	text(img, width/2-60, height-35, "SECONDS", 2, black)
-	// Series.
-	for i := 1; i < len(ss); i++ {
-		a, b := ss[i-1], ss[i]
-		line(img, px(a.t), py(rates[i-1]/1e6), px(b.t), py(rates[i]/1e6), rateColor, 2)
-		if a.estimate > 0 && b.estimate > 0 {
-			line(img, px(a.t), py(a.estimate/1e6), px(b.t), py(b.estimate/1e6), estimateColor, 3)
+	pic.line(left, height-bottom, plotRight, height-bottom, black, 2)
+	pic.line(left, top, left, height-bottom, black, 2)
+	pic.text(left, 24, "One viewer through the impairment relay: estimate, delivered rate (Mbit/s), layer", 16, anchorStart, black)
+	pic.text((left+plotRight)/2, height-22, "seconds", 16, anchorMiddle, black)
+	// Series: the delivered rate throughout; the estimate and the layer
+	// (a step line) where the viewer has one.
+	var rate, estimate, layer []point
+	for i, s := range ss {
+		rate = append(rate, point{px(s.t), py(rates[i] / 1e6)})
+		if s.estimate > 0 {
+			estimate = append(estimate, point{px(s.t), py(s.estimate / 1e6)})
+		} else {
+			pic.polyline(estimate, estimateColor, 3)
+			estimate = nil
 		}
-		if a.layer >= 0 && b.layer >= 0 {
-			line(img, px(a.t), pl(a.layer), px(b.t), pl(a.layer), layerColor, 3)
-			line(img, px(b.t), pl(a.layer), px(b.t), pl(b.layer), layerColor, 3)
+		switch {
+		case s.layer < 0:
+			pic.polyline(layer, layerColor, 3)
+			layer = nil
+		case len(layer) > 0:
+			layer = append(layer, point{px(s.t), layer[len(layer)-1].y}, point{px(s.t), pl(s.layer)})
+		default:
+			layer = append(layer, point{px(s.t), pl(s.layer)})
 		}
 	}
-	ly := 32
-	for i, s := range []struct {
-		name string
-		c    color.RGBA
-	}{{"ESTIMATE", estimateColor}, {"DELIVERED", rateColor}, {"LAYER", layerColor}} {
-		x := left + i*160
-		fill(img, image.Rect(x, ly, x+14, ly+10), s.c)
-		text(img, x+20, ly+1, s.name, 1, black)
+	pic.polyline(rate, rateColor, 2)
+	pic.polyline(estimate, estimateColor, 3)
+	pic.polyline(layer, layerColor, 3)
+	for i, s := range []struct{ name, color string }{{"estimate", estimateColor}, {"delivered", rateColor}, {"layer", layerColor}} {
+		x := float64(left + i*160)
+		pic.rect(x, 34, 14, 10, s.color)
+		pic.text(x+20, 44, s.name, 13, anchorStart, black)
 	}
-	return img
+	return pic
 }
 
 // deliveredRates is, per sample, the bit rate the link delivered over
