@@ -314,11 +314,11 @@ func (a *API) changeMode(_ context.Context, p params) (any, error) {
 	if err != nil {
 		return nil, errInvalidMode
 	}
-	return map[string]string{"mode": a.backend.SetMode(m).String()}, nil
+	return ModeAnswer{a.backend.SetMode(m).String()}, nil
 }
 
 func (a *API) getMode(context.Context, params) (any, error) {
-	return map[string]string{"mode": a.backend.Mode().String()}, nil
+	return ModeAnswer{a.backend.Mode().String()}, nil
 }
 
 func (a *API) listConnections(context.Context, params) (any, error) {

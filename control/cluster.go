@@ -133,7 +133,7 @@ func (a *API) initCluster(ctx context.Context, p params) (any, error) {
 	if err := a.cluster.InitCluster(ctx, names); err != nil {
 		return nil, err
 	}
-	return map[string]any{"node_name_list": names}, nil
+	return InitClusterAnswer{names}, nil
 }
 
 // registerClusterNode is Sora_20211215.RegisterClusterNode {"contact_node_name"}.

@@ -10,6 +10,26 @@ import (
 	"github.com/hayate-sfu/hayate/turn"
 )
 
+// The API's answers that are not another package's type (those are
+// signal.ConnectionInfo, signal.ChannelInfo, signal.SessionInfo,
+// cluster.NodeStatus and cluster.ChannelStatus); the operations that act
+// on connections answer with the identifying parameters of the request.
+
+// ModeAnswer is the answer of ChangeMode and GetMode: the effective mode.
+type ModeAnswer struct {
+	Mode string `json:"mode"`
+}
+
+// SessionAnswer is TerminateSession's answer.
+type SessionAnswer struct {
+	SessionID string `json:"session_id"`
+}
+
+// InitClusterAnswer is InitCluster's answer: the names it was given.
+type InitClusterAnswer struct {
+	NodeNames []string `json:"node_name_list"`
+}
+
 // GetStatsReport's answer. The node fills it in (Backend.StatsReport);
 // the sections of other packages are their own counter types, data only.
 

@@ -126,7 +126,7 @@ func (a *API) terminateSession(_ context.Context, p params) (any, error) {
 	if err != nil {
 		return nil, notFound(err)
 	}
-	return map[string]string{"session_id": id}, nil
+	return SessionAnswer{id}, nil
 }
 
 // getSession is Sora_20231220.GetSession {channel_id, session_id?},
