@@ -256,6 +256,20 @@ func TestPackageMapMatchesGoList(t *testing.T) {
 	}
 }
 
+// TestEveryPackageSaysWhatItOwns: every package of `go list ./...` has a
+// package doc comment.
+func TestEveryPackageSaysWhatItOwns(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}\t{{.Doc}}", root+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if p, doc, _ := strings.Cut(line, "\t"); strings.TrimSpace(doc) == "" {
+			t.Errorf("package %s has no package doc comment", p)
+		}
+	}
+}
+
 // packageMap reads the entries of the code block under "## Package layout":
 // each line that does not start with a space names a directory first.
 func packageMap(t *testing.T, readme string) map[string]bool {
