@@ -2,7 +2,6 @@ package loadpeer
 
 import (
 	"context"
-	"errors"
 	"sync"
 
 	"github.com/hayate-sfu/hayate/datachan"
@@ -11,9 +10,6 @@ import (
 // DataChannels of a peer (Options.DataChannels): SCTP over the peer's DTLS
 // once it is up, accepting the channels the server opens, as a Sora client
 // does.
-
-// ErrNoChannel is a send on a label the server has not opened.
-var ErrNoChannel = errors.New("loadpeer: no DataChannel with that label")
 
 // dataState is a peer's association and its channels by label.
 type dataState struct {

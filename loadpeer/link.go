@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -162,9 +161,6 @@ func (l *tcpLink) send(b []byte) error {
 	_, err := l.conn.Write(l.wbuf)
 	return err
 }
-
-// errFrame is a frame larger than the reader's buffer.
-var errFrame = errors.New("loadpeer: ICE-TCP frame larger than the buffer")
 
 func (l *tcpLink) recv(buf []byte) (int, error) {
 	var hdr [2]byte

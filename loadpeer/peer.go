@@ -128,12 +128,6 @@ type Peer struct {
 	fb       feedbackState
 }
 
-// Errors of a peer.
-var (
-	ErrICE    = errors.New("loadpeer: ICE check got no answer")
-	ErrClosed = errors.New("loadpeer: closed")
-)
-
 // Dial connects a peer: signaling, answer, ICE, DTLS, SRTP. It returns when
 // SRTP keys are in place.
 func Dial(ctx context.Context, opt Options) (*Peer, error) {

@@ -25,9 +25,6 @@ type Closed struct {
 
 func (c *Closed) Error() string { return fmt.Sprintf("closed %d %q", c.Code, c.Reason) }
 
-// ErrNotOffer is a first message that is neither offer, redirect nor close.
-var ErrNotOffer = errors.New("sigclient: unexpected message before offer")
-
 // Client is one signaling WebSocket.
 type Client struct {
 	nc net.Conn

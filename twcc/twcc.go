@@ -11,20 +11,10 @@ package twcc
 
 import (
 	"encoding/binary"
-	"errors"
 )
 
 // FMT is the RTPFB format of transport feedback (draft §3.1).
 const FMT = 15
-
-// Errors of Parse.
-var (
-	// ErrShort is a feedback shorter than its header or than its chunks
-	// and deltas announce.
-	ErrShort = errors.New("twcc: truncated feedback")
-	// ErrBadChunk is a packet chunk with a reserved symbol.
-	ErrBadChunk = errors.New("twcc: malformed packet chunk")
-)
 
 // Status symbols (draft §3.1.1).
 const (

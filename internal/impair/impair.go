@@ -14,7 +14,6 @@ package impair
 
 import (
 	"container/heap"
-	"errors"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -71,9 +70,6 @@ type Relay struct {
 	closed   bool
 	wg       sync.WaitGroup
 }
-
-// ErrClosed is returned by operations on a closed relay.
-var ErrClosed = errors.New("impair: relay closed")
 
 // New starts a relay on 127.0.0.1 (a free port) towards server. seed
 // makes its random choices repeatable.

@@ -1,0 +1,6 @@
+package impair
+
+import "errors"
+
+// ErrClosed is returned by operations on a closed relay.
+var ErrClosed = errors.New("impair: relay closed")
