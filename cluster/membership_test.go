@@ -424,6 +424,11 @@ func TestReleaseAndLinger(t *testing.T) {
 
 // TestSnapshotInstall: a node that joins after the log was compacted gets
 // the table through a snapshot (FSM.Restore) and routes from it.
+//
+// Every voter snapshots (and so compacts its log), and leadership moves
+// before the join: on a loaded machine it may move by itself, and a new
+// leader that had not compacted its log would send the joiner the log
+// instead of a snapshot (seen once, term 6 by then).
 func TestSnapshotInstall(t *testing.T) {
 	t.Parallel()
 	tc := newTestCluster(t, false)
@@ -434,10 +439,16 @@ func TestSnapshotInstall(t *testing.T) {
 	for i := range 5 {
 		route(t, nodes[i%3], fmt.Sprintf("snap-%d", i))
 	}
-	leader := tc.leader(nodes)
-	if err := leader.raft.Snapshot().Error(); err != nil {
-		t.Fatalf("snapshot: %v", err)
+	for _, n := range nodes {
+		if err := n.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot of %s: %v", n.name, err)
+		}
 	}
+	leader := tc.leader(nodes)
+	if err := leader.raft.LeadershipTransfer().Error(); err != nil {
+		t.Fatalf("leadership transfer: %v", err)
+	}
+	leader = tc.leader(nodes)
 	cfg := tc.config("tmp")
 	cfg.Temporary, cfg.DataDir = true, ""
 	small(&cfg)
