@@ -109,8 +109,10 @@ func serveHere(t *testing.T, n *Node, prefix string) string {
 	return ch
 }
 
-// tryConnect is connectTo that returns a refusal (4503: no node can take
-// a new channel for now) instead of failing the test.
+// tryConnect sends connect for channel to n once and returns the first
+// message (offer or redirect) and, after a redirect, the close; or the
+// refusal, if the node closed with 4503 (no lease, or no node can take a
+// new channel, for now). Any other failure fails the test.
 func tryConnect(t *testing.T, n *Node, channel string, redirect bool) (map[string]any, *sigclient.Closed, *sigclient.Closed) {
 	t.Helper()
 	c := dial(t, n)
@@ -143,19 +145,10 @@ func tryConnect(t *testing.T, n *Node, channel string, redirect bool) (map[strin
 	return m, cl, nil
 }
 
-// connectTo sends connect for channel to n and returns the first message
-// (offer or redirect) and, after a redirect, the close.
-func connectTo(t *testing.T, n *Node, channel string, redirect bool) (map[string]any, *sigclient.Closed) {
-	t.Helper()
-	m, cl, refused := tryConnect(t, n, channel, redirect)
-	if refused != nil {
-		t.Fatalf("connect %s on %s: %v", channel, n.cl.c.Name(), refused)
-	}
-	return m, cl
-}
-
-// connectRetry is connectTo asked again while the node refuses with 4503
-// (no lease, or no node can take a new channel, for the moment).
+// connectRetry sends connect for channel to n and returns the first
+// message (offer or redirect) and, after a redirect, the close; it asks
+// again while the node refuses with 4503 (no lease, or no node can take a
+// new channel, for the moment).
 func connectRetry(t *testing.T, n *Node, channel string, redirect bool) (map[string]any, *sigclient.Closed) {
 	t.Helper()
 	var m map[string]any
