@@ -61,6 +61,8 @@ type StatsReport struct {
 	SessionsCreated       uint64 `json:"total_session_created"`
 	SessionsDestroyed     uint64 `json:"total_session_destroyed"`
 	SessionsOngoing       int    `json:"total_ongoing_sessions"`
+	// Session.created answers with payouts Hayate does not apply (logged).
+	UnsupportedSessionPayouts uint64 `json:"total_unsupported_session_payouts"`
 	// Connections whose media went through TURN over UDP, and over TCP or
 	// TLS, and TURN-TCP/TLS streams closed for an invalid frame (Sora's
 	// names, which sora_exporter reads).
@@ -147,8 +149,9 @@ func (n *Node) StatsReport() any {
 		ConnectionsCreated: s.ConnectionCreated.Load(), ConnectionsDestroyed: s.ConnectionDestroyed.Load(),
 		ConnectionsSuccessful: s.Successful.Load(), ConnectionsFailed: s.Failed.Load(), ConnectionsOngoing: n.hub.Connections(),
 		SessionsCreated: s.SessionCreated.Load(), SessionsDestroyed: s.SessionDestroyed.Load(), SessionsOngoing: n.hub.Sessions(),
-		Refused:     s.Refusals(),
-		AuthAllowed: n.auth.Allowed.Load(), AuthDenied: n.auth.Denied.Load(),
+		UnsupportedSessionPayouts: s.UnsupportedSessionPayouts.Load(),
+		Refused:                   s.Refusals(),
+		AuthAllowed:               n.auth.Allowed.Load(), AuthDenied: n.auth.Denied.Load(),
 		AuthSuccessful: n.auth.Counters.Successful.Load(), AuthFailed: n.auth.Counters.Failed.Load(),
 		IgnoredMessages: s.IgnoredMessages.Load(), ReOffers: s.ReOffers.Load(),
 		Redirects: s.Redirects.Load(),

@@ -104,6 +104,7 @@ func (s *shard) sendRTP(d *Transport, plain []byte) bool {
 		return false
 	}
 	s.sb.Commit(out, to)
+	d.bytesOut.Add(uint64(len(out)))
 	s.stats.Forwarded.Add(1)
 	return true
 }

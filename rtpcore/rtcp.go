@@ -138,6 +138,7 @@ func (s *shard) retransmit(d *Transport, pt *pubTrack, seq uint16) {
 		return
 	}
 	s.sb.Commit(out, to)
+	d.bytesOut.Add(uint64(len(out)))
 	s.stats.Retransmitted.Add(1)
 }
 
@@ -159,6 +160,7 @@ func (s *shard) sendRTCP(d *Transport, build func([]byte) []byte) bool {
 		return false
 	}
 	s.sb.Commit(out, to)
+	d.bytesOut.Add(uint64(len(out)))
 	return true
 }
 

@@ -47,6 +47,10 @@ type Transport struct {
 	// (liveness.go).
 	startedAt atomic.Int64
 	lastRecv  atomic.Int64
+	// bytesIn counts the datagrams received from the peer that passed ICE
+	// (STUN, DTLS, SRTP, SRTCP), bytesOut the SRTP and SRTCP sent to it:
+	// total_received_bytes and total_sent_bytes of the event webhooks.
+	bytesIn, bytesOut atomic.Uint64
 	// checked is set by the first authenticated STUN request, checkedAddr
 	// holds the latest address that sent one.
 	checked     atomic.Bool
@@ -118,6 +122,10 @@ func newTransport(e *Engine, id string, ev media.Events) *Transport {
 	t.sources.Store(&empty)
 	return t
 }
+
+// Bytes returns the bytes received from and sent to the peer (bytesIn,
+// bytesOut).
+func (t *Transport) Bytes() (in, out uint64) { return t.bytesIn.Load(), t.bytesOut.Load() }
 
 // LocalCredentials implements media.Transport.
 func (t *Transport) LocalCredentials() (string, string) { return t.agent.LocalUfrag, t.agent.LocalPwd }

@@ -23,6 +23,7 @@ package signal
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -93,6 +94,7 @@ type Authenticator interface {
 // after everything sent before it.
 type EventSink interface {
 	Send(key string, payload any) bool
+	SendThen(key string, payload any, then func(answer []byte)) bool
 	SendAfterAll(payload any) bool
 }
 
@@ -182,7 +184,15 @@ type channel struct {
 	history   []sessionConnection
 	// relay lists the receivers of each messaging label (messaging.go).
 	relay atomic.Pointer[relayIndex]
+	// The session.created answer's payouts (payouts.go), guarded by hub.mu:
+	// session_metadata, and trial_max_connections when capped.
+	sessionMetadata json.RawMessage
+	maxConnections  int
+	capped          bool
 }
+
+// metadata is the session's session_metadata. Called with hub.mu held.
+func (ch *channel) metadata() json.RawMessage { return ch.sessionMetadata }
 
 // maxSessionHistory bounds the connection list kept for session.destroyed.
 const maxSessionHistory = 1000
@@ -369,6 +379,9 @@ func (h *Hub) admit(c *Conn) *CloseError {
 	if err := h.limitError(len(h.conns), members); err != nil {
 		return err
 	}
+	if ch != nil && ch.capped && members >= ch.maxConnections {
+		return ErrMaxChannelConnections // the session's trial_max_connections
+	}
 	if r := h.hooks.Router; r != nil && !r.Serving(c.channelID) {
 		return ErrBlockedNewConnection // the lease lapsed since routing
 	}
@@ -381,7 +394,9 @@ func (h *Hub) admit(c *Conn) *CloseError {
 		h.vanishedSent = false
 		h.stats.SessionCreated.Add(1)
 		h.log.Info("session created", "channel_id", ch.id, "session_id", ch.sessionID)
-		h.hooks.Session.Send(ch.id, h.sessionPayload("session.created", ch, time.Time{}))
+		created := ch
+		h.hooks.Session.SendThen(ch.id, h.sessionPayload("session.created", ch, time.Time{}),
+			func(answer []byte) { h.sessionCreatedAnswer(created, answer) })
 	}
 	c.ch = ch
 	c.sessionID = ch.sessionID

@@ -1,0 +1,272 @@
+package node
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/hayate-sfu/hayate/config"
+)
+
+// authAnswering is an auth webhook that answers every connect with body.
+func authAnswering(t *testing.T, body string) *hookReceiver {
+	r := newHookReceiver(t)
+	r.respond = func(w http.ResponseWriter, _ map[string]any) { w.Write([]byte(body)) }
+	return r
+}
+
+// TestAuthRequestReportsTheConnect: the auth request carries sora_client as
+// Sora's object parsed from the connect's strings, and what the client
+// asked for (simulcast, bit rates) before any payout.
+func TestAuthRequestReportsTheConnect(t *testing.T) {
+	r := authAnswering(t, `{"allowed":true}`)
+	n := startNode(t, func(c *config.Config) { c.AuthWebhookURL = r.url() })
+	msg := connectMsg("ch", "sendrecv")
+	msg["sora_client"] = "Sora C++ SDK 2024.6.1 (ab12cd34)"
+	msg["environment"] = "[x86_64] Ubuntu 24.04"
+	msg["libwebrtc"] = "Shiguredo-build M126"
+	msg["simulcast"] = true
+	msg["video"] = map[string]any{"codec_type": "VP8", "bit_rate": 1500}
+	if _, err := dial(t, n).Connect(msg, soon()); err != nil {
+		t.Fatal(err)
+	}
+	req := r.all()[0]
+	sc, _ := req["sora_client"].(map[string]any)
+	want := map[string]any{"raw": "Sora C++ SDK 2024.6.1 (ab12cd34)", "type": "Sora C++ SDK", "version": "2024.6.1",
+		"commit_short": "ab12cd34", "environment": "[x86_64] Ubuntu 24.04", "libwebrtc": "Shiguredo-build M126"}
+	for k, v := range want {
+		if sc[k] != v {
+			t.Errorf("sora_client.%s = %v, want %v (%v)", k, sc[k], v, sc)
+		}
+	}
+	if req["simulcast"] != true || req["video_codec_type"] != "VP8" || req["video_bit_rate"] != 1500.0 || req["video"] != true {
+		t.Errorf("auth request does not report the connect: %v", req)
+	}
+}
+
+func TestParseSoraClientOfEverySDK(t *testing.T) {
+	r := authAnswering(t, `{"allowed":true}`)
+	n := startNode(t, func(c *config.Config) { c.AuthWebhookURL = r.url() })
+	for _, c := range []struct{ raw, typ, version string }{
+		{"Sora JavaScript SDK 2025.1.0", "Sora JavaScript SDK", "2025.1.0"},
+		{"Sora JavaScript SDK 2025.2.0-canary.3", "Sora JavaScript SDK", "2025.2.0-canary.3"},
+		{"hayate-test", "hayate-test", ""},
+	} {
+		msg := connectMsg("ch", "recvonly")
+		msg["sora_client"] = c.raw
+		if _, err := dial(t, n).Connect(msg, soon()); err != nil {
+			t.Fatal(err)
+		}
+		all := r.all()
+		sc := all[len(all)-1]["sora_client"].(map[string]any)
+		if sc["raw"] != c.raw || sc["type"] != c.typ || (c.version != "" && sc["version"] != c.version) || (c.version == "" && sc["version"] != nil) {
+			t.Errorf("%q parsed as %v", c.raw, sc)
+		}
+	}
+}
+
+// TestConnectionLifetime: the connection_lifetime payout closes the
+// connection with 1000 LIFETIME-EXPIRED once that many seconds have passed
+// since its admission, and connection.destroyed says why.
+func TestConnectionLifetime(t *testing.T) {
+	r := authAnswering(t, `{"allowed":true,"connection_lifetime":1}`)
+	ev := newHookReceiver(t)
+	n := startNode(t, func(c *config.Config) { c.AuthWebhookURL, c.EventWebhookURL = r.url(), ev.url() })
+	start := time.Now()
+	c, _ := join(t, n, "ch", "sendrecv")
+	cl, err := c.AwaitClose(soon())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.Code != 1000 || cl.Reason != "LIFETIME-EXPIRED" {
+		t.Fatalf("closed with %d %q, want 1000 LIFETIME-EXPIRED", cl.Code, cl.Reason)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Fatalf("closed after %v, before the 1 s lifetime", took)
+	}
+	waitFor(t, "connection.destroyed", patience, func() bool { return ev.count("connection.destroyed") == 1 })
+	if d := ev.ofType("connection.destroyed")[0]["data"].(map[string]any); d["reason"] != "LIFETIME-EXPIRED" {
+		t.Fatalf("connection.destroyed data: %v", d)
+	}
+	// Without the payout, nothing expires: another connection outlives 1 s.
+	r2 := authAnswering(t, `{"allowed":true}`)
+	n2 := startNode(t, func(c *config.Config) { c.AuthWebhookURL = r2.url() })
+	c2, _ := join(t, n2, "ch", "sendrecv")
+	if cl, err := c2.AwaitClose(time.Now().Add(1500 * time.Millisecond)); err == nil {
+		t.Fatalf("a connection without connection_lifetime closed: %v", cl)
+	}
+	if n2.hub.Connections() != 1 {
+		t.Fatal("a connection without connection_lifetime ended")
+	}
+	for _, bad := range []string{`0`, `-5`, `"60"`} {
+		r3 := authAnswering(t, `{"allowed":true,"connection_lifetime":`+bad+`}`)
+		n3 := startNode(t, func(c *config.Config) { c.AuthWebhookURL = r3.url() })
+		_, err := dial(t, n3).Connect(connectMsg("ch", "sendrecv"), soon())
+		expectClosed(t, err, 4502, "INVALID-AUTH-WEBHOOK-RESPONSE-JSON")
+	}
+}
+
+// TestMediaPayouts: audio/video false payouts take the kind out of the
+// offer (a pion client sees no such transceiver), the codec type payouts
+// choose the offer's codec.
+func TestMediaPayouts(t *testing.T) {
+	t.Run("video false", func(t *testing.T) {
+		r := authAnswering(t, `{"allowed":true,"video":false}`)
+		ev := newHookReceiver(t)
+		n := startNode(t, func(c *config.Config) { c.AuthWebhookURL, c.EventWebhookURL = r.url(), ev.url() })
+		p := newPionPeer(t, n, pionAPI(t, 0), "ch", "sendrecv")
+		if strings.Contains(p.offer.SDP, "m=video") || !strings.Contains(p.offer.SDP, "m=audio") {
+			t.Fatalf("offer after video: false:\n%s", p.offer.SDP)
+		}
+		for _, tr := range p.pc.GetTransceivers() {
+			if tr.Kind() == webrtc.RTPCodecTypeVideo {
+				t.Fatal("pion client got a video transceiver")
+			}
+		}
+		p.waitConnected(n)
+		waitFor(t, "connection.created", patience, func() bool { return ev.count("connection.created") == 1 })
+		if d := ev.ofType("connection.created")[0]["data"].(map[string]any); d["video"] != false || d["audio"] != true {
+			t.Fatalf("connection.created data: %v", d)
+		}
+	})
+	t.Run("audio false", func(t *testing.T) {
+		r := authAnswering(t, `{"allowed":true,"audio":false}`)
+		n := startNode(t, func(c *config.Config) { c.AuthWebhookURL = r.url() })
+		o, err := dial(t, n).Connect(connectMsg("ch", "sendrecv"), soon())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(o.SDP, "m=audio") || !strings.Contains(o.SDP, "m=video") {
+			t.Fatalf("offer after audio: false:\n%s", o.SDP)
+		}
+	})
+	t.Run("both false", func(t *testing.T) {
+		r := authAnswering(t, `{"allowed":true,"audio":false,"video":false}`)
+		n := startNode(t, func(c *config.Config) { c.AuthWebhookURL = r.url() })
+		_, err := dial(t, n).Connect(connectMsg("ch", "sendrecv"), soon())
+		expectClosed(t, err, 4400, "AUDIO-AND-VIDEO-DISABLED")
+	})
+	t.Run("codec type", func(t *testing.T) {
+		for _, body := range []string{`{"allowed":true,"video_codec_type":"H264"}`, `{"allowed":true,"video":{"codec_type":"H264"}}`} {
+			r := authAnswering(t, body)
+			n := startNode(t, func(c *config.Config) { c.AuthWebhookURL = r.url() })
+			msg := connectMsg("ch", "sendrecv")
+			msg["video"] = map[string]any{"codec_type": "VP8"}
+			o, err := dial(t, n).Connect(msg, soon())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(o.SDP, "H264/90000") || strings.Contains(o.SDP, "VP8/90000") {
+				t.Fatalf("%s: offer video codec:\n%s", body, o.SDP)
+			}
+		}
+	})
+}
+
+// TestUnsupportedPayoutsRefused: a payout Hayate cannot honour refuses the
+// connect with 4502 UNSUPPORTED-PAYOUT-<FIELD>; asking for nothing (false,
+// null) is accepted.
+func TestUnsupportedPayoutsRefused(t *testing.T) {
+	ev := newHookReceiver(t)
+	for _, c := range []struct{ body, reason string }{
+		{`{"allowed":true,"simulcast":true}`, "UNSUPPORTED-PAYOUT-SIMULCAST"},
+		{`{"allowed":true,"spotlight":true,"spotlight_number":2}`, "UNSUPPORTED-PAYOUT-SPOTLIGHT"},
+		{`{"allowed":true,"video_bit_rate":500}`, "UNSUPPORTED-PAYOUT-VIDEO-BIT-RATE"},
+		{`{"allowed":true,"video":{"codec_type":"VP8","bit_rate":500}}`, "UNSUPPORTED-PAYOUT-VIDEO-BIT-RATE"},
+		{`{"allowed":true,"forwarding_filter":{"action":"block","rules":[]}}`, "UNSUPPORTED-PAYOUT-FORWARDING-FILTER"},
+		{`{"allowed":true,"audio_streaming_language_code":"ja-JP"}`, "UNSUPPORTED-PAYOUT-AUDIO-STREAMING-LANGUAGE-CODE"},
+		{`{"allowed":true,"simulcast":false,"spotlight":null}`, ""},
+	} {
+		r := authAnswering(t, c.body)
+		n := startNode(t, func(cfg *config.Config) { cfg.AuthWebhookURL, cfg.EventWebhookURL = r.url(), ev.url() })
+		_, err := dial(t, n).Connect(connectMsg("ch", "sendrecv"), soon())
+		if c.reason == "" {
+			if err != nil {
+				t.Fatalf("%s: %v", c.body, err)
+			}
+			continue
+		}
+		expectClosed(t, err, 4502, c.reason)
+		waitFor(t, "connection.failed", patience, func() bool {
+			for _, f := range ev.ofType("connection.failed") {
+				if f["data"].(map[string]any)["message"] == c.reason {
+					return true
+				}
+			}
+			return false
+		})
+	}
+}
+
+// TestSessionCreatedAnswer: session_metadata from the session.created
+// answer comes back in session.destroyed; trial_max_connections caps the
+// session; a payout Hayate does not apply is counted.
+func TestSessionCreatedAnswer(t *testing.T) {
+	sess := newHookReceiver(t)
+	sess.respond = func(w http.ResponseWriter, body map[string]any) {
+		if body["type"] == "session.created" {
+			w.Write([]byte(`{"session_metadata":{"room":"blue"},"trial_max_connections":1,"recording":true}`))
+		}
+	}
+	n := startNode(t, func(c *config.Config) { c.SessionWebhookURL = sess.url() })
+	a, _ := join(t, n, "ch", "sendrecv")
+	flushHooks(t, n) // the answer is applied before the queue is idle
+	_, err := dial(t, n).Connect(connectMsg("ch", "sendrecv"), soon())
+	expectClosed(t, err, 4429, "MAX-CHANNEL-CONNECTIONS")
+	if _, err := a.Disconnect(soon()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "session.destroyed", patience, func() bool { return sess.count("session.destroyed") == 1 })
+	md, _ := json.Marshal(sess.ofType("session.destroyed")[0]["session_metadata"])
+	if string(md) != `{"room":"blue"}` {
+		t.Fatalf("session.destroyed session_metadata %s", md)
+	}
+	_, stats, _ := apiCall(t, n, "Sora_20171010.GetStatsReport", "")
+	if stats["total_unsupported_session_payouts"] != 1.0 {
+		t.Fatalf("total_unsupported_session_payouts %v", stats["total_unsupported_session_payouts"])
+	}
+}
+
+// TestEventWebhookByteCounters: connection.destroyed reports the bytes the
+// media path received from a publisher and sent to a subscriber (Sora's
+// total_received_bytes, total_sent_bytes).
+func TestEventWebhookByteCounters(t *testing.T) {
+	ev := newHookReceiver(t)
+	n := startNode(t, func(c *config.Config) { c.EventWebhookURL = ev.url() })
+	api := pionAPI(t, 0)
+	sub := newPionPeer(t, n, api, "bytes", "recvonly")
+	video := newSource(t, webrtc.RTPCodecTypeVideo)
+	pub := newPionPeer(t, n, api, "bytes", "sendonly", video.track)
+	pub.waitConnected(n)
+	sub.waitConnected(n)
+	const want = 20 // packets of 1100 bytes of payload the subscriber must get
+	got := 0
+	waitFor(t, "the subscriber to receive video", patience, func() bool {
+		seq := video.send(t)
+		if _, ok := sub.has(webrtc.RTPCodecTypeVideo, seq-1); ok {
+			got++
+		}
+		return got >= want
+	})
+	pub.disconnect()
+	sub.disconnect()
+	waitFor(t, "connection.destroyed", patience, func() bool { return ev.count("connection.destroyed") == 2 })
+	for _, d := range ev.ofType("connection.destroyed") {
+		data := d["data"].(map[string]any)
+		in, out := data["total_received_bytes"].(float64), data["total_sent_bytes"].(float64)
+		switch d["connection_id"] {
+		case pub.offer.ConnectionID:
+			if in < float64(want*1100) {
+				t.Errorf("publisher: total_received_bytes %v for at least %d packets of 1100 bytes", in, want)
+			}
+		case sub.offer.ConnectionID:
+			if out < float64(want*1100) || in == 0 {
+				t.Errorf("subscriber: total_sent_bytes %v for %d packets received, total_received_bytes %v", out, got, in)
+			}
+		}
+	}
+}
