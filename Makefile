@@ -62,7 +62,8 @@ e2e-deps: test-deps
 	cd e2e && npm ci --no-audit --no-fund
 
 test-e2e: build e2e-deps
-	cd e2e && HAYATE_BIN=$(CURDIR)/bin/hayate node --test --test-concurrency=1
+	$(GO) build -o bin/relayd ./internal/impair/relayd
+	cd e2e && HAYATE_BIN=$(CURDIR)/bin/hayate RELAYD_BIN=$(CURDIR)/bin/relayd node --test --test-concurrency=1
 
 test: lint test-go test-e2e
 

@@ -78,6 +78,13 @@ var serverLimits = Limits{CPUs: "0", GOMAXPROCS: 1}
 
 func startServer(b *testing.B, kind string, extra ...string) *Server {
 	b.Helper()
+	return startServerOn(b, kind, serverLimits, extra...)
+}
+
+// startServerOn is startServer under lim (extra flags after the defaults
+// override them).
+func startServerOn(b *testing.B, kind string, lim Limits, extra ...string) *Server {
+	b.Helper()
 	var s *Server
 	var err error
 	switch kind {
@@ -93,9 +100,9 @@ func startServer(b *testing.B, kind string, extra ...string) *Server {
 		args := append([]string{"--signaling_port=0", "--api_port=0", "--media_port=0", "--media_sockets=1", "--log_level=warn",
 			"--turn_udp_listen_port=0", "--turn_tcp_listen_port=0",
 			"--media_backend=" + backend}, extra...)
-		s, err = Start("hayate", hayateBin, serverLimits, args...)
+		s, err = Start("hayate", hayateBin, lim, args...)
 	case "baseline":
-		s, err = Start("baseline", baselineBin, serverLimits, "--signaling_port=0")
+		s, err = Start("baseline", baselineBin, lim, "--signaling_port=0")
 	}
 	if err != nil {
 		b.Fatal(err)
@@ -118,7 +125,13 @@ type fanoutRun struct {
 
 func startFanout(b *testing.B, kind string, n int, extra ...string) *fanoutRun {
 	b.Helper()
-	r := &fanoutRun{srv: startServer(b, kind, extra...)}
+	return startFanoutOn(b, kind, n, serverLimits, extra...)
+}
+
+// startFanoutOn is startFanout with the server under lim.
+func startFanoutOn(b *testing.B, kind string, n int, lim Limits, extra ...string) *fanoutRun {
+	b.Helper()
+	r := &fanoutRun{srv: startServerOn(b, kind, lim, extra...)}
 	var err error
 	if r.pub, err = StartPublisher(r.srv.Signaling, "fanout"); err != nil {
 		b.Fatalf("%s: %v\n%s", kind, err, r.srv.Log())
@@ -189,22 +202,7 @@ func (r *fanoutRun) measure(b *testing.B, window time.Duration) Window {
 		if err != nil {
 			b.Fatal(err)
 		}
-		total.Duration += w.Duration
-		total.PubPackets += w.PubPackets
-		total.Expected += w.Expected
-		total.Received += w.Received
-		total.ServerCPU += w.ServerCPU
-		total.Mallocs += w.Mallocs
-		total.Delays = append(total.Delays, w.Delays...)
-		if total.Counters == nil {
-			total.Counters = map[string]float64{}
-		}
-		for k, v := range w.Counters {
-			total.Counters[k] += v
-		}
-	}
-	if total.Expected > 0 {
-		total.LossPercent = 100 * (1 - float64(total.Received)/float64(total.Expected))
+		total.merge(w)
 	}
 	return total
 }
@@ -293,6 +291,76 @@ func BenchmarkFanoutBackend(b *testing.B) {
 		}
 		b.ReportMetric(ns["io_uring"]/ns["epoll"], "io_uring/epoll")
 	})
+}
+
+// BenchmarkFanoutCores: BenchmarkFanout's load (one publisher, N
+// subscribers) with Hayate on one core (taskset CPU 0, GOMAXPROCS=1,
+// media_sockets=1) and then on two (taskset CPUs 0-1, GOMAXPROCS=2,
+// media_sockets=2), in the same run. The load generator stays on CPU 1, so
+// with two cores the server shares CPU 1 with it: the benchmark reports the
+// load generator's CPU in the window (loadgen-cores) and the share of the
+// two cores the server itself used (server-cores), besides loss, CPU per
+// forwarded packet and allocations per forwarded packet. On a machine
+// shared with other work, HAYATE_BENCH_NICE (e.g. -10) runs the server and
+// the load generator at that niceness, so that what is measured is the
+// server rather than its share of a crowded scheduler; HAYATE_BENCH_CORES
+// (default 1,2) chooses the configurations.
+//
+//	HAYATE_BENCH_SUBS=1000,1500,2000 go test -run '^$' -bench FanoutCores -benchtime 1x ./bench/
+func BenchmarkFanoutCores(b *testing.B) {
+	window := envDuration("HAYATE_BENCH_WINDOW", 5*time.Second)
+	nice := 0
+	if v := envInts("HAYATE_BENCH_NICE", nil); len(v) == 1 {
+		nice = v[0]
+		if err := NiceSelf(nice); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, n := range envInts("HAYATE_BENCH_SUBS", []int{500, 1000, 1500, 2000}) {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			ns := map[int]float64{}
+			for _, cores := range envInts("HAYATE_BENCH_CORES", []int{1, 2}) {
+				lim := Limits{CPUs: "0", GOMAXPROCS: 1, Nice: nice}
+				if cores == 2 {
+					lim = Limits{CPUs: "0,1", GOMAXPROCS: 2, Nice: nice}
+				}
+				r := startFanoutOn(b, "hayate", n, lim, fmt.Sprintf("--media_sockets=%d", cores))
+				idleAllocs := r.idleAllocsPerSecond(b, 3*time.Second)
+				lg0 := processCPU()
+				w := r.measure(b, window)
+				lg := processCPU() - lg0
+				rss, _ := r.srv.RSS()
+				name := fmt.Sprintf("%dcore-", cores)
+				ns[cores] = w.NsPerForward()
+				b.ReportMetric(w.NsPerForward(), name+"ns/fwd")
+				b.ReportMetric(w.LossPercent, name+"loss-%")
+				b.ReportMetric(w.Mallocs/float64(max(w.Received, 1)), name+"allocs/fwd")
+				// What the media add over the same connections idle.
+				b.ReportMetric((w.Mallocs-idleAllocs*w.Duration.Seconds())/float64(max(w.Received, 1)), name+"media-allocs/fwd")
+				b.ReportMetric(float64(w.P99().Microseconds())/1000, name+"p99-ms")
+				b.ReportMetric(w.ServerCPU.Seconds()/w.Duration.Seconds(), name+"server-cores")
+				b.ReportMetric(lg.Seconds()/w.Duration.Seconds(), name+"loadgen-cores")
+				b.ReportMetric(float64(rss)/(1<<20), name+"rss-MiB")
+				c := w.Counters
+				b.Logf("%d core(s): %d forwards expected, %d received, server CPU %v, %.0f handed off, %.0f handoff drops, %.1f datagrams per send call",
+					cores, w.Expected, w.Received, w.ServerCPU, c["handed_off"], c["handoff_full"], c["packets_out"]/max(c["send_calls"], 1))
+				r.close()
+			}
+			if ns[1] > 0 && ns[2] > 0 {
+				b.ReportMetric(ns[2]/ns[1], "2core/1core-ns")
+			}
+		})
+	}
+}
+
+// close stops the run's publisher, subscribers and server.
+func (r *fanoutRun) close() {
+	r.pub.Stop()
+	for _, s := range r.subs {
+		s.Close()
+	}
+	r.subs = nil
+	r.srv.Stop(30 * time.Second)
 }
 
 // floorOnServerCore runs Floor on a goroutine of its own (its locked,

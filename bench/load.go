@@ -160,6 +160,7 @@ type Subscriber struct {
 	delays  []time.Duration
 	from    atomic.Int64 // record delays of packets sent after this (unix ns)
 	done    chan struct{}
+	timeAt  int // offset of the send time in a payload
 }
 
 const sampleEvery = 16
@@ -173,10 +174,15 @@ func JoinSubscribers(url, channel string, n, concurrency int, video, audio uint3
 // JoinSubscribersOver is JoinSubscribers with subscribers that reach the
 // server over transport (loadpeer.Transport*).
 func JoinSubscribersOver(url, channel string, n, concurrency int, video, audio uint32, transport string) ([]*Subscriber, []time.Duration, error) {
+	return joinTimed(n, concurrency, func(int) (*Subscriber, error) { return NewSubscriberOver(url, channel, video, audio, transport) })
+}
+
+// joinTimed runs JoinAll with join and returns the time each join took.
+func joinTimed(n, concurrency int, join func(i int) (*Subscriber, error)) ([]*Subscriber, []time.Duration, error) {
 	lat := make([]time.Duration, n)
 	subs, err := JoinAll(n, concurrency, func(i int) (*Subscriber, error) {
 		t0 := time.Now()
-		s, err := NewSubscriberOver(url, channel, video, audio, transport)
+		s, err := join(i)
 		lat[i] = time.Since(t0)
 		return s, err
 	}, (*Subscriber).Close)
@@ -228,16 +234,26 @@ func NewSubscriber(url, channel string, video, audio uint32) (*Subscriber, error
 
 // NewSubscriberOver is NewSubscriber over transport (loadpeer.Transport*).
 func NewSubscriberOver(url, channel string, video, audio uint32, transport string) (*Subscriber, error) {
-	peer, err := loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: connectMsg(channel, "recvonly"), Detach: true,
+	return newSubscriber(url, connectMsg(channel, "recvonly"), video, audio, transport, 0)
+}
+
+// newSubscriber connects a recvonly client with connect message msg; the
+// send time of a sampled packet is at timeAt in its payload.
+func newSubscriber(url string, msg map[string]any, video, audio uint32, transport string, timeAt int) (*Subscriber, error) {
+	peer, err := loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: msg, Detach: true,
 		Timeout: 30 * time.Second, Transport: transport})
 	if err != nil {
 		return nil, fmt.Errorf("subscriber: %w", err)
 	}
-	s := &Subscriber{Peer: peer, ssrc: [2]uint32{video, audio}, done: make(chan struct{})}
+	s := &Subscriber{Peer: peer, ssrc: [2]uint32{video, audio}, done: make(chan struct{}), timeAt: timeAt}
 	// The server may send with SSRCs of its own (pion's fan-out does):
 	// take them from the offer's sections when it announces them.
-	if v, a := offeredSSRCs(peer.Offer.SDP); v != 0 && a != 0 {
-		s.ssrc = [2]uint32{v, a}
+	v, a := offeredSSRCs(peer.Offer.SDP)
+	if v != 0 {
+		s.ssrc[0] = v
+	}
+	if a != 0 {
+		s.ssrc[1] = a
 	}
 	if peer.Conn() != nil {
 		go s.receive()
@@ -359,6 +375,7 @@ func (s *Subscriber) onPacket(pkt []byte, k *int, scratch []byte) {
 	}
 	var h rtp.Header
 	off, err := h.Unmarshal(plain)
+	off += s.timeAt
 	if err != nil || len(plain) < off+8 {
 		return
 	}
@@ -466,6 +483,27 @@ func Measure(srv *Server, pub *Publisher, subs []*Subscriber, d time.Duration) (
 		s.from.Store(time.Now().UnixNano())
 	}
 	m0 = pub.Mark()
+	w, err := serverSpan(srv, d)
+	if err != nil {
+		return Window{}, err
+	}
+	m1 := pub.Mark()
+	time.Sleep(200 * time.Millisecond) // let the window's last packets land
+	w.Duration, w.PubPackets = m1.At.Sub(m0.At), m1.Sent-m0.Sent
+	w.Expected = w.PubPackets * uint64(len(subs))
+	for _, s := range subs {
+		w.Received += uint64(s.count(0, m0.Video, m1.Video) + s.count(1, m0.Audio, m1.Audio))
+		w.Delays = append(w.Delays, s.takeDelays()...)
+	}
+	if w.Expected > 0 {
+		w.LossPercent = 100 * (1 - float64(w.Received)/float64(w.Expected))
+	}
+	return w, nil
+}
+
+// serverSpan waits d and returns a Window with the server's CPU time,
+// counters and allocations over it.
+func serverSpan(srv *Server, d time.Duration) (Window, error) {
 	cpu0, err := srv.CPUTime()
 	if err != nil {
 		return Window{}, err
@@ -477,25 +515,32 @@ func Measure(srv *Server, pub *Publisher, subs []*Subscriber, d time.Duration) (
 		return Window{}, err
 	}
 	st1 := srv.counters()
-	m1 := pub.Mark()
-	time.Sleep(200 * time.Millisecond) // let the window's last packets land
-	w := Window{Duration: m1.At.Sub(m0.At), PubPackets: m1.Sent - m0.Sent, ServerCPU: cpu1 - cpu0}
+	w := Window{ServerCPU: cpu1 - cpu0, Counters: map[string]float64{}}
 	for k, v := range st1 {
-		if w.Counters == nil {
-			w.Counters = map[string]float64{}
-		}
 		w.Counters[k] = v - st0[k]
 	}
 	w.Mallocs = w.Counters["mallocs"]
-	w.Expected = w.PubPackets * uint64(len(subs))
-	for _, s := range subs {
-		w.Received += uint64(s.count(0, m0.Video, m1.Video) + s.count(1, m0.Audio, m1.Audio))
-		w.Delays = append(w.Delays, s.takeDelays()...)
-	}
-	if w.Expected > 0 {
-		w.LossPercent = 100 * (1 - float64(w.Received)/float64(w.Expected))
-	}
 	return w, nil
+}
+
+// merge adds window w to t.
+func (t *Window) merge(w Window) {
+	t.Duration += w.Duration
+	t.PubPackets += w.PubPackets
+	t.Expected += w.Expected
+	t.Received += w.Received
+	t.ServerCPU += w.ServerCPU
+	t.Mallocs += w.Mallocs
+	t.Delays = append(t.Delays, w.Delays...)
+	if t.Counters == nil {
+		t.Counters = map[string]float64{}
+	}
+	for k, v := range w.Counters {
+		t.Counters[k] += v
+	}
+	if t.Expected > 0 {
+		t.LossPercent = 100 * (1 - float64(t.Received)/float64(t.Expected))
+	}
 }
 
 // ThreadCPU is the CPU time of the calling OS thread (RUSAGE_THREAD).

@@ -63,10 +63,12 @@ func moduleRoot() string {
 	return dir
 }
 
-// Limits pin a server: CPUs for taskset (empty: none) and GOMAXPROCS (0: unset).
+// Limits pin a server: CPUs for taskset (empty: none) and GOMAXPROCS (0:
+// unset); Nice, when not 0, runs it under nice(1) with that niceness.
 type Limits struct {
 	CPUs       string
 	GOMAXPROCS int
+	Nice       int
 }
 
 var readyLine = regexp.MustCompile(`(?:msg="hayate ready" signaling=(\S+) api=(\S+))|(?:baseline ready signaling=(\S+))`)
@@ -74,6 +76,9 @@ var readyLine = regexp.MustCompile(`(?:msg="hayate ready" signaling=(\S+) api=(\
 // Start runs binary with args under limits and waits for its ready line.
 func Start(name, binary string, lim Limits, args ...string) (*Server, error) {
 	argv := append([]string{binary}, args...)
+	if lim.Nice != 0 {
+		argv = append([]string{"nice", "-n", strconv.Itoa(lim.Nice)}, argv...)
+	}
 	if lim.CPUs != "" {
 		argv = append([]string{"taskset", "-c", lim.CPUs}, argv...)
 	}
@@ -133,7 +138,7 @@ func (s *Server) Log() string {
 	return s.log.String()
 }
 
-// PID is the process id (of the server itself, not of taskset, which execs it).
+// PID is the process id (of the server itself, not of taskset or nice, which exec it).
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat times (100 on Linux).
@@ -235,6 +240,9 @@ func (s *Server) counters() map[string]float64 {
 	out["send_calls"] = f(md, "total_send_calls")
 	out["send_messages"] = f(md, "total_send_messages")
 	out["packets_out"] = f(md, "total_sent_packets")
+	out["handed_off"] = f(md, "total_handed_off_rtp")
+	dropped, _ := md["dropped"].(map[string]any)
+	out["handoff_full"] = f(dropped, "handoff_full")
 	// Drops on the way to TURN and ICE-TCP viewers: the core's links
 	// and the TURN allocations' queues.
 	lk, _ := md["links"].(map[string]any)
@@ -276,6 +284,12 @@ func (s *Server) Kill() {
 	<-s.done
 }
 
+// NiceSelf sets the niceness of every thread of this process (new threads
+// inherit it from the thread that makes them).
+func NiceSelf(n int) error {
+	return eachThread(func(tid int) error { return unix.Setpriority(unix.PRIO_PROCESS, tid, n) })
+}
+
 // PinSelf restricts every thread of this process to cpus (new threads
 // inherit it), so the load generator does not share the server's core.
 func PinSelf(cpus ...int) error {
@@ -283,6 +297,11 @@ func PinSelf(cpus ...int) error {
 	for _, c := range cpus {
 		set.Set(c)
 	}
+	return eachThread(func(tid int) error { return unix.SchedSetaffinity(tid, &set) })
+}
+
+// eachThread calls f with the id of every thread of this process.
+func eachThread(f func(tid int) error) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
@@ -292,7 +311,7 @@ func PinSelf(cpus ...int) error {
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+		if err := f(tid); err != nil {
 			return err
 		}
 	}

@@ -91,6 +91,7 @@ type Cluster struct {
 	expiring    map[string]bool
 	healthFns   []func(mode.Mode)
 	fencedFns   []func([]string)
+	apiFn       APIHandler // OnAPI
 	// futures counts raft futures being waited on; futuresIdle is closed
 	// when it drops to zero.
 	futures     int

@@ -54,6 +54,7 @@
 //	func (c *Cluster) Channels() []ChannelStatus // Sora_20211215.ListClusterChannels
 //	func (c *Cluster) Owner(channelID string) (string, bool)
 //	func (c *Cluster) RaftStats() map[string]any // GetStatsReport "cluster"
+//	func (c *Cluster) OnAPI(h APIHandler); Fanout(ctx, target, body) []PeerAnswer // cluster-wide API targets
 //	func (c *Cluster) Name() string; Epoch() uint64; RPCAddr() string; RaftAddr() string
 //
 // # Node names and addresses

@@ -26,6 +26,7 @@ const (
 	pathLeave     = "/cluster/v1/leave"
 	pathPurge     = "/cluster/v1/purge"
 	pathReadIndex = "/cluster/v1/read-index"
+	pathAPI       = "/cluster/v1/api"
 
 	hdrForwarded = "X-Hayate-Forwarded"
 	maxRPCBody   = 1 << 20
@@ -69,6 +70,19 @@ type nameReq struct {
 	Name string `json:"name"`
 }
 
+// apiReq is an API operation a node runs on every other node (Fanout):
+// the x-sora-target and the request body.
+type apiReq struct {
+	Target string          `json:"target"`
+	Body   json.RawMessage `json:"body"`
+}
+
+// apiResp is the HTTP status and body of the API's answer.
+type apiResp struct {
+	Status int             `json:"status"`
+	Body   json.RawMessage `json:"body"`
+}
+
 type errResp struct {
 	Error  string `json:"error"`
 	Detail string `json:"detail"`
@@ -105,6 +119,10 @@ func (c *Cluster) serveRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	case pathBootstrap:
 		reply(w, struct{}{}, c.bootstrapLocal(r.Context(), q.boot))
+		return
+	case pathAPI:
+		resp, err := c.serveAPI(r.Context(), q.api)
+		reply(w, resp, err)
 		return
 	}
 	if c.raft.State() == raft.Leader {

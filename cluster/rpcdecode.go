@@ -19,6 +19,7 @@ type rpcRequest struct {
 	join *joinReq      // pathJoin
 	name *nameReq      // pathLeave, pathPurge
 	boot *bootstrapReq // pathBootstrap
+	api  *apiReq       // pathAPI
 }
 
 // decodeRPC decodes and checks the body of a request to path: the one
@@ -50,6 +51,11 @@ func decodeRPC(path string, body []byte) (rpcRequest, error) {
 		q.name = new(nameReq)
 		if err = json.Unmarshal(body, q.name); err == nil && !validName(q.name.Name) {
 			err = fmt.Errorf("node name %q", q.name.Name)
+		}
+	case pathAPI:
+		q.api = new(apiReq)
+		if err = json.Unmarshal(body, q.api); err == nil {
+			err = q.api.check()
 		}
 	default:
 		err = fmt.Errorf("no such operation")

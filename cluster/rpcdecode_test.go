@@ -9,7 +9,7 @@ import (
 	"github.com/hayate-sfu/hayate/mode"
 )
 
-var rpcPaths = []string{pathInfo, pathBootstrap, pathPropose, pathJoin, pathLeave, pathPurge}
+var rpcPaths = []string{pathInfo, pathBootstrap, pathPropose, pathJoin, pathLeave, pathPurge, pathAPI}
 
 // FuzzDecodeRPC feeds the RPC decoder arbitrary bodies on every path (the
 // seeds are real requests). Whatever it accepts must encode and decode to
@@ -39,6 +39,10 @@ func FuzzDecodeRPC(f *testing.F) {
 	seed(pathJoin, joinReq{Name: "d", RaftAddr: "127.0.0.1:5694", Temporary: true})
 	seed(pathLeave, nameReq{Name: "d"})
 	seed(pathPurge, nameReq{Name: "c"})
+	seed(pathAPI, apiReq{Target: "Sora_20160711.PushChannel", Body: json.RawMessage(`{"channel_id":"room","data":{"a":"<b>"}}`)})
+	f.Add(uint8(6), []byte(`{"target":"Sora_20151104.DisconnectChannel","body":  {"channel_id" : "x"} }`))
+	f.Add(uint8(6), []byte(`{"target":"","body":{}}`))
+	f.Add(uint8(6), []byte(`{"target":"x","body":[1]}`))
 	f.Add(uint8(2), []byte(`{"op":4,"node":"a","ch":"","mode":"normal"}`))
 	f.Add(uint8(2), []byte(`{"op":1,"node":"a b","mode":"bogus"}`))
 	f.Add(uint8(1), []byte(`{"servers":[{"name":"a","raft_addr":"x:1"},{"name":"a","raft_addr":"x:2"}]}`))
@@ -63,6 +67,8 @@ func FuzzDecodeRPC(f *testing.F) {
 			v = q.name
 		case q.boot != nil:
 			v = q.boot
+		case q.api != nil:
+			v = q.api
 		default:
 			return // info carries nothing
 		}

@@ -36,6 +36,10 @@ type Config struct {
 	APICORSOrigin                string
 	MediaPort                    int
 	IPv4Address                  netip.Addr
+	// MediaAdvertisedAddress, when set, is the ICE candidate offered
+	// instead of ipv4_address:media_port (1:1 NAT; a port of 0 keeps the
+	// bound port).
+	MediaAdvertisedAddress netip.AddrPort
 
 	// Identity.
 	Label    string
@@ -226,6 +230,7 @@ func (c *Config) keys() []key {
 		stringKey("api_cors_origin", "value of access-control-allow-origin on API responses; empty sends none", &c.APICORSOrigin),
 		intKey("media_port", "UDP port for all media (ICE, DTLS, SRTP); 0 picks a free port", &c.MediaPort),
 		addrKey("ipv4_address", "IPv4 address advertised in the ICE host candidate and bound for media", &c.IPv4Address),
+		addrPortKey("media_advertised_address", "address (and optionally :port) offered in the ICE candidate instead of ipv4_address:media_port; for 1:1 NAT (a cloud machine with a private address and a public one), the public IPv4 address; empty: ipv4_address", &c.MediaAdvertisedAddress),
 		stringKey("label", "label field of every webhook", &c.Label),
 		stringKey("node_name", "node_name field of webhooks; empty means hayate@<ipv4_address>", &c.NodeName),
 		modeKey("initial_mode", "mode at start: normal, block_new_session or block_new_connection", &c.InitialMode),
@@ -450,6 +455,9 @@ func (c *Config) Validate() error {
 	}
 	if !c.IPv4Address.Is4() {
 		return fmt.Errorf("config: ipv4_address %v: %w", c.IPv4Address, ErrOutOfRange)
+	}
+	if c.MediaAdvertisedAddress.IsValid() && !c.MediaAdvertisedAddress.Addr().Is4() {
+		return fmt.Errorf("config: media_advertised_address %v: %w", c.MediaAdvertisedAddress, ErrOutOfRange)
 	}
 	if c.MaxSignalingMessageBytes < 4096 {
 		return fmt.Errorf("config: max_signaling_message_bytes must be at least 4096: %w", ErrOutOfRange)
@@ -682,6 +690,37 @@ func addrKey(name, doc string, p *netip.Addr) key {
 		get: func() string {
 			if !p.IsValid() {
 				return ""
+			}
+			return p.String()
+		}}
+}
+
+// addrPortKey reads an IP address with an optional :port (port 0 when
+// absent).
+func addrPortKey(name, doc string, p *netip.AddrPort) key {
+	return key{name: name, doc: doc,
+		set: func(s string) error {
+			if s == "" {
+				*p = netip.AddrPort{}
+				return nil
+			}
+			if a, err := netip.ParseAddr(s); err == nil {
+				*p = netip.AddrPortFrom(a, 0)
+				return nil
+			}
+			ap, err := netip.ParseAddrPort(s)
+			if err != nil {
+				return fmt.Errorf("%w: %q is not an IP address or address:port", ErrSyntax, s)
+			}
+			*p = ap
+			return nil
+		},
+		get: func() string {
+			switch {
+			case !p.IsValid():
+				return ""
+			case p.Port() == 0:
+				return p.Addr().String()
 			}
 			return p.String()
 		}}

@@ -32,9 +32,23 @@ type Backend interface {
 	Mode() mode.Mode
 	SetMode(mode.Mode) mode.Mode
 	ListConnections(channelID string) []signal.ConnectionInfo
-	DisconnectChannel(channelID string, reason json.RawMessage) error
-	DisconnectConnection(channelID, connectionID string, reason json.RawMessage) error
+	ListChannels() []signal.ChannelInfo
+	// Disconnect closes the connections of a channel that sel picks;
+	// Push sends them {"type": "push", "data": data} and returns that
+	// message. Both fail with signal.ErrChannelNotFound,
+	// ErrConnectionNotFound or ErrClientNotFound.
+	Disconnect(channelID string, sel signal.Selector, reason json.RawMessage) error
+	Push(channelID string, sel signal.Selector, data json.RawMessage) ([]byte, error)
+	RequestKeyFrame(channelID, connectionID string) error
+	// Session and ListSessions describe sessions as the session.updated
+	// webhook does; TerminateSession ends one and returns its ID. A
+	// sessionID that is not the channel's is signal.ErrSessionNotFound.
+	Session(channelID, sessionID string) (any, error)
+	ListSessions() []any
+	TerminateSession(channelID, sessionID string) (string, error)
+	RequestRid(channelID, receiverID, senderID, rid string, reset bool) error
 	StatsReport() any
+	License() License
 }
 
 // API serves the HTTP API.
@@ -70,18 +84,36 @@ func New(b Backend, opt Options, log *slog.Logger) *API {
 		a.token = []byte(opt.Token)
 	}
 	a.ops = map[string]operation{
-		"Sora_20211215.ChangeMode":             a.changeMode,
-		"Sora_20211215.GetMode":                a.getMode,
-		"Sora_20201013.ListConnections":        a.listConnections,
-		"Sora_20201013.ListChannelConnections": a.listChannelConnections,
-		"Sora_20151104.DisconnectChannel":      a.disconnectChannel,
-		"Sora_20151104.DisconnectConnection":   a.disconnectConnection,
-		"Sora_20171010.GetStatsReport":         a.getStatsReport,
-		"Sora_20221221.InitCluster":            a.initCluster,
-		"Sora_20211215.RegisterClusterNode":    a.registerClusterNode,
-		"Sora_20211215.ListClusterNodes":       a.listClusterNodes,
-		"Sora_20211215.ListClusterChannels":    a.listClusterChannels,
-		"Sora_20220629.PurgeClusterNode":       a.purgeClusterNode,
+		"Sora_20211215.ChangeMode":              a.changeMode,
+		"Sora_20211215.GetMode":                 a.getMode,
+		"Sora_20201013.ListConnections":         a.listConnections,
+		"Sora_20201013.ListChannelConnections":  a.listChannelConnections,
+		"Sora_20151104.DisconnectChannel":       a.disconnect("", ""),
+		"Sora_20151104.DisconnectClient":        a.disconnect("client_id", ""),
+		"Sora_20151104.DisconnectConnection":    a.disconnect("connection_id", ""),
+		"Sora_20201120.DisconnectChannelByRole": a.disconnect("", "role"),
+		"Sora_20160711.PushChannel":             a.push("", ""),
+		"Sora_20160711.PushClient":              a.push("client_id", ""),
+		"Sora_20160711.PushConnection":          a.push("connection_id", ""),
+		"Sora_20201120.PushChannelByRole":       a.push("", "role"),
+		"Sora_20241211.RequestKeyFrame":         a.requestKeyFrame,
+		"Sora_20230628.TerminateSession":        a.terminateSession,
+		"Sora_20201013.ListChannels":            a.listChannels,
+		"Sora_20231220.GetSession":              a.getSession,
+		"Sora_20231220.ListSessions":            a.listSessions,
+		"Sora_20171010.GetStatsReport":          a.getStatsReport,
+		"Sora_20201005.RequestRtpStream":        a.requestRtpStream,
+		"Sora_20201005.ResetRtpStream":          a.resetRtpStream,
+		"Sora_20251210.RequestSimulcastRid":     a.requestSimulcastRid,
+		"Sora_20171218.GetLicense":              a.getLicense,
+		"Sora_20221221.InitCluster":             a.initCluster,
+		"Sora_20211215.RegisterClusterNode":     a.registerClusterNode,
+		"Sora_20211215.ListClusterNodes":        a.listClusterNodes,
+		"Sora_20211215.ListClusterChannels":     a.listClusterChannels,
+		"Sora_20220629.PurgeClusterNode":        a.purgeClusterNode,
+	}
+	for _, t := range unsupportedTargets {
+		a.ops[t.target] = refuse(t.why)
 	}
 	return a
 }
@@ -122,12 +154,6 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, errNotFound)
 		return
 	}
-	target := r.Header.Get("X-Sora-Target")
-	op, ok := a.ops[target]
-	if !ok {
-		a.fail(w, r, errUnknownTarget)
-		return
-	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
 		a.fail(w, r, errBadJSON)
@@ -137,25 +163,56 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, errBodyTooLarge)
 		return
 	}
+	status, data := a.serve(r.Context(), r.Header.Get("X-Sora-Target"), body)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(data) //nolint:errcheck // the client may be gone
+}
+
+// Local runs an operation that another node of the cluster fans out, on
+// this node's connections only, and returns the HTTP status and JSON body
+// it would answer. Only the cluster-wide operations are served so.
+func (a *API) Local(ctx context.Context, target string, body []byte) (int, []byte) {
+	if clusterWide[target] == 0 {
+		// Another node may ask for the cluster-wide operations only.
+		return a.errorAnswer(target, errUnknownTarget)
+	}
+	return a.serve(context.WithValue(ctx, localKey{}, true), target, body)
+}
+
+// localKey marks the context of an operation run for another node.
+type localKey struct{}
+
+// serve runs the operation target with body and returns the HTTP status and
+// the JSON answer.
+func (a *API) serve(ctx context.Context, target string, body []byte) (status int, data []byte) {
+	defer func() {
+		if v := recover(); v != nil {
+			a.log.Error("api panic", "target", target, "panic", fmt.Sprint(v))
+			status, data = a.errorAnswer(target, errInternal)
+		}
+	}()
+	op, ok := a.ops[target]
+	if !ok {
+		return a.errorAnswer(target, errUnknownTarget)
+	}
 	p, err := parseParams(body)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return a.errorAnswer(target, err)
 	}
-	out, err := op(r.Context(), p)
+	out, err := op(ctx, p)
+	if clusterWide[target] != 0 && a.cluster != nil && ctx.Value(localKey{}) == nil {
+		out, err = a.fanout(ctx, target, body, out, err)
+	}
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return a.errorAnswer(target, err)
 	}
-	data, err := json.Marshal(out)
+	data, err = json.Marshal(out)
 	if err != nil {
 		a.log.Error("api response does not marshal", "target", target, "err", err)
-		a.fail(w, r, errInternal)
-		return
+		return a.errorAnswer(target, errInternal)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	w.Write(data) //nolint:errcheck // the client may be gone
+	return http.StatusOK, data
 }
 
 // authorized checks the bearer token when api_token is set (RFC 6750 §2.1),
@@ -179,23 +236,29 @@ func (a *API) cors(h http.Header) {
 }
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, data := a.errorAnswer(r.Header.Get("X-Sora-Target"), err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(data) //nolint:errcheck // the client may be gone
+}
+
+// errorAnswer is the status and body of an error: {"error_type", "message"}.
+func (a *API) errorAnswer(target string, err error) (int, []byte) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = errInternal
 	}
 	if e.Status >= 500 {
-		a.log.Error("api error", "target", r.Header.Get("X-Sora-Target"), "err", err)
+		a.log.Error("api error", "target", target, "err", err)
 	} else {
-		a.log.Debug("api request refused", "target", r.Header.Get("X-Sora-Target"), "error_type", e.Type)
+		a.log.Debug("api request refused", "target", target, "error_type", e.Type)
 	}
 	msg := e.Message
 	if err != e {
 		msg = err.Error()
 	}
 	data, _ := json.Marshal(map[string]string{"error_type": e.Type, "message": msg})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(e.Status)
-	w.Write(data) //nolint:errcheck // the client may be gone
+	return e.Status, data
 }
 
 // params are the top-level fields of a request body.
@@ -262,6 +325,10 @@ func (a *API) listConnections(context.Context, params) (any, error) {
 	return a.backend.ListConnections(""), nil
 }
 
+func (a *API) listChannels(context.Context, params) (any, error) {
+	return a.backend.ListChannels(), nil
+}
+
 func (a *API) listChannelConnections(_ context.Context, p params) (any, error) {
 	ch, err := p.id("channel_id")
 	if err != nil {
@@ -270,43 +337,6 @@ func (a *API) listChannelConnections(_ context.Context, p params) (any, error) {
 	return a.backend.ListConnections(ch), nil
 }
 
-func (a *API) disconnectChannel(_ context.Context, p params) (any, error) {
-	ch, err := p.id("channel_id")
-	if err != nil {
-		return nil, err
-	}
-	if err := a.backend.DisconnectChannel(ch, p["reason"]); err != nil {
-		return nil, notFound(err)
-	}
-	return map[string]string{"channel_id": ch}, nil
-}
-
-func (a *API) disconnectConnection(_ context.Context, p params) (any, error) {
-	ch, err := p.id("channel_id")
-	if err != nil {
-		return nil, err
-	}
-	conn, err := p.id("connection_id")
-	if err != nil {
-		return nil, err
-	}
-	if err := a.backend.DisconnectConnection(ch, conn, p["reason"]); err != nil {
-		return nil, notFound(err)
-	}
-	return map[string]string{"channel_id": ch, "connection_id": conn}, nil
-}
-
 func (a *API) getStatsReport(context.Context, params) (any, error) {
 	return a.backend.StatsReport(), nil
-}
-
-func notFound(err error) error {
-	switch {
-	case errors.Is(err, signal.ErrChannelNotFound):
-		return errChannelNotFound
-	case errors.Is(err, signal.ErrConnectionNotFound):
-		return errConnectionNotFound
-	default:
-		return err
-	}
 }

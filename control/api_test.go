@@ -30,6 +30,8 @@ func FuzzParseParams(f *testing.F) {
 	f.Add([]byte(`{"channel_id":"c","connection_id":"x","reason":{"a":1}}`))
 	f.Add([]byte(``))
 	f.Add([]byte(`[`))
+	f.Add([]byte(`{"channel_id":"c","role":"recvonly","data":{"a":1}}`))
+	f.Add([]byte(`{"channel_id":"c","client_id":"x","connection_id":"y","role":"bogus"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		p, err := parseParams(body)
 		if err != nil {
@@ -41,6 +43,23 @@ func FuzzParseParams(f *testing.F) {
 		for _, name := range []string{"channel_id", "connection_id", "mode"} {
 			if s, err := p.id(name); err == nil && (s == "" || len(s) > 255) {
 				t.Fatalf("id %q accepted", s)
+			}
+		}
+		// A selector names its channel, and at most one of client,
+		// connection or a valid role.
+		for _, by := range [][2]string{{"", ""}, {"client_id", ""}, {"connection_id", ""}, {"", "role"}} {
+			ch, sel, echo, err := p.selector(by[0], by[1])
+			if err != nil {
+				continue
+			}
+			set := 0
+			for _, v := range []string{sel.ClientID, sel.ConnectionID, string(sel.Role)} {
+				if v != "" {
+					set++
+				}
+			}
+			if ch == "" || echo["channel_id"] != ch || set > 1 || sel.Role != "" && !sel.Role.Sends() && !sel.Role.Receives() {
+				t.Fatalf("selector %v: %q %+v %v", by, ch, sel, echo)
 			}
 		}
 	})

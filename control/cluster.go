@@ -3,6 +3,9 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
 )
 
 // Cluster is what the cluster operations need from a clustered node
@@ -20,6 +23,84 @@ type Cluster interface {
 	// delay, and is all a node cut off from the majority can show).
 	ListClusterNodes(ctx context.Context, stale bool) (any, error)
 	ListClusterChannels(ctx context.Context, stale bool) (any, error)
+	// Fanout runs an API operation on every other node of the cluster
+	// (their API's Local) and returns their answers.
+	Fanout(ctx context.Context, target string, body []byte) []PeerAnswer
+}
+
+// PeerAnswer is one node's answer to a fanned-out operation: its HTTP
+// status and JSON body, or why it did not answer.
+type PeerAnswer struct {
+	Node   string
+	Status int
+	Body   []byte
+	Err    error
+}
+
+// reach says which nodes a cluster-wide operation runs on.
+type reach uint8
+
+const (
+	// everyNode: the operation runs on every node (a channel's
+	// connections are on the node that owns it, which need not be the node
+	// the request reaches, and while a channel moves, on two nodes).
+	everyNode reach = iota + 1
+	// firstFound: the operation names one connection or session; it runs
+	// on the other nodes only when this node does not have it.
+	firstFound
+)
+
+// clusterWide are the operations that act on the whole cluster.
+var clusterWide = map[string]reach{
+	"Sora_20151104.DisconnectChannel":       everyNode,
+	"Sora_20151104.DisconnectClient":        everyNode,
+	"Sora_20151104.DisconnectConnection":    firstFound,
+	"Sora_20201120.DisconnectChannelByRole": everyNode,
+	"Sora_20160711.PushChannel":             everyNode,
+	"Sora_20160711.PushClient":              everyNode,
+	"Sora_20160711.PushConnection":          firstFound,
+	"Sora_20201120.PushChannelByRole":       everyNode,
+	"Sora_20241211.RequestKeyFrame":         firstFound,
+	"Sora_20230628.TerminateSession":        everyNode,
+	"Sora_20231220.GetSession":              firstFound,
+}
+
+// fanout runs a cluster-wide operation on the other nodes once it has run
+// here with answer out or error err. Invalid requests (any error but a 404)
+// go nowhere, nor a firstFound operation that found its connection or
+// session here. The answer is this node's when it found the channel, else the
+// first other node's that did; else the most precise not-found error (a
+// node that has the channel but not the connection or client says so);
+// else, when some node did not answer, CLUSTER-UNAVAILABLE, as the channel
+// may be there.
+func (a *API) fanout(ctx context.Context, target string, body []byte, out any, err error) (any, error) {
+	var e *Error
+	if err != nil && (!errors.As(err, &e) || e.Status != http.StatusNotFound) || err == nil && clusterWide[target] == firstFound {
+		return out, err
+	}
+	answers := a.cluster.Fanout(ctx, target, body)
+	if err == nil {
+		return out, nil
+	}
+	silent := 0
+	for _, ans := range answers {
+		var pe struct {
+			Type    string `json:"error_type"`
+			Message string `json:"message"`
+		}
+		switch {
+		case ans.Err != nil || ans.Status >= 500:
+			silent++
+		case ans.Status == http.StatusOK:
+			return json.RawMessage(ans.Body), nil
+		case ans.Status == http.StatusNotFound && json.Unmarshal(ans.Body, &pe) == nil && pe.Type != errChannelNotFound.Type:
+			err = &Error{Status: http.StatusNotFound, Type: pe.Type, Message: pe.Message}
+		}
+	}
+	if silent > 0 && errors.Is(err, errChannelNotFound) {
+		return nil, wrapped{ErrClusterUnavailable, fmt.Sprintf("%s: no node that answered has the channel; %d did not answer", ErrClusterUnavailable.Message, silent)}
+	}
+	return nil, err
 }
 
 func (a *API) clusterOn() error {

@@ -22,8 +22,11 @@ var (
 	errInvalidMode        = &Error{http.StatusBadRequest, "INVALID-MODE", "mode must be normal, block_new_session or block_new_connection"}
 	errUnknownTarget      = &Error{http.StatusBadRequest, "UNKNOWN-TARGET", "x-sora-target is missing or names no operation"}
 	errNotFound           = &Error{http.StatusNotFound, "NOT-FOUND", "the API is served at / only"}
-	errChannelNotFound    = &Error{http.StatusNotFound, "CHANNEL-NOT-FOUND", "no connection in that channel on this node"}
+	errChannelNotFound    = &Error{http.StatusNotFound, "CHANNEL-NOT-FOUND", "no connection in that channel"}
 	errConnectionNotFound = &Error{http.StatusNotFound, "CONNECTION-NOT-FOUND", "no such connection in that channel"}
+	errClientNotFound     = &Error{http.StatusNotFound, "CLIENT-NOT-FOUND", "no connection with that client_id in that channel"}
+	errSessionNotFound    = &Error{http.StatusNotFound, "SESSION-NOT-FOUND", "session_id is not the session of that channel"}
+	errUnsupportedTarget  = &Error{http.StatusBadRequest, "UNSUPPORTED-TARGET", "Hayate does not serve this Sora operation"}
 	errMethod             = &Error{http.StatusMethodNotAllowed, "METHOD-NOT-ALLOWED", "use POST (or OPTIONS for CORS preflight)"}
 	errUnauthorized       = &Error{http.StatusUnauthorized, "UNAUTHORIZED", "this API needs Authorization: Bearer <api_token>"}
 	errBodyTooLarge       = &Error{http.StatusRequestEntityTooLarge, "BODY-TOO-LARGE", "request body over 1 MiB"}
@@ -43,7 +46,7 @@ var (
 // AllErrors lists every API error, for documentation tests.
 func AllErrors() []*Error {
 	return []*Error{errBadJSON, errMissingParameter, errInvalidParameter, errInvalidMode, errUnknownTarget,
-		errNotFound, errChannelNotFound, errConnectionNotFound, errMethod, errUnauthorized, errBodyTooLarge, errInternal,
+		errNotFound, errChannelNotFound, errConnectionNotFound, errClientNotFound, errSessionNotFound, errUnsupportedTarget, errMethod, errUnauthorized, errBodyTooLarge, errInternal,
 		errClusterNotEnabled, ErrClusterAlreadyInitialised, ErrClusterNodeNotFound, ErrClusterNodeAlive,
 		ErrClusterInvalidNode, ErrClusterUnavailable}
 }
@@ -69,6 +72,9 @@ func invalidList(name string) error {
 func ClusterError(e *Error, cause error) error {
 	return wrapped{e, e.Message + ": " + cause.Error()}
 }
+
+// errInvalidRole is a role parameter that names no role.
+var errInvalidRole = wrapped{errInvalidParameter, `parameter "role" must be "sendrecv", "sendonly" or "recvonly"`}
 
 func invalid(name string) error {
 	return wrapped{errInvalidParameter, fmt.Sprintf("parameter %q must be a string of 1 to 255 bytes", name)}

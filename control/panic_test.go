@@ -19,13 +19,18 @@ type buggy struct{}
 func (buggy) Mode() mode.Mode                                { panic("mode: secret-in-panic") }
 func (buggy) SetMode(mode.Mode) mode.Mode                    { panic("setmode") }
 func (buggy) ListConnections(string) []signal.ConnectionInfo { panic("list") }
-func (buggy) DisconnectChannel(string, json.RawMessage) error {
-	panic("disconnect channel")
+func (buggy) Disconnect(string, signal.Selector, json.RawMessage) error {
+	panic("disconnect")
 }
-func (buggy) DisconnectConnection(string, string, json.RawMessage) error {
-	panic("disconnect connection")
-}
-func (buggy) StatsReport() any { panic("stats") }
+func (buggy) Push(string, signal.Selector, json.RawMessage) ([]byte, error) { panic("push") }
+func (buggy) RequestKeyFrame(string, string) error                          { panic("key frame") }
+func (buggy) Session(string, string) (any, error)                           { panic("session") }
+func (buggy) ListSessions() []any                                           { panic("sessions") }
+func (buggy) TerminateSession(string, string) (string, error)               { panic("terminate") }
+func (buggy) ListChannels() []signal.ChannelInfo                            { panic("channels") }
+func (buggy) StatsReport() any                                              { panic("stats") }
+func (buggy) License() License                                              { panic("license") }
+func (buggy) RequestRid(string, string, string, string, bool) error         { panic("rid") }
 
 // TestPanicContained: a bug in an operation answers 500 INTERNAL-ERROR
 // with no detail, logs the panic's value without a stack trace, and the
@@ -92,5 +97,21 @@ func TestToken(t *testing.T) {
 				t.Errorf("%s: the answer echoes the token", c.name)
 			}
 		}
+	}
+}
+
+// TestLocalServesClusterWideOnly: another node may run only the
+// cluster-wide operations here; anything else is UNKNOWN-TARGET before the
+// backend is touched (the buggy backend would answer 500).
+func TestLocalServesClusterWideOnly(t *testing.T) {
+	a := New(buggy{}, Options{}, slog.New(slog.DiscardHandler))
+	for _, target := range []string{"Sora_20211215.ChangeMode", "Sora_20221221.InitCluster", "Sora_20171010.GetStatsReport", "nonsense"} {
+		st, body := a.Local(t.Context(), target, []byte(`{"mode":"normal"}`))
+		if st != 400 || !strings.Contains(string(body), `"UNKNOWN-TARGET"`) {
+			t.Errorf("%s: %d %s", target, st, body)
+		}
+	}
+	if st, _ := a.Local(t.Context(), "Sora_20160711.PushChannel", []byte(`{"channel_id":"c","data":{}}`)); st != 500 {
+		t.Errorf("a cluster-wide target did not reach the backend: %d", st)
 	}
 }

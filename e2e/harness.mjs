@@ -4,7 +4,7 @@
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { existsSync, appendFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -25,12 +25,55 @@ export function hayateBinary() {
   return bin;
 }
 
+// relayBinary builds bin/relayd (the impairment relay, internal/impair)
+// if it is missing.
+export function relayBinary() {
+  const bin = process.env.RELAYD_BIN || path.join(root, "bin", "relayd");
+  if (!existsSync(bin)) {
+    execFileSync("go", ["build", "-o", bin, "./internal/impair/relayd"], { cwd: root, stdio: "inherit" });
+  }
+  return bin;
+}
+
+// startRelay runs an impairment relay on 127.0.0.1; cmd sends it one
+// command (see internal/impair/relayd) and resolves with its JSON answer.
+export async function startRelay() {
+  const proc = spawn(relayBinary(), [], { stdio: ["pipe", "pipe", "inherit"] });
+  let buf = "";
+  const waiting = [];
+  proc.stdout.on("data", (chunk) => {
+    buf += chunk.toString();
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      const w = waiting.shift();
+      if (w) w(line);
+    }
+  });
+  const next = () => new Promise((resolve) => waiting.push(resolve));
+  const first = await withTimeout(next(), PATIENCE, "relay start");
+  const addr = first.split(" ")[1];
+  const cmd = async (line) => {
+    const answer = next();
+    proc.stdin.write(line + "\n");
+    return JSON.parse(await withTimeout(answer, PATIENCE, `relay: ${line}`));
+  };
+  const stop = () => new Promise((resolve) => {
+    if (proc.exitCode !== null) return resolve();
+    proc.on("exit", () => resolve());
+    proc.stdin.end();
+  });
+  return { addr, cmd, stop };
+}
+
 // startHayate runs a node on free ports and resolves when its ready line
 // is printed, with the signaling URL and an API caller.
 export async function startHayate(extraArgs = []) {
   const args = ["--signaling_port=0", "--api_port=0", "--media_port=0", "--turn_udp_listen_port=0", "--turn_tcp_listen_port=0",
-    "--turn_tls_listen_port=0", "--ice_tcp_port=0", "--log_level=info", ...extraArgs];
+    "--turn_tls_listen_port=0", "--ice_tcp_port=0", `--log_level=${process.env.HAYATE_LOG_LEVEL || "info"}`, ...extraArgs];
   const proc = spawn(hayateBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
+  if (process.env.HAYATE_LOG_TO) proc.stderr.on("data", (c) => appendFileSync(process.env.HAYATE_LOG_TO, c));
   let log = "";
   const ready = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("hayate: no ready line\n" + log)), PATIENCE);
@@ -144,28 +187,33 @@ export function withTimeout(promise, ms, what) {
   ]).finally(() => clearTimeout(timer));
 }
 
-// connect runs sora-js-sdk's connect() in the page. It resolves with the
-// connection's ids, or with the ConnectError's name, code and reason.
-export async function connect(p, { url, channel, role }) {
+// connect runs sora-js-sdk's connect() in the page, with the SDK's
+// options and, for a sending role, getUserMedia constraints. It resolves
+// with the connection's ids, or with the ConnectError's name, code and
+// reason. Notify messages are kept in window.events.notifyMessages.
+export async function connect(p, { url, channel, role, options = {}, constraints = { audio: true, video: true } }) {
   return await withTimeout(
     p.evaluate(
-      async ({ url, channel, role }) => {
-        window.events = window.events || { tracks: [], disconnects: [], notifies: [] };
+      async ({ url, channel, role, options, constraints }) => {
+        window.events = window.events || { tracks: [], disconnects: [], notifies: [], notifyMessages: [] };
         const sora = window.Sora.connection(url, false);
-        const conn = role === "recvonly" ? sora.recvonly(channel, null, {}) : sora[role](channel, null, {});
+        const conn = role === "recvonly" ? sora.recvonly(channel, null, options) : sora[role](channel, null, options);
         conn.on("track", (ev) => window.events.tracks.push({ kind: ev.track.kind, stream: ev.streams[0] && ev.streams[0].id }));
         conn.on("disconnect", (ev) => window.events.disconnects.push({ type: ev.type, title: ev.title, code: ev.code, reason: ev.reason }));
-        conn.on("notify", (ev) => window.events.notifies.push(ev.event_type));
+        conn.on("notify", (ev) => {
+          window.events.notifies.push(ev.event_type);
+          window.events.notifyMessages.push(ev);
+        });
         window.conn = conn;
         try {
-          const stream = role === "recvonly" ? undefined : await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+          const stream = role === "recvonly" ? undefined : await navigator.mediaDevices.getUserMedia(constraints);
           await conn.connect(stream);
           return { ok: true, connectionId: conn.connectionId, sessionId: conn.sessionId };
         } catch (e) {
           return { ok: false, name: e.name, code: e.code, reason: e.reason, message: String(e.message) };
         }
       },
-      { url, channel, role },
+      { url, channel, role, options, constraints },
     ),
     PATIENCE,
     `connect ${role} to ${channel}`,
@@ -183,7 +231,11 @@ export async function mediaState(p) {
     let pair = null;
     stats.forEach((s) => {
       if (s.type === "inbound-rtp") {
-        inbound.push({ kind: s.kind, packets: s.packetsReceived, frames: s.framesDecoded || 0, ssrc: s.ssrc });
+        inbound.push({
+          kind: s.kind, packets: s.packetsReceived, frames: s.framesDecoded || 0, ssrc: s.ssrc,
+          width: s.frameWidth || 0, lost: s.packetsLost || 0, nacks: s.nackCount || 0, framesDropped: s.framesDropped || 0,
+          freezes: s.freezeCount || 0, received: s.framesReceived || 0, rtx: s.retransmittedPacketsReceived || 0,
+        });
       }
       if (s.type === "transport" && s.selectedCandidatePairId) {
         const cp = byId.get(s.selectedCandidatePairId);

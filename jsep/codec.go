@@ -65,6 +65,8 @@ type Capabilities struct {
 	// Known is false when the client sent no SDP; every codec is then assumed.
 	Known  bool
 	codecs map[Kind][]Codec
+	// What the SDP shows beyond codecs (simulcast.go).
+	transportCC, remb, rtx, rid bool
 }
 
 // Choose returns the codec to use for codec_type t, with the client's own fmtp

@@ -204,3 +204,55 @@ func FuzzParseAnswer(f *testing.F) {
 		}
 	})
 }
+
+// TestSimulcastOfferAndAnswer: a publisher's section asks for r0..r2 with
+// the extensions RFC 8852 needs; a subscriber's carries RTX and
+// transport-cc; the answer's acceptance of each is read.
+func TestSimulcastOfferAndAnswer(t *testing.T) {
+	o := testOffer()
+	o.Sections[1].Extras = Extras{Ext: []Extension{ExtMID, ExtRID, ExtTWCC}, TransportCC: true, RIDs: SimulcastRIDs}
+	o.Sections[2].Extras = Extras{Ext: []Extension{ExtTWCC}, TransportCC: true, REMB: true, RTX: true}
+	o.Sections[2].Source.RTXSSRC = 5678
+	text := o.Marshal()
+	var s sdp.SessionDescription
+	if err := s.UnmarshalString(text); err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	for _, want := range []string{"a=rid:r0 recv", "a=rid:r2 recv", "a=simulcast:recv r0;r1;r2",
+		"a=extmap:2 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
+		"a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96", "a=rtcp-fb:96 transport-cc", "a=rtcp-fb:96 goog-remb",
+		"a=ssrc-group:FID 1234 5678", "a=ssrc:5678 cname:c"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("offer lacks %q", want)
+		}
+	}
+	if strings.Count(text, "a=simulcast") != 1 {
+		t.Error("simulcast on a section Hayate sends")
+	}
+	ans := answerFor(section("audio", "0", "sendonly", "a=ssrc:11 cname:x\r\n") +
+		section("video", "1", "sendonly", "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"+
+			"a=extmap:2 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n"+
+			"a=extmap:4 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n"+
+			"a=rtcp-fb:96 transport-cc\r\na=rid:r0 send\r\na=rid:r1 send\r\na=rid:r2 send\r\na=simulcast:send r0;~r1;r2\r\n") +
+		strings.Replace(section("video", "2", "recvonly", "a=rtcp-fb:96 goog-remb\r\n"), "SAVPF 96", "SAVPF 96 97", 1))
+	a, err := ParseAnswer(ans, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, sub := a.Sections[1], a.Sections[2]
+	if strings.Join(pub.RIDs, ",") != "r0,r2" || !pub.TransportCC || pub.ExtID(ExtRID) != 2 || pub.ExtID(ExtMID) != 1 {
+		t.Fatalf("publisher section %+v", pub.AnswerExtras)
+	}
+	if !sub.RTX || !sub.REMB || sub.TransportCC {
+		t.Fatalf("subscriber section %+v", sub.AnswerExtras)
+	}
+	caps, _ := ParseCapabilities(capsSDP)
+	if caps.SupportsTransportCC() || caps.SupportsRTX() || caps.SupportsRID() {
+		t.Fatal("capabilities without extras say they have them")
+	}
+	caps, _ = ParseCapabilities(strings.Replace(capsSDP, "a=rtpmap:45 AV1/90000\r\n", "a=rtpmap:45 AV1/90000\r\na=rtcp-fb:45 transport-cc\r\na=rtpmap:46 rtx/90000\r\n"+
+		"a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n", 1))
+	if !caps.SupportsTransportCC() || !caps.SupportsRTX() || !caps.SupportsRID() || caps.SupportsREMB() {
+		t.Fatal("capabilities misread")
+	}
+}

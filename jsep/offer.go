@@ -41,12 +41,17 @@ type Section struct {
 	Codec     Codec
 	// Source is set on sections that carry a publisher's track to the client.
 	Source *Source
+	// Extras are header extensions, feedback, RTX and simulcast
+	// (simulcast.go).
+	Extras
 }
 
 // Source is a stream the server sends in a section (RFC 8830 msid, RFC 5576
 // ssrc attributes).
 type Source struct {
-	SSRC     uint32
+	SSRC uint32
+	// RTXSSRC is the SSRC of the section's RTX stream (with Extras.RTX).
+	RTXSSRC  uint32
 	CNAME    string
 	StreamID string
 	TrackID  string
@@ -102,7 +107,7 @@ func (o *Offer) Marshal() string {
 			continue
 		}
 		pt := strconv.Itoa(int(s.Codec.PayloadType))
-		b.WriteString("m=" + string(s.Kind) + " 9 UDP/TLS/RTP/SAVPF " + pt + "\r\n")
+		b.WriteString("m=" + string(s.Kind) + " 9 UDP/TLS/RTP/SAVPF " + s.formats() + "\r\n")
 		b.WriteString("c=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n")
 		b.WriteString("a=ice-ufrag:" + o.Ufrag + "\r\na=ice-pwd:" + o.Pwd + "\r\n")
 		b.WriteString("a=fingerprint:sha-256 " + o.Fingerprint + "\r\n")
@@ -121,11 +126,13 @@ func (o *Offer) Marshal() string {
 				b.WriteString("a=rtcp-fb:" + pt + " " + fb + "\r\n")
 			}
 		}
+		s.writeExtras(&b)
 		if src := s.Source; src != nil && (s.Direction == SendOnly || s.Direction == SendRecv) {
 			ssrc := strconv.FormatUint(uint64(src.SSRC), 10)
 			b.WriteString("a=msid:" + src.StreamID + " " + src.TrackID + "\r\n")
 			b.WriteString("a=ssrc:" + ssrc + " cname:" + src.CNAME + "\r\n")
 			b.WriteString("a=ssrc:" + ssrc + " msid:" + src.StreamID + " " + src.TrackID + "\r\n")
+			s.writeRTXSource(&b)
 		}
 		b.WriteString(candidate)
 		b.WriteString("a=end-of-candidates\r\n")

@@ -41,6 +41,7 @@ func ParseCapabilities(text string) (Capabilities, error) {
 		byPT := map[uint8]*Codec{}
 		var order []uint8
 		for _, a := range md.Attributes {
+			caps.readCapabilityExtras(a)
 			switch a.Key {
 			case "rtpmap":
 				pt, c, ok := parseRtpmap(a.Value)
@@ -98,6 +99,9 @@ type AnswerSection struct {
 	// SCTPPort and MaxMessageSize of an m=application section
 	// (application.go).
 	SCTPPort, MaxMessageSize int
+	// AnswerExtras are the accepted extensions, feedback, RTX and
+	// simulcast streams (simulcast.go).
+	AnswerExtras
 }
 
 // ParseAnswer checks a client's answer against the offer it answers and
@@ -146,7 +150,10 @@ func ParseAnswer(text string, offer *Offer) (*Answer, error) {
 		}
 		if want.Kind == Application {
 			parseApplication(md, &sec)
-		} else if !sec.Rejected && !want.Direction.answerAllowed(sec.Direction) {
+		} else {
+			parseExtras(md, want, &sec)
+		}
+		if want.Kind != Application && !sec.Rejected && !want.Direction.answerAllowed(sec.Direction) {
 			return nil, fmt.Errorf("%w: mid %q answered %s to %s", ErrAnswerMismatch, mid, sec.Direction, want.Direction)
 		}
 		a.Sections = append(a.Sections, sec)

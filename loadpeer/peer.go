@@ -72,6 +72,14 @@ type Options struct {
 	// (msg is valid during the call, on the channel's reader goroutine).
 	DataChannels bool
 	OnData       func(label string, msg []byte, binary bool)
+	// Simulcast answers a video section that asks for simulcast by
+	// sending r0, r1 and r2 (the caller sends RTP with the rid extension,
+	// id RIDExtension).
+	Simulcast bool
+	// Feedback accepts the offered header extensions, transport-cc,
+	// goog-remb and RTX, and sends transport feedback for what arrives
+	// (feedback.go).
+	Feedback bool
 	// Transport is how the peer reaches the server's media: TransportUDP
 	// (the default), TransportTURNUDP or TransportTURNTCP (an allocation on
 	// the server's TURN, with the offer's credentials) or TransportTCP
@@ -117,6 +125,7 @@ type Peer struct {
 	sigDone  chan struct{}
 	reoffers []string
 	data     *dataState
+	fb       feedbackState
 }
 
 // Errors of a peer.
@@ -288,7 +297,8 @@ func (p *Peer) answerParams() sigclient.AnswerParams {
 	if p.opt.AnswerFingerprint != "" {
 		fp = p.opt.AnswerFingerprint
 	}
-	return sigclient.AnswerParams{Ufrag: p.ufrag, Pwd: p.pwd, Fingerprint: fp, SSRCs: p.SSRCs, CNAME: p.ufrag}
+	return sigclient.AnswerParams{Ufrag: p.ufrag, Pwd: p.pwd, Fingerprint: fp, SSRCs: p.SSRCs, CNAME: p.ufrag,
+		Simulcast: p.opt.Simulcast, Feedback: p.opt.Feedback}
 }
 
 // readOffer takes the server's ICE credentials, fingerprint and candidate.
@@ -512,6 +522,9 @@ func (p *Peer) readLoop() {
 				continue
 			}
 			p.RTPReceived.Add(1)
+			if p.opt.Feedback {
+				p.NoteArrival(out, time.Now())
+			}
 			if p.opt.OnRTP != nil {
 				p.opt.OnRTP(out)
 			}

@@ -28,10 +28,20 @@ func (k Kind) String() string {
 
 // Track is one RTP stream a connection publishes, as declared in its answer.
 type Track struct {
-	Kind        Kind
+	Kind Kind
+	// SSRC is the stream's SSRC; for a simulcast track, the SSRC its
+	// subscribers receive (the publisher's streams name themselves by rid).
 	SSRC        uint32
 	PayloadType uint8
 	ClockRate   uint32
+	// Codec is the rtpmap encoding name (VP8, H264, opus, ...).
+	Codec string
+	// RIDs are a simulcast track's streams, lowest first (simulcast.go).
+	RIDs []string
+	// RTXSSRC and RTXPayloadType, on the subscriber's side, carry
+	// retransmissions in a stream of their own (RFC 4588); 0: none.
+	RTXSSRC        uint32
+	RTXPayloadType uint8
 }
 
 // Remote is the peer's side of a transport, from its answer.
@@ -49,6 +59,20 @@ type Remote struct {
 	// DTLS after the handshake and runs DataChannels over it (data.go).
 	// Only the first Start's value counts.
 	Data *DataRemote
+	// Extensions are the header extension ids the answer accepted (0:
+	// not accepted); each Start replaces them.
+	Extensions Extensions
+	// TransportCC: the peer sends transport-wide congestion feedback
+	// (and gets it, when it sends); REMB: it sends goog-remb.
+	TransportCC, REMB bool
+}
+
+// Extensions are negotiated RTP header extension ids (RFC 8285).
+type Extensions struct {
+	MID, RID, RRID, TWCC uint8
+	// AudioLevel is the client-to-mixer audio level (RFC 6464), read for
+	// spotlight (VoiceTransport).
+	AudioLevel uint8
 }
 
 // Engine is the node's media path.
@@ -83,6 +107,12 @@ type Transport interface {
 	Unsubscribe(src Transport)
 	// Close stops the transport and releases its resources. Idempotent.
 	Close()
+}
+
+// KeyFrameRequester is a Transport that can ask its peer for a key frame on
+// every video track it publishes (the API's RequestKeyFrame).
+type KeyFrameRequester interface {
+	RequestKeyFrame()
 }
 
 // Events are the media path's reports on one transport. They are called

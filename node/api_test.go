@@ -111,6 +111,9 @@ func TestAPIConnections(t *testing.T) {
 	a, oa := join(t, n, "one", "sendrecv")
 	_, ob := join(t, n, "two", "recvonly")
 	c, oc := join(t, n, "two", "sendonly")
+	// Each is created once the node has taken its answer (asynchronous):
+	// one disconnected before that would never count as created.
+	waitFor(t, "three connections created", patience, func() bool { return n.hub.Stats().ConnectionCreated.Load() == 3 })
 
 	list := func(target, body string) []map[string]any {
 		t.Helper()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"runtime"
 
+	"github.com/hayate-sfu/hayate/control"
 	"github.com/hayate-sfu/hayate/icetcp"
 	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/rtpcore"
@@ -34,14 +35,50 @@ func (n *Node) ListConnections(channelID string) []signal.ConnectionInfo {
 	return n.hub.ListConnections(channelID)
 }
 
-// DisconnectChannel closes every connection of a channel.
-func (n *Node) DisconnectChannel(channelID string, reason json.RawMessage) error {
-	return n.hub.DisconnectChannel(channelID, reason)
+// ListChannels lists the channels with a connection on this node.
+func (n *Node) ListChannels() []signal.ChannelInfo { return n.hub.ListChannels() }
+
+// Disconnect closes the connections of a channel that sel picks.
+func (n *Node) Disconnect(channelID string, sel signal.Selector, reason json.RawMessage) error {
+	return n.hub.Disconnect(channelID, sel, reason)
 }
 
-// DisconnectConnection closes one connection.
-func (n *Node) DisconnectConnection(channelID, connectionID string, reason json.RawMessage) error {
-	return n.hub.DisconnectConnection(channelID, connectionID, reason)
+// Push sends a push message to the connections of a channel that sel picks.
+func (n *Node) Push(channelID string, sel signal.Selector, data json.RawMessage) ([]byte, error) {
+	return n.hub.Push(channelID, sel, data)
+}
+
+// RequestKeyFrame asks a publisher for a key frame.
+func (n *Node) RequestKeyFrame(channelID, connectionID string) error {
+	return n.hub.RequestKeyFrame(channelID, connectionID)
+}
+
+// Session describes a session of this node as session.updated does.
+func (n *Node) Session(channelID, sessionID string) (any, error) {
+	return n.hub.Session(channelID, sessionID)
+}
+
+// ListSessions describes every session of this node.
+func (n *Node) ListSessions() []any { return n.hub.ListSessions() }
+
+// TerminateSession ends a session of this node.
+func (n *Node) TerminateSession(channelID, sessionID string) (string, error) {
+	return n.hub.TerminateSession(channelID, sessionID)
+}
+
+// License is GetLicense's answer. Hayate has no license: it never expires
+// ("9999-12", the month form Sora uses, which sora_exporter parses), its
+// max_connections is max_connections (0: no limit), its serial code the
+// version.
+func (n *Node) License() control.License {
+	return control.License{ExpiredAt: "9999-12", MaxConnections: n.cfg.MaxConnections, ProductName: "Hayate",
+		SerialCode: "hayate-" + Version, Type: "Open Source"}
+}
+
+// RequestRid caps the simulcast stream a viewer receives (the simulcast
+// API).
+func (n *Node) RequestRid(channelID, receiverID, senderID, rid string, reset bool) error {
+	return n.hub.RequestRid(channelID, receiverID, senderID, rid, reset)
 }
 
 // StatsReport is GetStatsReport's body: Sora's counter names where Sora has
@@ -87,6 +124,11 @@ type StatsReport struct {
 	IgnoredMessages uint64 `json:"total_ignored_signaling_messages"`
 	ReOffers        uint64 `json:"total_re_offers"`
 	Redirects       uint64 `json:"total_redirects"`
+	// Simulcast: stream switches notified to viewers, rid requests by API.
+	SimulcastSwitched uint64 `json:"total_simulcast_switched"`
+	RidRequests       uint64 `json:"total_rid_requests"`
+	// SpotlightFocused counts publishers brought into a spotlight focus.
+	SpotlightFocused uint64 `json:"total_spotlight_focused"`
 	// Cluster is raft's state (raft_state, raft_term, raft_commit_index,
 	// as Sora's) and this node's name; absent without cluster = true.
 	Cluster map[string]any `json:"cluster,omitempty"`
@@ -154,8 +196,9 @@ func (n *Node) StatsReport() any {
 		AuthAllowed:               n.auth.Allowed.Load(), AuthDenied: n.auth.Denied.Load(),
 		AuthSuccessful: n.auth.Counters.Successful.Load(), AuthFailed: n.auth.Counters.Failed.Load(),
 		IgnoredMessages: s.IgnoredMessages.Load(), ReOffers: s.ReOffers.Load(),
-		Redirects: s.Redirects.Load(),
-		Media:     n.media.Stats(), Runtime: runtimeStats(),
+		Redirects: s.Redirects.Load(), SimulcastSwitched: s.SimulcastSwitched.Load(), RidRequests: s.RidRequests.Load(),
+		SpotlightFocused: s.SpotlightFocused.Load(),
+		Media:            n.media.Stats(), Runtime: runtimeStats(),
 		Error: ErrorCounts{SignalingError: s.SignalingErrors.Load()},
 	}
 	r.Ready, _ = n.Ready()

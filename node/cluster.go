@@ -92,6 +92,7 @@ func (n *Node) startCluster(cfg config.Config) (*clusterNode, error) {
 func (cn *clusterNode) attach() {
 	cn.c.OnHealthMode(func(m mode.Mode) { cn.n.setClusterHealth(m) })
 	cn.c.OnFenced(func(channels []string) { cn.n.hub.Fence(channels) })
+	cn.c.OnAPI(cn.n.api.Local)
 	cn.wg.Go(cn.replicateMode)
 }
 
@@ -196,6 +197,18 @@ func (cn *clusterNode) ListClusterChannels(ctx context.Context, stale bool) (any
 		return nil, err
 	}
 	return cn.c.Channels(), nil
+}
+
+// Fanout implements control.Cluster: the operation runs on every other
+// node, bounded by cluster_lease_ttl.
+func (cn *clusterNode) Fanout(ctx context.Context, target string, body []byte) []control.PeerAnswer {
+	ctx, cancel := context.WithTimeout(ctx, cn.n.cfg.ClusterLeaseTTL)
+	defer cancel()
+	var out []control.PeerAnswer
+	for _, a := range cn.c.Fanout(ctx, target, body) {
+		out = append(out, control.PeerAnswer{Node: a.Node, Status: a.Status, Body: a.Body, Err: a.Err})
+	}
+	return out
 }
 
 // sync is the read barrier before a cluster read (cluster.Sync), bounded

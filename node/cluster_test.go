@@ -52,8 +52,8 @@ func startCluster(t *testing.T, size int, edits ...func(*config.Config)) []*Node
 		rpcs = append(rpcs, n.cl.c.RPCAddr())
 	}
 	body, _ := json.Marshal(map[string]any{"node_name_list": rpcs})
-	if st, _, raw := apiCall(t, nodes[0], "Sora_20221221.InitCluster", string(body)); st != 200 {
-		t.Fatalf("InitCluster: %d %s", st, raw)
+	if got := apiOK[soraInitCluster](t, nodes[0], "Sora_20221221.InitCluster", string(body)); len(got.NodeNameList) != size {
+		t.Fatalf("InitCluster answered %+v", got)
 	}
 	waitFor(t, "every node in normal mode", patience, func() bool {
 		for _, n := range nodes {
@@ -330,8 +330,8 @@ func TestClusterTemporaryNodeJoins(t *testing.T) {
 	_, err := dial(t, tmp).Connect(connectMsg("x", "sendrecv"), soon())
 	expectClosed(t, err, 4503, "BLOCKED-NEW-CONNECTION")
 	body := `{"contact_node_name":"` + nodes[1].cl.c.RPCAddr() + `"}`
-	if st, _, raw := apiCall(t, tmp, "Sora_20211215.RegisterClusterNode", body); st != 200 {
-		t.Fatalf("RegisterClusterNode: %d %s", st, raw)
+	if got := apiOK[soraRegisterClusterNode](t, tmp, "Sora_20211215.RegisterClusterNode", body); got.ContactNodeName != nodes[1].cl.c.RPCAddr() {
+		t.Fatalf("RegisterClusterNode answered %+v", got)
 	}
 	waitFor(t, "the temporary node in normal mode", patience, func() bool { return tmp.Mode().String() == "normal" })
 	listed := func() (bool, bool) {

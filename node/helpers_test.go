@@ -161,19 +161,10 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 // apiCall posts one API operation and returns the status and decoded body.
 func apiCall(t testing.TB, n *Node, target string, body string) (int, map[string]any, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, n.apiURL(), strings.NewReader(body))
-	if target != "" {
-		req.Header.Set("x-sora-target", target)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s: %v", target, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
+	st, data := apiRaw(t, n, target, body)
 	var m map[string]any
 	_ = json.Unmarshal(data, &m)
-	return resp.StatusCode, m, data
+	return st, m, data
 }
 
 func setMode(t testing.TB, n *Node, m string) {

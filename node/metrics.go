@@ -188,6 +188,7 @@ func (n *Node) writeMedia(w *metrics.Writer, m *rtpcore.StatsSnapshot) {
 		{"hayate_media_send_calls_total", "Send system calls (sendmmsg or io_uring submissions).", m.SendCalls},
 		{"hayate_media_received_rtp_packets_total", "RTP packets decrypted from publishers.", m.ReceivedRTP},
 		{"hayate_media_forwarded_rtp_packets_total", "RTP packets sent to subscribers.", m.Forwarded},
+		{"hayate_media_handed_off_rtp_packets_total", "Decrypted RTP packets handed from the socket that received them to another that owns subscribers, once per socket.", m.HandedOff},
 		{"hayate_media_retransmitted_rtp_packets_total", "RTP packets resent in answer to NACKs.", m.Retransmitted},
 		{"hayate_media_nacks_received_total", "RTCP NACKs received from subscribers.", m.NACKsReceived},
 		{"hayate_media_plis_received_total", "PLIs and FIRs received from subscribers.", m.PLIsReceived},

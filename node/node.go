@@ -37,6 +37,7 @@ type Node struct {
 	cert *cert.Certificate
 
 	hub      *signal.Hub
+	api      *control.API
 	auth     *webhook.Auth
 	sessionQ *webhook.Queue
 	eventQ   *webhook.Queue
@@ -89,7 +90,7 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 			"api", n.apiLn.Addr().String())
 	}
 	n.media, err = rtpcore.New(rtpcore.Config{
-		Addr:    netip.AddrPortFrom(cfg.IPv4Address, uint16(cfg.MediaPort)),
+		Addr: netip.AddrPortFrom(cfg.IPv4Address, uint16(cfg.MediaPort)), Advertise: cfg.MediaAdvertisedAddress,
 		Sockets: cfg.MediaSockets, Backend: cfg.MediaBackend, Certificate: c.TLS, Fingerprint: c.Fingerprint,
 		FailedTimeout: cfg.ICEConnectionStateFailedTimeout, Log: log,
 		DataMaxMessageSize: cfg.DataChannelMaxMessageSize, DataQueueBytes: cfg.DataChannelQueueBytes,
@@ -142,7 +143,8 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		hooks.Router, apiOpt.Cluster = n.cl, n.cl
 	}
 	n.hub = signal.NewHub(set, n.word, n.media, hooks, log)
-	api := n.apiHandler(control.New(n, apiOpt, log))
+	n.api = control.New(n, apiOpt, log)
+	api := n.apiHandler(n.api)
 	n.sigSrv = &http.Server{Handler: n.signalingHandler(), ReadHeaderTimeout: cfg.SignalingHandshakeTimeout, IdleTimeout: cfg.SignalingHandshakeTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	n.apiSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -185,6 +187,9 @@ func (n *Node) Start() {
 	r.Add("signaling", n.SignalingAddr().String(), "api", n.APIAddr().String(),
 		"media", n.MediaAddr().String(), "media_backend", n.media.Backend(), "mode", n.word.Load().String(), "version", Version,
 		"fingerprint", n.cert.Fingerprint)
+	if c := n.MediaCandidate(); c != n.MediaAddr() {
+		r.Add("media_advertised", c.String())
+	}
 	if n.turn != nil {
 		udp, tcp, tls := n.turn.Addrs()
 		for _, a := range []struct {
@@ -212,8 +217,13 @@ func (n *Node) SignalingAddr() netip.AddrPort { return addrPort(n.sigLn.Addr()) 
 // APIAddr is the bound API address.
 func (n *Node) APIAddr() netip.AddrPort { return addrPort(n.apiLn.Addr()) }
 
-// MediaAddr is the advertised media address: ipv4_address and the bound UDP port.
-func (n *Node) MediaAddr() netip.AddrPort { return n.media.Candidate() }
+// MediaAddr is the bound media address: ipv4_address and the bound UDP
+// port (what a relay in front of the node forwards to).
+func (n *Node) MediaAddr() netip.AddrPort { return n.media.Bound() }
+
+// MediaCandidate is the address offered in ICE candidates: MediaAddr, or
+// media_advertised_address.
+func (n *Node) MediaCandidate() netip.AddrPort { return n.media.Candidate() }
 
 // Media returns the node's media path.
 func (n *Node) Media() *rtpcore.Engine { return n.media }

@@ -173,13 +173,14 @@ func TestMediaPayouts(t *testing.T) {
 func TestUnsupportedPayoutsRefused(t *testing.T) {
 	ev := newHookReceiver(t)
 	for _, c := range []struct{ body, reason string }{
-		{`{"allowed":true,"simulcast":true}`, "UNSUPPORTED-PAYOUT-SIMULCAST"},
-		{`{"allowed":true,"spotlight":true,"spotlight_number":2}`, "UNSUPPORTED-PAYOUT-SPOTLIGHT"},
-		{`{"allowed":true,"video_bit_rate":500}`, "UNSUPPORTED-PAYOUT-VIDEO-BIT-RATE"},
-		{`{"allowed":true,"video":{"codec_type":"VP8","bit_rate":500}}`, "UNSUPPORTED-PAYOUT-VIDEO-BIT-RATE"},
+		{`{"allowed":true,"audio_bit_rate":32}`, "UNSUPPORTED-PAYOUT-AUDIO-BIT-RATE"},
+		{`{"allowed":true,"audio":{"codec_type":"OPUS","bit_rate":32}}`, "UNSUPPORTED-PAYOUT-AUDIO-BIT-RATE"},
+		{`{"allowed":true,"simulcast_multicodec":true}`, "UNSUPPORTED-PAYOUT-SIMULCAST-MULTICODEC"},
+		{`{"allowed":true,"video_vp9_params":{"profile_id":2}}`, "UNSUPPORTED-PAYOUT-VIDEO-VP9-PARAMS"},
 		{`{"allowed":true,"forwarding_filter":{"action":"block","rules":[]}}`, "UNSUPPORTED-PAYOUT-FORWARDING-FILTER"},
 		{`{"allowed":true,"audio_streaming_language_code":"ja-JP"}`, "UNSUPPORTED-PAYOUT-AUDIO-STREAMING-LANGUAGE-CODE"},
-		{`{"allowed":true,"simulcast":false,"spotlight":null}`, ""},
+		{`{"allowed":true,"simulcast":false,"spotlight":null,"audio_opus_params":null}`, ""},
+		{`{"allowed":true,"video":{"codec_type":"VP8","bit_rate":500},"video_bit_rate":500}`, ""},
 	} {
 		r := authAnswering(t, c.body)
 		n := startNode(t, func(cfg *config.Config) { cfg.AuthWebhookURL, cfg.EventWebhookURL = r.url(), ev.url() })
@@ -199,6 +200,66 @@ func TestUnsupportedPayoutsRefused(t *testing.T) {
 			}
 			return false
 		})
+	}
+}
+
+// TestSpotlightPayouts: the auth webhook's spotlight payouts are applied
+// (payout > connect): spotlight: true makes a plain connect a spotlight one
+// (offered simulcast, connection.created says spotlight), spotlight: false
+// takes it away, spotlight_encodings are the offer's encodings, and a bad
+// spotlight_number or rid is refused as in connect.
+func TestSpotlightPayouts(t *testing.T) {
+	type offerFlags struct {
+		Simulcast bool              `json:"simulcast"`
+		Spotlight bool              `json:"spotlight"`
+		Encodings []json.RawMessage `json:"encodings"`
+	}
+	for _, c := range []struct {
+		name, body  string
+		askSpot     bool
+		spot, simul bool
+		encodings   int
+	}{
+		{"on", `{"allowed":true,"spotlight":true,"spotlight_number":2,"spotlight_focus_rid":"r2","spotlight_unfocus_rid":"none"}`, false, true, true, 3},
+		{"off", `{"allowed":true,"spotlight":false}`, true, false, false, 0},
+		{"encodings", `{"allowed":true,"spotlight":true,"spotlight_encodings":[{"rid":"r0","active":true},{"rid":"r1","active":true}]}`, false, true, true, 2},
+		{"details without spotlight", `{"allowed":true,"spotlight_number":3}`, false, false, false, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := authAnswering(t, c.body)
+			ev := newHookReceiver(t)
+			n := startNode(t, func(cfg *config.Config) { cfg.AuthWebhookURL, cfg.EventWebhookURL = r.url(), ev.url() })
+			msg := connectMsg("ch", "sendrecv")
+			if c.askSpot {
+				msg["spotlight"] = true
+			}
+			cl := dial(t, n)
+			o, err := cl.Connect(msg, soon())
+			if err != nil {
+				t.Fatal(err)
+			}
+			answer(t, cl, o)
+			var f offerFlags
+			if err := json.Unmarshal(o.Raw, &f); err != nil {
+				t.Fatal(err)
+			}
+			if f.Spotlight != c.spot || f.Simulcast != c.simul || len(f.Encodings) != c.encodings {
+				t.Fatalf("offer spotlight %v simulcast %v encodings %d, want %v %v %d", f.Spotlight, f.Simulcast, len(f.Encodings), c.spot, c.simul, c.encodings)
+			}
+			waitFor(t, "connection.created", patience, func() bool { return ev.count("connection.created") == 1 })
+			if e := ev.ofType("connection.created")[0]; e["spotlight"] != c.spot || e["simulcast"] != c.simul {
+				t.Fatalf("connection.created: %v", e)
+			}
+		})
+	}
+	for _, c := range []struct{ body, reason string }{
+		{`{"allowed":true,"spotlight":true,"spotlight_number":9}`, "INVALID-SPOTLIGHT-NUMBER"},
+		{`{"allowed":true,"spotlight":true,"spotlight_focus_rid":"r3"}`, "INVALID-SPOTLIGHT-RID"},
+	} {
+		r := authAnswering(t, c.body)
+		n := startNode(t, func(cfg *config.Config) { cfg.AuthWebhookURL = r.url() })
+		_, err := dial(t, n).Connect(connectMsg("ch", "sendrecv"), soon())
+		expectClosed(t, err, 4400, c.reason)
 	}
 }
 

@@ -30,6 +30,7 @@ type pionPeer struct {
 	received map[webrtc.RTPCodecType]map[uint16][]byte // payload by sequence number
 	tracks   int
 	reoffers int
+	notifies []map[string]any
 	done     chan struct{}
 	closed   *sigclient.Closed
 }
@@ -50,11 +51,7 @@ func pionAPIOn(t *testing.T, networks []webrtc.NetworkType, role webrtc.DTLSRole
 	must(t, m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeVP8, ClockRate: 90000,
 		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}, PayloadType: 96}, webrtc.RTPCodecTypeVideo))
-	s := webrtc.SettingEngine{}
-	s.SetIncludeLoopbackCandidate(true)
-	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	s.SetNetworkTypes(networks)
-	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	s := pionSettings(networks...)
 	if len(profiles) > 0 {
 		s.SetSRTPProtectionProfiles(profiles...)
 	}
@@ -62,6 +59,20 @@ func pionAPIOn(t *testing.T, networks []webrtc.NetworkType, role webrtc.DTLSRole
 		must(t, s.SetAnsweringDTLSRole(role))
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s))
+}
+
+// pionSettings keeps a pion client on loopback (docs/design.md, "Testing
+// with real clients"), on the given network types (none: UDP4).
+func pionSettings(networks ...webrtc.NetworkType) webrtc.SettingEngine {
+	if len(networks) == 0 {
+		networks = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	}
+	s := webrtc.SettingEngine{}
+	s.SetIncludeLoopbackCandidate(true)
+	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	s.SetNetworkTypes(networks)
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return s
 }
 
 func must(t testing.TB, err error) {
@@ -83,11 +94,19 @@ func newPionPeer(t *testing.T, n *Node, api *webrtc.API, channel, role string, p
 func newPionPeerWith(t *testing.T, n *Node, api *webrtc.API, channel, role string,
 	configure func(*sigclient.Offer) webrtc.Configuration, publish ...webrtc.TrackLocal) *pionPeer {
 	t.Helper()
+	msg := connectMsg(channel, role)
+	msg["video"] = map[string]any{"codec_type": "VP8"}
+	return newPionPeerMsg(t, n, api, msg, nil, configure, publish...)
+}
+
+// newPionPeerMsg is newPionPeerWith with its connect message; onTrack, if
+// set, reads each remote track instead of the recording reader.
+func newPionPeerMsg(t *testing.T, n *Node, api *webrtc.API, msg map[string]any, onTrack func(*webrtc.TrackRemote),
+	configure func(*sigclient.Offer) webrtc.Configuration, publish ...webrtc.TrackLocal) *pionPeer {
+	t.Helper()
 	p := &pionPeer{t: t, received: map[webrtc.RTPCodecType]map[uint16][]byte{
 		webrtc.RTPCodecTypeAudio: {}, webrtc.RTPCodecTypeVideo: {}}, done: make(chan struct{})}
 	p.sig = dial(t, n)
-	msg := connectMsg(channel, role)
-	msg["video"] = map[string]any{"codec_type": "VP8"}
 	o, err := p.sig.Connect(msg, soon())
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -105,6 +124,10 @@ func newPionPeerWith(t *testing.T, n *Node, api *webrtc.API, channel, role strin
 		p.mu.Lock()
 		p.tracks++
 		p.mu.Unlock()
+		if onTrack != nil {
+			go onTrack(tr)
+			return
+		}
 		go p.read(tr)
 	})
 	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
@@ -147,6 +170,13 @@ func (p *pionPeer) signalLoop() {
 			SDP  string `json:"sdp"`
 		}
 		_ = json.Unmarshal(msg, &m)
+		if m.Type == "notify" {
+			var n map[string]any
+			_ = json.Unmarshal(msg, &n)
+			p.mu.Lock()
+			p.notifies = append(p.notifies, n)
+			p.mu.Unlock()
+		}
 		if m.Type != "re-offer" {
 			continue
 		}

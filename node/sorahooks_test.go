@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -270,19 +269,6 @@ type soraVanished struct {
 	Version   string `json:"version"`
 	Label     string `json:"label"`
 	NodeName  string `json:"node_name"`
-}
-
-// strictDecode decodes b into v refusing unknown fields and trailing data.
-func strictDecode(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("trailing data")
-	}
-	return nil
 }
 
 // requireFields checks that the JSON object b has every key of required.

@@ -134,8 +134,8 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 	}
 	t.lastRecv.Store(time.Now().UnixNano())
 	// This transport can now receive its subscriptions: each needs a key frame.
-	for _, pt := range *t.sources.Load() {
-		pt.wantKey.Store(true)
+	for _, d := range *t.downs.Load() {
+		d.keyFrameLayer().wantKey.Store(true)
 	}
 	if t.ev != nil {
 		t.ev.Connected()

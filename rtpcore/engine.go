@@ -12,15 +12,19 @@
 // kernel's 4-tuple hash keeps a peer on one socket, so a peer's packets are
 // all handled by one shard. A forwarded packet is decrypted once, in place,
 // then copied into a send slot and encrypted in place per subscriber; no
-// step allocates.
+// step allocates. Every transport has a home shard, the only one that
+// forwards to it: a publisher's packets are handed from the shard that
+// received them to the home shards of its subscribers (handoff.go), so one
+// broadcast uses every core.
 //
 // # Locks on the packet path
 //
 // A transport's receive state (decrypt context, published tracks) is
 // guarded by its rmu and its send state (encrypt context) by its smu. Both
-// are held for one packet at a time and are contended only when two shards
-// touch one transport at once (a subscriber fed by publishers on two
-// shards). Subscriber lists are copy-on-write slices read with one atomic
+// are held for one packet at a time. Only the home shard forwards to a
+// subscriber, so its smu is contended only when the subscriber's own RTCP
+// (NACKs, feedback), received on another shard, is handled at the same
+// moment. Subscriber lists are copy-on-write slices read with one atomic
 // load.
 package rtpcore
 
@@ -46,6 +50,9 @@ import (
 type Config struct {
 	// Addr is ipv4_address:media_port (port 0 picks a free one).
 	Addr netip.AddrPort
+	// Advertise, when valid, is the ICE candidate offered instead of Addr
+	// (media_advertised_address; a port of 0 keeps the bound port).
+	Advertise netip.AddrPort
 	// Sockets is the number of SO_REUSEPORT sockets and receive loops.
 	Sockets int
 	// Certificate is the DTLS certificate and Fingerprint its sha-256
@@ -102,6 +109,10 @@ type Engine struct {
 	mu         sync.RWMutex
 	byUfrag    map[string]*Transport
 	transports map[*Transport]struct{}
+	// owned counts the open transports by home shard (guarded by mu).
+	owned []int
+	// rings[i*len(shards)+j] carries packets from shard i to shard j.
+	rings []handoffRing
 
 	// links are the in-process peers by address (link.go).
 	links     sync.Map
@@ -182,9 +193,14 @@ func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 		byUfrag: map[string]*Transport{}, transports: map[*Transport]struct{}{},
 		ctx: ctx, cancel: cancel,
 	}
+	e.owned = make([]int, len(ios))
+	if len(ios) > 1 {
+		e.rings = make([]handoffRing, len(ios)*len(ios))
+	}
 	for i, io := range ios {
-		s := newShard(e, i, newRouteIO(e, io))
-		e.shards = append(e.shards, s)
+		e.shards = append(e.shards, newShard(e, i, newRouteIO(e, io), len(ios)))
+	}
+	for _, s := range e.shards {
 		if loops {
 			e.wg.Add(1)
 			go s.run()
@@ -197,11 +213,25 @@ func newEngine(cfg Config, ios []PacketIO, loops bool) (*Engine, error) {
 	return e, nil
 }
 
+// now is the wall time in ns (the packet path uses its batch's time).
+func (e *Engine) now() int64 { return time.Now().UnixNano() }
+
 // Fingerprint implements media.Engine.
 func (e *Engine) Fingerprint() string { return e.cfg.Fingerprint }
 
 // Candidate implements media.Engine: ipv4_address and the bound port.
-func (e *Engine) Candidate() netip.AddrPort { return e.addr }
+func (e *Engine) Candidate() netip.AddrPort {
+	if a := e.cfg.Advertise; a.IsValid() {
+		if a.Port() == 0 {
+			return netip.AddrPortFrom(a.Addr(), e.addr.Port())
+		}
+		return a
+	}
+	return e.addr
+}
+
+// Bound is the address the media sockets are bound to.
+func (e *Engine) Bound() netip.AddrPort { return e.addr }
 
 // Stats returns the media counters, summed over the shards.
 func (e *Engine) Stats() StatsSnapshot {
@@ -231,12 +261,20 @@ func (e *Engine) Stats() StatsSnapshot {
 
 // Open implements media.Engine.
 func (e *Engine) Open(connectionID string, ev media.Events) (media.Transport, error) {
-	t := newTransport(e, connectionID, ev)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
+	// The home shard: the one with the fewest transports (handoff.go).
+	home := 0
+	for i, n := range e.owned {
+		if n < e.owned[home] {
+			home = i
+		}
+	}
+	e.owned[home]++
+	t := newTransport(e, connectionID, ev, home)
 	for e.byUfrag[t.agent.LocalUfrag] != nil {
 		t.agent = ice.NewAgent(ids.ICE(8), t.agent.LocalPwd)
 	}
@@ -267,6 +305,9 @@ func (e *Engine) forget(t *Transport) {
 	e.mu.Lock()
 	if e.byUfrag[t.agent.LocalUfrag] == t {
 		delete(e.byUfrag, t.agent.LocalUfrag)
+	}
+	if _, ok := e.transports[t]; ok {
+		e.owned[t.home]--
 	}
 	delete(e.transports, t)
 	e.mu.Unlock()

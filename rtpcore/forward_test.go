@@ -71,27 +71,40 @@ func TestForwardDecryptsOnceEncryptsPerSubscriber(t *testing.T) {
 }
 
 // TestForwardZeroAllocs: forwarding one packet to many subscribers and
-// flushing allocates nothing in steady state.
+// flushing allocates nothing in steady state, on one shard and with the
+// subscribers on two (decrypt, hand off, forward on both, flush both);
+// every subscriber gets every packet, and with two shards both forward.
 func TestForwardZeroAllocs(t *testing.T) {
-	f := newFanout(t, srtp.ProtectionProfileAeadAes128Gcm, 20)
-	s := f.e.shards[0]
-	stream := encryptedStream(t, f.pubKeys.context(t, f.prof), f.ssrc, 96, 1100, 200)
-	buf := make([]byte, bufSize)
-	from := f.pubAddr(s)
-	i := 0
-	step := func() {
-		n := copy(buf, stream[i])
-		s.handle(buf[:n], from)
-		s.flush()
-		i++
+	for _, shards := range []int{1, 2} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) {
+			f := newFanoutOn(t, srtp.ProtectionProfileAeadAes128Gcm, 20, shards)
+			s := f.e.shards[0]
+			stream := encryptedStream(t, f.pubKeys.context(t, f.prof), f.ssrc, 96, 1100, 200)
+			buf := make([]byte, bufSize)
+			from := f.pubAddr(s)
+			i := 0
+			step := func() {
+				n := copy(buf, stream[i])
+				s.handle(buf[:n], from)
+				for _, o := range f.e.shards {
+					o.flush()
+				}
+				i++
+			}
+			for range 20 { // warm up: maps, contexts and the handoff pool created
+				step()
+			}
+			if a := testing.AllocsPerRun(100, step); a != 0 {
+				t.Fatalf("%v allocations per forwarded packet", a)
+			}
+			waitSinks(t, f.sinks, 20*(20+100+1))
+			for j, o := range f.e.shards {
+				if o.stats.Forwarded.Load() == 0 {
+					t.Fatalf("shard %d forwarded nothing", j)
+				}
+			}
+		})
 	}
-	for range 20 { // warm up: maps and contexts created
-		step()
-	}
-	if a := testing.AllocsPerRun(100, step); a != 0 {
-		t.Fatalf("%v allocations per forwarded packet", a)
-	}
-	waitSinks(t, f.sinks, 20*100)
 }
 
 func waitSinks(t *testing.T, s *sinks, n int) {
@@ -119,8 +132,12 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
-func benchForward(b *testing.B, p srtp.ProtectionProfile, n int) {
-	f := newFanout(b, p, n)
+func benchForward(b *testing.B, p srtp.ProtectionProfile, n int) { benchForwardOn(b, p, n, 1) }
+
+// benchForwardOn runs benchForward on an engine of shards shards, flushing
+// each after the publisher's.
+func benchForwardOn(b *testing.B, p srtp.ProtectionProfile, n, shards int) {
+	f := newFanoutOn(b, p, n, shards)
 	s := f.e.shards[0]
 	const ring = 4096
 	stream := encryptedStream(b, f.pubKeys.context(b, p), f.ssrc, 96, 1100, ring)
@@ -140,7 +157,9 @@ func benchForward(b *testing.B, p srtp.ProtectionProfile, n int) {
 		}
 		m := copy(buf, stream[i])
 		s.handle(buf[:m], from)
-		s.flush()
+		for _, o := range f.e.shards {
+			o.flush()
+		}
 		i++
 	}
 	elapsed := b.Elapsed()
@@ -207,4 +226,20 @@ func TestForwardGroupsBySubscriber(t *testing.T) {
 		}
 	}
 	s.sb.reset()
+}
+
+// TestProbeCopies: a probe's padding is counted in bytes, so copies of a
+// small packet are many and copies of a full one few; never unbounded.
+func TestProbeCopies(t *testing.T) {
+	for _, c := range []struct{ n, size, plen, want int }{
+		{0, 1200, 500, 0},
+		{1, 1200, 1134, 1}, // 1,200 bytes: one full-size copy
+		{2, 1200, 500, 5},  // 2,400 bytes in copies of 566
+		{8, 1200, 100, 32}, // bounded
+		{3, 1200, 1134, 3},
+	} {
+		if got := probeCopies(c.n, c.size, c.plen); got != c.want {
+			t.Errorf("probeCopies(%d, %d, %d) = %d, want %d", c.n, c.size, c.plen, got, c.want)
+		}
+	}
 }

@@ -24,19 +24,26 @@ import (
 
 // testEngine is an engine on one real loopback socket whose receive loop
 // does not run: the test drives the shard itself.
-func testEngine(tb testing.TB) *Engine {
+func testEngine(tb testing.TB) *Engine { return testEngineOn(tb, 1) }
+
+// testEngineOn is testEngine with n sockets (shards).
+func testEngineOn(tb testing.TB, n int) *Engine {
 	tb.Helper()
 	c, err := cert.Generate()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	socks, err := listenMedia(netip.MustParseAddrPort("127.0.0.1:0"), 1)
+	socks, err := listenMedia(netip.MustParseAddrPort("127.0.0.1:0"), n)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e, err := newEngine(Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Sockets: 1, Certificate: c.TLS,
+	ios := make([]PacketIO, n)
+	for i, s := range socks {
+		ios[i] = s
+	}
+	e, err := newEngine(Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Sockets: n, Certificate: c.TLS,
 		Fingerprint: c.Fingerprint, FailedTimeout: time.Minute, ReportInterval: time.Second,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, []PacketIO{socks[0]}, false)
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, ios, false)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -186,11 +193,20 @@ func (s *sinks) close() {
 // encryptedStream pre-encrypts count packets of one SSRC with payload size.
 func encryptedStream(tb testing.TB, enc *srtp.Context, ssrc uint32, pt uint8, size, count int) [][]byte {
 	tb.Helper()
-	out := make([][]byte, count)
+	pkts := make([]*rtp.Packet, count)
 	payload := make([]byte, size)
 	rand.Read(payload)
-	for i := range out {
-		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: ssrc}, Payload: payload}
+	for i := range pkts {
+		pkts[i] = &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(i), Timestamp: uint32(i) * 3000, SSRC: ssrc}, Payload: payload}
+	}
+	return encryptPackets(tb, enc, pkts)
+}
+
+// encryptPackets marshals and encrypts pkts.
+func encryptPackets(tb testing.TB, enc *srtp.Context, pkts []*rtp.Packet) [][]byte {
+	tb.Helper()
+	out := make([][]byte, len(pkts))
+	for i, pkt := range pkts {
 		raw, _ := pkt.Marshal()
 		b, err := enc.EncryptRTP(nil, raw, nil)
 		if err != nil {
@@ -220,7 +236,14 @@ type fanout struct {
 
 func newFanout(tb testing.TB, p srtp.ProtectionProfile, n int) *fanout {
 	tb.Helper()
-	f := &fanout{e: testEngine(tb), sinks: newSinks(tb, n), prof: p, ssrc: 0x1234}
+	return newFanoutOn(tb, p, n, 1)
+}
+
+// newFanoutOn is newFanout on an engine of shards shards: the publisher's
+// home is shard 0, the subscribers' homes are spread over all of them.
+func newFanoutOn(tb testing.TB, p srtp.ProtectionProfile, n, shards int) *fanout {
+	tb.Helper()
+	f := &fanout{e: testEngineOn(tb, shards), sinks: newSinks(tb, n), prof: p, ssrc: 0x1234}
 	f.pubKeys, f.pubOut = newKeys(tb, p), newKeys(tb, p)
 	f.pub = readyTransport(tb, f.e, p, f.pubKeys, f.pubOut, netip.MustParseAddrPort("127.0.0.1:9"))
 	tr := media.Track{Kind: media.Video, SSRC: f.ssrc, PayloadType: 96, ClockRate: 90000}

@@ -277,13 +277,10 @@ type routeIO struct {
 	q *inQueue
 }
 
-// waker is a backend whose blocked Recv can be made to return early.
-type waker interface{ wakeup() }
-
 func newRouteIO(e *Engine, io PacketIO) *routeIO {
 	r := &routeIO{PacketIO: io, e: e, q: &inQueue{}}
 	if w, ok := io.(waker); ok {
-		r.q.wake = w.wakeup
+		r.q.wake = w.Wake
 	}
 	return r
 }

@@ -281,11 +281,11 @@ func TestForwardToLinksZeroAllocs(t *testing.T) {
 	}
 }
 
-// TestWakeupEndsRecv: wakeup makes a Recv blocked on an hour's deadline
+// TestWakeEndsRecv: Wake makes a Recv blocked on an hour's deadline
 // return at once, on both backends (links rely on it to be served without
 // waiting for the receive deadline); and a Recv whose deadline has passed
 // still returns what the socket holds, so links cannot starve UDP peers.
-func TestWakeupEndsRecv(t *testing.T) {
+func TestWakeEndsRecv(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
 			s := be.listen(t, loopback, 1)[0]
@@ -299,14 +299,14 @@ func TestWakeupEndsRecv(t *testing.T) {
 				_, err := s.Recv(rb, time.Now().Add(time.Hour))
 				res <- err
 			}()
-			w.wakeup()
+			w.Wake()
 			select {
 			case err := <-res:
 				if !errors.Is(err, ErrTimeout) {
 					t.Fatalf("woken Recv: %v, want ErrTimeout", err)
 				}
 			case <-time.After(poll.Patience):
-				t.Fatal("wakeup did not end Recv (its deadline is an hour away)")
+				t.Fatal("Wake did not end Recv (its deadline is an hour away)")
 			}
 
 			c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(s.LocalAddr()))

@@ -2,6 +2,7 @@ package rtpcore
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"time"
 
 	"github.com/hayate-sfu/hayate/media"
@@ -14,8 +15,10 @@ const (
 	rtcpRTPFB = 205 // RFC 4585 §6.2
 	rtcpPSFB  = 206 // RFC 4585 §6.3
 	fmtNACK   = 1   // generic NACK, RFC 4585 §6.2.1
+	fmtTWCC   = 15  // transport feedback, draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1
 	fmtPLI    = 1   // picture loss indication, RFC 4585 §6.3.1
 	fmtFIR    = 4   // full intra request, RFC 5104 §4.3.1
+	fmtAFB    = 15  // application layer feedback (REMB), RFC 4585 §6.4
 )
 
 // pliInterval is the least time between two PLIs Hayate sends for one track:
@@ -57,44 +60,45 @@ func (s *shard) rtcpPacket(t *Transport, p []byte) {
 		if len(p) < 28 {
 			return
 		}
-		pt := t.pub(binary.BigEndian.Uint32(p[4:8]))
+		pt, ly := t.layerOf(binary.BigEndian.Uint32(p[4:8]))
 		if pt == nil {
 			return
 		}
 		t.rmu.Lock()
-		pt.rx.lastSR = binary.BigEndian.Uint32(p[10:14])
-		pt.rx.lastSRAt = s.now
+		ly.rx.lastSR = binary.BigEndian.Uint32(p[10:14])
+		ly.rx.lastSRAt = s.now
 		t.rmu.Unlock()
-		// Subscribers get the sender info only (RC = 0): the report
-		// blocks describe what the publisher receives, not them.
 		for _, d := range *pt.downs.Load() {
-			if s.sendRTCP(d, func(b []byte) []byte {
-				b = append(b, p[:28]...)
-				b[0] = 0x80
-				binary.BigEndian.PutUint16(b[2:4], 6)
-				return b
-			}) {
+			if s.forwardSR(d, ly, p) {
 				s.stats.SRsForwarded.Add(1)
 			}
 		}
 	case rtcpRTPFB:
-		if count != fmtNACK || len(p) < 16 {
+		if len(p) < 12 {
 			return
 		}
-		pt := t.source(binary.BigEndian.Uint32(p[8:12]))
-		if pt == nil || pt.cache.Load() == nil {
-			return
-		}
-		s.stats.NACKsReceived.Add(1)
-		for fci := p[12:]; len(fci) >= 4; fci = fci[4:] {
-			pid := binary.BigEndian.Uint16(fci[0:2])
-			blp := binary.BigEndian.Uint16(fci[2:4])
-			s.retransmit(t, pt, pid)
-			for i := range 16 {
-				if blp&(1<<i) != 0 {
-					s.retransmit(t, pt, pid+uint16(i)+1)
+		switch count {
+		case fmtNACK:
+			if len(p) < 16 {
+				return
+			}
+			d := t.down(binary.BigEndian.Uint32(p[8:12]))
+			if d == nil {
+				return
+			}
+			s.stats.NACKsReceived.Add(1)
+			for fci := p[12:]; len(fci) >= 4; fci = fci[4:] {
+				pid := binary.BigEndian.Uint16(fci[0:2])
+				blp := binary.BigEndian.Uint16(fci[2:4])
+				s.retransmit(d, pid)
+				for i := range 16 {
+					if blp&(1<<i) != 0 {
+						s.retransmit(d, pid+uint16(i)+1)
+					}
 				}
 			}
+		case fmtTWCC:
+			s.onTransportFeedback(t, unpad(p)[12:])
 		}
 	case rtcpPSFB:
 		if len(p) < 12 {
@@ -102,44 +106,117 @@ func (s *shard) rtcpPacket(t *Transport, p []byte) {
 		}
 		switch count {
 		case fmtPLI:
-			if pt := t.source(binary.BigEndian.Uint32(p[8:12])); pt != nil {
+			if d := t.down(binary.BigEndian.Uint32(p[8:12])); d != nil {
 				s.stats.PLIsReceived.Add(1)
-				pt.requestKeyFrame(s)
+				d.keyFrameLayer().requestKeyFrame(s)
 			}
 		case fmtFIR: // RFC 5104 §4.3.1: FCI entries of SSRC and sequence number
 			for fci := p[12:]; len(fci) >= 8; fci = fci[8:] {
-				if pt := t.source(binary.BigEndian.Uint32(fci[0:4])); pt != nil {
+				if d := t.down(binary.BigEndian.Uint32(fci[0:4])); d != nil {
 					s.stats.PLIsReceived.Add(1)
-					pt.requestKeyFrame(s)
+					d.keyFrameLayer().requestKeyFrame(s)
 				}
 			}
+		case fmtAFB:
+			s.onREMB(t, p[12:])
 		}
 	}
 }
 
-// retransmit resends a cached packet to the subscriber that lost it, in the
-// original stream (no RTX is negotiated, RFC 4588 is not needed).
-func (s *shard) retransmit(d *Transport, pt *pubTrack, seq uint16) {
-	if !d.ready.Load() {
+// unpad strips RTCP padding (RFC 3550 §6.4.1) from one packet.
+func unpad(p []byte) []byte {
+	if p[0]&0x20 != 0 && len(p) > 12 {
+		if n := int(p[len(p)-1]); n > 0 && n <= len(p)-12 {
+			return p[:len(p)-n]
+		}
+	}
+	return p
+}
+
+// keyFrameLayer is the layer a subscriber's key frame request is for: the
+// one it receives, else the one it waits for.
+func (d *downTrack) keyFrameLayer() *layer {
+	l := d.current.Load()
+	if l < 0 {
+		l = max(min(d.target.Load(), int32(len(d.pt.layers)-1)), 0)
+	}
+	return d.pt.layers[l]
+}
+
+// forwardSR sends a publisher's sender report of layer ly to d's
+// subscriber with the sender info only (RC = 0: the report blocks describe
+// what the publisher receives). For a simulcast track only the layer d
+// receives is reported, under d's SSRC and with its RTP timestamp
+// rewritten, so that the NTP mapping (lip sync) holds for the subscriber.
+func (s *shard) forwardSR(d *downTrack, ly *layer, p []byte) bool {
+	sub := d.sub
+	if !sub.ready.Load() {
+		return false
+	}
+	to, ok := sub.remote()
+	if !ok {
+		return false
+	}
+	sub.smu.Lock()
+	defer sub.smu.Unlock()
+	var tsOff uint32
+	if d.pt.simulcast {
+		if int(d.f.cur) != ly.index {
+			return false
+		}
+		tsOff = d.f.segs[d.f.segID%nSegments].tsOff
+	}
+	b := append(s.slot(), p[:28]...)
+	b[0] = 0x80
+	binary.BigEndian.PutUint16(b[2:4], 6)
+	binary.BigEndian.PutUint32(b[4:8], d.pt.SSRC)
+	binary.BigEndian.PutUint32(b[16:20], binary.BigEndian.Uint32(p[16:20])+tsOff)
+	return s.sealRTCP(sub, to, b)
+}
+
+// retransmit resends a cached packet to the subscriber that lost it,
+// rewritten as it was first sent: in its RTX stream when one was
+// negotiated (RFC 4588), else in the original stream.
+func (s *shard) retransmit(d *downTrack, seq uint16) {
+	sub := d.sub
+	if !sub.ready.Load() {
 		return
 	}
-	to, ok := d.remote()
+	to, ok := sub.remote()
 	if !ok {
 		return
 	}
-	slot, ok := pt.cache.Load().Load(seq, s.slot())
+	sub.smu.Lock()
+	defer sub.smu.Unlock()
+	ly, in, sg, ok := d.lookup(seq, s.now)
 	if !ok {
 		return
 	}
-	d.smu.Lock()
-	out, err := d.enc.EncryptRTP(slot[:0], slot, &d.shdr)
-	d.smu.Unlock()
-	if err != nil || cap(out) != cap(slot) {
+	cache := ly.cache.Load()
+	if cache == nil {
 		return
 	}
-	s.sb.Commit(out, to)
-	d.bytesOut.Add(uint64(len(out)))
-	s.stats.Retransmitted.Add(1)
+	pkt, ok := cache.Load(in, s.scratch[:0])
+	if !ok {
+		return
+	}
+	hlen, plen, ok := rtpLengths(pkt)
+	if !ok {
+		return
+	}
+	pp := pendingPacket{pt: d.pt, layer: int8(ly.index), plain: pkt, hlen: hlen, plen: plen, seq: in,
+		ts: binary.BigEndian.Uint32(pkt[4:8]), desc: d.pt.parseDescriptor(pkt[hlen : hlen+plen])}
+	h := rtpHead{pt: pkt[1] & 0x7f, marker: pkt[1]&0x80 != 0, padding: pkt[0]&0x20 != 0,
+		seq: in + sg.seqOff, ts: pp.ts + sg.tsOff, ssrc: d.pt.SSRC}
+	if d.rtxPT != 0 {
+		h.padding = false
+		ok = s.sendRTX(d, to, h, pkt[hlen:hlen+plen], &pp.desc, sg)
+	} else {
+		ok = s.sendRTP(sub, to, h, pkt[hlen:], &pp, sg)
+	}
+	if ok {
+		s.stats.Retransmitted.Add(1)
+	}
 }
 
 // sendRTCP builds an RTCP packet with build into a send slot, encrypts it
@@ -154,8 +231,26 @@ func (s *shard) sendRTCP(d *Transport, build func([]byte) []byte) bool {
 	}
 	slot := build(s.slot())
 	d.smu.Lock()
+	defer d.smu.Unlock()
+	return s.sealRTCP(d, to, slot)
+}
+
+// commitRTCP encrypts an RTCP packet built in a send slot for d and queues
+// it.
+func (s *shard) commitRTCP(d *Transport, slot []byte) bool {
+	to, ok := d.remote()
+	if !ok || !d.ready.Load() {
+		return false
+	}
+	d.smu.Lock()
+	defer d.smu.Unlock()
+	return s.sealRTCP(d, to, slot)
+}
+
+// sealRTCP encrypts the RTCP packet in slot for d and queues it; called
+// under d.smu.
+func (s *shard) sealRTCP(d *Transport, to netip.AddrPort, slot []byte) bool {
 	out, err := d.enc.EncryptRTCP(slot[:0], slot, &d.schdr)
-	d.smu.Unlock()
 	if err != nil || cap(out) != cap(slot) {
 		return false
 	}
@@ -164,28 +259,29 @@ func (s *shard) sendRTCP(d *Transport, build func([]byte) []byte) bool {
 	return true
 }
 
-// mayPLI reports whether a PLI for the track may go at now (ns), and if so
-// records it: at most one per pliInterval, whoever asks.
-func (pt *pubTrack) mayPLI(now int64) bool {
-	last := pt.lastPLI.Load()
-	return now-last >= pliInterval.Nanoseconds() && pt.lastPLI.CompareAndSwap(last, now)
+// mayPLI reports whether a PLI for the layer may go at now (ns), and if
+// so records it: at most one per pliInterval, whoever asks.
+func (ly *layer) mayPLI(now int64) bool {
+	last := ly.lastPLI.Load()
+	return now-last >= pliInterval.Nanoseconds() && ly.lastPLI.CompareAndSwap(last, now)
 }
 
-// requestKeyFrame sends a PLI for the track to its publisher, at most once
+// requestKeyFrame sends a PLI for the layer to its publisher, at most once
 // per pliInterval, and reports whether it did. On a receive loop (s != nil)
 // the PLI joins the loop's batch; elsewhere it is written at once.
-func (pt *pubTrack) requestKeyFrame(s *shard) bool {
-	owner := pt.owner
-	if pt.Kind != media.Video || !owner.ready.Load() {
+func (ly *layer) requestKeyFrame(s *shard) bool {
+	owner := ly.pt.owner
+	ssrc := ly.ssrc.Load()
+	if ly.pt.Kind != media.Video || !owner.ready.Load() || ssrc == 0 {
 		return false
 	}
-	if !pt.mayPLI(time.Now().UnixNano()) {
+	if !ly.mayPLI(time.Now().UnixNano()) {
 		return false
 	}
 	build := func(b []byte) []byte {
 		b = append(b, 0x80|fmtPLI, rtcpPSFB, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0)
 		binary.BigEndian.PutUint32(b[4:8], owner.ssrc)
-		binary.BigEndian.PutUint32(b[8:12], pt.SSRC)
+		binary.BigEndian.PutUint32(b[8:12], ssrc)
 		return b
 	}
 	if s != nil {
@@ -228,37 +324,39 @@ func (t *Transport) sendReceiverReports(now time.Time) {
 	if len(pubs) == 0 {
 		return
 	}
-	if len(pubs) > 31 {
-		pubs = pubs[:31]
-	}
 	t.rmu.Lock()
-	blocks := make([]byte, 0, 24*len(pubs))
+	blocks := make([]byte, 0, 24*4)
 	for _, pt := range pubs {
-		r := &pt.rx
-		if !r.started {
-			continue
+		for _, ly := range pt.layers {
+			if len(blocks) >= 24*31 {
+				break
+			}
+			r := &ly.rx
+			if !r.started {
+				continue
+			}
+			extMax := r.cycles + uint32(r.max)
+			expected := extMax - uint32(r.base) + 1
+			lost := int64(expected) - int64(r.received)
+			expInt := expected - r.expectedPrior
+			recInt := r.received - r.receivedPrior
+			r.expectedPrior, r.receivedPrior = expected, r.received
+			var fraction uint8
+			if lostInt := int64(expInt) - int64(recInt); expInt > 0 && lostInt > 0 {
+				fraction = uint8(lostInt << 8 / int64(expInt))
+			}
+			lost = max(min(lost, 0x7fffff), -0x800000)
+			var b [24]byte
+			binary.BigEndian.PutUint32(b[0:4], ly.ssrc.Load())
+			binary.BigEndian.PutUint32(b[4:8], uint32(fraction)<<24|uint32(lost)&0xffffff)
+			binary.BigEndian.PutUint32(b[8:12], extMax)
+			if r.lastSRAt != 0 {
+				binary.BigEndian.PutUint32(b[16:20], r.lastSR)
+				dlsr := time.Duration(now.UnixNano() - r.lastSRAt)
+				binary.BigEndian.PutUint32(b[20:24], uint32(dlsr*65536/time.Second))
+			}
+			blocks = append(blocks, b[:]...)
 		}
-		extMax := r.cycles + uint32(r.max)
-		expected := extMax - uint32(r.base) + 1
-		lost := int64(expected) - int64(r.received)
-		expInt := expected - r.expectedPrior
-		recInt := r.received - r.receivedPrior
-		r.expectedPrior, r.receivedPrior = expected, r.received
-		var fraction uint8
-		if lostInt := int64(expInt) - int64(recInt); expInt > 0 && lostInt > 0 {
-			fraction = uint8(lostInt << 8 / int64(expInt))
-		}
-		lost = max(min(lost, 0x7fffff), -0x800000)
-		var b [24]byte
-		binary.BigEndian.PutUint32(b[0:4], pt.SSRC)
-		binary.BigEndian.PutUint32(b[4:8], uint32(fraction)<<24|uint32(lost)&0xffffff)
-		binary.BigEndian.PutUint32(b[8:12], extMax)
-		if r.lastSRAt != 0 {
-			binary.BigEndian.PutUint32(b[16:20], r.lastSR)
-			dlsr := time.Duration(now.UnixNano() - r.lastSRAt)
-			binary.BigEndian.PutUint32(b[20:24], uint32(dlsr*65536/time.Second))
-		}
-		blocks = append(blocks, b[:]...)
 	}
 	t.rmu.Unlock()
 	n := len(blocks) / 24

@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// TestPLIRateLimit: one PLI per track per pliInterval, whoever asks.
+// TestPLIRateLimit: one PLI per stream per pliInterval, whoever asks.
 func TestPLIRateLimit(t *testing.T) {
-	pt := &pubTrack{}
+	ly := &layer{}
 	t0 := int64(1_000_000_000_000)
 	ms := int64(time.Millisecond)
 	for _, c := range []struct {
@@ -21,7 +21,7 @@ func TestPLIRateLimit(t *testing.T) {
 		{t0 + 400*ms, false},
 		{t0 + 900*ms, true},
 	} {
-		if got := pt.mayPLI(c.at); got != c.want {
+		if got := ly.mayPLI(c.at); got != c.want {
 			t.Fatalf("PLI at +%d ms: %v, want %v", (c.at-t0)/ms, got, c.want)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/ice"
+	"github.com/hayate-sfu/hayate/packetcache"
 )
 
 // shard is one socket and the goroutine that serves it.
@@ -33,14 +34,29 @@ type shard struct {
 	// the end of the batch (forwardPending).
 	pending  [recvBatch]pendingPacket
 	npending int
+	// scratch holds a cached packet being retransmitted.
+	scratch [packetcache.SlotSize]byte
+
+	// Handoff between shards (handoff.go): the pool of packets this shard
+	// hands to others (made on first use) and the next to use; the shards
+	// handed packets since the last wake; the packets taken from another
+	// shard's ring; asleep is set while the loop waits in its receive.
+	pool   []sharedPacket
+	next   uint64
+	swept  uint64 // next at the last sweepPool
+	woke   []bool
+	inbox  [recvBatch]*sharedPacket
+	asleep atomic.Bool
+
 	// Datagrams taken from links (link.go), handled like a receive batch.
 	lbufs [recvBatch][]byte
 	llens [recvBatch]int
 	lfrom [recvBatch]netip.AddrPort
 }
 
-func newShard(e *Engine, id int, io PacketIO) *shard {
-	return &shard{e: e, id: id, io: io, rb: NewRecvBatch(), sb: NewSendBatch(), peers: map[netip.AddrPort]*Transport{}}
+func newShard(e *Engine, id int, io PacketIO, shards int) *shard {
+	return &shard{e: e, id: id, io: io, rb: NewRecvBatch(), sb: NewSendBatch(), peers: map[netip.AddrPort]*Transport{},
+		woke: make([]bool, shards)}
 }
 
 // housekeeping is how often a shard forgets addresses of closed transports.
@@ -62,6 +78,12 @@ func (s *shard) loopOnce() (done bool) {
 			s.e.cfg.Log.Error("media receive loop panicked; restarting it", "shard", s.id, "panic", fmt.Sprint(v))
 			s.sb.reset()
 			s.npending = 0
+			for i, sp := range s.inbox {
+				if sp != nil {
+					sp.refs.Add(-1)
+					s.inbox[i] = nil
+				}
+			}
 			done = false
 		}
 	}()
@@ -80,7 +102,17 @@ func (s *shard) loop() {
 	for {
 		now := time.Now()
 		s.beat.Store(now.UnixNano())
-		n, err := s.io.Recv(s.rb, now.Add(recvWait))
+		// Asleep in the receive, the loop is woken by a shard handing it
+		// packets (handoff.go); with packets already handed, it only
+		// looks at what the socket has.
+		deadline := now.Add(recvWait)
+		s.asleep.Store(true)
+		if s.inboxWaiting() {
+			s.asleep.Store(false)
+			deadline = now
+		}
+		n, err := s.io.Recv(s.rb, deadline)
+		s.asleep.Store(false)
 		now = time.Now()
 		s.beat.Store(now.UnixNano())
 		if err != nil && !errors.Is(err, ErrTimeout) {
@@ -98,11 +130,12 @@ func (s *shard) loop() {
 			for i := range n {
 				s.handle(s.rb.Bufs[i][:s.rb.Lens[i]], s.rb.Addrs[i])
 			}
-			s.flush()
 		}
+		s.flush()
 		s.handleLinked()
 		if now.Sub(lastSweep) >= housekeeping {
 			lastSweep = now
+			s.sweepPool()
 			for a, t := range s.peers {
 				if t.isClosed() {
 					delete(s.peers, a)
@@ -113,10 +146,11 @@ func (s *shard) loop() {
 	}
 }
 
-// flush forwards the batch's publisher packets and sends everything the
-// batch produced.
+// flush forwards the batch's publisher packets and those other shards
+// handed this one, and sends everything that produced.
 func (s *shard) flush() {
 	s.forwardPending()
+	s.drainInbox()
 	s.send()
 }
 

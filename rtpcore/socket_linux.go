@@ -35,7 +35,6 @@ type mmsgIO struct {
 	rn     int
 	rerrno syscall.Errno
 	rfn    func(fd uintptr) bool
-	pfn    func(fd uintptr) // rfn without waiting (raw.Control)
 
 	// Send side, used by the receive loop only.
 	sendMsgs
@@ -47,8 +46,9 @@ type mmsgIO struct {
 	// WriteTo may be called from any goroutine.
 	wmu sync.Mutex
 
-	// woken makes a blocked Recv return early (wakeup, for links).
+	// woken is set by Wake: the next Recv only takes what has arrived.
 	woken atomic.Bool
+	cfn   func(fd uintptr)
 }
 
 // cmsgSegmentSpace is the room of one UDP_SEGMENT control message.
@@ -111,7 +111,7 @@ func newMmsgIO(c *net.UDPConn) (*mmsgIO, error) {
 	s := &mmsgIO{conn: c, raw: raw, local: udpLocal(c)}
 	s.gso = true
 	s.rfn = s.recvSyscall
-	s.pfn = func(fd uintptr) { s.recvSyscall(fd) }
+	s.cfn = func(fd uintptr) { s.recvSyscall(fd) }
 	s.sfn = s.sendSyscall
 	return s, nil
 }
@@ -136,14 +136,6 @@ func setBuffers(raw syscall.RawConn, size int) {
 
 func (s *mmsgIO) LocalAddr() netip.AddrPort { return s.local }
 
-// wakeup makes a blocked (or the next) Recv return: links have datagrams
-// waiting (link.go). A past read deadline wakes the netpoller; the flag
-// covers a Recv that sets its own deadline after it.
-func (s *mmsgIO) wakeup() {
-	s.woken.Store(true)
-	_ = s.conn.SetReadDeadline(time.Now())
-}
-
 func (s *mmsgIO) Close() error { return s.conn.Close() }
 
 // Recv implements PacketIO.
@@ -151,29 +143,24 @@ func (s *mmsgIO) Recv(b *RecvBatch, deadline time.Time) (int, error) {
 	for i := range recvBatch {
 		s.setRecv(i, b.Bufs[i])
 	}
+	if err := s.conn.SetReadDeadline(deadline); err != nil {
+		return 0, ErrClosed
+	}
 	s.rn, s.rerrno = 0, 0
-	if !deadline.After(time.Now()) {
-		// No wait (links have datagrams queued): one attempt, which the
-		// netpoller would skip once the deadline has passed.
-		if err := s.raw.Control(s.pfn); err != nil {
+	// Woken (after the deadline was set, so that a Wake in between is
+	// seen), or with no time to wait: only what has arrived.
+	if s.woken.Swap(false) || !deadline.After(time.Now()) {
+		if err := s.raw.Control(s.cfn); err != nil {
 			return 0, ErrClosed
 		}
 		if s.rn == 0 && s.rerrno == 0 {
 			return 0, ErrTimeout
 		}
-	} else {
-		if err := s.conn.SetReadDeadline(deadline); err != nil {
-			return 0, ErrClosed
-		}
-		if s.woken.Swap(false) {
+	} else if err := s.raw.Read(s.rfn); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, ErrTimeout
 		}
-		if err := s.raw.Read(s.rfn); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return 0, ErrTimeout
-			}
-			return 0, ErrClosed
-		}
+		return 0, ErrClosed
 	}
 	if s.rerrno != 0 {
 		return 0, fmt.Errorf("recvmmsg: %w", s.rerrno)
@@ -184,6 +171,12 @@ func (s *mmsgIO) Recv(b *RecvBatch, deadline time.Time) (int, error) {
 	}
 	b.Count = s.rn
 	return s.rn, nil
+}
+
+// Wake implements waker: a read deadline in the past ends a blocked Recv.
+func (s *mmsgIO) Wake() {
+	s.woken.Store(true)
+	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 }
 
 func (s *mmsgIO) recvSyscall(fd uintptr) bool {

@@ -28,12 +28,20 @@ type Stats struct {
 	DTLSFailures   atomic.Uint64
 	DTLSReleased   atomic.Uint64
 
-	NACKsReceived  atomic.Uint64
-	Retransmitted  atomic.Uint64
-	PLIsReceived   atomic.Uint64
-	PLIsSent       atomic.Uint64
-	SRsForwarded   atomic.Uint64
-	RRsSent        atomic.Uint64
+	NACKsReceived atomic.Uint64
+	Retransmitted atomic.Uint64
+	PLIsReceived  atomic.Uint64
+	PLIsSent      atomic.Uint64
+	SRsForwarded  atomic.Uint64
+	RRsSent       atomic.Uint64
+	// Congestion control: transport feedback from subscribers and to
+	// publishers, REMBs, padding packets of bandwidth probes; simulcast
+	// layer switches.
+	TWCCReceived   atomic.Uint64
+	TWCCSent       atomic.Uint64
+	REMBReceived   atomic.Uint64
+	ProbePackets   atomic.Uint64
+	LayerSwitches  atomic.Uint64
 	TransportFails atomic.Uint64
 	Panics         atomic.Uint64
 
@@ -51,6 +59,10 @@ type Stats struct {
 	DropDTLSQueueFull      atomic.Uint64 // DTLS datagrams beyond the handshake queue
 	DropDTLSAfterHandshake atomic.Uint64 // DTLS datagrams after the handshake state was released
 	DropSendBatchNoRoom    atomic.Uint64 // packet too large for a send slot after re-encryption
+	DropHandoffFull        atomic.Uint64 // packets not handed to a shard whose ring was full (handoff.go)
+
+	// HandedOff counts packets handed to another shard, once per shard.
+	HandedOff atomic.Uint64
 
 	// Links (link.go): in-process peers.
 	LinksOpened       atomic.Uint64 // links made
@@ -85,6 +97,7 @@ type StatsSnapshot struct {
 	SendErrors      uint64 `json:"total_send_errors"`
 	Forwarded       uint64 `json:"total_forwarded_rtp"`
 	ReceivedRTP     uint64 `json:"total_received_rtp"`
+	HandedOff       uint64 `json:"total_handed_off_rtp"`
 	STUNAnswered    uint64 `json:"total_stun_answered"`
 	STUNNominations uint64 `json:"total_stun_nominations"`
 	DTLSHandshakes  uint64 `json:"total_dtls_handshakes"`
@@ -96,6 +109,11 @@ type StatsSnapshot struct {
 	PLIsSent        uint64 `json:"total_plis_sent"`
 	SRsForwarded    uint64 `json:"total_srs_forwarded"`
 	RRsSent         uint64 `json:"total_rrs_sent"`
+	TWCCReceived    uint64 `json:"total_transport_feedback_received"`
+	TWCCSent        uint64 `json:"total_transport_feedback_sent"`
+	REMBReceived    uint64 `json:"total_rembs_received"`
+	ProbePackets    uint64 `json:"total_probe_packets"`
+	LayerSwitches   uint64 `json:"total_layer_switches"`
 	TransportFails  uint64 `json:"total_transport_failures"`
 	Panics          uint64 `json:"total_panics"`
 	// NodeStalls counts the times the node itself stopped listening for
@@ -151,11 +169,14 @@ func (s *Stats) snapshot() StatsSnapshot {
 		PacketsIn: s.PacketsIn.Load(), BytesIn: s.BytesIn.Load(), PacketsOut: s.PacketsOut.Load(),
 		BytesOut: s.BytesOut.Load(), SendCalls: s.SendCalls.Load(), SendMessages: s.SendMessages.Load(), RecvCalls: s.RecvCalls.Load(),
 		SendErrors: s.SendErrors.Load(), Forwarded: s.Forwarded.Load(), ReceivedRTP: s.ReceivedRTP.Load(),
+		HandedOff:    s.HandedOff.Load(),
 		STUNAnswered: s.STUNAnswered.Load(), STUNNominations: s.STUNNominations.Load(),
 		DTLSHandshakes: s.DTLSHandshakes.Load(), DTLSFailures: s.DTLSFailures.Load(), DTLSReleased: s.DTLSReleased.Load(),
 		NACKsReceived: s.NACKsReceived.Load(), Retransmitted: s.Retransmitted.Load(),
 		PLIsReceived: s.PLIsReceived.Load(), PLIsSent: s.PLIsSent.Load(), SRsForwarded: s.SRsForwarded.Load(),
-		RRsSent: s.RRsSent.Load(), TransportFails: s.TransportFails.Load(), Panics: s.Panics.Load(),
+		RRsSent: s.RRsSent.Load(), TWCCReceived: s.TWCCReceived.Load(), TWCCSent: s.TWCCSent.Load(),
+		REMBReceived: s.REMBReceived.Load(), ProbePackets: s.ProbePackets.Load(), LayerSwitches: s.LayerSwitches.Load(),
+		TransportFails: s.TransportFails.Load(), Panics: s.Panics.Load(),
 		Links: LinkStats{Opened: s.LinksOpened.Load(), Received: s.LinkIn.Load(), Sent: s.LinkOut.Load(),
 			QueueFull: s.DropLinkQueueFull.Load(), Closed: s.DropLinkIn.Load() + s.DropLinkGone.Load()},
 		Dropped: map[string]uint64{
@@ -172,6 +193,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 			"dtls_queue_full":      s.DropDTLSQueueFull.Load(),
 			"dtls_after_handshake": s.DropDTLSAfterHandshake.Load(),
 			"too_large":            s.DropSendBatchNoRoom.Load(),
+			"handoff_full":         s.DropHandoffFull.Load(),
 		},
 	}
 }
@@ -187,6 +209,7 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.SendErrors += b.SendErrors
 	a.Forwarded += b.Forwarded
 	a.ReceivedRTP += b.ReceivedRTP
+	a.HandedOff += b.HandedOff
 	a.STUNAnswered += b.STUNAnswered
 	a.STUNNominations += b.STUNNominations
 	a.DTLSHandshakes += b.DTLSHandshakes
@@ -198,6 +221,11 @@ func (a *StatsSnapshot) add(b StatsSnapshot) {
 	a.PLIsSent += b.PLIsSent
 	a.SRsForwarded += b.SRsForwarded
 	a.RRsSent += b.RRsSent
+	a.TWCCReceived += b.TWCCReceived
+	a.TWCCSent += b.TWCCSent
+	a.REMBReceived += b.REMBReceived
+	a.ProbePackets += b.ProbePackets
+	a.LayerSwitches += b.LayerSwitches
 	a.TransportFails += b.TransportFails
 	a.Panics += b.Panics
 	a.Links.Opened += b.Links.Opened

@@ -12,11 +12,12 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 
+	"github.com/hayate-sfu/hayate/codecs"
 	"github.com/hayate-sfu/hayate/datachan"
 	"github.com/hayate-sfu/hayate/ice"
 	"github.com/hayate-sfu/hayate/ids"
 	"github.com/hayate-sfu/hayate/media"
-	"github.com/hayate-sfu/hayate/packetcache"
+	"github.com/hayate-sfu/hayate/twcc"
 )
 
 // Transport states.
@@ -34,9 +35,11 @@ const videoCacheSize = 256
 // Transport is one connection's media transport; it implements
 // media.Transport.
 type Transport struct {
-	e     *Engine
-	id    string
-	ev    media.Events
+	e  *Engine
+	id string
+	ev media.Events
+	// home is the shard that forwards to this transport (handoff.go).
+	home  int
 	agent *ice.Agent
 	// ssrc is the sender SSRC of the RTCP Hayate sends on this transport.
 	ssrc uint32
@@ -99,27 +102,39 @@ type Transport struct {
 	ready   atomic.Bool
 	profile atomic.Uint32
 
-	// pubs are the tracks the peer publishes and sources the tracks this
+	// pubs are the tracks the peer publishes and downs the tracks this
 	// transport receives; both copy-on-write, writers hold subMu.
-	subMu   sync.Mutex
-	pubs    atomic.Pointer[[]*pubTrack]
-	sources atomic.Pointer[[]*pubTrack]
+	subMu sync.Mutex
+	pubs  atomic.Pointer[[]*pubTrack]
+	downs atomic.Pointer[[]*downTrack]
+
+	// Congestion control (congestion.go): towards the peer (nil until an
+	// answer accepts transport-cc or goog-remb), and the transport
+	// feedback Hayate sends it for what it publishes (arrivals and
+	// lastFeedback guarded by rmu); the negotiated extension ids.
+	cc           atomic.Pointer[congestion]
+	twccIn       atomic.Uint32
+	ridExt       atomic.Uint32
+	levelExt     atomic.Uint32 // audio level (RFC 6464), for spotlight (voice.go)
+	arrivals     *twcc.Recorder
+	lastFeedback int64
 
 	closed    chan struct{}
 	closeOnce sync.Once
 	failOnce  sync.Once
 }
 
-func newTransport(e *Engine, id string, ev media.Events) *Transport {
+func newTransport(e *Engine, id string, ev media.Events, home int) *Transport {
 	t := &Transport{
-		e: e, id: id, ev: ev, agent: ice.NewAgent(ids.ICE(8), ids.ICE(32)), ssrc: rand.Uint32() | 1,
+		e: e, id: id, ev: ev, home: home, agent: ice.NewAgent(ids.ICE(8), ids.ICE(32)), ssrc: rand.Uint32() | 1,
 		started: make(chan struct{}), dtlsIn: make(chan []byte, 16), closed: make(chan struct{}),
 		dtlsStop: make(chan struct{}),
 	}
 	t.lastRecv.Store(time.Now().UnixNano())
 	empty := []*pubTrack{}
 	t.pubs.Store(&empty)
-	t.sources.Store(&empty)
+	none := []*downTrack{}
+	t.downs.Store(&none)
 	return t
 }
 
@@ -136,6 +151,7 @@ func (t *Transport) Start(r media.Remote) error {
 		return ErrClosed
 	}
 	t.agent.SetRemoteUfrag(r.Ufrag)
+	t.setupCongestion(r)
 	if t.state.CompareAndSwap(stOpen, stStarted) {
 		t.remoteFP = r.Fingerprint
 		t.data = r.Data
@@ -188,19 +204,24 @@ func (t *Transport) Publish(tracks []media.Track) {
 	t.pubs.Store(&next)
 }
 
-// pub returns the published track with ssrc.
-func (t *Transport) pub(ssrc uint32) *pubTrack {
+// RequestKeyFrame implements media.KeyFrameRequester: a PLI goes to the
+// peer for each video stream it publishes (each simulcast layer), from the
+// stream's next packet (so the peer is sending and has its keys), at most
+// one per pliInterval.
+func (t *Transport) RequestKeyFrame() {
 	for _, pt := range *t.pubs.Load() {
-		if pt.SSRC == ssrc {
-			return pt
+		if pt.Kind != media.Video {
+			continue
+		}
+		for _, ly := range pt.layers {
+			ly.wantKey.Store(true)
 		}
 	}
-	return nil
 }
 
-// source returns the received track with ssrc.
-func (t *Transport) source(ssrc uint32) *pubTrack {
-	for _, pt := range *t.sources.Load() {
+// pub returns the published track with ssrc (Track.SSRC).
+func (t *Transport) pub(ssrc uint32) *pubTrack {
+	for _, pt := range *t.pubs.Load() {
 		if pt.SSRC == ssrc {
 			return pt
 		}
@@ -219,16 +240,26 @@ func (t *Transport) Subscribe(src media.Transport, tracks []media.Track) {
 		if pt == nil {
 			continue
 		}
-		pt.addDown(t)
 		t.subMu.Lock()
-		cur := *t.sources.Load()
-		if !containsTrack(cur, pt) {
-			next := append(append(make([]*pubTrack, 0, len(cur)+1), cur...), pt)
-			t.sources.Store(&next)
+		cur := *t.downs.Load()
+		var d *downTrack
+		for _, x := range cur {
+			if x.pt == pt {
+				d = x
+			}
+		}
+		if d == nil {
+			d = newDownTrack(pt, t, tr)
+			next := append(append(make([]*downTrack, 0, len(cur)+1), cur...), d)
+			t.downs.Store(&next)
 		}
 		t.subMu.Unlock()
-		pt.wantKey.Store(true)
+		pt.addDown(d)
+		if !pt.simulcast {
+			pt.layers[0].wantKey.Store(true)
+		}
 	}
+	t.chooseLayers(t.e.now())
 }
 
 // Unsubscribe implements media.Transport.
@@ -238,30 +269,21 @@ func (t *Transport) Unsubscribe(src media.Transport) {
 		return
 	}
 	t.subMu.Lock()
-	cur := *t.sources.Load()
-	next := make([]*pubTrack, 0, len(cur))
-	var gone []*pubTrack
-	for _, pt := range cur {
-		if pt.owner == s {
-			gone = append(gone, pt)
+	cur := *t.downs.Load()
+	next := make([]*downTrack, 0, len(cur))
+	var gone []*downTrack
+	for _, d := range cur {
+		if d.pt.owner == s {
+			gone = append(gone, d)
 		} else {
-			next = append(next, pt)
+			next = append(next, d)
 		}
 	}
-	t.sources.Store(&next)
+	t.downs.Store(&next)
 	t.subMu.Unlock()
-	for _, pt := range gone {
-		pt.removeDown(t)
+	for _, d := range gone {
+		d.pt.removeDown(d)
 	}
-}
-
-func containsTrack(list []*pubTrack, pt *pubTrack) bool {
-	for _, x := range list {
-		if x == pt {
-			return true
-		}
-	}
-	return false
 }
 
 // Close implements media.Transport.
@@ -279,12 +301,13 @@ func (t *Transport) Close() {
 			conn.Close() // sends close_notify: the peer tears down at once
 		}
 		t.dtlsStopOnce.Do(func() { close(t.dtlsStop) })
-		for _, pt := range *t.sources.Load() {
-			pt.removeDown(t)
+		for _, d := range *t.downs.Load() {
+			d.pt.removeDown(d)
 		}
 		for _, pt := range *t.pubs.Load() {
-			empty := []*Transport{}
-			pt.downs.Store(&empty)
+			pt.dmu.Lock()
+			pt.setDowns(nil)
+			pt.dmu.Unlock()
 		}
 		t.endLinks()
 		t.e.forget(t)
@@ -313,7 +336,9 @@ func (t *Transport) tick(now time.Time, report bool) {
 	wall := now.UnixNano()
 	switch t.state.Load() {
 	case stStarted:
-		if t.e.live.silence(t.startedAt.Load(), wall) > timeout {
+		// Start sets startedAt just after the state: 0 is a Start under
+		// way, not a transport silent since 1970.
+		if at := t.startedAt.Load(); at != 0 && t.e.live.silence(at, wall) > timeout {
 			if t.checked.Load() {
 				t.fail("DTLS-HANDSHAKE-TIMEOUT")
 			} else {
@@ -323,77 +348,94 @@ func (t *Transport) tick(now time.Time, report bool) {
 	case stConnected:
 		// RFC 7675 consent: a peer that sends nothing (not even STUN
 		// consent checks) for the failed timeout is gone.
-		if t.e.live.silence(t.lastRecv.Load(), wall) > timeout {
+		if at := t.lastRecv.Load(); at != 0 && t.e.live.silence(at, wall) > timeout {
 			t.fail("ICE-CONNECTION-STATE-FAILED")
 			return
 		}
 		if report {
 			t.sendReceiverReports(now)
 		}
+		t.chooseLayers(wall)
 	}
 }
 
-// pubTrack is one published track: its subscribers, its NACK cache and its
-// reception statistics.
+// pubTrack is one published track: its streams (one, or one per rid of a
+// simulcast track, layers.go) and its subscribers.
 type pubTrack struct {
 	media.Track
-	owner *Transport
-	dmu   sync.Mutex
-	downs atomic.Pointer[[]*Transport]
-	// cache holds the last packets of a video track for NACKs; it is made
-	// on the first packet, so a publisher that sends nothing costs nothing.
-	cache   atomic.Pointer[packetcache.Cache]
-	lastPLI atomic.Int64
-	// wantKey asks for a key frame on the next packet of the track: set
-	// when a subscriber is added or becomes ready. Sending the PLI from the
-	// packet path means the publisher is sending, so it has its keys and
-	// will not drop our SRTCP.
-	wantKey atomic.Bool
-	rx      rxStats // guarded by owner.rmu
+	owner     *Transport
+	codec     codecs.Codec
+	simulcast bool
+	layers    []*layer
+	dmu       sync.Mutex
+	downs     atomic.Pointer[[]*downTrack]
+	// byShard are the downs grouped by their subscriber's home shard
+	// (handoff.go); written with downs.
+	byShard atomic.Pointer[[][]*downTrack]
+	// voiced and heard count the audio packets that carried an audio
+	// level since the last TakeVoice, and those that were speech.
+	voiced, heard atomic.Uint32
 }
 
 func newPubTrack(owner *Transport, tr media.Track) *pubTrack {
-	pt := &pubTrack{Track: tr, owner: owner}
-	empty := []*Transport{}
-	pt.downs.Store(&empty)
+	pt := &pubTrack{Track: tr, owner: owner, codec: codecs.ByName(tr.Codec)}
+	if tr.Kind == media.Video && len(tr.RIDs) > 1 {
+		pt.simulcast = true
+		for i, rid := range tr.RIDs[:min(len(tr.RIDs), maxCodecLayers)] {
+			pt.layers = append(pt.layers, &layer{pt: pt, index: i, rid: rid})
+		}
+	} else {
+		ly := &layer{pt: pt}
+		ly.ssrc.Store(tr.SSRC)
+		pt.layers = []*layer{ly}
+	}
+	pt.setDowns(nil)
 	return pt
 }
 
-// packetCache returns the track's cache, making it for a video track on
-// first use (called from the publisher's receive loop under owner.rmu).
-func (pt *pubTrack) packetCache() *packetcache.Cache {
-	c := pt.cache.Load()
-	if c == nil && pt.Kind == media.Video {
-		c = packetcache.New(videoCacheSize)
-		pt.cache.Store(c)
+// setDowns stores the track's subscribers, also grouped by home shard.
+// Called under dmu (or before the track is shared).
+func (pt *pubTrack) setDowns(downs []*downTrack) {
+	by := make([][]*downTrack, len(pt.owner.e.shards))
+	for _, d := range downs {
+		by[d.sub.home] = append(by[d.sub.home], d)
 	}
-	return c
+	if downs == nil {
+		downs = []*downTrack{}
+	}
+	pt.byShard.Store(&by)
+	pt.downs.Store(&downs)
 }
 
-func (pt *pubTrack) addDown(t *Transport) {
+// downsByShard are the track's subscribers by home shard.
+func (pt *pubTrack) downsByShard() [][]*downTrack { return *pt.byShard.Load() }
+
+// downsOn are the track's subscribers whose home is shard id.
+func (pt *pubTrack) downsOn(id int) []*downTrack { return (*pt.byShard.Load())[id] }
+
+func (pt *pubTrack) addDown(d *downTrack) {
 	pt.dmu.Lock()
 	defer pt.dmu.Unlock()
 	cur := *pt.downs.Load()
-	for _, d := range cur {
-		if d == t {
+	for _, x := range cur {
+		if x == d {
 			return
 		}
 	}
-	next := append(append(make([]*Transport, 0, len(cur)+1), cur...), t)
-	pt.downs.Store(&next)
+	pt.setDowns(append(append(make([]*downTrack, 0, len(cur)+1), cur...), d))
 }
 
-func (pt *pubTrack) removeDown(t *Transport) {
+func (pt *pubTrack) removeDown(d *downTrack) {
 	pt.dmu.Lock()
 	defer pt.dmu.Unlock()
 	cur := *pt.downs.Load()
-	next := make([]*Transport, 0, len(cur))
-	for _, d := range cur {
-		if d != t {
-			next = append(next, d)
+	next := make([]*downTrack, 0, len(cur))
+	for _, x := range cur {
+		if x != d {
+			next = append(next, x)
 		}
 	}
-	pt.downs.Store(&next)
+	pt.setDowns(next)
 }
 
 // rxStats follow a stream's sequence numbers for receiver reports

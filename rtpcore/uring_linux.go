@@ -81,11 +81,11 @@ type uringIO struct {
 	sendIn int              // messages in flight
 	sb     *SendBatch       // the batch they read from
 
-	// WriteTo may be called from any goroutine.
+	// WriteTo and Wake may be called from any goroutine (wmu also keeps
+	// Wake from writing to a closed eventfd).
 	wmu sync.Mutex
 	wsa unix.RawSockaddrInet4
-
-	// woken makes a blocked Recv return early (wakeup, for links).
+	// woken is set by Wake: Recv returns without waiting.
 	woken atomic.Bool
 }
 
@@ -242,14 +242,6 @@ func (s *uringIO) WriteTo(p []byte, to netip.AddrPort) error {
 	}
 }
 
-// wakeup makes a blocked (or the next) Recv return: links have datagrams
-// waiting (link.go). The eventfd poll that Close uses wakes the ring.
-func (s *uringIO) wakeup() {
-	s.woken.Store(true)
-	one := [8]byte{1}
-	_, _ = unix.Write(s.efd, one[:])
-}
-
 // Close implements PacketIO. It wakes a blocked Recv or Send, cancels the
 // requests in flight and waits (at most a second) until the kernel is done
 // with the memory they point to, then releases the ring and the socket.
@@ -276,9 +268,21 @@ func (s *uringIO) Close() error {
 	s.wmu.Lock()
 	unix.Close(int(s.fd))
 	s.fd = -1
-	s.wmu.Unlock()
 	unix.Close(s.efd)
+	s.efd = -1
+	s.wmu.Unlock()
 	return err
+}
+
+// Wake implements waker: a write to the eventfd ends a blocked Recv.
+func (s *uringIO) Wake() {
+	s.woken.Store(true)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.efd >= 0 {
+		one := [8]byte{1}
+		_, _ = unix.Write(s.efd, one[:])
+	}
 }
 
 // Recv implements PacketIO.

@@ -16,6 +16,13 @@ type AnswerParams struct {
 	// by kind ("audio", "video"); missing kinds get a derived SSRC.
 	SSRCs map[string]uint32
 	CNAME string
+	// Simulcast answers a video section asking for rid-based simulcast
+	// (a=simulcast:recv) by sending every rid, named by the rtp-stream-id
+	// extension instead of an SSRC (RFC 8853, RFC 8852).
+	Simulcast bool
+	// Feedback keeps the offered header extensions, transport-cc and
+	// goog-remb feedback and RTX in the answer.
+	Feedback bool
 }
 
 // Answer builds a minimal valid answer to a Hayate offer, as a browser would:
@@ -54,17 +61,38 @@ func Answer(offerSDP string, p AnswerParams) (string, error) {
 		if len(md.MediaName.Formats) > 0 {
 			pt = md.MediaName.Formats[0]
 		}
-		b.WriteString("m=" + md.MediaName.Media + " 9 UDP/TLS/RTP/SAVPF " + pt + "\r\n")
+		formats := pt
+		rtx := rtxOf(md, pt)
+		if p.Feedback && rtx != "" {
+			formats += " " + rtx
+		}
+		b.WriteString("m=" + md.MediaName.Media + " 9 UDP/TLS/RTP/SAVPF " + formats + "\r\n")
 		b.WriteString("c=IN IP4 0.0.0.0\r\n")
 		b.WriteString("a=ice-ufrag:" + p.Ufrag + "\r\na=ice-pwd:" + p.Pwd + "\r\n")
 		b.WriteString("a=fingerprint:sha-256 " + p.Fingerprint + "\r\na=setup:active\r\n")
 		b.WriteString("a=mid:" + mid + "\r\na=" + answerDir + "\r\na=rtcp-mux\r\n")
+		simulcast := ""
 		for _, a := range md.Attributes {
-			if a.Key == "rtpmap" || a.Key == "fmtp" {
-				if strings.HasPrefix(a.Value, pt+" ") {
+			switch {
+			case a.Key == "rtpmap" || a.Key == "fmtp":
+				if strings.HasPrefix(a.Value, pt+" ") || p.Feedback && rtx != "" && strings.HasPrefix(a.Value, rtx+" ") {
 					b.WriteString("a=" + a.Key + ":" + a.Value + "\r\n")
 				}
+			case a.Key == "rtcp-fb" && p.Feedback && strings.HasPrefix(a.Value, pt+" "):
+				b.WriteString("a=rtcp-fb:" + a.Value + "\r\n")
+			case a.Key == "extmap" && (p.Feedback || p.Simulcast):
+				b.WriteString("a=extmap:" + a.Value + "\r\n")
+			case a.Key == "simulcast" && p.Simulcast && strings.HasPrefix(a.Value, "recv "):
+				simulcast = strings.TrimPrefix(a.Value, "recv ")
 			}
+		}
+		if simulcast != "" && answerDir != "inactive" && answerDir != "recvonly" {
+			for _, r := range strings.Split(simulcast, ";") {
+				b.WriteString("a=rid:" + r + " send\r\n")
+			}
+			b.WriteString("a=simulcast:send " + simulcast + "\r\n")
+			b.WriteString("a=msid:sigclient " + md.MediaName.Media + "\r\n")
+			continue
 		}
 		if answerDir == "sendonly" || answerDir == "sendrecv" {
 			ssrc, ok := p.SSRCs[md.MediaName.Media]
@@ -77,4 +105,16 @@ func Answer(offerSDP string, p AnswerParams) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// rtxOf returns the payload type of the section's RTX for pt (RFC 4588
+// apt), or "".
+func rtxOf(md *sdp.MediaDescription, pt string) string {
+	for _, a := range md.Attributes {
+		if a.Key == "fmtp" && strings.HasSuffix(a.Value, " apt="+pt) {
+			rtx, _, _ := strings.Cut(a.Value, " ")
+			return rtx
+		}
+	}
+	return ""
 }

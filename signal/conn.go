@@ -69,9 +69,18 @@ type Conn struct {
 	audioCodec, videoCodec        jsep.Codec
 	caps                          jsep.Capabilities
 	notify                        bool
-	authzMetadata                 json.RawMessage
-	eventMetadata                 json.RawMessage
-	notifyMetadata                json.RawMessage
+	// Simulcast (simulcast.go): asked for, the video bit rate (kbit/s),
+	// the auth webhook's encodings; the rid cap (a media layer) from
+	// connect and per publisher from the API (ridMu).
+	simulcast      bool
+	videoBitRate   int
+	encodings      json.RawMessage
+	ridCap         atomic.Int32
+	ridMu          sync.Mutex
+	ridBySender    map[string]int
+	authzMetadata  json.RawMessage
+	eventMetadata  json.RawMessage
+	notifyMetadata json.RawMessage
 	// asked: what connect asked for that only the auth request reports.
 	asked struct{ audioBitRate, videoBitRate int }
 	// lifetime is the auth webhook's connection_lifetime (0: none).
@@ -84,6 +93,13 @@ type Conn struct {
 	// path is how the media reaches the node once connected
 	// (rtpcore.Transport.Path): "udp", "tcp", "turn-udp", ...
 	path atomic.Pointer[string]
+
+	// Spotlight (spotlight.go): what connect asked for; the cap that focus
+	// gives each publisher's video (ridMu); the focus as last notified
+	// (the hub's mu).
+	spot         spotlightConn
+	spotBySender map[string]int
+	spotTold     map[string]bool
 
 	// routed: the cluster chose this node for the channel.
 	routed bool
@@ -409,6 +425,12 @@ func (c *Conn) applyConnect(cm *connectMessage) *CloseError {
 	}
 	c.audio, c.video = audio.Enabled, video.Enabled
 	c.asked.audioBitRate, c.asked.videoBitRate = audio.BitRate, video.BitRate
+	if e := c.applySimulcast(cm, video.BitRate); e != nil {
+		return e
+	}
+	if e := c.applySpotlight(cm); e != nil {
+		return e
+	}
 	if e := c.applyDataChannels(cm); e != nil {
 		return e
 	}
@@ -507,6 +529,18 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	if m := nonNull(d.SignalingNotifyMetadata); m != nil {
 		c.notifyMetadata = m
 	}
+	if e := c.applySpotlightPayouts(cm, d); e != nil {
+		return e
+	}
+	if e := c.applySimulcastPayouts(d.Simulcast, d.SimulcastRid, d.SimulcastEncodings, d.VideoBitRate); e != nil {
+		return e
+	}
+	if c.spot.on {
+		c.simulcast = true // spotlight runs on simulcast, whatever simulcast's payout
+		if enc := nonNull(d.SpotlightEncodings); enc != nil {
+			c.encodings = enc // spotlight_encodings wins over simulcast_encodings
+		}
+	}
 	return c.applyDataChannelPayouts(d.DataChannelSignaling, d.IgnoreDisconnectWebsocket, d.DataChannels)
 }
 
@@ -554,8 +588,8 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 	r := authRequest{
 		Timestamp: timestamp(time.Now()), Version: h.set.Version, Label: h.set.Label, NodeName: h.set.NodeName,
 		Role: c.role, ChannelID: c.channelID, ClientID: cm.ClientID, BundleID: cm.BundleID, ConnectionID: c.id,
-		Multistream: true, Simulcast: cm.Simulcast != nil && *cm.Simulcast, SimulcastRid: cm.SimulcastRid,
-		Spotlight: cm.Spotlight != nil && *cm.Spotlight, SpotlightFocusRid: cm.SpotlightFocusRid, SpotlightUnfocusRid: cm.SpotlightUnfocusRid,
+		Multistream: true, Simulcast: c.simulcast, SimulcastRid: cm.SimulcastRid,
+		Spotlight: c.spot.on, SpotlightFocusRid: cm.SpotlightFocusRid, SpotlightUnfocusRid: cm.SpotlightUnfocusRid,
 		Audio: c.audio, Video: c.video, Metadata: nonNull(cm.Metadata), ForwardingFilter: nonNull(cm.ForwardingFilter),
 		SoraClient: parseSoraClient(cm.SoraClient, cm.Environment, cm.Libwebrtc), counts: n,
 	}
@@ -726,8 +760,9 @@ func (c *Conn) handleAnswer(typ string, msg []byte) *CloseError {
 	}
 	// Every answer carries the client's ICE credentials; new ones in a
 	// re-answer are a client-side ICE restart (RFC 8839 §4.4.1.1.1).
+	ext, twcc, remb := remoteExtras(a)
 	if err := c.tr.Start(media.Remote{Ufrag: a.Ufrag, Pwd: a.Pwd, Fingerprint: a.Fingerprint, DTLSClient: a.Setup == "passive",
-		Data: c.dataRemote(o, a)}); err != nil {
+		Data: c.dataRemote(o, a), Extensions: ext, TransportCC: twcc, REMB: remb}); err != nil {
 		return ErrServerShutdown
 	}
 	h.answered(c, o, a)
@@ -745,10 +780,12 @@ func (c *Conn) offerMessage() outFrame {
 	mids := map[string]string{}
 	add := func(kind jsep.Kind, codec jsep.Codec, dir jsep.Direction) {
 		mid := strconv.Itoa(len(o.Sections))
-		o.Sections = append(o.Sections, jsep.Section{Mid: mid, Kind: kind, Direction: dir, Codec: codec})
+		sec := jsep.Section{Mid: mid, Kind: kind, Direction: dir, Codec: codec}
 		if dir == jsep.RecvOnly {
 			mids[string(kind)] = mid
+			sec.Extras = c.publisherExtras(kind)
 		}
+		o.Sections = append(o.Sections, sec)
 	}
 	// The client's own media first, one section per kind, recvonly on our
 	// side and named in `mid` (docs/spec/sora-js-sdk-client.md §3). A receive-only
@@ -771,6 +808,13 @@ func (c *Conn) offerMessage() outFrame {
 		Type: "offer", SDP: c.sent.Marshal(), ChannelID: c.channelID, SessionID: c.sessionID,
 		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Metadata: c.authzMetadata,
 		Config: rtcConfig{ICEServers: c.iceServers, ICETransportPolicy: c.icePolicy}, Multistream: true,
+		Simulcast: c.simulcast, Spotlight: c.spot.on,
+	}
+	if c.video && c.offersSimulcast() {
+		m.Encodings = c.encodings
+		if m.Encodings == nil {
+			m.Encodings, _ = json.Marshal(simulcastEncodings(c.videoCodec.Type(), c.videoBitRate))
+		}
 	}
 	if len(mids) > 0 {
 		m.Mid = mids
@@ -828,7 +872,7 @@ func (c *Conn) sessionRecord() sessionConnection {
 		created = c.admittedAt
 	}
 	return sessionConnection{
-		Role: c.role, ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id,
+		Role: c.role, ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Simulcast: c.simulcast,
 		Audio: c.audio, Video: c.video, EventMetadata: c.eventMetadata,
 		ConnectionCreatedTimestamp:   timestamp(created),
 		ConnectionDestroyedTimestamp: timestamp(c.destroyedAt),

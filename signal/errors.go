@@ -83,6 +83,13 @@ var (
 	ErrMissingSDP           = closeErr(CodeBadRequest, "MISSING-SDP")
 	ErrInvalidCandidate     = closeErr(CodeBadRequest, "INVALID-CANDIDATE")
 	ErrInvalidDataChannels  = closeErr(CodeBadRequest, "INVALID-DATA-CHANNELS")
+	// Simulcast (simulcast.go): a rid other than none, r0, r1, r2 in
+	// connect or as a payout; simulcast_encodings that are not a list of
+	// objects.
+	ErrInvalidSimulcastRid       = closeErr(CodeBadRequest, "INVALID-SIMULCAST-RID")
+	ErrInvalidSimulcastEncodings = closeErr(CodeBadRequest, "INVALID-SIMULCAST-ENCODINGS")
+	ErrInvalidSpotlightRid       = closeErr(CodeBadRequest, "INVALID-SPOTLIGHT-RID")
+	ErrInvalidSpotlightNumber    = closeErr(CodeBadRequest, "INVALID-SPOTLIGHT-NUMBER")
 
 	// 4401, 4502: the auth webhook.
 	ErrAuthTimeout      = closeErr(CodeAuthFailed, "AUTH-WEBHOOK-TIMEOUT")
@@ -161,4 +168,10 @@ var (
 	ErrChannelNotFound = errors.New("signal: channel not found")
 	// ErrConnectionNotFound is an unknown connection_id in the channel.
 	ErrConnectionNotFound = errors.New("signal: connection not found")
+	// ErrClientNotFound is a client_id no connection of the channel has.
+	ErrClientNotFound = errors.New("signal: client not found")
+	// ErrSessionNotFound is a session_id that is not the channel's session.
+	ErrSessionNotFound = errors.New("signal: session not found")
+	// ErrInvalidRid is a rid other than none, r0, r1, r2 or auto.
+	ErrInvalidRid = errors.New("signal: invalid rid")
 )

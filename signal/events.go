@@ -65,7 +65,7 @@ type sessionConnection struct {
 func (h *Hub) sessionPayload(typ string, ch *channel, destroyed time.Time) sessionHook {
 	p := sessionHook{
 		hookHeader: h.header(typ), ExternalSignalingURL: h.set.ExternalSignalingURL,
-		ChannelID: ch.id, SessionID: ch.sessionID, Multistream: true,
+		ChannelID: ch.id, SessionID: ch.sessionID, Multistream: true, Spotlight: ch.spot != nil,
 		CreatedTime: ch.created.Unix(), CreatedTimestamp: timestamp(ch.created),
 	}
 	if !destroyed.IsZero() {
@@ -181,7 +181,7 @@ func (h *Hub) connectionPayload(typ string, c *Conn) connectionHook {
 	p := connectionHook{
 		hookHeader: h.header(typ), Role: c.role, ChannelID: c.channelID, SessionID: c.sessionID,
 		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Multistream: true,
-		EventMetadata: c.eventMetadata,
+		Simulcast: c.simulcast, Spotlight: c.spot.on, EventMetadata: c.eventMetadata,
 	}
 	in, out := c.mediaBytes()
 	p.Data = connectionData{
@@ -212,6 +212,7 @@ func (h *Hub) failedPayload(c *Conn, reason string) failedHook {
 	p := failedHook{
 		hookHeader: h.header("connection.failed"), Role: c.role, ChannelID: c.channelID,
 		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Multistream: true,
+		Simulcast: c.simulcast, Spotlight: c.spot.on,
 	}
 	ch := c.ch
 	if ch == nil {

@@ -189,6 +189,11 @@ type channel struct {
 	sessionMetadata json.RawMessage
 	maxConnections  int
 	capped          bool
+	// spot is the channel's spotlight, from its first spotlight
+	// connection on (spotlight.go); spotNumber the session.created
+	// answer's spotlight_number (0: none).
+	spot       *spotlight
+	spotNumber int
 }
 
 // metadata is the session's session_metadata. Called with hub.mu held.
@@ -210,6 +215,7 @@ func NewHub(set Settings, word *mode.Word, engine media.Engine, hooks Hooks, log
 		idle:     make(chan struct{}),
 	}
 	go h.keepalive()
+	go h.spotlightLoop()
 	return h
 }
 
@@ -402,6 +408,13 @@ func (h *Hub) admit(c *Conn) *CloseError {
 	c.sessionID = ch.sessionID
 	c.admittedAt = now
 	ch.members = append(ch.members, c)
+	if c.spot.on && ch.spot == nil {
+		n := c.spot.number
+		if ch.spotNumber != 0 {
+			n = ch.spotNumber
+		}
+		ch.spot = newSpotlight(n)
+	}
 	ch.total++
 	if len(ch.members) > ch.peak {
 		ch.peak = len(ch.members)
@@ -434,7 +447,7 @@ func (h *Hub) answered(c *Conn, o *jsep.Offer, a *jsep.Answer) {
 			h.publishLocked(c, tracks)
 		}
 	}
-	h.answeredLocked(c, o)
+	h.answeredLocked(c, o, a)
 }
 
 // createdLocked marks a connection as established (its answer was

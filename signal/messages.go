@@ -177,6 +177,7 @@ type offerMessage struct {
 	Mid                       map[string]string  `json:"mid,omitempty"`
 	Multistream               bool               `json:"multistream"`
 	Simulcast                 bool               `json:"simulcast"`
+	Encodings                 json.RawMessage    `json:"encodings,omitempty"`
 	Spotlight                 bool               `json:"spotlight"`
 	DataChannelSignaling      bool               `json:"data_channel_signaling"`
 	IgnoreDisconnectWebsocket bool               `json:"ignore_disconnect_websocket"`

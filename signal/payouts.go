@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,14 +16,15 @@ import (
 // that Hayate cannot honour. A payout that asks for one of them is refused
 // with 4502 UNSUPPORTED-PAYOUT-<FIELD> rather than dropped: an application
 // that pays out a policy must not believe it is in force. null and false
-// ask for nothing and are accepted (simulcast: false is what Hayate does).
+// ask for nothing and are accepted. Simulcast (simulcast.go), spotlight
+// (spotlight.go) and video_bit_rate (the simulcast encodings' budget) are
+// applied, not listed here.
 // The README's "Sora compatibility: webhooks and payouts" lists them.
 var unsupportedPayouts = []string{
-	"audio_bit_rate", "video_bit_rate",
+	"audio_bit_rate",
 	"audio_opus_params", "audio_lyra_params",
 	"video_vp9_params", "video_av1_params", "video_h264_params", "h264_profile_level_id",
-	"simulcast", "simulcast_rid", "simulcast_encodings", "simulcast_multicodec", "simulcast_codecs",
-	"spotlight", "spotlight_number", "spotlight_focus_rid", "spotlight_unfocus_rid", "spotlight_encodings",
+	"simulcast_multicodec", "simulcast_codecs",
 	"signaling_notify_metadata_ext", "signaling_notify_ice_connection_state",
 	"user_agent_stats", "ipv4_address", "ipv6_address", "audio_streaming_language_code",
 	"forwarding_filter", "forwarding_filters",
@@ -39,12 +39,13 @@ func unsupportedPayout(fields map[string]json.RawMessage) *CloseError {
 			return unsupportedPayoutError(k)
 		}
 	}
-	// bit_rate inside the audio or video object.
+	// Inside the audio or video object: codec_type is applied, and video's
+	// bit_rate as video_bit_rate; anything else (audio's bit_rate) is not.
 	for _, k := range []string{"audio", "video"} {
 		var obj map[string]json.RawMessage
 		if json.Unmarshal(fields[k], &obj) == nil {
 			for sub, v := range obj {
-				if sub != "codec_type" && asksSomething(v) {
+				if sub != "codec_type" && (k != "video" || sub != "bit_rate") && asksSomething(v) {
 					return unsupportedPayoutError(k + "_" + sub)
 				}
 			}
@@ -85,6 +86,9 @@ func (c *Conn) applyMediaPayouts(d webhook.Decision) *CloseError {
 			return e
 		}
 		video, videoType = s.Enabled, s.CodecType
+		if s.BitRate > 0 {
+			c.videoBitRate = s.BitRate
+		}
 	}
 	if d.AudioCodecType != nil {
 		audioType = strings.ToUpper(*d.AudioCodecType)
@@ -157,14 +161,12 @@ func parseSoraClient(raw, environment, libwebrtc string) *soraClient {
 	return sc
 }
 
-// unsupportedPayoutList is the list for the README test.
-func unsupportedPayoutList() []string { return slices.Clone(unsupportedPayouts) }
-
 // sessionAnswer is the session.created answer (Sora's
 // SessionWebhookCreatedResponse; https://sora-doc.shiguredo.jp/SESSION_WEBHOOK).
 type sessionAnswer struct {
 	SessionMetadata     json.RawMessage `json:"session_metadata"`
 	TrialMaxConnections *int            `json:"trial_max_connections"`
+	SpotlightNumber     *int            `json:"spotlight_number"`
 }
 
 // unsupportedSessionPayouts are the session.created payouts Hayate does not
@@ -173,7 +175,7 @@ type sessionAnswer struct {
 var unsupportedSessionPayouts = []string{
 	"forwarding_filter", "forwarding_filters", "audio_streaming", "audio_streaming_auto",
 	"recording", "recording_expire_time", "recording_split_duration", "recording_split_only",
-	"recording_metadata", "spotlight_number",
+	"recording_metadata",
 }
 
 // sessionCreatedAnswer applies the session.created answer to ch. It runs on
@@ -203,5 +205,19 @@ func (h *Hub) sessionCreatedAnswer(ch *channel, answer []byte) {
 	if a.TrialMaxConnections != nil && *a.TrialMaxConnections >= 0 {
 		ch.maxConnections = *a.TrialMaxConnections
 		ch.capped = true
+	}
+	// spotlight_number: Sora's preferred place for the session's number
+	// (its auth payout is deprecated); it wins over the first spotlight
+	// connection's, now or when that connection comes.
+	if n := a.SpotlightNumber; n != nil {
+		if *n < 1 || *n > maxSpotlightNumber {
+			h.stats.UnsupportedSessionPayouts.Add(1)
+			h.log.Warn("session.created spotlight_number out of range, not applied", "channel_id", ch.id, "session_id", ch.sessionID, "spotlight_number", *n)
+			return
+		}
+		ch.spotNumber = *n
+		if ch.spot != nil {
+			ch.spot.number = *n
+		}
 	}
 }

@@ -21,6 +21,9 @@ type Stats struct {
 	Panics                    atomic.Uint64 // connections ended by a contained panic
 	MediaConnected            atomic.Uint64 // transports whose ICE and DTLS completed
 	MediaFailed               atomic.Uint64 // transports closed by the media path
+	SimulcastSwitched         atomic.Uint64 // simulcast stream switches of viewers
+	RidRequests               atomic.Uint64 // rid requests by the API
+	SpotlightFocused          atomic.Uint64 // publishers brought into a spotlight focus
 	TURNUDPConnections        atomic.Uint64 // total_turn_udp_connections: connected through TURN over UDP
 	TURNTCPConnections        atomic.Uint64 // total_turn_tcp_connections: connected through TURN over TCP or TLS
 

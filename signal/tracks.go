@@ -2,6 +2,7 @@ package signal
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"strconv"
 
 	"github.com/hayate-sfu/hayate/jsep"
@@ -35,13 +36,23 @@ func publishedTracks(offer *jsep.Offer, a *jsep.Answer) []media.Track {
 	var out []media.Track
 	for i, sec := range a.Sections {
 		o := offer.Sections[i]
-		if o.Source != nil || o.Direction != jsep.RecvOnly || sec.Rejected || len(sec.SSRCs) == 0 {
+		if o.Source != nil || o.Direction != jsep.RecvOnly || sec.Rejected {
 			continue
 		}
 		if sec.Direction != jsep.SendOnly && sec.Direction != jsep.SendRecv {
 			continue
 		}
-		out = append(out, media.Track{Kind: kindOf(o.Kind), SSRC: sec.SSRCs[0], PayloadType: o.Codec.PayloadType, ClockRate: o.Codec.ClockRate})
+		tr := media.Track{Kind: kindOf(o.Kind), PayloadType: o.Codec.PayloadType, ClockRate: o.Codec.ClockRate, Codec: o.Codec.Name}
+		if len(sec.RIDs) > 1 && o.Kind == jsep.Video {
+			// The streams name themselves by rid; subscribers get one
+			// stream under an SSRC of Hayate's.
+			tr.RIDs, tr.SSRC = sec.RIDs, rand.Uint32()|1
+		} else if len(sec.SSRCs) > 0 {
+			tr.SSRC = sec.SSRCs[0]
+		} else {
+			continue
+		}
+		out = append(out, tr)
 	}
 	return out
 }
@@ -73,6 +84,8 @@ func addTrackLocked(m, pub *Conn, tr media.Track) {
 		kind = jsep.Video
 	}
 	src := &jsep.Source{SSRC: tr.SSRC, CNAME: pub.id, StreamID: pub.id, TrackID: pub.id + "-" + string(kind)}
+	extras, rtx := subscriberExtras(m, tr)
+	src.RTXSSRC = rtx
 	for i := range m.offer.Sections {
 		s := &m.offer.Sections[i]
 		if s.Source != nil && s.Source.SSRC == tr.SSRC && s.Source.StreamID == pub.id {
@@ -82,12 +95,13 @@ func addTrackLocked(m, pub *Conn, tr media.Track) {
 	for i := range m.offer.Sections {
 		s := &m.offer.Sections[i]
 		if s.Kind == kind && s.Direction == jsep.Inactive && s.Source == nil {
-			s.Direction, s.Codec, s.Source = jsep.SendOnly, pub.codecOf(tr.Kind), src
+			s.Direction, s.Codec, s.Source, s.Extras = jsep.SendOnly, pub.codecOf(tr.Kind), src, extras
 			return
 		}
 	}
 	m.offer.Sections = append(m.offer.Sections, jsep.Section{
 		Mid: strconv.Itoa(len(m.offer.Sections)), Kind: kind, Direction: jsep.SendOnly, Codec: pub.codecOf(tr.Kind), Source: src,
+		Extras: extras,
 	})
 }
 
@@ -98,7 +112,7 @@ func removeTracksLocked(m, pub *Conn) bool {
 	for i := range m.offer.Sections {
 		s := &m.offer.Sections[i]
 		if s.Source != nil && s.Source.StreamID == pub.id {
-			s.Direction, s.Source = jsep.Inactive, nil
+			s.Direction, s.Source, s.Extras = jsep.Inactive, nil, jsep.Extras{}
 			changed = true
 		}
 	}
@@ -172,13 +186,18 @@ func (h *Hub) reofferLocked(c *Conn) {
 
 // answeredLocked applies an accepted answer to offer o: c is now fed every
 // track o announces, and a due re-offer goes out.
-func (h *Hub) answeredLocked(c *Conn, o *jsep.Offer) {
-	for _, s := range o.Sections {
+func (h *Hub) answeredLocked(c *Conn, o *jsep.Offer, a *jsep.Answer) {
+	for i, s := range o.Sections {
 		if s.Source == nil {
 			continue
 		}
 		if p := h.conns[s.Source.StreamID]; p != nil && p.tr != nil {
-			c.tr.Subscribe(p.tr, []media.Track{{Kind: kindOf(s.Kind), SSRC: s.Source.SSRC}})
+			tr := media.Track{Kind: kindOf(s.Kind), SSRC: s.Source.SSRC}
+			if i < len(a.Sections) && a.Sections[i].RTX && s.Source.RTXSSRC != 0 {
+				tr.RTXSSRC, tr.RTXPayloadType = s.Source.RTXSSRC, jsep.RTXPayloadType(s.Codec)
+			}
+			c.tr.Subscribe(p.tr, []media.Track{tr})
+			applyCapsLocked(c, p)
 		}
 	}
 	if c.reofferDue {

@@ -48,6 +48,18 @@ type Decision struct {
 	DataChannelSignaling      *bool           `json:"data_channel_signaling"`
 	IgnoreDisconnectWebsocket *bool           `json:"ignore_disconnect_websocket"`
 	DataChannels              json.RawMessage `json:"data_channels"`
+	// Simulcast payouts (https://sora-doc.shiguredo.jp/SIMULCAST) and the
+	// video bit rate the encodings are sized from.
+	Simulcast          *bool           `json:"simulcast"`
+	SimulcastRid       *string         `json:"simulcast_rid"`
+	SimulcastEncodings json.RawMessage `json:"simulcast_encodings"`
+	VideoBitRate       *int            `json:"video_bit_rate"`
+	// Spotlight payouts (https://sora-doc.shiguredo.jp/SPOTLIGHT).
+	Spotlight           *bool           `json:"spotlight"`
+	SpotlightNumber     *int            `json:"spotlight_number"`
+	SpotlightFocusRid   *string         `json:"spotlight_focus_rid"`
+	SpotlightUnfocusRid *string         `json:"spotlight_unfocus_rid"`
+	SpotlightEncodings  json.RawMessage `json:"spotlight_encodings"`
 	// TURN payouts (https://sora-doc.shiguredo.jp/TURN, Sora Labo's
 	// turn_tcp_only and turn_tls_only).
 	TurnTCPOnly *bool   `json:"turn_tcp_only"`

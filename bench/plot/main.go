@@ -1,10 +1,19 @@
 // Command plot draws BenchmarkFanout results as a PNG: server CPU per
 // forwarded packet against the number of subscribers, for Hayate, the pion
-// baseline and the floors. It reads `go test -bench` output (several runs
-// of a benchmark give the median) and uses only the standard library.
+// baseline and the floors; with -chart cores or cores-loss, those of
+// BenchmarkFanoutCores (the server on one core and on two). It reads
+// `go test -bench` output (several runs of a benchmark give the median)
+// and uses only the standard library.
 //
 //	go test -run '^$' -bench Fanout -benchtime 1x ./bench/ | tee fanout.txt
 //	go run ./bench/plot -o docs/fanout.png fanout.txt
+//	go run ./bench/plot -chart cores-loss -o docs/cores-loss.png cores.txt
+//
+// With -chart timeline it draws a simulcast viewer's timeline instead (the
+// CSV node/impaired_test.go writes with HAYATE_TIMELINE): its bandwidth
+// estimate, the rate its link delivered and its layer over time.
+//
+//	go run ./bench/plot -chart timeline -o docs/simulcast-timeline.png docs/simulcast-timeline.csv
 package main
 
 import (
@@ -23,22 +32,46 @@ import (
 	"strings"
 )
 
-// series are the metrics plotted, with their colours and legend names.
-var series = []struct {
+// series is one metric plotted, with its colour and legend name.
+type series struct {
 	unit  string
 	name  string
 	color color.RGBA
-}{
-	{"baseline-ns/fwd", "PION BASELINE", color.RGBA{214, 39, 40, 255}},
-	{"hayate-ns/fwd", "HAYATE", color.RGBA{31, 119, 180, 255}},
-	{"floor-ns/fwd", "FLOOR PER PACKET", color.RGBA{127, 127, 127, 255}},
-	{"floor-frame-ns/fwd", "FLOOR PER FRAME", color.RGBA{188, 189, 34, 255}},
 }
 
-var lineRE = regexp.MustCompile(`^BenchmarkFanout/subs=(\d+)-\d+\s+\d+\s+\d+ ns/op\s+(.*)$`)
+// chart is one picture: the benchmark whose lines it reads, its title, the
+// divisor of the values (ns to µs: 1000) and the metrics drawn.
+type chart struct {
+	bench  string
+	title  string
+	scale  float64
+	series []series
+}
 
-// parse returns, per unit, the values by subscriber count.
-func parse(r io.Reader) (map[string]map[int][]float64, error) {
+var blue, red = color.RGBA{31, 119, 180, 255}, color.RGBA{214, 39, 40, 255}
+
+// charts are the pictures -chart names.
+var charts = map[string]chart{
+	"fanout": {"BenchmarkFanout", "SERVER CPU PER FORWARDED PACKET (US), ONE CORE", 1000, []series{
+		{"baseline-ns/fwd", "PION BASELINE", red},
+		{"hayate-ns/fwd", "HAYATE", blue},
+		{"floor-ns/fwd", "FLOOR PER PACKET", color.RGBA{127, 127, 127, 255}},
+		{"floor-frame-ns/fwd", "FLOOR PER FRAME", color.RGBA{188, 189, 34, 255}},
+	}},
+	"cores": {"BenchmarkFanoutCores", "SERVER CPU PER FORWARDED PACKET (US)", 1000, []series{
+		{"1core-ns/fwd", "SERVER ON 1 CORE", blue},
+		{"2core-ns/fwd", "SERVER ON 2 CORES", red},
+	}},
+	"cores-loss": {"BenchmarkFanoutCores", "LOSS (PERCENT) OF ONE BROADCAST", 1, []series{
+		{"1core-loss-%", "SERVER ON 1 CORE", blue},
+		{"2core-loss-%", "SERVER ON 2 CORES", red},
+	}},
+}
+
+// parse returns, per unit, the values by subscriber count of the lines
+// of benchmark bench.
+func parse(r io.Reader, bench string) (map[string]map[int][]float64, error) {
+	lineRE := regexp.MustCompile(`^` + bench + `/subs=(\d+)-\d+\s+\d+\s+\d+ ns/op\s+(.*)$`)
 	out := map[string]map[int][]float64{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -71,7 +104,13 @@ func median(v []float64) float64 {
 
 func main() {
 	outPath := flag.String("o", "fanout.png", "output PNG")
+	name := flag.String("chart", "fanout", "fanout (BenchmarkFanout), cores or cores-loss (BenchmarkFanoutCores), timeline (node/impaired_test.go's CSV)")
 	flag.Parse()
+	c, ok := charts[*name]
+	if !ok && *name != "timeline" {
+		fmt.Fprintln(os.Stderr, "unknown chart", *name)
+		os.Exit(2)
+	}
 	in := io.Reader(os.Stdin)
 	if flag.NArg() > 0 {
 		f, err := os.Open(flag.Arg(0))
@@ -82,12 +121,22 @@ func main() {
 		defer f.Close()
 		in = f
 	}
-	data, err := parse(in)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	var img *image.RGBA
+	if *name == "timeline" {
+		ss, err := parseTimeline(in)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		img = drawTimeline(ss)
+	} else {
+		data, err := parse(in, c.bench)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		img = draw(c, data)
 	}
-	img := draw(data)
 	f, err := os.Create(*outPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -106,22 +155,22 @@ const (
 	top, bottom   = 60, 80
 )
 
-func draw(data map[string]map[int][]float64) *image.RGBA {
+func draw(c chart, data map[string]map[int][]float64) *image.RGBA {
 	img := image.NewRGBA(image.Rect(0, 0, width, height))
 	fill(img, img.Bounds(), color.RGBA{255, 255, 255, 255})
 	var ns []int
 	maxY := 0.0
-	for _, s := range series {
+	for _, s := range c.series {
 		for n, v := range data[s.unit] {
 			if !slices.Contains(ns, n) {
 				ns = append(ns, n)
 			}
-			maxY = math.Max(maxY, median(v)/1000)
+			maxY = math.Max(maxY, median(v)/c.scale)
 		}
 	}
 	slices.Sort(ns)
 	if len(ns) == 0 {
-		text(img, left, top, "NO BENCHMARKFANOUT LINES IN THE INPUT", 2, color.RGBA{0, 0, 0, 255})
+		text(img, left, top, "NO "+strings.ToUpper(c.bench)+" LINES IN THE INPUT", 2, color.RGBA{0, 0, 0, 255})
 		return img
 	}
 	maxY = math.Ceil(maxY/5) * 5
@@ -147,11 +196,11 @@ func draw(data map[string]map[int][]float64) *image.RGBA {
 	}
 	line(img, left, height-bottom, width-right, height-bottom, black, 2)
 	line(img, left, top, left, height-bottom, black, 2)
-	text(img, left, 15, "SERVER CPU PER FORWARDED PACKET (US), ONE CORE", 2, black)
+	text(img, left, 15, c.title, 2, black)
 	text(img, width/2-120, height-35, "SUBSCRIBERS (LOG SCALE)", 2, black)
 	// Series.
 	ly := top + 10
-	for _, s := range series {
+	for _, s := range c.series {
 		pts := data[s.unit]
 		if len(pts) == 0 {
 			continue
@@ -162,11 +211,11 @@ func draw(data map[string]map[int][]float64) *image.RGBA {
 		}
 		slices.Sort(keys)
 		for i, n := range keys {
-			x, y := px(n), py(median(pts[n])/1000)
+			x, y := px(n), py(median(pts[n])/c.scale)
 			fill(img, image.Rect(x-4, y-4, x+5, y+5), s.color)
 			if i > 0 {
 				p := keys[i-1]
-				line(img, px(p), py(median(pts[p])/1000), x, y, s.color, 3)
+				line(img, px(p), py(median(pts[p])/c.scale), x, y, s.color, 3)
 			}
 		}
 		fill(img, image.Rect(width-right-250, ly, width-right-230, ly+14), s.color)
@@ -258,5 +307,5 @@ var font = map[rune][7]byte{
 	'Y': {17, 17, 17, 10, 4, 4, 4}, 'Z': {31, 1, 2, 4, 8, 16, 31},
 	' ': {}, '.': {0, 0, 0, 0, 0, 12, 12}, ',': {0, 0, 0, 0, 12, 4, 8}, ':': {0, 12, 12, 0, 12, 12, 0},
 	'-': {0, 0, 0, 31, 0, 0, 0}, '+': {0, 4, 4, 31, 4, 4, 0}, '/': {0, 1, 2, 4, 8, 16, 0},
-	'(': {2, 4, 8, 8, 8, 4, 2}, ')': {8, 4, 2, 2, 2, 4, 8}, '=': {0, 0, 31, 0, 31, 0, 0},
+	'%': {24, 25, 2, 4, 8, 19, 3}, '(': {2, 4, 8, 8, 8, 4, 2}, ')': {8, 4, 2, 2, 2, 4, 8}, '=': {0, 0, 31, 0, 31, 0, 0},
 }

@@ -1,0 +1,28 @@
+package control
+
+// unsupportedTargets are Sora operations Hayate knows and refuses with
+// UNSUPPORTED-TARGET and the reason (README, "Sora compatibility: API
+// targets"). Names from Sora's documentation and sora-devtools
+// (docs/spec/sora-protocol.md §2.2).
+var unsupportedTargets = []struct{ target, why string }{
+	{"Sora_20171218.UpdateLicense", "Hayate has no license file"},
+	{"Sora_20171101.GetStatsAllConnections", "per-connection statistics are not served yet"},
+	{"Sora_20170529.GetStatsConnection", "per-connection statistics are not served yet"},
+	{"Sora_20170529.GetStatsClient", "per-connection statistics are not served yet"},
+	{"Sora_20211215.ListRtcStats", "per-connection statistics are not served yet"},
+	{"Sora_20211215.ListChannelRtcStats", "per-connection statistics are not served yet"},
+	{"Sora_20211215.GetRtcStats", "per-connection statistics are not served yet"},
+	{"Sora_20201124.ListSignalingNotifyMetadata", "the signaling notify metadata extension is not served yet"},
+	{"Sora_20201124.GetSignalingNotifyMetadata", "the signaling notify metadata extension is not served yet"},
+	{"Sora_20201124.PutSignalingNotifyMetadata", "the signaling notify metadata extension is not served yet"},
+	{"Sora_20201124.PutSignalingNotifyMetadataItem", "the signaling notify metadata extension is not served yet"},
+	{"Sora_20200807.FocusSpotlightFixed", "the spotlight API is not supported (focus follows voice)"},
+	{"Sora_20200807.FocusSpotlight", "the spotlight API is not supported (focus follows voice)"},
+	{"Sora_20200807.UnfocusSpotlight", "the spotlight API is not supported (focus follows voice)"},
+	{"Sora_20200807.ChangeSpotlightNumber", "the spotlight API is not supported (focus follows voice)"},
+	{"Sora_20211215.RequestSpotlightRid", "the spotlight API is not supported (focus follows voice)"},
+	{"Sora_20211215.ResetSpotlightRid", "the spotlight API is not supported (focus follows voice)"},
+	{"Sora_20211215.BatchRequestSpotlightRid", "the spotlight API is not supported (focus follows voice)"},
+	{"Sora_20231220.StartRecording", "Hayate does not record"},
+	{"Sora_20231220.StopRecording", "Hayate does not record"},
+}
