@@ -79,6 +79,7 @@ type Config struct {
 	WebhookRetries               int
 	WebhookRetryInterval         time.Duration
 	IgnoreSessionVanishedWebhook bool
+	SessionIdleTimeout           time.Duration
 
 	// DataChannels.
 	DataChannelSignaling             bool
@@ -257,6 +258,7 @@ func (c *Config) keys() []key {
 		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),
 		intKey("webhook_retries", "times a failed session or event webhook is sent again (same id; later events of its channel or connection wait); 0 drops it, as Sora's counters suggest it does", &c.WebhookRetries),
 		durationKey("webhook_retry_interval", "wait before the first retry of a failed webhook, doubled for each further one", &c.WebhookRetryInterval),
+		durationKey("session_idle_timeout", "how long a session lives on after its last connection left; a connect within it joins the same session, even under block_new_session (0: the session ends at once; Sora's period is undocumented, the key is Hayate's)", &c.SessionIdleTimeout),
 		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
 		boolKey("data_channel_signaling", "DataChannel signaling for a connect that does not say (data_channel_signaling in connect and the auth webhook's payout win)", &c.DataChannelSignaling),
 		boolKey("ignore_disconnect_websocket", "for a connect that does not say: after switched, the connection outlives its WebSocket", &c.IgnoreDisconnectWebSocket),
