@@ -93,6 +93,7 @@ type Config struct {
 	// Media.
 	MediaBackend                    string
 	MediaSockets                    int
+	SimulcastAdaptation             bool
 	ICEConnectionStateFailedTimeout time.Duration
 
 	// TURN (Sora's keys, https://sora-doc.shiguredo.jp/TURN, and Hayate's
@@ -181,6 +182,7 @@ func Default() Config {
 		DataChannelQueueBytes:            1 << 20,
 		MediaBackend:                     "auto",
 		MediaSockets:                     runtime.GOMAXPROCS(0),
+		SimulcastAdaptation:              true,
 		ICEConnectionStateFailedTimeout:  10 * time.Second,
 		TURN:                             true,
 		TURNRealm:                        "hayate",
@@ -269,6 +271,7 @@ func (c *Config) keys() []key {
 		intKey("data_channel_queue_bytes", "DataChannel bytes queued to one connection and not yet acknowledged; a receiver that lets more pile up is closed with 4429 DATA-CHANNEL-QUEUE-FULL", &c.DataChannelQueueBytes),
 		stringKey("media_backend", "socket backend: auto (io_uring where the kernel allows it, else epoll), io_uring, or epoll (recvmmsg/sendmmsg through the Go netpoller)", &c.MediaBackend),
 		intKey("media_sockets", "SO_REUSEPORT sockets on media_port, each read by one goroutine; default GOMAXPROCS", &c.MediaSockets),
+		boolKey("simulcast_adaptation", "choose each viewer's simulcast layer within its cap from its bandwidth estimate (transport-cc); false gives every viewer its cap's layer whatever its link, as Sora does", &c.SimulcastAdaptation),
 		durationKey("ice_connection_state_failed_timeout", "close a connection (4408 ICE-CONNECTION-STATE-FAILED) whose peer sent nothing for this long, or whose ICE and DTLS are not up this long after its answer", &c.ICEConnectionStateFailedTimeout),
 		boolKey("turn", "serve the built-in TURN server and hand each connection its TURN URLs and credentials in the offer (Sora's default: on)", &c.TURN),
 		stringKey("turn_realm", "TURN realm", &c.TURNRealm),

@@ -94,6 +94,7 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		Sockets: cfg.MediaSockets, Backend: cfg.MediaBackend, Certificate: c.TLS, Fingerprint: c.Fingerprint,
 		FailedTimeout: cfg.ICEConnectionStateFailedTimeout, Log: log,
 		DataMaxMessageSize: cfg.DataChannelMaxMessageSize, DataQueueBytes: cfg.DataChannelQueueBytes,
+		FixedLayers: !cfg.SimulcastAdaptation,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("media_port: %w", err)

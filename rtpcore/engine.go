@@ -74,6 +74,11 @@ type Config struct {
 	// queued DataChannel bytes (data.go).
 	DataMaxMessageSize int
 	DataQueueBytes     int
+	// FixedLayers turns per-viewer adaptation off (simulcast_adaptation =
+	// false): a viewer gets the best layer within its cap that the
+	// publisher sends, whatever its bandwidth estimate, as Sora does; no
+	// probes are sent. The estimate is still kept (for the stats).
+	FixedLayers bool
 	// Log receives the media path's logs; nil discards them.
 	Log *slog.Logger
 }

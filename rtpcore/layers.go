@@ -440,8 +440,9 @@ func (d *downTrack) need(now int64) int64 {
 
 // chooseLayers sets the target layer of each of t's simulcast downTracks:
 // the best layer within its cap that the publisher sends and, when t has a
-// bandwidth estimate, that fits its share of it. When a better layer is
-// kept out only by the estimate, it asks for a probe.
+// bandwidth estimate (and adaptation is on), that fits its share of it.
+// When a better layer is kept out only by the estimate, it asks for a
+// probe.
 func (t *Transport) chooseLayers(now int64) {
 	downs := *t.downs.Load()
 	// The share of each simulcast track: what the others do not use.
@@ -459,6 +460,9 @@ func (t *Transport) chooseLayers(now int64) {
 	var est int64 = -1
 	congested, unsettled := false, false
 	cc := t.cc.Load()
+	if t.e.cfg.FixedLayers {
+		cc = nil // the cap alone chooses
+	}
 	if cc != nil {
 		est = cc.estimate.Load()
 		t.smu.Lock()
