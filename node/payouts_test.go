@@ -10,6 +10,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/sigclient"
 )
 
 // authAnswering is an auth webhook that answers every connect with body.
@@ -203,27 +204,35 @@ func TestUnsupportedPayoutsRefused(t *testing.T) {
 	}
 }
 
-// TestSpotlightPayouts: the auth webhook's spotlight payouts are applied
-// (payout > connect): spotlight: true makes a plain connect a spotlight one
-// (offered simulcast, connection.created says spotlight), spotlight: false
-// takes it away, spotlight_encodings are the offer's encodings, and a bad
+// TestSimulcastAndSpotlightPayouts: the auth webhook's simulcast and
+// spotlight payouts are applied (payout > connect): simulcast: true with
+// simulcast_encodings offers those encodings, video_bit_rate sizes the
+// default ones; spotlight: true makes a plain connect a spotlight one
+// (offered simulcast, the webhooks say spotlight), spotlight: false takes
+// it away, spotlight_encodings are the offer's encodings, and a bad
 // spotlight_number or rid is refused as in connect.
-func TestSpotlightPayouts(t *testing.T) {
+func TestSimulcastAndSpotlightPayouts(t *testing.T) {
 	type offerFlags struct {
-		Simulcast bool              `json:"simulcast"`
-		Spotlight bool              `json:"spotlight"`
-		Encodings []json.RawMessage `json:"encodings"`
+		Simulcast bool `json:"simulcast"`
+		Spotlight bool `json:"spotlight"`
+		Encodings []struct {
+			MaxBitrate int `json:"maxBitrate"`
+		} `json:"encodings"`
 	}
 	for _, c := range []struct {
 		name, body  string
 		askSpot     bool
 		spot, simul bool
 		encodings   int
+		bitRate     int // kbit/s the encodings share, 0: not checked
 	}{
-		{"on", `{"allowed":true,"spotlight":true,"spotlight_number":2,"spotlight_focus_rid":"r2","spotlight_unfocus_rid":"none"}`, false, true, true, 3},
-		{"off", `{"allowed":true,"spotlight":false}`, true, false, false, 0},
-		{"encodings", `{"allowed":true,"spotlight":true,"spotlight_encodings":[{"rid":"r0","active":true},{"rid":"r1","active":true}]}`, false, true, true, 2},
-		{"details without spotlight", `{"allowed":true,"spotlight_number":3}`, false, false, false, 0},
+		{"simulcast encodings", `{"allowed":true,"simulcast":true,"simulcast_encodings":[{"rid":"r0","active":true},{"rid":"r1","active":true}]}`, false, false, true, 2, 0},
+		{"video bit rate", `{"allowed":true,"simulcast":true,"video_bit_rate":3000}`, false, false, true, 3, 3000},
+		{"video object bit rate", `{"allowed":true,"simulcast":true,"video":{"bit_rate":1200}}`, false, false, true, 3, 1200},
+		{"spotlight on", `{"allowed":true,"spotlight":true,"spotlight_number":2,"spotlight_focus_rid":"r2","spotlight_unfocus_rid":"none"}`, false, true, true, 3, 0},
+		{"spotlight off", `{"allowed":true,"spotlight":false}`, true, false, false, 0, 0},
+		{"spotlight encodings", `{"allowed":true,"spotlight":true,"spotlight_encodings":[{"rid":"r0","active":true},{"rid":"r1","active":true}]}`, false, true, true, 2, 0},
+		{"spotlight details without spotlight", `{"allowed":true,"spotlight_number":3}`, false, false, false, 0, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := authAnswering(t, c.body)
@@ -246,6 +255,15 @@ func TestSpotlightPayouts(t *testing.T) {
 			if f.Spotlight != c.spot || f.Simulcast != c.simul || len(f.Encodings) != c.encodings {
 				t.Fatalf("offer spotlight %v simulcast %v encodings %d, want %v %v %d", f.Spotlight, f.Simulcast, len(f.Encodings), c.spot, c.simul, c.encodings)
 			}
+			if c.bitRate != 0 {
+				sum := 0
+				for _, e := range f.Encodings {
+					sum += e.MaxBitrate
+				}
+				if sum != c.bitRate*1000 {
+					t.Fatalf("encodings share %d bit/s, want %d", sum, c.bitRate*1000)
+				}
+			}
 			waitFor(t, "connection.created", patience, func() bool { return ev.count("connection.created") == 1 })
 			if e := ev.ofType("connection.created")[0]; e["spotlight"] != c.spot || e["simulcast"] != c.simul {
 				t.Fatalf("connection.created: %v", e)
@@ -255,11 +273,95 @@ func TestSpotlightPayouts(t *testing.T) {
 	for _, c := range []struct{ body, reason string }{
 		{`{"allowed":true,"spotlight":true,"spotlight_number":9}`, "INVALID-SPOTLIGHT-NUMBER"},
 		{`{"allowed":true,"spotlight":true,"spotlight_focus_rid":"r3"}`, "INVALID-SPOTLIGHT-RID"},
+		{`{"allowed":true,"simulcast_rid":"r7"}`, "INVALID-SIMULCAST-RID"},
+		{`{"allowed":true,"simulcast":true,"simulcast_encodings":[]}`, "INVALID-SIMULCAST-ENCODINGS"},
 	} {
 		r := authAnswering(t, c.body)
 		n := startNode(t, func(cfg *config.Config) { cfg.AuthWebhookURL = r.url() })
 		_, err := dial(t, n).Connect(connectMsg("ch", "sendrecv"), soon())
 		expectClosed(t, err, 4400, c.reason)
+	}
+}
+
+// TestNotifyPayouts: signaling_notify: false from the auth webhook keeps
+// notifies from that connection (its first message after the offer is a
+// push), and signaling_notify_metadata is the metadata the others see.
+func TestNotifyPayouts(t *testing.T) {
+	auth := newHookReceiver(t)
+	auth.respond = func(w http.ResponseWriter, body map[string]any) {
+		switch md, _ := body["metadata"].(map[string]any); md["who"] {
+		case "quiet":
+			w.Write([]byte(`{"allowed":true,"signaling_notify":false}`))
+		default:
+			w.Write([]byte(`{"allowed":true,"signaling_notify_metadata":{"name":"paid"}}`))
+		}
+	}
+	n := startNode(t, func(c *config.Config) { c.AuthWebhookURL = auth.url() })
+	connect := func(who string) *sigclient.Client {
+		c := dial(t, n)
+		msg := connectMsg("room", "sendrecv")
+		msg["metadata"] = map[string]any{"who": who}
+		msg["signaling_notify_metadata"] = map[string]any{"name": "asked"}
+		o, err := c.Connect(msg, soon())
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer(t, c, o)
+		return c
+	}
+	next := func(c *sigclient.Client) map[string]any {
+		t.Helper()
+		raw, err := c.ReadMessage(soon())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		must(t, json.Unmarshal(raw, &m))
+		return m
+	}
+	connect("loud")
+	quiet := connect("quiet")
+	apiOK[map[string]any](t, n, "Sora_20160711.PushChannel", `{"channel_id":"room","data":{"p":1}}`)
+	if m := next(quiet); m["type"] != "push" {
+		t.Fatalf("the connection with signaling_notify: false got %v before the push", m)
+	}
+	third := connect("third")
+	m := next(third)
+	data, _ := m["data"].([]any)
+	if m["type"] != "notify" || len(data) != 3 {
+		t.Fatalf("third's own connection.created: %v", m)
+	}
+	if md, _ := data[0].(map[string]any)["metadata"].(map[string]any); md["name"] != "paid" {
+		t.Fatalf("the first connection's notify metadata %v, want the payout's", data[0])
+	}
+}
+
+// TestTURNPayouts: turn_fqdn and turn_tls_fqdn name the offer's TURN
+// hosts, turn_tls_only keeps the TLS URL alone.
+func TestTURNPayouts(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		want []string // URL prefixes
+	}{
+		{`{"allowed":true,"turn_fqdn":"paid.example.com","turn_tls_fqdn":"paidtls.example.com"}`,
+			[]string{"turn:paid.example.com:", "turn:paid.example.com:", "turns:paidtls.example.com:443"}},
+		{`{"allowed":true,"turn_tls_only":true}`, []string{"turns:tls.example.com:443"}},
+	} {
+		r := authAnswering(t, c.body)
+		n := startNode(t, func(cfg *config.Config) {
+			cfg.AuthWebhookURL = r.url()
+			cfg.TURNTLS, cfg.TURNTLSPort, cfg.TURNFQDN, cfg.TURNTLSFQDN = true, 443, "turn.example.com", "tls.example.com"
+		})
+		_, o := join(t, n, "ice", "recvonly")
+		oc := parseOfferConfig(t, o)
+		if len(oc.ICEServers) != 1 || len(oc.ICEServers[0].URLs) != len(c.want) {
+			t.Fatalf("%s: iceServers %+v", c.body, oc.ICEServers)
+		}
+		for i, u := range oc.ICEServers[0].URLs {
+			if !strings.HasPrefix(u, c.want[i]) {
+				t.Fatalf("%s: URL %d is %s, want %s...", c.body, i, u, c.want[i])
+			}
+		}
 	}
 }
 
