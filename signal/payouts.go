@@ -176,6 +176,9 @@ var unsupportedSessionPayouts = []string{
 	"forwarding_filter", "forwarding_filters", "audio_streaming", "audio_streaming_auto",
 	"recording", "recording_expire_time", "recording_split_duration", "recording_split_only",
 	"recording_metadata",
+	// duplicate_client_id other than "allow" (Sora's
+	// SESSION_DUPLICATE_CLIENT_ID: evict the older connection).
+	"duplicate_client_id_evict",
 }
 
 // sessionCreatedAnswer applies the session.created answer to ch. It runs on
@@ -190,6 +193,9 @@ func (h *Hub) sessionCreatedAnswer(ch *channel, answer []byte) {
 		h.stats.UnsupportedSessionPayouts.Add(1)
 		h.log.Warn("session.created answer ignored: not a JSON object of Sora's payouts", "channel_id", ch.id, "session_id", ch.sessionID)
 		return
+	}
+	if v, ok := fields["duplicate_client_id"]; ok && asksSomething(v) && string(bytes.TrimSpace(v)) != `"allow"` {
+		fields["duplicate_client_id_evict"] = v // allow is what Hayate does; anything else is not
 	}
 	for _, k := range unsupportedSessionPayouts {
 		if v, ok := fields[k]; ok && asksSomething(v) {
