@@ -254,7 +254,7 @@ func (c *Config) keys() []key {
 		stringKey("default_audio_codec_type", "audio codec when connect names none: OPUS", &c.DefaultAudioCodecType),
 		stringKey("auth_webhook_url", "URL called for every connect; empty admits everyone", &c.AuthWebhookURL),
 		stringKey("session_webhook_url", "URL for session.created, session.destroyed and session.vanished; empty sends none", &c.SessionWebhookURL),
-		stringKey("event_webhook_url", "URL for connection.created, connection.destroyed and connection.failed; empty sends none", &c.EventWebhookURL),
+		stringKey("event_webhook_url", "URL for connection.created, .updated, .destroyed and .failed; empty sends none", &c.EventWebhookURL),
 		durationKey("webhook_response_timeout", "time a webhook receiver has to answer", &c.WebhookResponseTimeout),
 		intKey("webhook_workers", "senders per session/event webhook queue", &c.WebhookWorkers),
 		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),

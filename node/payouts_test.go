@@ -11,6 +11,7 @@ import (
 
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/signal"
 )
 
 // authAnswering is an auth webhook that answers every connect with body.
@@ -430,6 +431,54 @@ func TestEventWebhookByteCounters(t *testing.T) {
 			if out < float64(want*1100) || in == 0 {
 				t.Errorf("subscriber: total_sent_bytes %v for %d packets received, total_received_bytes %v", out, got, in)
 			}
+		}
+	}
+}
+
+// TestConnectionUpdated: a created connection's connection.updated event
+// webhook comes periodically (a minute; 200 ms here) between its
+// connection.created and connection.destroyed, and stops with it.
+func TestConnectionUpdated(t *testing.T) {
+	ev := newHookReceiver(t)
+	n := startNode(t, func(c *config.Config) { c.EventWebhookURL = ev.url() })
+	n.hub.SetTestHooks(signal.TestHooks{UpdatedEvery: 200 * time.Millisecond})
+	a, oa := join(t, n, "ch", "sendrecv")
+	_, ob := join(t, n, "ch", "recvonly")
+	of := func(id, typ string) int {
+		k := 0
+		for _, b := range ev.ofType(typ) {
+			if b["connection_id"] == id {
+				k++
+			}
+		}
+		return k
+	}
+	waitFor(t, "two connection.updated of A", patience, func() bool { return of(oa.ConnectionID, "connection.updated") >= 2 })
+	if _, err := a.Disconnect(soon()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A's connection.destroyed", patience, func() bool { return of(oa.ConnectionID, "connection.destroyed") == 1 })
+	// B's updates, on the same period, show that A's timer had its turns.
+	seen := of(ob.ConnectionID, "connection.updated")
+	waitFor(t, "two more connection.updated of B", patience, func() bool { return of(ob.ConnectionID, "connection.updated") >= seen+2 })
+	flushHooks(t, n)
+	var order []string
+	for _, b := range ev.all() {
+		if b["connection_id"] == oa.ConnectionID {
+			order = append(order, b["type"].(string))
+		}
+	}
+	if len(order) < 4 || order[0] != "connection.created" || order[len(order)-1] != "connection.destroyed" {
+		t.Fatalf("event webhooks %v", order)
+	}
+	for _, typ := range order[1 : len(order)-1] {
+		if typ != "connection.updated" {
+			t.Fatalf("event webhooks %v: %s between created and destroyed", order, typ)
+		}
+	}
+	for _, u := range ev.ofType("connection.updated") {
+		if d := u["data"].(map[string]any); u["session_id"] != oa.SessionID || d["channel_connections"].(float64) < 1 || d["minutes"] != 0.0 {
+			t.Fatalf("connection.updated: %v", u)
 		}
 	}
 }

@@ -109,14 +109,18 @@ type Conn struct {
 	dc *dcConn
 
 	// Guarded by hub.mu.
-	pendingCounted       bool
-	left                 bool
-	ch                   *channel
-	sessionID            string
-	created              bool
-	admittedAt           time.Time
-	createdAt            time.Time
-	destroyedAt          time.Time
+	pendingCounted bool
+	left           bool
+	ch             *channel
+	sessionID      string
+	created        bool
+	admittedAt     time.Time
+	createdAt      time.Time
+	destroyedAt    time.Time
+	// updated sends connection.updated every minute of the connection's
+	// life (updates: how many went out).
+	updated              *time.Timer
+	updates              int
 	endReason            string
 	apiReason            json.RawMessage
 	typeDisconnectReason string
