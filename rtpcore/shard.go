@@ -265,8 +265,11 @@ func (s *shard) handleSTUN(b []byte, from netip.AddrPort) {
 		if out == ice.Nominated {
 			s.stats.STUNNominations.Add(1)
 		}
-		if !t.checked.Swap(true) && t.dtlsClient.Load() {
-			t.startDTLSClient()
+		if !t.checked.Swap(true) {
+			t.checkedAt.Store(time.Now().UnixNano())
+			if t.dtlsClient.Load() {
+				t.startDTLSClient()
+			}
 		}
 	}
 	if resp != nil {

@@ -295,9 +295,9 @@ func (c *Conn) mediaBytes() (in, out uint64) {
 // disconnected), when the transport measures it.
 func (c *Conn) iceState() iceConnectionState {
 	if s, ok := c.tr.(interface {
-		SilentDurations() (checking, disconnected time.Duration)
+		ICEDurations() (checking, disconnected time.Duration)
 	}); ok {
-		ck, dc := s.SilentDurations()
+		ck, dc := s.ICEDurations()
 		return iceConnectionState{TotalCheckingDurationMs: ck.Milliseconds(), TotalDisconnectedDurationMs: dc.Milliseconds()}
 	}
 	return iceConnectionState{}
