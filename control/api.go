@@ -47,6 +47,11 @@ type Backend interface {
 	ListSessions() []any
 	TerminateSession(channelID, sessionID string) (string, error)
 	RequestRid(channelID, receiverID, senderID, rid string, reset bool) error
+	// Spotlight, ChangeSpotlightNumber and RequestSpotlightRid are the
+	// spotlight API (signal.Hub's methods of the same names).
+	Spotlight(channelID, connectionID string, op signal.SpotlightOp) error
+	ChangeSpotlightNumber(channelID string, number int) error
+	RequestSpotlightRid(channelID, receiverID, senderID, focus, unfocus string, reset bool) error
 	StatsReport() any
 	License() License
 }
@@ -105,6 +110,12 @@ func New(b Backend, opt Options, log *slog.Logger) *API {
 		"Sora_20201005.RequestRtpStream":        a.requestRtpStream,
 		"Sora_20201005.ResetRtpStream":          a.resetRtpStream,
 		"Sora_20251210.RequestSimulcastRid":     a.requestSimulcastRid,
+		"Sora_20200807.FocusSpotlight":          a.spotlightFocus(signal.SpotlightFocus),
+		"Sora_20200807.FocusSpotlightFixed":     a.spotlightFocus(signal.SpotlightFocusFixed),
+		"Sora_20200807.UnfocusSpotlight":        a.spotlightFocus(signal.SpotlightUnfocus),
+		"Sora_20200807.ChangeSpotlightNumber":   a.changeSpotlightNumber,
+		"Sora_20211215.RequestSpotlightRid":     a.requestSpotlightRid(false),
+		"Sora_20211215.ResetSpotlightRid":       a.requestSpotlightRid(true),
 		"Sora_20171218.GetLicense":              a.getLicense,
 		"Sora_20221221.InitCluster":             a.initCluster,
 		"Sora_20211215.RegisterClusterNode":     a.registerClusterNode,

@@ -31,6 +31,11 @@ func (buggy) ListChannels() []signal.ChannelInfo                            { pa
 func (buggy) StatsReport() any                                              { panic("stats") }
 func (buggy) License() License                                              { panic("license") }
 func (buggy) RequestRid(string, string, string, string, bool) error         { panic("rid") }
+func (buggy) Spotlight(string, string, signal.SpotlightOp) error            { panic("spotlight") }
+func (buggy) ChangeSpotlightNumber(string, int) error                       { panic("spotlight number") }
+func (buggy) RequestSpotlightRid(string, string, string, string, string, bool) error {
+	panic("spotlight rid")
+}
 
 // TestPanicContained: a bug in an operation answers 500 INTERNAL-ERROR
 // with no detail, logs the panic's value without a stack trace, and the

@@ -12,6 +12,8 @@
 // below what the focus rid needs; what this test checks is spotlight's
 // choice of rids, not the estimator (that is e2e/simulcast and
 // e2e/impaired). The fake camera runs at 10 fps for the same reason.
+// The clients use DataChannel signaling with the rpc channel, and one of
+// them changes its own spotlight rids with the SDK's rpc().
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { PATIENCE, startEnv, stopEnv, openClient, connect, waitFor, disconnect } from "./harness.mjs";
@@ -20,7 +22,7 @@ const env = {};
 let hayate, pages, browser;
 
 before(async () => {
-  ({ hayate, pages, browser } = await startEnv(env, ["--simulcast_adaptation=false"], ["--autoplay-policy=no-user-gesture-required"]));
+  ({ hayate, pages, browser } = await startEnv(env, ["--simulcast_adaptation=false", "--data_channel_rpc=true"], ["--autoplay-policy=no-user-gesture-required"]));
 });
 
 after(async () => {
@@ -82,7 +84,7 @@ test("spotlight: six sendrecv clients, spotlightNumber 2, the focus at r1 and th
       constraints: { audio: true, video: { width: { exact: 640 }, height: { exact: 360 }, frameRate: { max: 10 } } },
       options: {
         spotlight: true, spotlightNumber: 2, spotlightFocusRid: "r1", spotlightUnfocusRid: "r0",
-        videoCodecType: "VP8", videoBitRate: 500,
+        videoCodecType: "VP8", videoBitRate: 500, dataChannelSignaling: true,
       },
     });
     assert.ok(r.ok, `client ${i} connects: ${JSON.stringify(r)}`);
@@ -124,6 +126,19 @@ test("spotlight: six sendrecv clients, spotlightNumber 2, the focus at r1 and th
     window.events.notifyMessages.filter((n) => n.event_type.startsWith("spotlight.")).map((n) => `${n.event_type} ${n.connection_id}`));
   assert.ok(notes.includes(`spotlight.focused ${clients[4].id}`), `client 5 told of client 4's focus: ${notes}`);
   assert.ok(notes.includes(`spotlight.unfocused ${clients[1].id}`), `client 5 told client 1 left focus: ${notes}`);
+
+  // Client 5 asks, over the RPC DataChannel, for r0 whether in focus or
+  // not, then resets to its own rids.
+  const rpc = (method, params) => clients[5].page.evaluate(([m, p]) => window.conn.rpc(m, p, { timeout: 10000 }), [method, params]);
+  const got = await rpc("2025.2.0/RequestSpotlightRid", { spotlight_focus_rid: "r0", spotlight_unfocus_rid: "r0" });
+  assert.deepEqual(got, { channel_id: channel, recv_connection_id: clients[5].id, spotlight_focus_rid: "r0", spotlight_unfocus_rid: "r0" });
+  await waitFor("client 5 receives everyone at r0", 2 * PATIENCE, async () => {
+    const w = await widths(clients[5].page);
+    const vals = clients.slice(0, 5).map((c) => w[c.id]);
+    return { ok: vals.every((v) => v > 0 && v === vals[0] && v === 160), w };
+  });
+  assert.deepEqual(await rpc("2025.2.0/ResetSpotlightRid", {}), { channel_id: channel, recv_connection_id: clients[5].id });
+  await focus([clients[2].id, clients[4].id], "client 5 back on its own rids");
 
   for (const c of clients) {
     await disconnect(c.page);

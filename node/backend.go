@@ -81,6 +81,23 @@ func (n *Node) RequestRid(channelID, receiverID, senderID, rid string, reset boo
 	return n.hub.RequestRid(channelID, receiverID, senderID, rid, reset)
 }
 
+// Spotlight moves a spotlight channel's focus (the spotlight API).
+func (n *Node) Spotlight(channelID, connectionID string, op signal.SpotlightOp) error {
+	return n.hub.Spotlight(channelID, connectionID, op)
+}
+
+// ChangeSpotlightNumber sets how many publishers a spotlight channel
+// has in focus.
+func (n *Node) ChangeSpotlightNumber(channelID string, number int) error {
+	return n.hub.ChangeSpotlightNumber(channelID, number)
+}
+
+// RequestSpotlightRid sets the rids a spotlight viewer receives the
+// focused and unfocused publishers at.
+func (n *Node) RequestSpotlightRid(channelID, receiverID, senderID, focus, unfocus string, reset bool) error {
+	return n.hub.RequestSpotlightRid(channelID, receiverID, senderID, focus, unfocus, reset)
+}
+
 // StatsReport is GetStatsReport's body: Sora's counter names where Sora has
 // one, plus the mode, the live sessions and connections, and the refusals
 // counted by reason.

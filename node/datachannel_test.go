@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -769,9 +770,12 @@ func TestDataChannelPartialReliability(t *testing.T) {
 	}
 }
 
-// TestDataChannelRPC: with data_channel_rpc the node opens `rpc`; it
-// answers JSON-RPC 2.0 requests with errors (it implements no method) and
-// leaves notifications unanswered.
+// TestDataChannelRPC: with data_channel_rpc the node opens `rpc` and
+// lists its methods in the offer's rpc_methods; RequestSimulcastRid is
+// answered with Sora's result and takes effect (counted as a rid
+// request), RequestSpotlightRid of a connection without spotlight is
+// -32602, an unknown method -32601, an invalid request -32600, text that
+// is not JSON -32700; notifications are left unanswered.
 func TestDataChannelRPC(t *testing.T) {
 	n := startNode(t, func(c *config.Config) {
 		c.ICEConnectionStateFailedTimeout = patience
@@ -782,24 +786,37 @@ func TestDataChannelRPC(t *testing.T) {
 	if _, ok := p.described["rpc"]; !ok {
 		t.Fatal("the offer does not describe rpc")
 	}
+	var offer struct {
+		RPCMethods []string `json:"rpc_methods"`
+	}
+	if err := json.Unmarshal(p.offer.Raw, &offer); err != nil || fmt.Sprint(offer.RPCMethods) != "[2025.2.0/RequestSimulcastRid 2025.2.0/RequestSpotlightRid 2025.2.0/ResetSpotlightRid]" {
+		t.Errorf("the offer's rpc_methods: %v %v", offer.RPCMethods, err)
+	}
 	for _, req := range []string{
 		`{"jsonrpc":"2.0","method":"2025.2.0/RequestSimulcastRid","params":{"rid":"r1"},"id":1}`,
 		`{"jsonrpc":"2.0","method":"2025.2.0/PutSignalingNotifyMetadata","params":{}}`, // notification
 		`{"jsonrpc":"1.0","method":"x","id":"two"}`,
 		`not json`,
+		`{"jsonrpc":"2.0","method":"2025.2.0/RequestSpotlightRid","params":{"spotlight_focus_rid":"r1","spotlight_unfocus_rid":"r0"},"id":3}`,
+		`{"jsonrpc":"2.0","method":"2025.2.0/PutSignalingNotifyMetadata","params":{},"id":4}`,
 	} {
 		p.send("rpc", req, false)
 	}
-	waitFor(t, "three answers", patience, func() bool { return len(p.received("rpc")) == 3 })
+	waitFor(t, "five answers", patience, func() bool { return len(p.received("rpc")) == 5 })
 	want := []string{
-		`{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"channel_id":"rpc","receiver_connection_id":"` + p.id + `","rid":"r1"}}`,
 		`{"jsonrpc":"2.0","id":"two","error":{"code":-32600,"message":"Invalid Request"}}`,
 		`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}`,
+		`{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"Invalid params"}}`,
+		`{"jsonrpc":"2.0","id":4,"error":{"code":-32601,"message":"Method not found"}}`,
 	}
 	for i, m := range p.received("rpc") {
 		if m.data != want[i] || m.binary {
 			t.Errorf("answer %d: %s (binary %v), want %s", i, m.data, m.binary, want[i])
 		}
+	}
+	if _, stats, _ := apiCall(t, n, "Sora_20171010.GetStatsReport", ""); stats["total_rid_requests"] != 1.0 {
+		t.Errorf("total_rid_requests %v after one RequestSimulcastRid over RPC, want 1", stats["total_rid_requests"])
 	}
 }
 

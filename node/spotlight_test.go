@@ -1,15 +1,18 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 
 	"github.com/hayate-sfu/hayate/jsep"
 	"github.com/hayate-sfu/hayate/sigclient"
@@ -88,46 +91,8 @@ func sourcesOf(sdp string) map[uint32]string {
 // spotlight.unfocused. A viewer that asks no spotlight gets every
 // publisher at its own rid.
 func TestSpotlightFollowsVoice(t *testing.T) {
-	n := startNode(t, nil)
-	const channel = "spotlight"
-	spot := func(m map[string]any) {
-		m["audio"] = map[string]any{"codec_type": "OPUS"}
-		m["spotlight"] = true
-	}
-	var pubs []*simPublisher
-	var voices []*speaker
-	for range 3 {
-		p := newSimPublisher(t, n, channel, tinyLayers, spot)
-		pubs = append(pubs, p)
-		voices = append(voices, speak(t, p))
-	}
-	ids := make([]string, len(pubs))
-	for i, p := range pubs {
-		ids[i] = p.peer.Offer.ConnectionID
-	}
-	api := simulcastAPI(t, false)
-	v := newViewer(t, n, api, channel, "", func(m map[string]any) {
-		m["audio"] = false
-		m["spotlight"] = true
-		m["spotlight_number"] = 1
-		m["spotlight_focus_rid"] = "r2"
-		m["spotlight_unfocus_rid"] = "r0"
-	})
-	plain := newViewer(t, n, api, channel, "r1")
-	src := sourcesOf(v.offer.SDP)
-	if len(src) != 3 {
-		t.Fatalf("the viewer's offer announces %d video streams, want 3: %v", len(src), src)
-	}
-	// layers is the layer of the newest packet of each publisher's stream.
-	layers := func(w *viewer) map[string]int {
-		out := map[string]int{}
-		for _, p := range w.snapshot() {
-			if id, ok := src[p.ssrc]; ok {
-				out[id] = p.layer
-			}
-		}
-		return out
-	}
+	r := newSpotRoom(t, "spotlight", 1)
+	n, ids, voices, v := r.n, r.ids, r.voices, r.v
 	focusOn := func(i int) {
 		t.Helper()
 		want := map[string]int{}
@@ -137,19 +102,8 @@ func TestSpotlightFollowsVoice(t *testing.T) {
 				want[id] = 2
 			}
 		}
-		waitFor(t, fmt.Sprintf("publisher %d in focus (r2), the others at r0", i), patience, func() bool {
-			return fmt.Sprint(layers(v)) == fmt.Sprint(want)
-		})
-		waitFor(t, fmt.Sprintf("spotlight.focused for publisher %d", i), patience, func() bool {
-			v.pionPeer.mu.Lock()
-			defer v.pionPeer.mu.Unlock()
-			for _, m := range v.notifies {
-				if m["event_type"] == "spotlight.focused" && m["connection_id"] == ids[i] {
-					return true
-				}
-			}
-			return false
-		})
+		r.waitLayers(t, fmt.Sprintf("publisher %d in focus (r2), the others at r0", i), v, want)
+		r.waitNotify(t, "spotlight.focused", ids[i])
 	}
 	focusOn(0) // nobody spoke: the first to join
 	voices[2].loud.Store(true)
@@ -157,22 +111,83 @@ func TestSpotlightFollowsVoice(t *testing.T) {
 	voices[2].loud.Store(false)
 	voices[1].loud.Store(true)
 	focusOn(1)
-	unfocused := func() bool {
-		v.pionPeer.mu.Lock()
-		defer v.pionPeer.mu.Unlock()
-		for _, m := range v.notifies {
-			if m["event_type"] == "spotlight.unfocused" && m["connection_id"] == ids[2] {
-				return true
+	r.waitNotify(t, "spotlight.unfocused", ids[2])
+
+	plain := newViewer(t, n, r.api, r.channel, "r1")
+	want := map[string]int{ids[0]: 1, ids[1]: 1, ids[2]: 1}
+	r.waitLayers(t, "the viewer without spotlight at its own rid r1 for everyone", plain, want)
+}
+
+// spotRoom is a spotlight channel of three simulcast publishers that can
+// speak (tinyLayers, audio with the level extension) and a spotlight
+// viewer (focus r2, unfocus r0, no audio) with spotlight_number number.
+type spotRoom struct {
+	n       *Node
+	channel string
+	api     *webrtc.API
+	ids     []string
+	voices  []*speaker
+	v       *viewer
+	src     map[uint32]string
+}
+
+func newSpotRoom(t *testing.T, channel string, number int) *spotRoom {
+	r := &spotRoom{n: startNode(t, nil), channel: channel}
+	spot := func(m map[string]any) {
+		m["audio"] = map[string]any{"codec_type": "OPUS"}
+		m["spotlight"] = true
+	}
+	for range 3 {
+		p := newSimPublisher(t, r.n, channel, tinyLayers, spot)
+		r.ids = append(r.ids, p.peer.Offer.ConnectionID)
+		r.voices = append(r.voices, speak(t, p))
+	}
+	r.api = simulcastAPI(t, false)
+	r.v = newViewer(t, r.n, r.api, channel, "", func(m map[string]any) {
+		m["audio"] = false
+		m["spotlight"] = true
+		m["spotlight_number"] = number
+		m["spotlight_focus_rid"] = "r2"
+		m["spotlight_unfocus_rid"] = "r0"
+	})
+	r.src = sourcesOf(r.v.offer.SDP)
+	if len(r.src) != 3 {
+		t.Fatalf("the viewer's offer announces %d video streams, want 3: %v", len(r.src), r.src)
+	}
+	return r
+}
+
+// waitLayers waits until the newest packet of each publisher's stream w
+// receives is of the layer want says.
+func (r *spotRoom) waitLayers(t *testing.T, what string, w *viewer, want map[string]int) {
+	t.Helper()
+	waitFor(t, what, patience, func() bool {
+		got := map[string]int{}
+		for _, p := range w.snapshot() {
+			if id, ok := r.src[p.ssrc]; ok {
+				got[id] = p.layer
 			}
 		}
-		return false
-	}
-	waitFor(t, "spotlight.unfocused for publisher 2", patience, unfocused)
-
-	want := map[string]int{ids[0]: 1, ids[1]: 1, ids[2]: 1}
-	waitFor(t, "the viewer without spotlight at its own rid r1 for everyone", patience, func() bool {
-		return fmt.Sprint(layers(plain)) == fmt.Sprint(want)
+		return fmt.Sprint(got) == fmt.Sprint(want)
 	})
+}
+
+// waitNotify waits for the spotlight viewer to be told event about id and
+// returns the notify.
+func (r *spotRoom) waitNotify(t *testing.T, event, id string) map[string]any {
+	t.Helper()
+	var found map[string]any
+	waitFor(t, event+" for "+id, patience, func() bool {
+		r.v.pionPeer.mu.Lock()
+		defer r.v.pionPeer.mu.Unlock()
+		for _, m := range r.v.notifies {
+			if m["event_type"] == event && m["connection_id"] == id {
+				found = m
+			}
+		}
+		return found != nil
+	})
+	return found
 }
 
 // TestSpotlightRefusals: spotlight_number and the focus rids are checked.
@@ -197,5 +212,99 @@ func TestSpotlightRefusals(t *testing.T) {
 		if !errors.As(err, &cl) || cl.Code != 4400 || cl.Reason != tc.reason {
 			t.Errorf("%s = %v: %v, want 4400 %s", tc.key, tc.value, err, tc.reason)
 		}
+	}
+}
+
+// TestSpotlightAPI: the spotlight API moves the focus. FocusSpotlightFixed
+// keeps a publisher in focus ahead of a speaker (notified with fixed:
+// true), ChangeSpotlightNumber widens the focus, UnfocusSpotlight ends a
+// fixed focus and ranks the publisher last, RequestSpotlightRid changes
+// the rids one viewer gets and ResetSpotlightRid restores its own,
+// FocusSpotlight brings a silent publisher into focus; bad requests are
+// refused.
+func TestSpotlightAPI(t *testing.T) {
+	r := newSpotRoom(t, "spotlight-api", 1)
+	ids, v := r.ids, r.v
+	call := func(target, body string) {
+		t.Helper()
+		if st, _, raw := apiCall(t, r.n, target, body); st != 200 {
+			t.Fatalf("%s %s: %d %s", target, body, st, raw)
+		}
+	}
+	conn := func(i int) string { return `{"channel_id":"spotlight-api","connection_id":"` + ids[i] + `"}` }
+	layers := func(l0, l1, l2 int) map[string]int { return map[string]int{ids[0]: l0, ids[1]: l1, ids[2]: l2} }
+
+	r.waitLayers(t, "publisher 0 in focus (nobody spoke)", v, layers(2, 0, 0))
+	call("Sora_20200807.FocusSpotlightFixed", conn(2))
+	r.waitLayers(t, "publisher 2 in focus, fixed", v, layers(0, 0, 2))
+	if m := r.waitNotify(t, "spotlight.focused", ids[2]); m["fixed"] != true {
+		t.Errorf("spotlight.focused for a fixed focus: %v, want fixed: true", m)
+	}
+	// Publisher 1 speaks: the fixed one keeps the only place; with two
+	// places both are in focus.
+	r.voices[1].loud.Store(true)
+	call("Sora_20200807.ChangeSpotlightNumber", `{"channel_id":"spotlight-api","spotlight_number":2}`)
+	r.waitLayers(t, "publishers 2 (fixed) and 1 (speaking) in focus", v, layers(0, 2, 2))
+	r.voices[1].loud.Store(false)
+	call("Sora_20200807.UnfocusSpotlight", conn(2))
+	r.waitLayers(t, "publisher 2 unfocused: 1 (spoke) and 0 in focus", v, layers(2, 2, 0))
+
+	// This viewer: the focused at r1 and publisher 0's own at r0, then
+	// reset to its own rids.
+	rid := func(target, extra string) {
+		call(target, `{"channel_id":"spotlight-api","recv_connection_id":"`+v.id+`"`+extra+`}`)
+	}
+	rid("Sora_20211215.RequestSpotlightRid", `,"spotlight_focus_rid":"r1","spotlight_unfocus_rid":"r0"`)
+	r.waitLayers(t, "the focused at r1 after RequestSpotlightRid", v, layers(1, 1, 0))
+	rid("Sora_20211215.RequestSpotlightRid", `,"send_connection_id":"`+ids[0]+`","spotlight_focus_rid":"r0","spotlight_unfocus_rid":"r0"`)
+	r.waitLayers(t, "publisher 0 at r0 by its own request", v, layers(0, 1, 0))
+	rid("Sora_20211215.ResetSpotlightRid", "")
+	r.waitLayers(t, "the viewer's own rids after ResetSpotlightRid", v, layers(2, 2, 0))
+
+	call("Sora_20200807.FocusSpotlight", conn(2))
+	r.waitLayers(t, "publisher 2 brought into focus, with 1", v, layers(0, 2, 2))
+
+	for _, tc := range []struct {
+		target, body string
+		status       int
+		errType      string
+	}{
+		{"Sora_20200807.ChangeSpotlightNumber", `{"channel_id":"spotlight-api","spotlight_number":9}`, 400, "INVALID-PARAMETER"},
+		{"Sora_20200807.ChangeSpotlightNumber", `{"channel_id":"spotlight-api"}`, 400, "MISSING-PARAMETER"},
+		{"Sora_20200807.FocusSpotlight", `{"channel_id":"spotlight-api","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND"},
+		{"Sora_20200807.FocusSpotlight", `{"channel_id":"nowhere","connection_id":"` + ids[0] + `"}`, 404, "CHANNEL-NOT-FOUND"},
+		{"Sora_20211215.RequestSpotlightRid", `{"channel_id":"spotlight-api","recv_connection_id":"` + v.id + `","spotlight_focus_rid":"auto","spotlight_unfocus_rid":"r0"}`, 400, "INVALID-PARAMETER"},
+		{"Sora_20211215.BatchRequestSpotlightRid", `{"channel_id":"spotlight-api"}`, 400, "UNSUPPORTED-TARGET"},
+	} {
+		st, body, raw := apiCall(t, r.n, tc.target, tc.body)
+		if st != tc.status || body["error_type"] != tc.errType {
+			t.Errorf("%s %s: %d %s, want %d %s", tc.target, tc.body, st, raw, tc.status, tc.errType)
+		}
+	}
+	// The listings say spotlight.
+	_, _, raw := apiCall(t, r.n, "Sora_20201013.ListChannels", "")
+	if !strings.Contains(string(raw), `{"channel_id":"spotlight-api","multistream":true,"spotlight":true}`) {
+		t.Errorf("ListChannels: %s, want spotlight-api with spotlight true", raw)
+	}
+	_, _, raw = apiCall(t, r.n, "Sora_20201013.ListChannelConnections", `{"channel_id":"spotlight-api"}`)
+	var conns []struct {
+		ConnectionID string `json:"connection_id"`
+		Simulcast    bool   `json:"simulcast"`
+		Spotlight    bool   `json:"spotlight"`
+	}
+	if err := json.Unmarshal(raw, &conns); err != nil || len(conns) != 4 {
+		t.Fatalf("ListChannelConnections: %v %s", err, raw)
+	}
+	for _, c := range conns {
+		if !c.Simulcast || !c.Spotlight {
+			t.Errorf("ListChannelConnections: %+v, want simulcast and spotlight true", c)
+		}
+	}
+
+	// A channel without spotlight.
+	_, o := join(t, r.n, "no-spotlight", "sendonly")
+	st, body, raw := apiCall(t, r.n, "Sora_20200807.FocusSpotlight", `{"channel_id":"no-spotlight","connection_id":"`+o.ConnectionID+`"}`)
+	if st != 400 || body["error_type"] != "INVALID-PARAMETER" {
+		t.Errorf("FocusSpotlight in a channel without spotlight: %d %s", st, raw)
 	}
 }

@@ -41,7 +41,7 @@ func (h *Hub) ListConnections(channelID string) []ConnectionInfo {
 		for _, c := range ch.members {
 			info := ConnectionInfo{
 				ChannelID: c.channelID, SessionID: c.sessionID, ClientID: c.clientID, BundleID: c.bundleID,
-				ConnectionID: c.id, Role: c.role, Multistream: true, Audio: false, Video: false,
+				ConnectionID: c.id, Role: c.role, Multistream: true, Simulcast: c.simulcast, Spotlight: c.spot.on, Audio: false, Video: false,
 				CreatedTime: c.admittedAt.UnixMicro(), EventMetadata: c.eventMetadata,
 			}
 			if c.audio {
@@ -241,8 +241,8 @@ type ChannelInfo struct {
 func (h *Hub) ListChannels() []ChannelInfo {
 	h.mu.Lock()
 	out := make([]ChannelInfo, 0, len(h.channels))
-	for id := range h.channels {
-		out = append(out, ChannelInfo{ChannelID: id, Multistream: true})
+	for id, ch := range h.channels {
+		out = append(out, ChannelInfo{ChannelID: id, Multistream: true, Spotlight: ch.spot != nil})
 	}
 	h.mu.Unlock()
 	slices.SortFunc(out, func(a, b ChannelInfo) int { return strings.Compare(a.ChannelID, b.ChannelID) })

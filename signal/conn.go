@@ -100,6 +100,9 @@ type Conn struct {
 	spot         spotlightConn
 	spotBySender map[string]int
 	spotTold     map[string]bool
+	// spotRids are the focus and unfocus layers RequestSpotlightRid set,
+	// for every publisher ("") or one (the hub's mu).
+	spotRids map[string][2]int
 
 	// routed: the cluster chose this node for the channel.
 	routed bool

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -319,6 +320,9 @@ func (d *dcConn) fillOffer(m *offerMessage) {
 	m.IgnoreDisconnectWebsocket = d.ignoreWS
 	for _, l := range d.labels {
 		m.DataChannels = append(m.DataChannels, offerDataChannel{Label: l.label, Direction: l.direction, Compress: l.compress, Header: l.header})
+		if l.label == labelRPC {
+			m.RPCMethods = rpcMethods
+		}
 	}
 }
 
@@ -555,40 +559,119 @@ func (c *Conn) closeDetached(e *CloseError) {
 	}()
 }
 
+// rpcMethods are the RPC methods Hayate serves, as the offer's
+// rpc_methods lists them (Sora's names, https://sora-doc.shiguredo.jp/RPC).
+var rpcMethods = []string{rpcRequestSimulcastRid, rpcRequestSpotlightRid, rpcResetSpotlightRid}
+
+const (
+	rpcRequestSimulcastRid = "2025.2.0/RequestSimulcastRid"
+	rpcRequestSpotlightRid = "2025.2.0/RequestSpotlightRid"
+	rpcResetSpotlightRid   = "2025.2.0/ResetSpotlightRid"
+)
+
+// rpcError is a JSON-RPC 2.0 error object.
+type rpcError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+var (
+	rpcParseError     = &rpcError{-32700, "Parse error"}
+	rpcInvalidRequest = &rpcError{-32600, "Invalid Request"}
+	rpcNoMethod       = &rpcError{-32601, "Method not found"}
+	rpcInvalidParams  = &rpcError{-32602, "Invalid params"}
+)
+
 // answerRPC answers a JSON-RPC 2.0 request on `rpc` (Sora's RPC over
-// DataChannels, https://sora-doc.shiguredo.jp/RPC). Hayate implements no
-// method: a request gets -32601 Method not found (a notification, with no
-// id, gets nothing), invalid JSON -32700, an invalid request -32600.
+// DataChannels, https://sora-doc.shiguredo.jp/RPC): the methods of
+// rpcMethods act for the calling connection as the API targets of the
+// same names do; another method gets -32601 Method not found, bad params
+// -32602, invalid JSON -32700, an invalid request -32600; a notification
+// (no id) is carried out but never answered.
 func (c *Conn) answerRPC(text []byte) {
 	var req struct {
 		JSONRPC string          `json:"jsonrpc"`
 		Method  *string         `json:"method"`
+		Params  json.RawMessage `json:"params"`
 		ID      json.RawMessage `json:"id"`
-	}
-	type rpcError struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
 	}
 	resp := struct {
 		JSONRPC string          `json:"jsonrpc"`
 		ID      json.RawMessage `json:"id"`
-		Error   rpcError        `json:"error"`
+		Result  any             `json:"result,omitempty"`
+		Error   *rpcError       `json:"error,omitempty"`
 	}{JSONRPC: "2.0", ID: json.RawMessage("null")}
 	switch {
 	case json.Unmarshal(text, &req) != nil:
-		resp.Error = rpcError{-32700, "Parse error"}
+		resp.Error = rpcParseError
 	case req.JSONRPC != "2.0" || req.Method == nil:
-		resp.Error = rpcError{-32600, "Invalid Request"}
+		resp.Error = rpcInvalidRequest
 		if len(req.ID) > 0 {
 			resp.ID = req.ID
 		}
-	case len(req.ID) == 0:
-		return // a notification is never answered
 	default:
+		resp.Result, resp.Error = c.rpcCall(*req.Method, req.Params)
+		if len(req.ID) == 0 {
+			return // a notification is never answered
+		}
 		resp.ID = req.ID
-		resp.Error = rpcError{-32601, "Method not found"}
 	}
 	c.hub.stats.RPCAnswered.Add(1)
 	b, _ := json.Marshal(resp)
 	_ = c.sendOnLabel(c.dc.byLabel[labelRPC], b)
+}
+
+// rpcCall carries out one RPC method for c.
+func (c *Conn) rpcCall(method string, raw json.RawMessage) (any, *rpcError) {
+	var p struct {
+		Rid                 string `json:"rid"`
+		SenderConnectionID  string `json:"sender_connection_id"`
+		SendConnectionID    string `json:"send_connection_id"`
+		SpotlightFocusRid   string `json:"spotlight_focus_rid"`
+		SpotlightUnfocusRid string `json:"spotlight_unfocus_rid"`
+	}
+	if !slices.Contains(rpcMethods, method) {
+		return nil, rpcNoMethod
+	}
+	if len(raw) > 0 && json.Unmarshal(raw, &p) != nil {
+		return nil, rpcInvalidParams
+	}
+	type spotResult struct {
+		ChannelID           string `json:"channel_id"`
+		RecvConnectionID    string `json:"recv_connection_id"`
+		SpotlightFocusRid   string `json:"spotlight_focus_rid,omitempty"`
+		SpotlightUnfocusRid string `json:"spotlight_unfocus_rid,omitempty"`
+	}
+	var (
+		err    error
+		result any
+	)
+	switch method {
+	case rpcRequestSimulcastRid:
+		if p.Rid == "" {
+			return nil, rpcInvalidParams
+		}
+		err = c.hub.RequestRid(c.channelID, c.id, p.SenderConnectionID, p.Rid, false)
+		result = struct {
+			ChannelID            string `json:"channel_id"`
+			ReceiverConnectionID string `json:"receiver_connection_id"`
+			Rid                  string `json:"rid"`
+			SenderConnectionID   string `json:"sender_connection_id,omitempty"`
+		}{c.channelID, c.id, p.Rid, p.SenderConnectionID}
+	case rpcRequestSpotlightRid:
+		if p.SpotlightFocusRid == "" || p.SpotlightUnfocusRid == "" {
+			return nil, rpcInvalidParams
+		}
+		err = c.hub.RequestSpotlightRid(c.channelID, c.id, p.SendConnectionID, p.SpotlightFocusRid, p.SpotlightUnfocusRid, false)
+		result = spotResult{c.channelID, c.id, p.SpotlightFocusRid, p.SpotlightUnfocusRid}
+	case rpcResetSpotlightRid:
+		err = c.hub.RequestSpotlightRid(c.channelID, c.id, p.SendConnectionID, "", "", true)
+		result = spotResult{ChannelID: c.channelID, RecvConnectionID: c.id}
+	}
+	if err != nil {
+		// A bad rid, a sender not in the channel, a connection or channel
+		// without spotlight: all are the params' fault.
+		return nil, rpcInvalidParams
+	}
+	return result, nil
 }

@@ -174,4 +174,7 @@ var (
 	ErrSessionNotFound = errors.New("signal: session not found")
 	// ErrInvalidRid is a rid other than none, r0, r1, r2 or auto.
 	ErrInvalidRid = errors.New("signal: invalid rid")
+	// ErrNotSpotlight is a spotlight request for a channel or a
+	// connection without spotlight.
+	ErrNotSpotlight = errors.New("signal: not a spotlight channel or connection")
 )

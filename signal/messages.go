@@ -182,6 +182,7 @@ type offerMessage struct {
 	DataChannelSignaling      bool               `json:"data_channel_signaling"`
 	IgnoreDisconnectWebsocket bool               `json:"ignore_disconnect_websocket"`
 	DataChannels              []offerDataChannel `json:"data_channels,omitempty"`
+	RPCMethods                []string           `json:"rpc_methods,omitempty"`
 }
 
 // rtcConfig is passed to the client's RTCPeerConnection constructor.

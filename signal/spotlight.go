@@ -2,6 +2,7 @@ package signal
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"time"
 
@@ -54,14 +55,16 @@ type spotlightConn struct {
 // spotlight is a channel's focus state, guarded by the hub's mu.
 type spotlight struct {
 	number int
-	// spoke is when each publisher last spoke (ns); focused is the
-	// current focus.
+	// spoke is when each publisher last spoke (ns; unfocused by the API:
+	// -1, after those that never spoke); focused is the current focus;
+	// fixed are the publishers FocusSpotlightFixed keeps in focus.
 	spoke   map[string]int64
 	focused map[string]bool
+	fixed   map[string]bool
 }
 
 func newSpotlight(number int) *spotlight {
-	return &spotlight{number: number, spoke: map[string]int64{}, focused: map[string]bool{}}
+	return &spotlight{number: number, spoke: map[string]int64{}, focused: map[string]bool{}, fixed: map[string]bool{}}
 }
 
 // applySpotlight takes spotlight, spotlight_number, spotlight_focus_rid and
@@ -196,14 +199,19 @@ func (h *Hub) refocusLocked(ch *channel, now int64) {
 			sp.spoke[p.id] = now
 		}
 	}
-	for id := range sp.spoke {
-		if !slices.ContainsFunc(pubs, func(p *Conn) bool { return p.id == id }) {
-			delete(sp.spoke, id)
-		}
-	}
-	// Most recent speaker first; members are in join order, which the
-	// stable sort keeps among equals (those that never spoke).
+	gone := func(id string) bool { return !slices.ContainsFunc(pubs, func(p *Conn) bool { return p.id == id }) }
+	maps.DeleteFunc(sp.spoke, func(id string, _ int64) bool { return gone(id) })
+	maps.DeleteFunc(sp.fixed, func(id string, _ bool) bool { return gone(id) })
+	// Fixed publishers first, then the most recent speaker; members are
+	// in join order, which the stable sort keeps among equals (those that
+	// never spoke).
 	slices.SortStableFunc(pubs, func(a, b *Conn) int {
+		if fa, fb := sp.fixed[a.id], sp.fixed[b.id]; fa != fb {
+			if fa {
+				return -1
+			}
+			return 1
+		}
 		sa, sb := sp.spoke[a.id], sp.spoke[b.id]
 		switch {
 		case sa > sb:
@@ -224,7 +232,7 @@ func (h *Hub) refocusLocked(ch *channel, now int64) {
 	}
 	sp.focused = focused
 	for _, c := range ch.members {
-		tellFocusLocked(c, pubs, focused)
+		tellFocusLocked(c, pubs, focused, sp.fixed)
 	}
 	for _, c := range ch.members {
 		if !c.spot.on {
@@ -234,9 +242,16 @@ func (h *Hub) refocusLocked(ch *channel, now int64) {
 			if p == c {
 				continue
 			}
-			want := c.spot.unfocus
+			rids, ok := c.spotRids[p.id]
+			if !ok {
+				rids, ok = c.spotRids[""]
+			}
+			if !ok {
+				rids = [2]int{c.spot.focus, c.spot.unfocus}
+			}
+			want := rids[1]
 			if focused[p.id] {
-				want = c.spot.focus
+				want = rids[0]
 			}
 			c.ridMu.Lock()
 			had, ok := c.spotBySender[p.id]
@@ -273,7 +288,7 @@ func speaking(p *Conn) bool {
 // tellFocusLocked tells c (if it takes notifies) which publishers came
 // into focus or left it since it was last told: a connection that joins
 // learns the focus as it stands.
-func tellFocusLocked(c *Conn, pubs []*Conn, focused map[string]bool) {
+func tellFocusLocked(c *Conn, pubs []*Conn, focused, fixed map[string]bool) {
 	if !c.notify {
 		return
 	}
@@ -288,7 +303,7 @@ func tellFocusLocked(c *Conn, pubs []*Conn, focused map[string]bool) {
 		if focused[p.id] {
 			ev = "spotlight.focused"
 		}
-		m := spotlightNotify{Type: "notify", EventType: ev, ConnectionID: p.id, Audio: p.audio, Video: p.video}
+		m := spotlightNotify{Type: "notify", EventType: ev, ConnectionID: p.id, Audio: p.audio, Video: p.video, Fixed: fixed[p.id]}
 		if p.clientID != "" {
 			m.ClientID = &p.clientID
 		}
@@ -302,4 +317,131 @@ func tellFocusLocked(c *Conn, pubs []*Conn, focused map[string]bool) {
 			delete(c.spotTold, id) // gone: its connection.destroyed says so
 		}
 	}
+}
+
+// SpotlightOp is what the spotlight API does to one publisher's focus
+// (https://sora-doc.shiguredo.jp/API_SPOTLIGHT).
+type SpotlightOp int
+
+const (
+	// SpotlightFocus (FocusSpotlight) brings the publisher into focus
+	// now, as if it had just spoken: the next to speak may take its place.
+	SpotlightFocus SpotlightOp = iota
+	// SpotlightFocusFixed (FocusSpotlightFixed) keeps it in focus, ahead
+	// of every speaker, until SpotlightUnfocus.
+	SpotlightFocusFixed
+	// SpotlightUnfocus (UnfocusSpotlight) takes it out of focus and ends a
+	// fixed focus: it ranks after every other publisher until it speaks
+	// again.
+	SpotlightUnfocus
+)
+
+// spotlightLocked finds a spotlight channel and, when id is not empty, one
+// of its connections.
+func (h *Hub) spotlightLocked(channelID, id string) (*channel, *Conn, error) {
+	ch := h.channels[channelID]
+	if ch == nil {
+		return nil, nil, ErrChannelNotFound
+	}
+	if ch.spot == nil {
+		return nil, nil, ErrNotSpotlight
+	}
+	if id == "" {
+		return ch, nil, nil
+	}
+	c := h.conns[id]
+	if c == nil || c.ch != ch {
+		return nil, nil, ErrConnectionNotFound
+	}
+	return ch, c, nil
+}
+
+// Spotlight applies a spotlight API operation to publisher connectionID
+// of the channel; the focus is chosen again at once.
+func (h *Hub) Spotlight(channelID, connectionID string, op SpotlightOp) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch, c, err := h.spotlightLocked(channelID, connectionID)
+	if err != nil {
+		return err
+	}
+	if !c.role.Sends() {
+		return ErrConnectionNotFound // not a publisher: nothing to focus
+	}
+	now := time.Now().UnixNano()
+	sp := ch.spot
+	switch op {
+	case SpotlightFocus:
+		// A nanosecond ahead of whoever speaks in this instant.
+		sp.spoke[c.id] = now + 1
+	case SpotlightFocusFixed:
+		sp.fixed[c.id] = true
+	case SpotlightUnfocus:
+		delete(sp.fixed, c.id)
+		sp.spoke[c.id] = -1
+	}
+	h.refocusLocked(ch, now)
+	return nil
+}
+
+// ChangeSpotlightNumber sets how many publishers a spotlight channel has
+// in focus (1 to 8, else ErrInvalidSpotlightNumber); the focus is
+// chosen again at once.
+func (h *Hub) ChangeSpotlightNumber(channelID string, number int) error {
+	if number < 1 || number > maxSpotlightNumber {
+		return ErrInvalidSpotlightNumber
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch, _, err := h.spotlightLocked(channelID, "")
+	if err != nil {
+		return err
+	}
+	ch.spot.number = number
+	h.refocusLocked(ch, time.Now().UnixNano())
+	return nil
+}
+
+// RequestSpotlightRid sets the focus and unfocus rids spotlight viewer
+// receiverID receives senderID's video at (every publisher's when senderID
+// is empty); reset returns them to the viewer's own (Sora:
+// RequestSpotlightRid, ResetSpotlightRid). A rid is none, r0, r1 or r2.
+func (h *Hub) RequestSpotlightRid(channelID, receiverID, senderID, focus, unfocus string, reset bool) error {
+	var rids [2]int
+	if !reset {
+		for i, rid := range []string{focus, unfocus} {
+			l, ok := ridLayer(rid)
+			if !ok || l == media.LayerMax {
+				return ErrInvalidRid
+			}
+			rids[i] = l
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch, c, err := h.spotlightLocked(channelID, receiverID)
+	if err != nil {
+		return err
+	}
+	if !c.spot.on {
+		return ErrNotSpotlight
+	}
+	if senderID != "" {
+		if p := h.conns[senderID]; p == nil || p.ch != ch {
+			return ErrConnectionNotFound
+		}
+	}
+	switch {
+	case reset && senderID == "":
+		c.spotRids = nil
+	case reset:
+		delete(c.spotRids, senderID)
+	default:
+		if c.spotRids == nil {
+			c.spotRids = map[string][2]int{}
+		}
+		c.spotRids[senderID] = rids
+	}
+	h.refocusLocked(ch, time.Now().UnixNano())
+	return nil
 }
