@@ -48,6 +48,44 @@ func (m *soraMedia) UnmarshalJSON(b []byte) error {
 	return strictDecode(b, &obj)
 }
 
+// soraMediaFields are the audio and video fields of the auth request, the
+// connection events' data and session.destroyed's connections.
+type soraMediaFields struct {
+	Audio           soraMedia       `json:"audio"`
+	AudioCodecType  *string         `json:"audio_codec_type"`
+	AudioBitRate    *int            `json:"audio_bit_rate"`
+	Video           soraMedia       `json:"video"`
+	VideoCodecType  *string         `json:"video_codec_type"`
+	VideoBitRate    *int            `json:"video_bit_rate"`
+	VideoVP9Params  json.RawMessage `json:"video_vp9_params"`
+	VideoAV1Params  json.RawMessage `json:"video_av1_params"`
+	VideoH264Params json.RawMessage `json:"video_h264_params"`
+}
+
+// soraCounts are the channel's connection counts.
+type soraCounts struct {
+	ChannelConnections         int `json:"channel_connections"`
+	ChannelSendrecvConnections int `json:"channel_sendrecv_connections"`
+	ChannelSendonlyConnections int `json:"channel_sendonly_connections"`
+	ChannelRecvonlyConnections int `json:"channel_recvonly_connections"`
+}
+
+// soraHeader is what every session webhook starts with; soraEventHeader
+// adds the event webhooks' log_written.
+type soraHeader struct {
+	Type      string `json:"type"`
+	Timestamp string `json:"timestamp"`
+	ID        string `json:"id"`
+	Version   string `json:"version"`
+	Label     string `json:"label"`
+	NodeName  string `json:"node_name"`
+}
+
+type soraEventHeader struct {
+	soraHeader
+	LogWritten bool `json:"log_written"`
+}
+
 type soraClientObject struct {
 	Environment *string `json:"environment"`
 	Raw         *string `json:"raw"`
@@ -70,43 +108,32 @@ type soraDataChannel struct {
 
 // soraAuthRequest is AuthWebhookRequest.
 type soraAuthRequest struct {
-	Timestamp                  string            `json:"timestamp"`
-	Version                    string            `json:"version"`
-	Label                      string            `json:"label"`
-	NodeName                   string            `json:"node_name"`
-	Role                       soraRole          `json:"role"`
-	ChannelID                  string            `json:"channel_id"`
-	ClientID                   *string           `json:"client_id"`
-	BundleID                   *string           `json:"bundle_id"`
-	ConnectionID               string            `json:"connection_id"`
-	Multistream                bool              `json:"multistream"`
-	Simulcast                  bool              `json:"simulcast"`
-	SimulcastRid               *string           `json:"simulcast_rid"`
-	Spotlight                  bool              `json:"spotlight"`
-	SpotlightFocusRid          *string           `json:"spotlight_focus_rid"`
-	SpotlightUnfocusRid        *string           `json:"spotlight_unfocus_rid"`
-	Audio                      soraMedia         `json:"audio"`
-	AudioCodecType             *string           `json:"audio_codec_type"`
-	AudioBitRate               *int              `json:"audio_bit_rate"`
-	Video                      soraMedia         `json:"video"`
-	VideoCodecType             *string           `json:"video_codec_type"`
-	VideoBitRate               *int              `json:"video_bit_rate"`
-	VideoVP9Params             json.RawMessage   `json:"video_vp9_params"`
-	VideoAV1Params             json.RawMessage   `json:"video_av1_params"`
-	VideoH264Params            json.RawMessage   `json:"video_h264_params"`
-	DataChannelSignaling       bool              `json:"data_channel_signaling"`
-	IgnoreDisconnectWebsocket  bool              `json:"ignore_disconnect_websocket"`
-	DataChannels               []soraDataChannel `json:"data_channels"`
-	ForwardingFilter           json.RawMessage   `json:"forwarding_filter"`
-	AuthMetadata               json.RawMessage   `json:"auth_metadata"`
-	Metadata                   json.RawMessage   `json:"metadata"`
-	WHIP                       *bool             `json:"whip"`
-	SoraClient                 *soraClientObject `json:"sora_client"`
-	ChannelConnections         int               `json:"channel_connections"`
-	ChannelSendrecvConnections int               `json:"channel_sendrecv_connections"`
-	ChannelSendonlyConnections int               `json:"channel_sendonly_connections"`
-	ChannelRecvonlyConnections int               `json:"channel_recvonly_connections"`
-	E2EE                       bool              `json:"e2ee"`
+	Timestamp           string   `json:"timestamp"`
+	Version             string   `json:"version"`
+	Label               string   `json:"label"`
+	NodeName            string   `json:"node_name"`
+	Role                soraRole `json:"role"`
+	ChannelID           string   `json:"channel_id"`
+	ClientID            *string  `json:"client_id"`
+	BundleID            *string  `json:"bundle_id"`
+	ConnectionID        string   `json:"connection_id"`
+	Multistream         bool     `json:"multistream"`
+	Simulcast           bool     `json:"simulcast"`
+	SimulcastRid        *string  `json:"simulcast_rid"`
+	Spotlight           bool     `json:"spotlight"`
+	SpotlightFocusRid   *string  `json:"spotlight_focus_rid"`
+	SpotlightUnfocusRid *string  `json:"spotlight_unfocus_rid"`
+	soraMediaFields
+	DataChannelSignaling      bool              `json:"data_channel_signaling"`
+	IgnoreDisconnectWebsocket bool              `json:"ignore_disconnect_websocket"`
+	DataChannels              []soraDataChannel `json:"data_channels"`
+	ForwardingFilter          json.RawMessage   `json:"forwarding_filter"`
+	AuthMetadata              json.RawMessage   `json:"auth_metadata"`
+	Metadata                  json.RawMessage   `json:"metadata"`
+	WHIP                      *bool             `json:"whip"`
+	SoraClient                *soraClientObject `json:"sora_client"`
+	soraCounts
+	E2EE bool `json:"e2ee"`
 }
 
 var authRequired = []string{"timestamp", "version", "label", "node_name", "role", "channel_id", "connection_id",
@@ -117,13 +144,7 @@ var authRequired = []string{"timestamp", "version", "label", "node_name", "role"
 var commonRequired = []string{"type", "timestamp", "id", "version", "label", "node_name"}
 
 type soraConnectionEvent struct {
-	Type          string             `json:"type"`
-	Timestamp     string             `json:"timestamp"`
-	ID            string             `json:"id"`
-	LogWritten    bool               `json:"log_written"`
-	Version       string             `json:"version"`
-	Label         string             `json:"label"`
-	NodeName      string             `json:"node_name"`
+	soraEventHeader
 	Role          soraRole           `json:"role"`
 	ChannelID     string             `json:"channel_id"`
 	SessionID     string             `json:"session_id"`
@@ -146,31 +167,20 @@ type soraICEConnectionState struct {
 }
 
 type soraConnectionData struct {
-	Minutes                    int                    `json:"minutes"`
-	Audio                      soraMedia              `json:"audio"`
-	AudioCodecType             *string                `json:"audio_codec_type"`
-	AudioBitRate               *int                   `json:"audio_bit_rate"`
-	Video                      soraMedia              `json:"video"`
-	VideoCodecType             *string                `json:"video_codec_type"`
-	VideoBitRate               *int                   `json:"video_bit_rate"`
-	VideoVP9Params             json.RawMessage        `json:"video_vp9_params"`
-	VideoAV1Params             json.RawMessage        `json:"video_av1_params"`
-	VideoH264Params            json.RawMessage        `json:"video_h264_params"`
-	ChannelConnections         int                    `json:"channel_connections"`
-	ChannelSendrecvConnections int                    `json:"channel_sendrecv_connections"`
-	ChannelSendonlyConnections int                    `json:"channel_sendonly_connections"`
-	ChannelRecvonlyConnections int                    `json:"channel_recvonly_connections"`
-	TurnTransportType          string                 `json:"turn_transport_type"`
-	CreatedTime                int64                  `json:"created_time"`
-	CreatedTimestamp           string                 `json:"created_timestamp"`
-	DestroyedTime              *int64                 `json:"destroyed_time"`
-	DestroyedTimestamp         *string                `json:"destroyed_timestamp"`
-	ICEConnectionState         soraICEConnectionState `json:"ice_connection_state"`
-	TotalReceivedBytes         uint64                 `json:"total_received_bytes"`
-	TotalSentBytes             uint64                 `json:"total_sent_bytes"`
-	Reason                     *string                `json:"reason"`
-	DisconnectAPIReason        *string                `json:"disconnect_api_reason"`
-	TypeDisconnectReason       *string                `json:"type_disconnect_reason"`
+	Minutes int `json:"minutes"`
+	soraMediaFields
+	soraCounts
+	TurnTransportType    string                 `json:"turn_transport_type"`
+	CreatedTime          int64                  `json:"created_time"`
+	CreatedTimestamp     string                 `json:"created_timestamp"`
+	DestroyedTime        *int64                 `json:"destroyed_time"`
+	DestroyedTimestamp   *string                `json:"destroyed_timestamp"`
+	ICEConnectionState   soraICEConnectionState `json:"ice_connection_state"`
+	TotalReceivedBytes   uint64                 `json:"total_received_bytes"`
+	TotalSentBytes       uint64                 `json:"total_sent_bytes"`
+	Reason               *string                `json:"reason"`
+	DisconnectAPIReason  *string                `json:"disconnect_api_reason"`
+	TypeDisconnectReason *string                `json:"type_disconnect_reason"`
 }
 
 var connectionDataRequired = []string{"minutes", "audio", "video", "channel_connections", "channel_sendrecv_connections",
@@ -178,13 +188,7 @@ var connectionDataRequired = []string{"minutes", "audio", "video", "channel_conn
 	"created_timestamp", "ice_connection_state", "total_received_bytes", "total_sent_bytes"}
 
 type soraFailedEvent struct {
-	Type         string         `json:"type"`
-	Timestamp    string         `json:"timestamp"`
-	ID           string         `json:"id"`
-	LogWritten   bool           `json:"log_written"`
-	Version      string         `json:"version"`
-	Label        string         `json:"label"`
-	NodeName     string         `json:"node_name"`
+	soraEventHeader
 	Role         *soraRole      `json:"role"`
 	ChannelID    *string        `json:"channel_id"`
 	ClientID     *string        `json:"client_id"`
@@ -197,13 +201,10 @@ type soraFailedEvent struct {
 }
 
 type soraFailedData struct {
-	Message                    string `json:"message"`
-	ChannelConnections         int    `json:"channel_connections"`
-	ChannelSendrecvConnections int    `json:"channel_sendrecv_connections"`
-	ChannelSendonlyConnections int    `json:"channel_sendonly_connections"`
-	ChannelRecvonlyConnections int    `json:"channel_recvonly_connections"`
-	TotalReceivedBytes         uint64 `json:"total_received_bytes"`
-	TotalSentBytes             uint64 `json:"total_sent_bytes"`
+	Message string `json:"message"`
+	soraCounts
+	TotalReceivedBytes uint64 `json:"total_received_bytes"`
+	TotalSentBytes     uint64 `json:"total_sent_bytes"`
 }
 
 var failedRequired = append(slices.Clone(commonRequired), "log_written", "connection_id", "multistream", "simulcast", "spotlight", "data")
@@ -212,20 +213,12 @@ var failedDataRequired = []string{"message", "channel_connections", "channel_sen
 	"channel_sendonly_connections", "channel_recvonly_connections", "total_received_bytes", "total_sent_bytes"}
 
 type soraSessionConnection struct {
-	Role                         soraRole        `json:"role"`
-	ClientID                     string          `json:"client_id"`
-	BundleID                     string          `json:"bundle_id"`
-	ConnectionID                 string          `json:"connection_id"`
-	Simulcast                    bool            `json:"simulcast"`
-	Audio                        soraMedia       `json:"audio"`
-	AudioCodecType               *string         `json:"audio_codec_type"`
-	AudioBitRate                 *int            `json:"audio_bit_rate"`
-	Video                        soraMedia       `json:"video"`
-	VideoCodecType               *string         `json:"video_codec_type"`
-	VideoBitRate                 *int            `json:"video_bit_rate"`
-	VideoVP9Params               json.RawMessage `json:"video_vp9_params"`
-	VideoAV1Params               json.RawMessage `json:"video_av1_params"`
-	VideoH264Params              json.RawMessage `json:"video_h264_params"`
+	Role         soraRole `json:"role"`
+	ClientID     string   `json:"client_id"`
+	BundleID     string   `json:"bundle_id"`
+	ConnectionID string   `json:"connection_id"`
+	Simulcast    bool     `json:"simulcast"`
+	soraMediaFields
 	ConnectionCreatedTimestamp   string          `json:"connection_created_timestamp"`
 	ConnectionDestroyedTimestamp string          `json:"connection_destroyed_timestamp"`
 	EventMetadata                json.RawMessage `json:"event_metadata"`
@@ -235,12 +228,7 @@ var sessionConnectionRequired = []string{"role", "client_id", "bundle_id", "conn
 	"connection_created_timestamp", "connection_destroyed_timestamp"}
 
 type soraSessionEvent struct {
-	Type                 string                  `json:"type"`
-	Timestamp            string                  `json:"timestamp"`
-	ID                   string                  `json:"id"`
-	Version              string                  `json:"version"`
-	Label                string                  `json:"label"`
-	NodeName             string                  `json:"node_name"`
+	soraHeader
 	ExternalSignalingURL *string                 `json:"external_signaling_url"`
 	ChannelID            string                  `json:"channel_id"`
 	SessionID            string                  `json:"session_id"`
@@ -263,12 +251,7 @@ var sessionDestroyedRequired = append(slices.Clone(sessionRequired), "destroyed_
 	"max_connections", "total_connections")
 
 type soraVanished struct {
-	Type      string `json:"type"`
-	Timestamp string `json:"timestamp"`
-	ID        string `json:"id"`
-	Version   string `json:"version"`
-	Label     string `json:"label"`
-	NodeName  string `json:"node_name"`
+	soraHeader
 }
 
 // requireFields checks that the JSON object b has every key of required.

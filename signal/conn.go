@@ -560,27 +560,22 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 		return h.channels[c.channelID].counts()
 	}()
 	type authRequest struct {
-		Timestamp                 string          `json:"timestamp"`
-		Version                   string          `json:"version"`
-		Label                     string          `json:"label"`
-		NodeName                  string          `json:"node_name"`
-		Role                      Role            `json:"role"`
-		ChannelID                 string          `json:"channel_id"`
-		ClientID                  *string         `json:"client_id,omitempty"`
-		BundleID                  *string         `json:"bundle_id,omitempty"`
-		ConnectionID              string          `json:"connection_id"`
-		Multistream               bool            `json:"multistream"`
-		Simulcast                 bool            `json:"simulcast"`
-		SimulcastRid              string          `json:"simulcast_rid,omitempty"`
-		Spotlight                 bool            `json:"spotlight"`
-		SpotlightFocusRid         string          `json:"spotlight_focus_rid,omitempty"`
-		SpotlightUnfocusRid       string          `json:"spotlight_unfocus_rid,omitempty"`
-		Audio                     bool            `json:"audio"`
-		AudioCodecType            string          `json:"audio_codec_type,omitempty"`
-		AudioBitRate              int             `json:"audio_bit_rate,omitempty"`
-		Video                     bool            `json:"video"`
-		VideoCodecType            string          `json:"video_codec_type,omitempty"`
-		VideoBitRate              int             `json:"video_bit_rate,omitempty"`
+		Timestamp           string  `json:"timestamp"`
+		Version             string  `json:"version"`
+		Label               string  `json:"label"`
+		NodeName            string  `json:"node_name"`
+		Role                Role    `json:"role"`
+		ChannelID           string  `json:"channel_id"`
+		ClientID            *string `json:"client_id,omitempty"`
+		BundleID            *string `json:"bundle_id,omitempty"`
+		ConnectionID        string  `json:"connection_id"`
+		Multistream         bool    `json:"multistream"`
+		Simulcast           bool    `json:"simulcast"`
+		SimulcastRid        string  `json:"simulcast_rid,omitempty"`
+		Spotlight           bool    `json:"spotlight"`
+		SpotlightFocusRid   string  `json:"spotlight_focus_rid,omitempty"`
+		SpotlightUnfocusRid string  `json:"spotlight_unfocus_rid,omitempty"`
+		mediaFields
 		DataChannelSignaling      bool            `json:"data_channel_signaling"`
 		IgnoreDisconnectWebsocket bool            `json:"ignore_disconnect_websocket"`
 		DataChannels              json.RawMessage `json:"data_channels,omitempty"`
@@ -597,15 +592,13 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 		Role: c.role, ChannelID: c.channelID, ClientID: cm.ClientID, BundleID: cm.BundleID, ConnectionID: c.id,
 		Multistream: true, Simulcast: c.simulcast, SimulcastRid: cm.SimulcastRid,
 		Spotlight: c.spot.on, SpotlightFocusRid: cm.SpotlightFocusRid, SpotlightUnfocusRid: cm.SpotlightUnfocusRid,
-		Audio: c.audio, Video: c.video, Metadata: nonNull(cm.Metadata), ForwardingFilter: nonNull(cm.ForwardingFilter),
+		mediaFields: c.mediaFields(), Metadata: nonNull(cm.Metadata), ForwardingFilter: nonNull(cm.ForwardingFilter),
 		SoraClient: parseSoraClient(cm.SoraClient, cm.Environment, cm.Libwebrtc), counts: n,
 	}
 	if c.audio {
-		r.AudioCodecType = c.audioCodec.Type()
 		r.AudioBitRate = c.asked.audioBitRate
 	}
 	if c.video {
-		r.VideoCodecType = c.videoCodec.Type()
 		r.VideoBitRate = c.asked.videoBitRate
 	}
 	if c.dc != nil {
@@ -880,7 +873,7 @@ func (c *Conn) sessionRecord() sessionConnection {
 	}
 	return sessionConnection{
 		Role: c.role, ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Simulcast: c.simulcast,
-		Audio: c.audio, Video: c.video, EventMetadata: c.eventMetadata,
+		mediaFields: c.mediaFields(), EventMetadata: c.eventMetadata,
 		ConnectionCreatedTimestamp:   timestamp(created),
 		ConnectionDestroyedTimestamp: timestamp(c.destroyedAt),
 	}

@@ -46,17 +46,12 @@ type sessionHook struct {
 
 // sessionConnection is one entry of session.destroyed's connections list.
 type sessionConnection struct {
-	Role                         Role            `json:"role"`
-	ClientID                     string          `json:"client_id"`
-	BundleID                     string          `json:"bundle_id"`
-	ConnectionID                 string          `json:"connection_id"`
-	Simulcast                    bool            `json:"simulcast"`
-	Audio                        bool            `json:"audio"`
-	AudioCodecType               string          `json:"audio_codec_type,omitempty"`
-	AudioBitRate                 int             `json:"audio_bit_rate,omitempty"`
-	Video                        bool            `json:"video"`
-	VideoCodecType               string          `json:"video_codec_type,omitempty"`
-	VideoBitRate                 int             `json:"video_bit_rate,omitempty"`
+	Role         Role   `json:"role"`
+	ClientID     string `json:"client_id"`
+	BundleID     string `json:"bundle_id"`
+	ConnectionID string `json:"connection_id"`
+	Simulcast    bool   `json:"simulcast"`
+	mediaFields
 	ConnectionCreatedTimestamp   string          `json:"connection_created_timestamp"`
 	ConnectionDestroyedTimestamp string          `json:"connection_destroyed_timestamp"`
 	EventMetadata                json.RawMessage `json:"event_metadata,omitempty"`
@@ -122,18 +117,35 @@ type connectionHook struct {
 	Data          connectionData  `json:"data"`
 }
 
+// mediaFields are the audio and video fields of Sora's webhook bodies.
+type mediaFields struct {
+	Audio          bool   `json:"audio"`
+	AudioCodecType string `json:"audio_codec_type,omitempty"`
+	AudioBitRate   int    `json:"audio_bit_rate,omitempty"`
+	Video          bool   `json:"video"`
+	VideoCodecType string `json:"video_codec_type,omitempty"`
+	VideoBitRate   int    `json:"video_bit_rate,omitempty"`
+}
+
+// mediaFields are c's audio and video on or off and their codec types.
+func (c *Conn) mediaFields() mediaFields {
+	m := mediaFields{Audio: c.audio, Video: c.video}
+	if c.audio {
+		m.AudioCodecType = c.audioCodec.Type()
+	}
+	if c.video {
+		m.VideoCodecType = c.videoCodec.Type()
+	}
+	return m
+}
+
 // connectionData is the data of connection.created, .updated and
 // .destroyed. created_time is Unix seconds, as in Sora's event webhook;
 // ListConnections' created_time is microseconds, as in Sora's API.
 type connectionData struct {
 	counts
-	Minutes              int                `json:"minutes"`
-	Audio                bool               `json:"audio"`
-	AudioCodecType       string             `json:"audio_codec_type,omitempty"`
-	AudioBitRate         int                `json:"audio_bit_rate,omitempty"`
-	Video                bool               `json:"video"`
-	VideoCodecType       string             `json:"video_codec_type,omitempty"`
-	VideoBitRate         int                `json:"video_bit_rate,omitempty"`
+	Minutes int `json:"minutes"`
+	mediaFields
 	TurnTransportType    string             `json:"turn_transport_type"`
 	CreatedTime          int64              `json:"created_time"`
 	CreatedTimestamp     string             `json:"created_timestamp"`
@@ -185,16 +197,10 @@ func (h *Hub) connectionPayload(typ string, c *Conn) connectionHook {
 	}
 	in, out := c.mediaBytes()
 	p.Data = connectionData{
-		counts: c.ch.counts(), Minutes: c.minutes(), Audio: c.audio, Video: c.video,
+		counts: c.ch.counts(), Minutes: c.minutes(), mediaFields: c.mediaFields(),
 		TurnTransportType: c.turnTransportType(),
 		CreatedTime:       c.createdAt.Unix(), CreatedTimestamp: timestamp(c.createdAt),
 		ICEConnectionState: c.iceState(), TotalReceivedBytes: in, TotalSentBytes: out,
-	}
-	if c.audio {
-		p.Data.AudioCodecType = c.audioCodec.Type()
-	}
-	if c.video {
-		p.Data.VideoCodecType = c.videoCodec.Type()
 	}
 	if typ == "connection.destroyed" {
 		p.Data.DestroyedTime = c.destroyedAt.Unix()
