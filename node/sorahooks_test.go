@@ -254,6 +254,23 @@ type soraVanished struct {
 	soraHeader
 }
 
+// soraSpotlightEvent is EventWebhookSpotlightFocusedRequest /
+// EventWebhookSpotlightUnfocusedRequest (fixed: focused only).
+type soraSpotlightEvent struct {
+	soraEventHeader
+	ChannelID       string `json:"channel_id"`
+	ClientID        string `json:"client_id"`
+	BundleID        string `json:"bundle_id"`
+	ConnectionID    string `json:"connection_id"`
+	SpotlightNumber int    `json:"spotlight_number"`
+	Fixed           *bool  `json:"fixed"`
+	Audio           bool   `json:"audio"`
+	Video           bool   `json:"video"`
+}
+
+var spotlightRequired = append(slices.Clone(commonRequired), "log_written", "channel_id", "client_id", "bundle_id",
+	"connection_id", "spotlight_number", "audio", "video")
+
 // requireFields checks that the JSON object b has every key of required.
 func requireFields(b []byte, required []string) error {
 	var m map[string]json.RawMessage
@@ -321,6 +338,12 @@ func checkSoraBody(b []byte) error {
 		return nil
 	case "session.vanished":
 		return check(&soraVanished{}, commonRequired)
+	case "spotlight.focused", "spotlight.unfocused":
+		req := spotlightRequired
+		if typ == "spotlight.focused" {
+			req = append(slices.Clone(req), "fixed")
+		}
+		return check(&soraSpotlightEvent{}, req)
 	default:
 		return fmt.Errorf("webhook type %q is not one of Sora's", typ)
 	}

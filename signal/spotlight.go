@@ -164,6 +164,33 @@ type spotlightNotify struct {
 	Fixed        bool    `json:"fixed"`
 }
 
+// spotlightHook is Sora's spotlight.focused / spotlight.unfocused event
+// webhook (sora-server-sdk-ts EventWebhookSpotlightFocusedRequest; fixed
+// only when focused). It goes on the publisher's event queue, so it comes
+// between its connection.created and connection.destroyed.
+type spotlightHook struct {
+	hookHeader
+	LogWritten      bool   `json:"log_written"`
+	ChannelID       string `json:"channel_id"`
+	ClientID        string `json:"client_id"`
+	BundleID        string `json:"bundle_id"`
+	ConnectionID    string `json:"connection_id"`
+	SpotlightNumber int    `json:"spotlight_number"`
+	Fixed           *bool  `json:"fixed,omitempty"`
+	Audio           bool   `json:"audio"`
+	Video           bool   `json:"video"`
+}
+
+func (h *Hub) spotlightPayload(typ string, p *Conn, sp *spotlight) spotlightHook {
+	hk := spotlightHook{hookHeader: h.header(typ), ChannelID: p.channelID, ClientID: p.clientID, BundleID: p.bundleID,
+		ConnectionID: p.id, SpotlightNumber: sp.number, Audio: p.audio, Video: p.video}
+	if typ == "spotlight.focused" {
+		fixed := sp.fixed[p.id]
+		hk.Fixed = &fixed
+	}
+	return hk
+}
+
 // spotlightLoop chooses every spotlight channel's focus each tick.
 func (h *Hub) spotlightLoop() {
 	t := time.NewTicker(spotlightTick)
@@ -226,8 +253,12 @@ func (h *Hub) refocusLocked(ch *channel, now int64) {
 		focused[p.id] = true
 	}
 	for _, p := range pubs {
-		if focused[p.id] && !sp.focused[p.id] {
+		switch {
+		case focused[p.id] && !sp.focused[p.id]:
 			h.stats.SpotlightFocused.Add(1)
+			h.hooks.Event.Send(p.id, h.spotlightPayload("spotlight.focused", p, sp))
+		case !focused[p.id] && sp.focused[p.id]:
+			h.hooks.Event.Send(p.id, h.spotlightPayload("spotlight.unfocused", p, sp))
 		}
 	}
 	sp.focused = focused
