@@ -272,6 +272,14 @@ func TestSpotlightAPI(t *testing.T) {
 	if m := r.waitNotify(t, "spotlight.focused", ids[2]); m["fixed"] != true {
 		t.Errorf("spotlight.focused for a fixed focus: %v, want fixed: true", m)
 	}
+	waitFor(t, "the spotlight.focused webhook of the fixed focus", patience, func() bool {
+		for _, e := range r.ev.ofType("spotlight.focused") {
+			if e["connection_id"] == ids[2] && e["fixed"] == true {
+				return true
+			}
+		}
+		return false
+	})
 	// Publisher 1 speaks: the fixed one keeps the only place; with two
 	// places both are in focus.
 	r.voices[1].loud.Store(true)
