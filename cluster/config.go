@@ -91,6 +91,10 @@ type hooks struct {
 	// crash makes Close skip the goodbye (Remove or Expire of itself), as
 	// if the process died.
 	crash bool
+	// purged, if not nil, is called when this node, as leader, has purged
+	// a node; an error it returns replaces the success (an answer lost
+	// after the purge took effect).
+	purged func(name string) error
 	// now replaces time.Now for lease and expiry arithmetic.
 	now func() time.Time
 	// serve observes the exact serving history: start=true when this node

@@ -288,12 +288,22 @@ func (c *Cluster) removeServer(ctx context.Context, name string) error {
 // membership. It refuses with ErrNodeAlive while the leader has seen the
 // node's heartbeat within TTL + grace: purging a live owner could hand its
 // channels to another node while it still serves them.
+//
+// Purge is idempotent across its own retries: an attempt that failed on the
+// way (the leader lost its leadership after the removal was committed, or
+// its answer was lost) may have purged the node, so ErrUnknownNode after
+// such a failure means the node is gone, which is success.
 func (c *Cluster) Purge(ctx context.Context, nodeName string) error {
 	if nodeName == c.cfg.NodeName {
 		return ErrSelf
 	}
-	return c.leaderCall(ctx, pathPurge, nameReq{Name: nodeName}, nil, func(ctx context.Context) error {
+	return c.leaderCallAgain(ctx, pathPurge, nameReq{Name: nodeName}, nil, func(ctx context.Context) error {
 		return c.purgeLocal(ctx, nodeName)
+	}, func(err error) error {
+		if errors.Is(err, ErrUnknownNode) {
+			return nil
+		}
+		return err
 	})
 }
 
@@ -334,6 +344,9 @@ func (c *Cluster) purgeLocal(ctx context.Context, name string) error {
 		return err
 	}
 	c.log.Info("cluster node purged", "node", name)
+	if h := c.cfg.hooks.purged; h != nil {
+		return h(name)
+	}
 	return nil
 }
 

@@ -125,7 +125,17 @@ func runPartition(t *testing.T, p partition) {
 	if len(mine) == 0 {
 		t.Fatalf("victim %s owns no channel: %v", victim.name, channels)
 	}
-	modesBefore := len(victim.modeLog())
+	// The victim's reported modes up to now, once they end in normal:
+	// OnHealthMode reports through an event queue, so the report of the
+	// normal that startN waited for (or of a flap's end, on a loaded
+	// machine) may still be on its way; counted before it arrived, it
+	// would pass for the first mode after the cut.
+	var modesBefore int
+	waitFor(t, movePatience, victim.name+" reported normal before the cut", func() bool {
+		ms := victim.modeLog()
+		modesBefore = len(ms)
+		return modesBefore > 0 && ms[modesBefore-1] == mode.Normal
+	})
 
 	// Load: healthy nodes keep routing the victim's channels; the victim
 	// keeps routing its own.
@@ -260,7 +270,8 @@ func runPartition(t *testing.T, p partition) {
 	}
 	// Blocked by the cut, block_new_connection once fenced, normal again
 	// after the heal (a loaded machine may let the lease lapse again
-	// later, so normal need not be the last mode).
+	// later, so normal need not be the last mode). Modes are reported on
+	// change only, and the last one before the cut was normal.
 	ms := victim.modeLog()[modesBefore:]
 	fenced := slices.Index(ms, mode.BlockNewConnection)
 	if len(ms) < 2 || ms[0] == mode.Normal || fenced < 0 || !slices.Contains(ms[fenced:], mode.Normal) {

@@ -263,9 +263,19 @@ func retriable(err error) bool {
 // else over RPC to the leader. It retries transient failures with backoff
 // until ctx ends.
 func (c *Cluster) leaderCall(ctx context.Context, path string, req, resp any, local func(context.Context) error) error {
+	return c.leaderCallAgain(ctx, path, req, resp, local, nil)
+}
+
+// leaderCallAgain is leaderCall for an operation that is not idempotent as
+// such: once an attempt that may have reached the leader failed
+// retriably, again (if not nil) maps the error of every later attempt,
+// which may find the operation already done.
+func (c *Cluster) leaderCallAgain(ctx context.Context, path string, req, resp any, local func(context.Context) error, again func(error) error) error {
 	backoff := 5 * time.Millisecond
+	reached := false // an attempt may have reached the leader and failed retriably
 	for {
 		var err error
+		sent := true
 		switch c.raft.State() {
 		case raft.Shutdown:
 			return ErrClosed
@@ -275,11 +285,17 @@ func (c *Cluster) leaderCall(ctx context.Context, path string, req, resp any, lo
 			var addr string
 			if addr, err = c.leaderRPCAddr(); err == nil {
 				err = c.call(ctx, addr, path, req, resp, "")
+			} else {
+				sent = false
 			}
+		}
+		if reached && again != nil {
+			err = again(err)
 		}
 		if err == nil || !retriable(err) {
 			return err
 		}
+		reached = reached || sent
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,12 +63,57 @@ func startCluster(t *testing.T, size int, edits ...func(*config.Config)) []*Node
 		}
 		return true
 	})
+	waitReplicatedNormal(t, nodes, nodes...)
 	return nodes
 }
 
-// connectTo sends connect for channel to n and returns the first message
-// (offer or redirect) and, after a redirect, the close.
-func connectTo(t *testing.T, n *Node, channel string, redirect bool) (map[string]any, *sigclient.Closed) {
+// waitReplicatedNormal waits until the table of every node in tables shows
+// every node in nodes normal and connected. A node's own mode turns normal
+// when its lease is granted, one heartbeat before the heartbeat that
+// carries the new mode reaches the table; placement reads the table, so
+// until then a new channel asked of the node goes elsewhere.
+func waitReplicatedNormal(t *testing.T, tables []*Node, nodes ...*Node) {
+	t.Helper()
+	for _, tn := range tables {
+		for _, n := range nodes {
+			name := n.cl.c.Name()
+			waitFor(t, name+" normal in "+tn.cl.c.Name()+"'s table", patience, func() bool {
+				for _, st := range tn.cl.c.Nodes() {
+					if st.Name == name {
+						return st.Mode.String() == "normal" && st.Connected
+					}
+				}
+				return false
+			})
+		}
+	}
+}
+
+// serveHere asks n for new channels named prefix-1, prefix-2... until n
+// serves one (an offer) and returns its name with the client left
+// connected. A loaded machine may let n's lease renewal run late for a
+// moment, so that the table shows n in block_new_session: a new channel is
+// then placed elsewhere (a redirect) or nowhere (4503). Redirected and
+// refused attempts never reach the auth webhook... except a connect
+// admitted by the precheck and refused at admission, hence new names.
+func serveHere(t *testing.T, n *Node, prefix string) string {
+	t.Helper()
+	var ch string
+	i := 0
+	waitFor(t, "a new channel served by "+n.cl.c.Name(), patience, func() bool {
+		i++
+		ch = fmt.Sprintf("%s-%d", prefix, i)
+		m, _, refused := tryConnect(t, n, ch, false)
+		return refused == nil && m["type"] == "offer"
+	})
+	return ch
+}
+
+// tryConnect sends connect for channel to n once and returns the first
+// message (offer or redirect) and, after a redirect, the close; or the
+// refusal, if the node closed with 4503 (no lease, or no node can take a
+// new channel, for now). Any other failure fails the test.
+func tryConnect(t *testing.T, n *Node, channel string, redirect bool) (map[string]any, *sigclient.Closed, *sigclient.Closed) {
 	t.Helper()
 	c := dial(t, n)
 	msg := connectMsg(channel, "sendrecv")
@@ -79,6 +124,10 @@ func connectTo(t *testing.T, n *Node, channel string, redirect bool) (map[string
 		t.Fatal(err)
 	}
 	raw, err := c.ReadMessage(soon())
+	var refused *sigclient.Closed
+	if errors.As(err, &refused) && refused.Code == 4503 {
+		return nil, nil, refused
+	}
 	if err != nil {
 		t.Fatalf("connect %s on %s: %v", channel, n.cl.c.Name(), err)
 	}
@@ -87,12 +136,28 @@ func connectTo(t *testing.T, n *Node, channel string, redirect bool) (map[string
 		t.Fatal(err)
 	}
 	if m["type"] != "redirect" {
-		return m, nil
+		return m, nil, nil
 	}
 	cl, err := c.AwaitClose(soon())
 	if err != nil {
 		t.Fatalf("no close after redirect: %v", err)
 	}
+	return m, cl, nil
+}
+
+// connectRetry sends connect for channel to n and returns the first
+// message (offer or redirect) and, after a redirect, the close; it asks
+// again while the node refuses with 4503 (no lease, or no node can take a
+// new channel, for the moment).
+func connectRetry(t *testing.T, n *Node, channel string, redirect bool) (map[string]any, *sigclient.Closed) {
+	t.Helper()
+	var m map[string]any
+	var cl *sigclient.Closed
+	waitFor(t, "connect "+channel+" on "+n.cl.c.Name()+" not refused", patience, func() bool {
+		var refused *sigclient.Closed
+		m, cl, refused = tryConnect(t, n, channel, redirect)
+		return refused == nil
+	})
 	return m, cl
 }
 
@@ -104,10 +169,13 @@ func connectTo(t *testing.T, n *Node, channel string, redirect bool) (map[string
 func TestClusterRedirect(t *testing.T) {
 	hooks := newHookReceiver(t)
 	base := goroutineBaseline()
-	var authCalls atomic.Int32
+	var mu sync.Mutex
+	authCalls := map[any]int{} // per channel
 	hooks.respond = func(w http.ResponseWriter, body map[string]any) {
 		if body["type"] == nil { // the auth webhook's body has no type
-			authCalls.Add(1)
+			mu.Lock()
+			authCalls[body["channel_id"]]++
+			mu.Unlock()
 			w.Write([]byte(`{"allowed":true}`))
 		}
 	}
@@ -116,23 +184,23 @@ func TestClusterRedirect(t *testing.T) {
 		c.SessionWebhookURL = hooks.url()
 	})
 	a, b := nodes[0], nodes[1]
-	first, cl := connectTo(t, a, "room", false)
-	if first["type"] != "offer" || cl != nil {
-		t.Fatalf("the first connect to a new channel: %v", first)
-	}
-	msg, cl := connectTo(t, b, "room", false)
+	room := serveHere(t, a, "room")
+	msg, cl := connectRetry(t, b, room, false)
 	if msg["type"] != "redirect" || msg["location"] != a.signalingURL() {
 		t.Fatalf("connect to a non-owner got %v, want a redirect to %s", msg, a.signalingURL())
 	}
 	if cl.Code != 1000 || cl.Reason != "REDIRECT" {
 		t.Fatalf("closed with %d %s after the redirect", cl.Code, cl.Reason)
 	}
-	again, _ := connectTo(t, a, "room", true)
+	again, _ := connectRetry(t, a, room, true)
 	if again["type"] != "offer" {
 		t.Fatalf("redirected connect: %v", again)
 	}
-	if calls := authCalls.Load(); calls != 2 {
-		t.Fatalf("auth webhook called %d times, want 2 (never for the redirected connect)", calls)
+	mu.Lock()
+	calls := authCalls[room]
+	mu.Unlock()
+	if calls != 2 {
+		t.Fatalf("auth webhook called %d times for %s, want 2 (never for the redirected connect)", calls, room)
 	}
 	_, st, _ := apiCall(t, b, "Sora_20171010.GetStatsReport", "")
 	if st["total_redirects"] != 1.0 || st["total_failed_connections"] != 0.0 {
@@ -148,7 +216,7 @@ func TestClusterRedirect(t *testing.T) {
 	}
 	// ListClusterChannels on any node names the owner.
 	_, _, raw := apiCall(t, nodes[2], "Sora_20211215.ListClusterChannels", "")
-	if !strings.Contains(string(raw), `"channel_id":"room","cluster_node_name":"n1"`) {
+	if !strings.Contains(string(raw), `"channel_id":"`+room+`","cluster_node_name":"n1"`) {
 		t.Fatalf("ListClusterChannels: %s", raw)
 	}
 	// Stopped, the nodes leave nothing running (raft included).
@@ -165,15 +233,7 @@ func TestClusterRedirect(t *testing.T) {
 func TestClusterOperatorModeSkipsNode(t *testing.T) {
 	nodes := startCluster(t, 3)
 	a := nodes[0]
-	// A new channel goes to the node asked while its lease holds; a loaded
-	// machine may let it lapse for a moment, so new names are asked until
-	// one is served here.
-	var live string
-	waitFor(t, "a channel served by n1", patience, func() bool {
-		live = fmt.Sprintf("live-%d", time.Now().UnixNano())
-		m, _ := connectTo(t, a, live, false)
-		return m["type"] == "offer"
-	})
+	live := serveHere(t, a, "live")
 	setMode(t, a, "block_new_session")
 	waitFor(t, "the mode replicated", patience, func() bool {
 		_, _, raw := apiCall(t, nodes[1], "Sora_20211215.ListClusterNodes", "")
@@ -187,12 +247,15 @@ func TestClusterOperatorModeSkipsNode(t *testing.T) {
 		return false
 	})
 	for i := range 10 {
-		m, _ := connectTo(t, a, fmt.Sprintf("new-%d", i), false)
+		// Redirected elsewhere; refused (4503) only while no other node
+		// can take it (their renewals late on a loaded machine), which a
+		// new channel placed on n1 would be every time.
+		m, _ := connectRetry(t, a, fmt.Sprintf("new-%d", i), false)
 		if m["type"] != "redirect" || m["location"] == a.signalingURL() {
 			t.Fatalf("new channel asked of a node in block_new_session: %v", m)
 		}
 	}
-	if m, _ := connectTo(t, a, live, false); m["type"] != "offer" {
+	if m, _ := connectRetry(t, a, live, false); m["type"] != "offer" {
 		t.Fatalf("a live channel in block_new_session: %v", m)
 	}
 	setMode(t, a, "normal")
@@ -348,10 +411,10 @@ func TestClusterTemporaryNodeJoins(t *testing.T) {
 	if in, temp := listed(); !in || !temp {
 		t.Fatalf("temporary node listed %v, temporary_node %v", in, temp)
 	}
-	// A new channel asked of it is its own (equal loads, the node asked wins).
-	if m, _ := connectTo(t, tmp, "on-temp", false); m["type"] != "offer" {
-		t.Fatalf("connect on the temporary node: %v", m)
-	}
+	// A new channel asked of it is its own (equal loads, the node asked
+	// wins) once the table shows it normal.
+	waitReplicatedNormal(t, []*Node{nodes[0], tmp}, tmp)
+	serveHere(t, tmp, "on-temp")
 	tmp.Close(t.Context())
 	waitFor(t, "the temporary node gone from the cluster", patience, func() bool { in, _ := listed(); return !in })
 }

@@ -200,9 +200,7 @@ func TestPprofNeedsToken(t *testing.T) {
 // TestLogsCarryNoSecrets: credentials in webhook URLs, tokens in connect
 // metadata and API tokens reach neither the debug log nor the clients.
 func TestLogsCarryNoSecrets(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := refusedAddr(t).String()
 	auth := newHookReceiver(t)
 	auth.respond = func(w http.ResponseWriter, body map[string]any) {
 		w.WriteHeader(http.StatusForbidden)

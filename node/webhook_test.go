@@ -1,7 +1,6 @@
 package node
 
 import (
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -277,9 +276,7 @@ func TestAuthWebhook(t *testing.T) {
 		expectClosed(t, err, 4502, "AUTH-WEBHOOK-TIMEOUT")
 	})
 	t.Run("unreachable", func(t *testing.T) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		url := "http://" + ln.Addr().String() + "/auth"
-		ln.Close()
+		url := "http://" + refusedAddr(t).String() + "/auth"
 		n := startNode(t, func(cfg *config.Config) { cfg.AuthWebhookURL = url })
 		_, err := dial(t, n).Connect(connectMsg("ch", "sendrecv"), soon())
 		expectClosed(t, err, 4502, "AUTH-WEBHOOK-UNREACHABLE")
@@ -343,9 +340,7 @@ func TestAuthWebhook(t *testing.T) {
 
 // TestEventWebhookReceiverDown: a dead event receiver never stalls signaling.
 func TestEventWebhookReceiverDown(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	url := "http://" + ln.Addr().String() + "/"
-	ln.Close()
+	url := "http://" + refusedAddr(t).String() + "/"
 	n := startNode(t, func(c *config.Config) {
 		c.EventWebhookURL, c.SessionWebhookURL = url, url
 		c.WebhookQueueSize, c.WebhookWorkers = 2, 1

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"syscall"
@@ -126,32 +125,19 @@ func TestSIGTERMDrainWithMedia(t *testing.T) {
 	}
 }
 
-// freePorts returns a TCP port for signaling, one for the API and a UDP
-// port for media, free at the time of the call.
-func freePorts(t *testing.T) (int, int, int) {
-	t.Helper()
-	var tcp [2]int
-	for i := range tcp {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		tcp[i] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	udp := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-	return tcp[0], tcp[1], udp
-}
-
 // TestSIGKILLRestart: a node killed mid-call restarts at once on the same
 // ports, clean (no session of the old process), and serves a new call.
+//
+// The ports are fixed, in a network namespace of the test's own: ports
+// found free (listen on port 0, close) could be taken by anything else on
+// the machine before the node binds them, or between the kill and the
+// restart; 5000, 3000 and 5004 are outside the kernel's range for port 0,
+// so nothing in the namespace takes them either.
 func TestSIGKILLRestart(t *testing.T) {
-	sig, api, media := freePorts(t)
+	if !isolated(t) {
+		return
+	}
+	sig, api, media := 5000, 3000, 5004
 	args := []string{fmt.Sprintf("--signaling_port=%d", sig), fmt.Sprintf("--api_port=%d", api),
 		fmt.Sprintf("--media_port=%d", media), "--turn_udp_listen_port=0", "--turn_tcp_listen_port=0", "--ice_connection_state_failed_timeout=5 min"}
 	p := start(t, args...)
