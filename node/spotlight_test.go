@@ -193,8 +193,14 @@ func newSpotRoom(t *testing.T, channel string, number int) *spotRoom {
 // receives is of the layer want says.
 func (r *spotRoom) waitLayers(t *testing.T, what string, w *viewer, want map[string]int) {
 	t.Helper()
+	var got map[string]int
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s: the last layers seen %v, want %v", what, got, want)
+		}
+	}()
 	waitFor(t, what, patience, func() bool {
-		got := map[string]int{}
+		got = map[string]int{}
 		for _, p := range w.snapshot() {
 			if id, ok := r.src[p.ssrc]; ok {
 				got[id] = p.layer
