@@ -79,6 +79,7 @@ type Config struct {
 	WebhookRetries               int
 	WebhookRetryInterval         time.Duration
 	IgnoreSessionVanishedWebhook bool
+	SessionIdleTimeout           time.Duration
 
 	// DataChannels.
 	DataChannelSignaling             bool
@@ -253,12 +254,13 @@ func (c *Config) keys() []key {
 		stringKey("default_audio_codec_type", "audio codec when connect names none: OPUS", &c.DefaultAudioCodecType),
 		stringKey("auth_webhook_url", "URL called for every connect; empty admits everyone", &c.AuthWebhookURL),
 		stringKey("session_webhook_url", "URL for session.created, session.destroyed and session.vanished; empty sends none", &c.SessionWebhookURL),
-		stringKey("event_webhook_url", "URL for connection.created, connection.destroyed and connection.failed; empty sends none", &c.EventWebhookURL),
+		stringKey("event_webhook_url", "URL for connection.created, .updated, .destroyed and .failed; empty sends none", &c.EventWebhookURL),
 		durationKey("webhook_response_timeout", "time a webhook receiver has to answer", &c.WebhookResponseTimeout),
 		intKey("webhook_workers", "senders per session/event webhook queue", &c.WebhookWorkers),
 		intKey("webhook_queue_size", "events queued per webhook before new ones are dropped and counted", &c.WebhookQueueSize),
 		intKey("webhook_retries", "times a failed session or event webhook is sent again (same id; later events of its channel or connection wait); 0 drops it, as Sora's counters suggest it does", &c.WebhookRetries),
 		durationKey("webhook_retry_interval", "wait before the first retry of a failed webhook, doubled for each further one", &c.WebhookRetryInterval),
+		durationKey("session_idle_timeout", "how long a session lives on after its last connection left; a connect within it joins the same session, even under block_new_session (0: the session ends at once; Sora's period is undocumented, the key is Hayate's)", &c.SessionIdleTimeout),
 		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
 		boolKey("data_channel_signaling", "DataChannel signaling for a connect that does not say (data_channel_signaling in connect and the auth webhook's payout win)", &c.DataChannelSignaling),
 		boolKey("ignore_disconnect_websocket", "for a connect that does not say: after switched, the connection outlives its WebSocket", &c.IgnoreDisconnectWebSocket),

@@ -50,6 +50,8 @@ type StatsReport struct {
 	SessionsCreated       uint64 `json:"total_session_created"`
 	SessionsDestroyed     uint64 `json:"total_session_destroyed"`
 	SessionsOngoing       int    `json:"total_ongoing_sessions"`
+	// Session.created answers with payouts Hayate does not apply (logged).
+	UnsupportedSessionPayouts uint64 `json:"total_unsupported_session_payouts"`
 	// Connections whose media went through TURN over UDP, and over TCP or
 	// TLS, and TURN-TCP/TLS streams closed for an invalid frame (Sora's
 	// names, which sora_exporter reads).

@@ -207,6 +207,7 @@ type soraStatsReport struct {
 	TotalSimulcastSwitched  int64             `json:"total_simulcast_switched"`
 	TotalRidRequests        int64             `json:"total_rid_requests"`
 	TotalSpotlightFocused   int64             `json:"total_spotlight_focused"`
+	TotalUnsupportedSession int64             `json:"total_unsupported_session_payouts"`
 	Ready                   bool              `json:"ready"`
 	Drain                   json.RawMessage   `json:"drain"`
 	DataChannels            json.RawMessage   `json:"data_channels"`

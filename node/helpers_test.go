@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -180,6 +181,9 @@ type hookReceiver struct {
 	mu   sync.Mutex
 	got  []map[string]any
 	hdrs []http.Header
+	// strict lists the bodies that did not decode into Sora's strict
+	// types (sorahooks_test.go); the test fails with them at its end.
+	strict []string
 	// respond, if set, writes the answer (auth webhook tests).
 	respond func(w http.ResponseWriter, body map[string]any)
 }
@@ -190,7 +194,11 @@ func newHookReceiver(t testing.TB) *hookReceiver {
 		data, _ := io.ReadAll(req.Body)
 		var m map[string]any
 		_ = json.Unmarshal(data, &m)
+		strictErr := checkSoraBody(data)
 		r.mu.Lock()
+		if strictErr != nil {
+			r.strict = append(r.strict, fmt.Sprintf("%v in %s", strictErr, data))
+		}
 		r.got = append(r.got, m)
 		r.hdrs = append(r.hdrs, req.Header.Clone())
 		respond := r.respond
@@ -201,7 +209,14 @@ func newHookReceiver(t testing.TB) *hookReceiver {
 		}
 		w.WriteHeader(http.StatusOK)
 	}))
-	t.Cleanup(r.srv.Close)
+	t.Cleanup(func() {
+		r.srv.Close()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, e := range r.strict {
+			t.Errorf("webhook body is not Sora's: %s", e)
+		}
+	})
 	return r
 }
 

@@ -224,3 +224,62 @@ func TestSimulcastImpairedLink(t *testing.T) {
 	t.Logf("cap lifted: back on r2 after %v (target 15 s)", up)
 	time.Sleep(2 * time.Second)
 }
+
+// TestICEConnectionStateDurations: ice_connection_state in the event
+// webhooks. checking is the time from the offer to the peer's first ICE
+// check, fixed once it came; disconnected counts a silence of the peer
+// longer than two thirds of the failed timeout (here 6 of 9 s), from the
+// threshold to its return: a publisher whose uplink is cut until the node
+// sees it disconnected, then restored, stays connected and its
+// connection.destroyed reports that stretch.
+func TestICEConnectionStateDurations(t *testing.T) {
+	ev := newHookReceiver(t)
+	n, relay := impairedNode(t, func(c *config.Config) {
+		c.EventWebhookURL = ev.url()
+		c.ICEConnectionStateFailedTimeout = 9 * time.Second
+	})
+	pub := newSimPublisher(t, n, "ice", tinyLayers)
+	id := pub.peer.Offer.ConnectionID
+	durations := func() (time.Duration, time.Duration) {
+		ck, dc, ok := n.Media().ICEDurations(id)
+		if !ok {
+			t.Fatal("the publisher's transport is gone")
+		}
+		return ck, dc
+	}
+	waitFor(t, "connection.created", patience, func() bool { return ev.count("connection.created") == 1 })
+	checking, disconnected := durations()
+	if checking <= 0 || disconnected != 0 {
+		t.Fatalf("connected: checking %v, disconnected %v", checking, disconnected)
+	}
+	cut := time.Now()
+	for _, f := range relay.Flows() {
+		f.SetUp(impair.Profile{Loss: 1})
+	}
+	waitFor(t, "the node to see the publisher disconnected", patience, func() bool { _, dc := durations(); return dc > 0 })
+	for _, f := range relay.Flows() {
+		f.SetUp(impair.Profile{})
+	}
+	if ck, _ := durations(); ck != checking {
+		t.Fatalf("checking moved from %v to %v after the first check", checking, ck)
+	}
+	// Back: the stretch ends (the total stops growing) without a failure.
+	waitFor(t, "the disconnected stretch to end", patience, func() bool {
+		_, a := durations()
+		_, b := durations()
+		return a == b
+	})
+	if ev.count("connection.destroyed") != 0 {
+		t.Fatalf("the publisher ended: %v", ev.ofType("connection.destroyed")[0])
+	}
+	pub.peer.Close()
+	lifetime := time.Since(cut)
+	waitFor(t, "connection.destroyed", patience, func() bool { return ev.count("connection.destroyed") == 1 })
+	d := ev.ofType("connection.destroyed")[0]["data"].(map[string]any)
+	st := d["ice_connection_state"].(map[string]any)
+	dms := st["total_disconnected_duration_ms"].(float64)
+	if d["reason"] == "ICE-CONNECTION-STATE-FAILED" || dms <= 0 || time.Duration(dms)*time.Millisecond > lifetime ||
+		st["total_checking_duration_ms"].(float64) != float64(checking.Milliseconds()) {
+		t.Fatalf("connection.destroyed data %v (checking %v, cut %v before the end)", d, checking, lifetime)
+	}
+}

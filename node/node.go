@@ -117,6 +117,7 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		SignalingNotify: cfg.SignalingNotify, SignalingBundleID: cfg.SignalingBundleID,
 		DefaultVideoCodecType: cfg.DefaultVideoCodecType, DefaultAudioCodecType: cfg.DefaultAudioCodecType,
 		IgnoreSessionVanished: cfg.IgnoreSessionVanishedWebhook,
+		SessionIdleTimeout:    cfg.SessionIdleTimeout,
 		MaxConnections:        cfg.MaxConnections, MaxChannelConnections: cfg.MaxChannelConnections,
 		MaxPending:           cfg.MaxPendingConnections,
 		DataChannelSignaling: cfg.DataChannelSignaling, IgnoreDisconnectWebSocket: cfg.IgnoreDisconnectWebSocket,

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -356,19 +355,26 @@ func TestSimulcastSwitchesRewrite(t *testing.T) {
 			}
 		}
 	}
-	// Every switch was notified: r0 first, then the four requested.
+	// Every switch was notified: r0 first, then the four requested, in
+	// order. A loaded machine may add others between them (a layer silent
+	// for 1.5 s during a stall of the publisher's goroutine counts as
+	// stopped, and the viewer falls back and returns).
 	for _, v := range viewers[:2] {
+		var rids []string
 		waitFor(t, "the switches notified", patience, func() bool {
 			v.pionPeer.mu.Lock()
 			defer v.pionPeer.mu.Unlock()
-			var rids []string
+			rids = rids[:0]
 			for _, nt := range v.pionPeer.notifies {
 				if nt["event_type"] == "simulcast.switched" && nt["sender_connection_id"] == pub.peer.Offer.ConnectionID {
 					rids = append(rids, nt["current_rid"].(string))
 				}
 			}
-			return strings.Join(rids, ",") == "r0,r2,r1,r0,r2"
+			return isSubsequence([]string{"r0", "r2", "r1", "r0", "r2"}, rids)
 		})
+		if len(rids) != 5 {
+			t.Logf("switches notified: %v (more than requested: the machine stalled)", rids)
+		}
 	}
 }
 
@@ -409,4 +415,16 @@ func checkStream(t *testing.T, vi int, got []viewed) {
 	if switches < 4 {
 		t.Fatalf("viewer %d: %d switches seen", vi, switches)
 	}
+}
+
+// isSubsequence reports whether want appears in got in order, with
+// perhaps other elements between.
+func isSubsequence(want, got []string) bool {
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
 }

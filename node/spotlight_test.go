@@ -14,6 +14,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/jsep"
 	"github.com/hayate-sfu/hayate/sigclient"
 )
@@ -112,6 +113,35 @@ func TestSpotlightFollowsVoice(t *testing.T) {
 	voices[1].loud.Store(true)
 	focusOn(1)
 	r.waitNotify(t, "spotlight.unfocused", ids[2])
+	// The event webhooks tell the same moves: each publisher's focused and
+	// unfocused alternate, on its own queue.
+	waitFor(t, "spotlight.unfocused webhook for publisher 2", patience, func() bool {
+		for _, e := range r.ev.ofType("spotlight.unfocused") {
+			if e["connection_id"] == ids[2] {
+				return true
+			}
+		}
+		return false
+	})
+	for i, id := range ids {
+		var seq []string
+		for _, e := range r.ev.all() {
+			if e["connection_id"] == id && (e["type"] == "spotlight.focused" || e["type"] == "spotlight.unfocused") {
+				seq = append(seq, e["type"].(string))
+				if e["type"] == "spotlight.focused" && (e["fixed"] != false || e["spotlight_number"] != 1.0) {
+					t.Errorf("publisher %d: %v", i, e)
+				}
+			}
+		}
+		if len(seq) == 0 || seq[0] != "spotlight.focused" {
+			t.Fatalf("publisher %d: spotlight webhooks %v, want focused first", i, seq)
+		}
+		for j := 1; j < len(seq); j++ {
+			if seq[j] == seq[j-1] {
+				t.Fatalf("publisher %d: spotlight webhooks %v do not alternate", i, seq)
+			}
+		}
+	}
 
 	plain := newViewer(t, n, r.api, r.channel, "r1")
 	want := map[string]int{ids[0]: 1, ids[1]: 1, ids[2]: 1}
@@ -129,10 +159,12 @@ type spotRoom struct {
 	voices  []*speaker
 	v       *viewer
 	src     map[uint32]string
+	ev      *hookReceiver // the node's event webhook receiver
 }
 
 func newSpotRoom(t *testing.T, channel string, number int) *spotRoom {
-	r := &spotRoom{n: startNode(t, nil), channel: channel}
+	ev := newHookReceiver(t)
+	r := &spotRoom{n: startNode(t, func(c *config.Config) { c.EventWebhookURL = ev.url() }), channel: channel, ev: ev}
 	spot := func(m map[string]any) {
 		m["audio"] = map[string]any{"codec_type": "OPUS"}
 		m["spotlight"] = true
@@ -161,8 +193,14 @@ func newSpotRoom(t *testing.T, channel string, number int) *spotRoom {
 // receives is of the layer want says.
 func (r *spotRoom) waitLayers(t *testing.T, what string, w *viewer, want map[string]int) {
 	t.Helper()
+	var got map[string]int
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s: the last layers seen %v, want %v", what, got, want)
+		}
+	}()
 	waitFor(t, what, patience, func() bool {
-		got := map[string]int{}
+		got = map[string]int{}
 		for _, p := range w.snapshot() {
 			if id, ok := r.src[p.ssrc]; ok {
 				got[id] = p.layer
@@ -240,6 +278,14 @@ func TestSpotlightAPI(t *testing.T) {
 	if m := r.waitNotify(t, "spotlight.focused", ids[2]); m["fixed"] != true {
 		t.Errorf("spotlight.focused for a fixed focus: %v, want fixed: true", m)
 	}
+	waitFor(t, "the spotlight.focused webhook of the fixed focus", patience, func() bool {
+		for _, e := range r.ev.ofType("spotlight.focused") {
+			if e["connection_id"] == ids[2] && e["fixed"] == true {
+				return true
+			}
+		}
+		return false
+	})
 	// Publisher 1 speaks: the fixed one keeps the only place; with two
 	// places both are in focus.
 	r.voices[1].loud.Store(true)

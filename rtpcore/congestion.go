@@ -3,6 +3,7 @@ package rtpcore
 import (
 	"encoding/binary"
 	"sync/atomic"
+	"time"
 
 	"github.com/hayate-sfu/hayate/bwe"
 	"github.com/hayate-sfu/hayate/media"
@@ -68,6 +69,19 @@ func (t *Transport) Estimate() int64 {
 		return cc.estimate.Load()
 	}
 	return -1
+}
+
+// ICEDurations reports a connection's transport's ICEDurations.
+func (e *Engine) ICEDurations(connectionID string) (checking, disconnected time.Duration, ok bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for tr := range e.transports {
+		if tr.id == connectionID {
+			checking, disconnected = tr.ICEDurations()
+			return checking, disconnected, true
+		}
+	}
+	return 0, 0, false
 }
 
 // Congestion reports the bandwidth estimate towards a connection (-1

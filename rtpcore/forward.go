@@ -264,6 +264,7 @@ func (s *shard) seal(sub *Transport, to netip.AddrPort, pkt []byte, cc *congesti
 		cc.seq++
 	}
 	s.sb.Commit(out, to)
+	sub.bytesOut.Add(uint64(len(out)))
 	s.stats.Forwarded.Add(1)
 	return true
 }

@@ -255,6 +255,7 @@ func (s *shard) sealRTCP(d *Transport, to netip.AddrPort, slot []byte) bool {
 		return false
 	}
 	s.sb.Commit(out, to)
+	d.bytesOut.Add(uint64(len(out)))
 	return true
 }
 

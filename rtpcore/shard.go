@@ -198,6 +198,7 @@ func (s *shard) handle(b []byte, from netip.AddrPort) {
 			return
 		}
 		t.lastRecv.Store(s.now)
+		t.bytesIn.Add(uint64(len(b)))
 		t.deliverDTLS(s, from, b)
 	case c >= 128 && c <= 191:
 		t := s.peer(from)
@@ -209,6 +210,7 @@ func (s *shard) handle(b []byte, from netip.AddrPort) {
 			return
 		}
 		t.lastRecv.Store(s.now)
+		t.bytesIn.Add(uint64(len(b)))
 		// RFC 5761 §4: payload types 64-95 (second byte 192-223) are RTCP.
 		if len(b) >= 8 && b[1] >= 192 && b[1] <= 223 {
 			s.handleRTCP(t, b)
@@ -258,12 +260,16 @@ func (s *shard) handleSTUN(b []byte, from netip.AddrPort) {
 		t.checkedAddr.Store(&addr)
 		t.io.Store(&s.io)
 		t.lastRecv.Store(s.now)
+		t.bytesIn.Add(uint64(len(b)))
 		s.stats.STUNAnswered.Add(1)
 		if out == ice.Nominated {
 			s.stats.STUNNominations.Add(1)
 		}
-		if !t.checked.Swap(true) && t.dtlsClient.Load() {
-			t.startDTLSClient()
+		if !t.checked.Swap(true) {
+			t.checkedAt.Store(time.Now().UnixNano())
+			if t.dtlsClient.Load() {
+				t.startDTLSClient()
+			}
 		}
 	}
 	if resp != nil {

@@ -50,6 +50,18 @@ type Transport struct {
 	// (liveness.go).
 	startedAt atomic.Int64
 	lastRecv  atomic.Int64
+	// openedAt is when the transport opened (the offer was made; wall
+	// ns), checkedAt when the first authenticated STUN request came;
+	// discSince when the peer's current silence crossed the
+	// disconnected threshold (0: not silent), discTotal the time of the
+	// silences before it (ns). ice_connection_state of the event
+	// webhooks (ICEDurations).
+	openedAt                        int64
+	checkedAt, discSince, discTotal atomic.Int64
+	// bytesIn counts the datagrams received from the peer that passed ICE
+	// (STUN, DTLS, SRTP, SRTCP), bytesOut the SRTP and SRTCP sent to it:
+	// total_received_bytes and total_sent_bytes of the event webhooks.
+	bytesIn, bytesOut atomic.Uint64
 	// checked is set by the first authenticated STUN request, checkedAddr
 	// holds the latest address that sent one.
 	checked     atomic.Bool
@@ -126,13 +138,18 @@ func newTransport(e *Engine, id string, ev media.Events, home int) *Transport {
 		started: make(chan struct{}), dtlsIn: make(chan []byte, 16), closed: make(chan struct{}),
 		dtlsStop: make(chan struct{}),
 	}
-	t.lastRecv.Store(time.Now().UnixNano())
+	t.openedAt = time.Now().UnixNano()
+	t.lastRecv.Store(t.openedAt)
 	empty := []*pubTrack{}
 	t.pubs.Store(&empty)
 	none := []*downTrack{}
 	t.downs.Store(&none)
 	return t
 }
+
+// Bytes returns the bytes received from and sent to the peer (bytesIn,
+// bytesOut).
+func (t *Transport) Bytes() (in, out uint64) { return t.bytesIn.Load(), t.bytesOut.Load() }
 
 // LocalCredentials implements media.Transport.
 func (t *Transport) LocalCredentials() (string, string) { return t.agent.LocalUfrag, t.agent.LocalPwd }
@@ -340,15 +357,55 @@ func (t *Transport) tick(now time.Time, report bool) {
 	case stConnected:
 		// RFC 7675 consent: a peer that sends nothing (not even STUN
 		// consent checks) for the failed timeout is gone.
-		if at := t.lastRecv.Load(); at != 0 && t.e.live.silence(at, wall) > timeout {
+		at := t.lastRecv.Load()
+		if at != 0 && t.e.live.silence(at, wall) > timeout {
 			t.fail("ICE-CONNECTION-STATE-FAILED")
 			return
+		}
+		if at != 0 {
+			t.trackDisconnected(at, t.e.live.silence(at, wall), timeout)
 		}
 		if report {
 			t.sendReceiverReports(now)
 		}
 		t.chooseLayers(wall)
 	}
+}
+
+// trackDisconnected records the peer's silences longer than two thirds of
+// the failed timeout (6.7 s by default: above RFC 7675's consent interval
+// of 4 to 6 s, so that a peer that sends only consent checks never counts)
+// as disconnected time: from the moment the silence crossed that threshold
+// to the first janitor tick that sees the peer again (at: its last
+// datagram, silence: how long the node has been listening since).
+func (t *Transport) trackDisconnected(at int64, silence, failed time.Duration) {
+	threshold := failed * 2 / 3
+	if silence > threshold {
+		t.discSince.CompareAndSwap(0, at+int64(threshold))
+		return
+	}
+	if since := t.discSince.Swap(0); since != 0 && at > since {
+		t.discTotal.Add(at - since)
+	}
+}
+
+// ICEDurations reports the time the transport spent checking (from its
+// opening, when the offer was made, to the peer's first authenticated STUN
+// request, or until now if none came) and disconnected
+// (trackDisconnected), as of now: Sora's ice_connection_state
+// total_checking_duration_ms and total_disconnected_duration_ms.
+func (t *Transport) ICEDurations() (checking, disconnected time.Duration) {
+	now := time.Now().UnixNano()
+	end := t.checkedAt.Load()
+	if end == 0 {
+		end = now
+	}
+	checking = time.Duration(max(0, end-t.openedAt))
+	disconnected = time.Duration(t.discTotal.Load())
+	if since := t.discSince.Load(); since != 0 && now > since {
+		disconnected += time.Duration(now - since)
+	}
+	return checking, disconnected
 }
 
 // pubTrack is one published track: its streams (one, or one per rid of a

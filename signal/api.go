@@ -206,7 +206,8 @@ func (h *Hub) ListSessions() []SessionInfo {
 
 // TerminateSession closes every connection of channelID's session with 1000
 // DISCONNECTED-API, as DisconnectChannel does, and returns the session's
-// ID; a sessionID, when set, must be the channel's.
+// ID; a sessionID, when set, must be the channel's. An idle session (no
+// connection, in its SessionIdleTimeout window) ends at once.
 func (h *Hub) TerminateSession(channelID, sessionID string) (string, error) {
 	h.mu.Lock()
 	ch := h.channels[channelID]
@@ -220,6 +221,9 @@ func (h *Hub) TerminateSession(channelID, sessionID string) (string, error) {
 	}
 	id := ch.sessionID
 	picked := h.endLocked(append([]*Conn(nil), ch.members...), nil)
+	if len(ch.members) == 0 {
+		h.endSessionLocked(ch, time.Now()) // an idle session ends at once
+	}
 	h.mu.Unlock()
 	closeAll(picked)
 	return id, nil

@@ -81,6 +81,10 @@ type Conn struct {
 	authzMetadata  json.RawMessage
 	eventMetadata  json.RawMessage
 	notifyMetadata json.RawMessage
+	// asked: what connect asked for that only the auth request reports.
+	asked struct{ audioBitRate, videoBitRate int }
+	// lifetime is the auth webhook's connection_lifetime (0: none).
+	lifetime time.Duration
 	// TURN: the auth webhook's payouts and the offer's iceServers and
 	// iceTransportPolicy (iceservers.go).
 	turnPayout TURNPayout
@@ -108,14 +112,18 @@ type Conn struct {
 	dc *dcConn
 
 	// Guarded by hub.mu.
-	pendingCounted       bool
-	left                 bool
-	ch                   *channel
-	sessionID            string
-	created              bool
-	admittedAt           time.Time
-	createdAt            time.Time
-	destroyedAt          time.Time
+	pendingCounted bool
+	left           bool
+	ch             *channel
+	sessionID      string
+	created        bool
+	admittedAt     time.Time
+	createdAt      time.Time
+	destroyedAt    time.Time
+	// updated sends connection.updated every minute of the connection's
+	// life (updates: how many went out).
+	updated              *time.Timer
+	updates              int
 	endReason            string
 	apiReason            json.RawMessage
 	typeDisconnectReason string
@@ -241,6 +249,12 @@ func (c *Conn) serve() {
 			c.requestClose(ErrAnswerTimeout)
 		}
 	})
+	var lifetimeTimer *time.Timer
+	if c.lifetime > 0 {
+		// Sora: connection_lifetime ends the connection with 1000
+		// LIFETIME-EXPIRED, counted from its admission.
+		lifetimeTimer = time.AfterFunc(c.lifetime, func() { c.expire() })
+	}
 	reason := c.readLoop()
 	answerTimer.Stop()
 	switch {
@@ -255,6 +269,9 @@ func (c *Conn) serve() {
 			c.nc.Close()
 		}
 	}
+	if lifetimeTimer != nil {
+		lifetimeTimer.Stop() // after liveOnDataChannels: the lifetime holds there too
+	}
 	c.hub.mu.Lock()
 	if c.endReason == "" {
 		c.endReason = reason
@@ -262,6 +279,31 @@ func (c *Conn) serve() {
 	c.hub.mu.Unlock()
 	c.hub.leave(c)
 	c.closeTransport()
+}
+
+// expire ends a connection whose connection_lifetime has passed.
+func (c *Conn) expire() { c.requestClose(ErrLifetimeExpired) }
+
+// mediaBytes are the bytes received from and sent to the client by the
+// media path, when the transport counts them.
+func (c *Conn) mediaBytes() (in, out uint64) {
+	if b, ok := c.tr.(interface{ Bytes() (uint64, uint64) }); ok {
+		return b.Bytes()
+	}
+	return 0, 0
+}
+
+// iceState is ice_connection_state of the event webhooks: the time the
+// media path spent with its peer silent (Sora's checking and
+// disconnected), when the transport measures it.
+func (c *Conn) iceState() iceConnectionState {
+	if s, ok := c.tr.(interface {
+		ICEDurations() (checking, disconnected time.Duration)
+	}); ok {
+		ck, dc := s.ICEDurations()
+		return iceConnectionState{TotalCheckingDurationMs: ck.Milliseconds(), TotalDisconnectedDurationMs: dc.Milliseconds()}
+	}
+	return iceConnectionState{}
 }
 
 // errClientGone ends a connection whose client closed or dropped the socket.
@@ -389,6 +431,7 @@ func (c *Conn) applyConnect(cm *connectMessage) *CloseError {
 		return cerr
 	}
 	c.audio, c.video = audio.Enabled, video.Enabled
+	c.asked.audioBitRate, c.asked.videoBitRate = audio.BitRate, video.BitRate
 	if e := c.applySimulcast(cm, video.BitRate); e != nil {
 		return e
 	}
@@ -469,6 +512,9 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	if !d.Allowed {
 		return &CloseError{Code: CodeAuthDenied, Reason: clipReason(d.Reason)}
 	}
+	if e := c.applyMediaPayouts(d); e != nil {
+		return e
+	}
 	if d.ClientID != nil && *d.ClientID != "" {
 		c.clientID = *d.ClientID
 	}
@@ -490,8 +536,17 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	if m := nonNull(d.SignalingNotifyMetadata); m != nil {
 		c.notifyMetadata = m
 	}
+	if e := c.applySpotlightPayouts(cm, d); e != nil {
+		return e
+	}
 	if e := c.applySimulcastPayouts(d.Simulcast, d.SimulcastRid, d.SimulcastEncodings, d.VideoBitRate); e != nil {
 		return e
+	}
+	if c.spot.on {
+		c.simulcast = true // spotlight runs on simulcast, whatever simulcast's payout
+		if enc := nonNull(d.SpotlightEncodings); enc != nil {
+			c.encodings = enc // spotlight_encodings wins over simulcast_encodings
+		}
 	}
 	return c.applyDataChannelPayouts(d.DataChannelSignaling, d.IgnoreDisconnectWebsocket, d.DataChannels)
 }
@@ -505,42 +560,46 @@ func (c *Conn) authRequest(cm *connectMessage) any {
 		return h.channels[c.channelID].counts()
 	}()
 	type authRequest struct {
-		Timestamp                 string          `json:"timestamp"`
-		Version                   string          `json:"version"`
-		Label                     string          `json:"label"`
-		NodeName                  string          `json:"node_name"`
-		Role                      Role            `json:"role"`
-		ChannelID                 string          `json:"channel_id"`
-		ClientID                  *string         `json:"client_id,omitempty"`
-		BundleID                  *string         `json:"bundle_id,omitempty"`
-		ConnectionID              string          `json:"connection_id"`
-		Multistream               bool            `json:"multistream"`
-		Simulcast                 bool            `json:"simulcast"`
-		Spotlight                 bool            `json:"spotlight"`
-		Audio                     bool            `json:"audio"`
-		AudioCodecType            string          `json:"audio_codec_type,omitempty"`
-		Video                     bool            `json:"video"`
-		VideoCodecType            string          `json:"video_codec_type,omitempty"`
+		Timestamp           string  `json:"timestamp"`
+		Version             string  `json:"version"`
+		Label               string  `json:"label"`
+		NodeName            string  `json:"node_name"`
+		Role                Role    `json:"role"`
+		ChannelID           string  `json:"channel_id"`
+		ClientID            *string `json:"client_id,omitempty"`
+		BundleID            *string `json:"bundle_id,omitempty"`
+		ConnectionID        string  `json:"connection_id"`
+		Multistream         bool    `json:"multistream"`
+		Simulcast           bool    `json:"simulcast"`
+		SimulcastRid        string  `json:"simulcast_rid,omitempty"`
+		Spotlight           bool    `json:"spotlight"`
+		SpotlightFocusRid   string  `json:"spotlight_focus_rid,omitempty"`
+		SpotlightUnfocusRid string  `json:"spotlight_unfocus_rid,omitempty"`
+		mediaFields
 		DataChannelSignaling      bool            `json:"data_channel_signaling"`
 		IgnoreDisconnectWebsocket bool            `json:"ignore_disconnect_websocket"`
 		DataChannels              json.RawMessage `json:"data_channels,omitempty"`
+		ForwardingFilter          json.RawMessage `json:"forwarding_filter,omitempty"`
 		Metadata                  json.RawMessage `json:"metadata,omitempty"`
-		SoraClient                string          `json:"sora_client,omitempty"`
-		Redirect                  bool            `json:"redirect,omitempty"`
+		SoraClient                *soraClient     `json:"sora_client,omitempty"`
 		E2EE                      bool            `json:"e2ee"`
 		counts
 	}
+	// What the client asked for (Sora: the request reports the connect,
+	// with the defaults filled in), before any payout.
 	r := authRequest{
 		Timestamp: timestamp(time.Now()), Version: h.set.Version, Label: h.set.Label, NodeName: h.set.NodeName,
 		Role: c.role, ChannelID: c.channelID, ClientID: cm.ClientID, BundleID: cm.BundleID, ConnectionID: c.id,
-		Multistream: true, Simulcast: c.simulcast, Spotlight: c.spot.on, Audio: c.audio, Video: c.video, Metadata: cm.Metadata, SoraClient: cm.SoraClient,
-		Redirect: cm.Redirect, counts: n,
+		Multistream: true, Simulcast: c.simulcast, SimulcastRid: cm.SimulcastRid,
+		Spotlight: c.spot.on, SpotlightFocusRid: cm.SpotlightFocusRid, SpotlightUnfocusRid: cm.SpotlightUnfocusRid,
+		mediaFields: c.mediaFields(), Metadata: nonNull(cm.Metadata), ForwardingFilter: nonNull(cm.ForwardingFilter),
+		SoraClient: parseSoraClient(cm.SoraClient, cm.Environment, cm.Libwebrtc), counts: n,
 	}
 	if c.audio {
-		r.AudioCodecType = c.audioCodec.Type()
+		r.AudioBitRate = c.asked.audioBitRate
 	}
 	if c.video {
-		r.VideoCodecType = c.videoCodec.Type()
+		r.VideoBitRate = c.asked.videoBitRate
 	}
 	if c.dc != nil {
 		r.DataChannelSignaling, r.IgnoreDisconnectWebsocket, r.DataChannels = true, c.dc.ignoreWS, c.dc.connectRaw
@@ -813,8 +872,8 @@ func (c *Conn) sessionRecord() sessionConnection {
 		created = c.admittedAt
 	}
 	return sessionConnection{
-		Role: c.role, ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id,
-		Audio: c.audio, Video: c.video, EventMetadata: c.eventMetadata,
+		Role: c.role, ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Simulcast: c.simulcast,
+		mediaFields: c.mediaFields(), EventMetadata: c.eventMetadata,
 		ConnectionCreatedTimestamp:   timestamp(created),
 		ConnectionDestroyedTimestamp: timestamp(c.destroyedAt),
 	}

@@ -97,6 +97,9 @@ var (
 	ErrAuthStatus       = closeErr(CodeAuthFailed, "AUTH-WEBHOOK-BAD-STATUS")
 	ErrAuthBadResponse  = closeErr(CodeAuthFailed, "INVALID-AUTH-WEBHOOK-RESPONSE-JSON")
 	errAuthDeniedSample = closeErr(CodeAuthDenied, "<reason from the auth webhook>")
+	// errUnsupportedPayoutSample stands for 4502 UNSUPPORTED-PAYOUT-<FIELD>
+	// (payouts.go), for example UNSUPPORTED-PAYOUT-SIMULCAST.
+	errUnsupportedPayoutSample = closeErr(CodeAuthFailed, "UNSUPPORTED-PAYOUT-<FIELD>")
 
 	// 4503: the mode.
 	ErrBlockedNewConnection = closeErr(CodeBlocked, "BLOCKED-NEW-CONNECTION")
@@ -135,6 +138,9 @@ var (
 	ErrRedirect        = closeErr(CodeNormal, "REDIRECT")
 	ErrTypeDisconnect  = closeErr(CodeNormal, "TYPE-DISCONNECT")
 	ErrDisconnectedAPI = closeErr(CodeNormal, "DISCONNECTED-API")
+	// ErrLifetimeExpired ends a connection after the auth webhook's
+	// connection_lifetime (Sora's close, docs/spec/sora-protocol.md §1.13).
+	ErrLifetimeExpired = closeErr(CodeNormal, "LIFETIME-EXPIRED")
 	ErrServerShutdown  = closeErr(CodeGoingAway, "SERVER-SHUTDOWN")
 )
 
@@ -146,12 +152,13 @@ func AllCloseErrors() []*CloseError {
 		ErrMissingChannelID, ErrEmptyChannelID, ErrChannelIDTooLong, ErrMissingRole, ErrInvalidRole,
 		ErrClientIDTooLong, ErrBundleIDTooLong, ErrInvalidAudio, ErrInvalidVideo, ErrNoMedia, ErrAudioCodec,
 		ErrVideoCodec, ErrInvalidSDP, ErrInvalidAnswer, ErrMissingSDP, ErrInvalidCandidate, ErrInvalidDataChannels,
-		ErrAuthTimeout, ErrAuthUnreachable, ErrAuthStatus, ErrAuthBadResponse, errAuthDeniedSample,
+		ErrAuthTimeout, ErrAuthUnreachable, ErrAuthStatus, ErrAuthBadResponse, errAuthDeniedSample, errUnsupportedPayoutSample,
 		ErrBlockedNewConnection, ErrBlockedNewSession,
 		ErrConnectTimeout, ErrAnswerTimeout, ErrPongTimeout, ErrQueueFull,
 		ErrMaxConnections, ErrMaxChannelConnections, ErrTooManyPending,
 		ErrICEFailed, ErrDTLSTimeout, ErrDTLSFailed, ErrSCTPFailed, ErrDataChannelQueueFull, ErrDataChannelClosed,
 		ErrTypeDisconnect, ErrDisconnectedAPI, ErrServerShutdown, ErrInternal, ErrRedirect, ErrLeaseLost,
+		ErrLifetimeExpired,
 	}
 }
 

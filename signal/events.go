@@ -42,18 +42,18 @@ type SessionInfo struct {
 	DestroyedTimestamp   string              `json:"destroyed_timestamp,omitempty"`
 	MaxConnections       int                 `json:"max_connections,omitempty"`
 	TotalConnections     int                 `json:"total_connections,omitempty"`
+	SessionMetadata      json.RawMessage     `json:"session_metadata,omitempty"`
 	Connections          []sessionConnection `json:"connections,omitempty"`
 }
 
 // sessionConnection is one entry of session.destroyed's connections list.
 type sessionConnection struct {
-	Role                         Role            `json:"role"`
-	ClientID                     string          `json:"client_id"`
-	BundleID                     string          `json:"bundle_id"`
-	ConnectionID                 string          `json:"connection_id"`
-	Simulcast                    bool            `json:"simulcast"`
-	Audio                        bool            `json:"audio"`
-	Video                        bool            `json:"video"`
+	Role         Role   `json:"role"`
+	ClientID     string `json:"client_id"`
+	BundleID     string `json:"bundle_id"`
+	ConnectionID string `json:"connection_id"`
+	Simulcast    bool   `json:"simulcast"`
+	mediaFields
 	ConnectionCreatedTimestamp   string          `json:"connection_created_timestamp"`
 	ConnectionDestroyedTimestamp string          `json:"connection_destroyed_timestamp"`
 	EventMetadata                json.RawMessage `json:"event_metadata,omitempty"`
@@ -62,7 +62,7 @@ type sessionConnection struct {
 func (h *Hub) sessionPayload(typ string, ch *channel, destroyed time.Time) SessionInfo {
 	p := SessionInfo{
 		hookHeader: h.header(typ), ExternalSignalingURL: h.set.ExternalSignalingURL,
-		ChannelID: ch.id, SessionID: ch.sessionID, Multistream: true,
+		ChannelID: ch.id, SessionID: ch.sessionID, Multistream: true, Spotlight: ch.spot != nil,
 		CreatedTime: ch.created.Unix(), CreatedTimestamp: timestamp(ch.created),
 	}
 	if !destroyed.IsZero() {
@@ -70,6 +70,7 @@ func (h *Hub) sessionPayload(typ string, ch *channel, destroyed time.Time) Sessi
 		p.DestroyedTimestamp = timestamp(destroyed)
 		p.MaxConnections = ch.peak
 		p.TotalConnections = ch.total
+		p.SessionMetadata = ch.metadata()
 		p.Connections = ch.history
 	}
 	return p
@@ -118,48 +119,96 @@ type connectionHook struct {
 	Data          connectionData  `json:"data"`
 }
 
+// mediaFields are the audio and video fields of Sora's webhook bodies.
+type mediaFields struct {
+	Audio          bool   `json:"audio"`
+	AudioCodecType string `json:"audio_codec_type,omitempty"`
+	AudioBitRate   int    `json:"audio_bit_rate,omitempty"`
+	Video          bool   `json:"video"`
+	VideoCodecType string `json:"video_codec_type,omitempty"`
+	VideoBitRate   int    `json:"video_bit_rate,omitempty"`
+}
+
+// mediaFields are c's audio and video on or off and their codec types.
+func (c *Conn) mediaFields() mediaFields {
+	m := mediaFields{Audio: c.audio, Video: c.video}
+	if c.audio {
+		m.AudioCodecType = c.audioCodec.Type()
+	}
+	if c.video {
+		m.VideoCodecType = c.videoCodec.Type()
+	}
+	return m
+}
+
+// connectionData is the data of connection.created, .updated and
+// .destroyed. created_time is Unix seconds, as in Sora's event webhook;
+// ListConnections' created_time is microseconds, as in Sora's API.
 type connectionData struct {
 	counts
-	Minutes              int             `json:"minutes"`
-	Audio                bool            `json:"audio"`
-	AudioCodecType       string          `json:"audio_codec_type,omitempty"`
-	Video                bool            `json:"video"`
-	VideoCodecType       string          `json:"video_codec_type,omitempty"`
-	TurnTransportType    string          `json:"turn_transport_type"`
-	CreatedTime          int64           `json:"created_time,omitempty"`
-	CreatedTimestamp     string          `json:"created_timestamp,omitempty"`
-	DestroyedTime        int64           `json:"destroyed_time,omitempty"`
-	DestroyedTimestamp   string          `json:"destroyed_timestamp,omitempty"`
-	Reason               string          `json:"reason,omitempty"`
-	DisconnectAPIReason  json.RawMessage `json:"disconnect_api_reason,omitempty"`
-	TypeDisconnectReason string          `json:"type_disconnect_reason,omitempty"`
-	Message              string          `json:"message,omitempty"`
-	TotalReceivedBytes   uint64          `json:"total_received_bytes"`
-	TotalSentBytes       uint64          `json:"total_sent_bytes"`
+	Minutes int `json:"minutes"`
+	mediaFields
+	TurnTransportType    string             `json:"turn_transport_type"`
+	CreatedTime          int64              `json:"created_time"`
+	CreatedTimestamp     string             `json:"created_timestamp"`
+	DestroyedTime        int64              `json:"destroyed_time,omitempty"`
+	DestroyedTimestamp   string             `json:"destroyed_timestamp,omitempty"`
+	ICEConnectionState   iceConnectionState `json:"ice_connection_state"`
+	TotalReceivedBytes   uint64             `json:"total_received_bytes"`
+	TotalSentBytes       uint64             `json:"total_sent_bytes"`
+	Reason               string             `json:"reason,omitempty"`
+	DisconnectAPIReason  string             `json:"disconnect_api_reason,omitempty"`
+	TypeDisconnectReason string             `json:"type_disconnect_reason,omitempty"`
+}
+
+// iceConnectionState is Sora's ice_connection_state of event webhooks:
+// the time the connection spent in checking and disconnected.
+type iceConnectionState struct {
+	TotalCheckingDurationMs     int64 `json:"total_checking_duration_ms"`
+	TotalDisconnectedDurationMs int64 `json:"total_disconnected_duration_ms"`
+}
+
+// failedHook is connection.failed, whose data has only the message, the
+// channel's counts and the byte counters (Sora's EventWebhookConnectionFailedData).
+type failedHook struct {
+	hookHeader
+	LogWritten   bool       `json:"log_written"`
+	Role         Role       `json:"role,omitempty"`
+	ChannelID    string     `json:"channel_id,omitempty"`
+	ClientID     string     `json:"client_id,omitempty"`
+	BundleID     string     `json:"bundle_id,omitempty"`
+	ConnectionID string     `json:"connection_id"`
+	Multistream  bool       `json:"multistream"`
+	Simulcast    bool       `json:"simulcast"`
+	Spotlight    bool       `json:"spotlight"`
+	Data         failedData `json:"data"`
+}
+
+type failedData struct {
+	Message string `json:"message"`
+	counts
+	TotalReceivedBytes uint64 `json:"total_received_bytes"`
+	TotalSentBytes     uint64 `json:"total_sent_bytes"`
 }
 
 func (h *Hub) connectionPayload(typ string, c *Conn) connectionHook {
 	p := connectionHook{
 		hookHeader: h.header(typ), Role: c.role, ChannelID: c.channelID, SessionID: c.sessionID,
 		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Multistream: true,
-		EventMetadata: c.eventMetadata,
+		Simulcast: c.simulcast, Spotlight: c.spot.on, EventMetadata: c.eventMetadata,
 	}
+	in, out := c.mediaBytes()
 	p.Data = connectionData{
-		counts: c.ch.counts(), Minutes: c.minutes(), Audio: c.audio, Video: c.video,
+		counts: c.ch.counts(), Minutes: c.minutes(), mediaFields: c.mediaFields(),
 		TurnTransportType: c.turnTransportType(),
 		CreatedTime:       c.createdAt.Unix(), CreatedTimestamp: timestamp(c.createdAt),
-	}
-	if c.audio {
-		p.Data.AudioCodecType = c.audioCodec.Type()
-	}
-	if c.video {
-		p.Data.VideoCodecType = c.videoCodec.Type()
+		ICEConnectionState: c.iceState(), TotalReceivedBytes: in, TotalSentBytes: out,
 	}
 	if typ == "connection.destroyed" {
 		p.Data.DestroyedTime = c.destroyedAt.Unix()
 		p.Data.DestroyedTimestamp = timestamp(c.destroyedAt)
 		p.Data.Reason = c.endReason
-		p.Data.DisconnectAPIReason = c.apiReason
+		p.Data.DisconnectAPIReason = reasonString(c.apiReason)
 		p.Data.TypeDisconnectReason = c.typeDisconnectReason
 	}
 	return p
@@ -167,17 +216,18 @@ func (h *Hub) connectionPayload(typ string, c *Conn) connectionHook {
 
 // failedPayload is connection.failed: a connect refused, or an admitted
 // connection that ended before its answer. Called with h.mu held.
-func (h *Hub) failedPayload(c *Conn, reason string) connectionHook {
-	p := connectionHook{
+func (h *Hub) failedPayload(c *Conn, reason string) failedHook {
+	p := failedHook{
 		hookHeader: h.header("connection.failed"), Role: c.role, ChannelID: c.channelID,
-		SessionID: c.sessionID, ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id,
-		Multistream: true,
+		ClientID: c.clientID, BundleID: c.bundleID, ConnectionID: c.id, Multistream: true,
+		Simulcast: c.simulcast, Spotlight: c.spot.on,
 	}
 	ch := c.ch
 	if ch == nil {
 		ch = h.channels[c.channelID]
 	}
-	p.Data = connectionData{counts: ch.counts(), Audio: c.audio, Video: c.video, TurnTransportType: c.turnTransportType(), Message: reason}
+	in, out := c.mediaBytes()
+	p.Data = failedData{Message: reason, counts: ch.counts(), TotalReceivedBytes: in, TotalSentBytes: out}
 	return p
 }
 
@@ -243,4 +293,14 @@ func (h *Hub) notifyLocked(c *Conn, event string) {
 			m.signal(labelNotify, b)
 		}
 	}
+}
+
+// reasonString is the DisconnectConnection API's reason as Sora's event
+// webhook types it (a string): a JSON string as is, other JSON as its text.
+func reasonString(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(nonNull(raw))
 }

@@ -18,11 +18,23 @@
 //
 // A channel's session begins when its first connection is admitted (the
 // offer already carries the session_id) and ends when its last connection
-// ends, whether or not that connection ever answered (docs/design.md, decision 3).
+// ends, whether or not that connection ever answered (docs/design.md,
+// decision 3) — or, with Settings.SessionIdleTimeout, that long after it
+// (Sora's SIGNALING: the session ends when the count goes from 1 to 0 "and
+// a certain period passes"). An idle session is live: it stays in the
+// channel map, so a connect within the window joins it (under
+// block_new_session too: the admission check sees a live session), the API
+// lists it and the cluster placement stays with this node. Only when the
+// window ends, under the hub's lock like any session end, are
+// session.destroyed (and session.vanished, if that drained the node) sent
+// and the channel released. Under block_new_connection nobody could join
+// an idle session, so none is kept: leaving into it, or entering it,
+// ends them at once.
 package signal
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -52,6 +64,10 @@ type Settings struct {
 	DefaultAudioCodecType string
 
 	IgnoreSessionVanished bool
+
+	// SessionIdleTimeout is how long a session lives on after its last
+	// connection left (0: it ends at once); see "Sessions" above.
+	SessionIdleTimeout time.Duration
 
 	// ExternalSignalingURL is this node's signaling URL in a cluster, sent
 	// in session webhooks (docs/spec/sora-protocol.md §5.4); empty otherwise.
@@ -93,6 +109,7 @@ type Authenticator interface {
 // after everything sent before it.
 type EventSink interface {
 	Send(key string, payload any) bool
+	SendThen(key string, payload any, then func(answer []byte)) bool
 	SendAfterAll(payload any) bool
 }
 
@@ -123,6 +140,9 @@ type TestHooks struct {
 	// test can show it catches a connect admitted into a session that
 	// ended in between.
 	TrustPrecheck bool
+	// UpdatedEvery, if set, replaces the minute between a connection's
+	// connection.updated webhooks.
+	UpdatedEvery time.Duration
 }
 
 // SetTestHooks installs test hooks (see TestHooks).
@@ -182,10 +202,25 @@ type channel struct {
 	history   []sessionConnection
 	// relay lists the receivers of each messaging label (messaging.go).
 	relay atomic.Pointer[relayIndex]
+	// The session.created answer's payouts (payouts.go), guarded by hub.mu:
+	// session_metadata, and trial_max_connections when capped.
+	sessionMetadata json.RawMessage
+	maxConnections  int
+	capped          bool
 	// spot is the channel's spotlight, from its first spotlight
-	// connection on (spotlight.go).
-	spot *spotlight
+	// connection on (spotlight.go); spotNumber the session.created
+	// answer's spotlight_number (0: none).
+	spot       *spotlight
+	spotNumber int
+	// linger ends the session once it has had no connection for
+	// SessionIdleTimeout (nil while it has one); lingerGen tells a timer
+	// that fired after it was stopped that it is stale. Guarded by hub.mu.
+	linger    *time.Timer
+	lingerGen uint64
 }
+
+// metadata is the session's session_metadata. Called with hub.mu held.
+func (ch *channel) metadata() json.RawMessage { return ch.sessionMetadata }
 
 // maxSessionHistory bounds the connection list kept for session.destroyed.
 const maxSessionHistory = 1000
@@ -242,6 +277,9 @@ func (h *Hub) modeChangedLocked(before, after mode.Mode, source string) {
 	if before != after {
 		h.log.Info("mode changed", "from", before.String(), "to", after.String(), "by", source,
 			"sessions", len(h.channels), "connections", len(h.conns))
+	}
+	if after == mode.BlockNewConnection {
+		h.endIdleLocked(nil) // nobody could join them
 	}
 	if !h.drainingLocked() {
 		h.vanishedSent = false
@@ -373,6 +411,9 @@ func (h *Hub) admit(c *Conn) *CloseError {
 	if err := h.limitError(len(h.conns), members); err != nil {
 		return err
 	}
+	if ch != nil && ch.capped && members >= ch.maxConnections {
+		return ErrMaxChannelConnections // the session's trial_max_connections
+	}
 	if r := h.hooks.Router; r != nil && !r.Serving(c.channelID) {
 		return ErrBlockedNewConnection // the lease lapsed since routing
 	}
@@ -385,14 +426,24 @@ func (h *Hub) admit(c *Conn) *CloseError {
 		h.vanishedSent = false
 		h.stats.SessionCreated.Add(1)
 		h.log.Info("session created", "channel_id", ch.id, "session_id", ch.sessionID)
-		h.hooks.Session.Send(ch.id, h.sessionPayload("session.created", ch, time.Time{}))
+		created := ch
+		h.hooks.Session.SendThen(ch.id, h.sessionPayload("session.created", ch, time.Time{}),
+			func(answer []byte) { h.sessionCreatedAnswer(created, answer) })
+	}
+	if ch.linger != nil {
+		h.stopLingerLocked(ch)
+		h.log.Info("session resumed within its idle window", "channel_id", ch.id, "session_id", ch.sessionID)
 	}
 	c.ch = ch
 	c.sessionID = ch.sessionID
 	c.admittedAt = now
 	ch.members = append(ch.members, c)
 	if c.spot.on && ch.spot == nil {
-		ch.spot = newSpotlight(c.spot.number)
+		n := c.spot.number
+		if ch.spotNumber != 0 {
+			n = ch.spotNumber
+		}
+		ch.spot = newSpotlight(n)
 	}
 	ch.total++
 	if len(ch.members) > ch.peak {
@@ -443,6 +494,30 @@ func (h *Hub) createdLocked(c *Conn) {
 	h.log.Info("connection created", "channel_id", c.channelID, "connection_id", c.id, "role", c.role, "client_id", c.clientID)
 	h.notifyLocked(c, "connection.created")
 	h.hooks.Event.Send(c.id, h.connectionPayload("connection.created", c))
+	h.scheduleUpdatedLocked(c)
+}
+
+// scheduleUpdatedLocked arms c's next connection.updated: at each whole
+// minute of its life (Sora's event webhook: connection.updated is
+// periodic, with the minutes counter; the period is not documented, the
+// minute is Hayate's choice). The webhooks of a connection go out in order,
+// so each comes after connection.created and before connection.destroyed.
+func (h *Hub) scheduleUpdatedLocked(c *Conn) {
+	every := time.Minute
+	if d := h.testHooks().UpdatedEvery; d > 0 {
+		every = d
+	}
+	next := c.createdAt.Add(time.Duration(c.updates+1) * every)
+	c.updated = time.AfterFunc(time.Until(next), func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if c.left || h.closed {
+			return
+		}
+		c.updates++
+		h.hooks.Event.Send(c.id, h.connectionPayload("connection.updated", c))
+		h.scheduleUpdatedLocked(c)
+	})
 }
 
 // leave removes an admitted connection. The last one out ends the session.
@@ -454,6 +529,9 @@ func (h *Hub) leave(c *Conn) {
 		return
 	}
 	c.left = true
+	if c.updated != nil {
+		c.updated.Stop()
+	}
 	h.unpublishLocked(c)
 	for i, m := range ch.members {
 		if m == c {
@@ -483,16 +561,74 @@ func (h *Hub) leave(c *Conn) {
 		h.log.Info("connection failed before its answer", "channel_id", c.channelID, "connection_id", c.id, "reason", c.endReason)
 		h.hooks.Event.Send(c.id, h.failedPayload(c, c.endReason))
 	}
-	if len(ch.members) > 0 {
+	if len(ch.members) > 0 || h.lingerLocked(ch) {
 		return
 	}
+	h.endSessionLocked(ch, c.destroyedAt)
+}
+
+// lingerLocked keeps ch's session, which has just lost its last connection,
+// for SessionIdleTimeout and reports whether it does: not without a
+// timeout, once the hub is closed, under block_new_connection, where no
+// connect could join it, or when this node may no longer serve the channel
+// (its cluster lease lost or the channel moved).
+func (h *Hub) lingerLocked(ch *channel) bool {
+	d := h.set.SessionIdleTimeout
+	if d <= 0 || h.closed || h.word.Load() == mode.BlockNewConnection {
+		return false
+	}
+	if r := h.hooks.Router; r != nil && !r.Serving(ch.id) {
+		return false
+	}
+	gen := ch.lingerGen
+	ch.linger = time.AfterFunc(d, func() { h.lingerEnded(ch, gen) })
+	h.log.Info("session idle", "channel_id", ch.id, "session_id", ch.sessionID, "ends_in", d.String())
+	return true
+}
+
+// lingerEnded ends ch's session when its idle window passed with no
+// connect (gen: the window's generation, stale once a connect came).
+func (h *Hub) lingerEnded(ch *channel, gen uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.channels[ch.id] != ch || ch.lingerGen != gen || len(ch.members) > 0 {
+		return
+	}
+	h.endSessionLocked(ch, time.Now())
+}
+
+// stopLingerLocked ends ch's idle window without ending its session.
+func (h *Hub) stopLingerLocked(ch *channel) {
+	if ch.linger != nil {
+		ch.linger.Stop()
+		ch.linger = nil
+		ch.lingerGen++
+	}
+}
+
+// endIdleLocked ends at once every idle session whose channel pick
+// accepts (every one when pick is nil).
+func (h *Hub) endIdleLocked(pick func(channelID string) bool) {
+	now := time.Now()
+	for _, ch := range h.channels {
+		if len(ch.members) == 0 && ch.linger != nil && (pick == nil || pick(ch.id)) {
+			h.endSessionLocked(ch, now)
+		}
+	}
+}
+
+// endSessionLocked ends ch's session, which has no connection left:
+// session.destroyed, the channel released to the cluster, and
+// session.vanished if that drained the node.
+func (h *Hub) endSessionLocked(ch *channel, destroyed time.Time) {
+	h.stopLingerLocked(ch)
 	delete(h.channels, ch.id)
 	if h.hooks.Router != nil {
 		h.hooks.Router.Release(ch.id)
 	}
 	h.stats.SessionDestroyed.Add(1)
 	h.log.Info("session destroyed", "channel_id", ch.id, "session_id", ch.sessionID, "connections", ch.total)
-	h.hooks.Session.Send(ch.id, h.sessionPayload("session.destroyed", ch, c.destroyedAt))
+	h.hooks.Session.Send(ch.id, h.sessionPayload("session.destroyed", ch, destroyed))
 	if len(h.channels) == 0 {
 		close(h.idle)
 		h.idle = make(chan struct{})
@@ -551,6 +687,7 @@ func (h *Hub) Pending() int {
 func (h *Hub) Close(ctx context.Context) {
 	h.mu.Lock()
 	h.closed = true
+	h.endIdleLocked(nil)
 	all := make([]*Conn, 0, len(h.sockets))
 	for c := range h.sockets {
 		all = append(all, c)

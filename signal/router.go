@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -78,6 +79,8 @@ func (h *Hub) Fence(channels []string) {
 			victims = append(victims, ch.members...)
 		}
 	}
+	// An idle session of a fenced channel ends now: another node may get it.
+	h.endIdleLocked(func(id string) bool { return slices.Contains(channels, id) })
 	h.mu.Unlock()
 	// Media stops first, at once: the new owner may serve these channels
 	// as soon as the leader has expired this node (lease + grace later),

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hayate-sfu/hayate/jsep"
 	"github.com/hayate-sfu/hayate/media"
+	"github.com/hayate-sfu/hayate/webhook"
 )
 
 // Spotlight (https://sora-doc.shiguredo.jp/SPOTLIGHT): in a channel of
@@ -72,17 +73,67 @@ func (c *Conn) applySpotlight(cm *connectMessage) *CloseError {
 	if cm.Spotlight == nil || !*cm.Spotlight {
 		return nil
 	}
-	s := spotlightConn{on: true, number: defaultSpotlightNumber, focus: 1, unfocus: 0}
-	if cm.SpotlightNumber != nil {
-		if n := *cm.SpotlightNumber; n < 1 || n > maxSpotlightNumber {
+	return c.setSpotlight(spotlightConn{on: true, number: defaultSpotlightNumber, focus: 1, unfocus: 0},
+		cm.SpotlightNumber, cm.SpotlightFocusRid, cm.SpotlightUnfocusRid)
+}
+
+// applySpotlightPayouts applies the auth webhook's spotlight payouts
+// (https://sora-doc.shiguredo.jp/AUTH_WEBHOOK, sora-server-sdk-ts
+// AuthWebhookAcceptResponse; payout > connect): spotlight: false turns a
+// spotlight connect into a plain one (simulcast as connect asked),
+// spotlight: true makes any connect a spotlight one, and spotlight_number
+// and the rids replace connect's. spotlight_encodings replaces the
+// offered encodings of a spotlight publisher as simulcast_encodings does.
+// Without spotlight (asked or paid out) the other spotlight payouts have
+// nothing to apply to and are ignored.
+func (c *Conn) applySpotlightPayouts(cm *connectMessage, d webhook.Decision) *CloseError {
+	s := c.spot
+	if d.Spotlight != nil {
+		if !*d.Spotlight {
+			c.spot = spotlightConn{}
+			c.simulcast = cm.Simulcast != nil && *cm.Simulcast
+			return nil
+		}
+		if !s.on {
+			s = spotlightConn{on: true, number: defaultSpotlightNumber, focus: 1, unfocus: 0}
+		}
+	}
+	if !s.on {
+		return nil
+	}
+	var focus, unfocus string
+	if d.SpotlightFocusRid != nil {
+		focus = *d.SpotlightFocusRid
+	}
+	if d.SpotlightUnfocusRid != nil {
+		unfocus = *d.SpotlightUnfocusRid
+	}
+	if e := c.setSpotlight(s, d.SpotlightNumber, focus, unfocus); e != nil {
+		return e
+	}
+	if enc := nonNull(d.SpotlightEncodings); enc != nil {
+		var list []map[string]any
+		if json.Unmarshal(enc, &list) != nil || len(list) == 0 {
+			return ErrInvalidSimulcastEncodings
+		}
+		c.encodings = enc
+	}
+	return nil
+}
+
+// setSpotlight makes the connection a spotlight one from s, with number
+// and the rids ("" keeps s's) replacing s's.
+func (c *Conn) setSpotlight(s spotlightConn, number *int, focusRid, unfocusRid string) *CloseError {
+	if number != nil {
+		if n := *number; n < 1 || n > maxSpotlightNumber {
 			return ErrInvalidSpotlightNumber
 		}
-		s.number = *cm.SpotlightNumber
+		s.number = *number
 	}
 	for _, f := range []struct {
 		rid string
 		to  *int
-	}{{cm.SpotlightFocusRid, &s.focus}, {cm.SpotlightUnfocusRid, &s.unfocus}} {
+	}{{focusRid, &s.focus}, {unfocusRid, &s.unfocus}} {
 		if f.rid == "" {
 			continue
 		}
@@ -111,6 +162,33 @@ type spotlightNotify struct {
 	Audio        bool    `json:"audio"`
 	Video        bool    `json:"video"`
 	Fixed        bool    `json:"fixed"`
+}
+
+// spotlightHook is Sora's spotlight.focused / spotlight.unfocused event
+// webhook (sora-server-sdk-ts EventWebhookSpotlightFocusedRequest; fixed
+// only when focused). It goes on the publisher's event queue, so it comes
+// between its connection.created and connection.destroyed.
+type spotlightHook struct {
+	hookHeader
+	LogWritten      bool   `json:"log_written"`
+	ChannelID       string `json:"channel_id"`
+	ClientID        string `json:"client_id"`
+	BundleID        string `json:"bundle_id"`
+	ConnectionID    string `json:"connection_id"`
+	SpotlightNumber int    `json:"spotlight_number"`
+	Fixed           *bool  `json:"fixed,omitempty"`
+	Audio           bool   `json:"audio"`
+	Video           bool   `json:"video"`
+}
+
+func (h *Hub) spotlightPayload(typ string, p *Conn, sp *spotlight) spotlightHook {
+	hk := spotlightHook{hookHeader: h.header(typ), ChannelID: p.channelID, ClientID: p.clientID, BundleID: p.bundleID,
+		ConnectionID: p.id, SpotlightNumber: sp.number, Audio: p.audio, Video: p.video}
+	if typ == "spotlight.focused" {
+		fixed := sp.fixed[p.id]
+		hk.Fixed = &fixed
+	}
+	return hk
 }
 
 // spotlightLoop chooses every spotlight channel's focus each tick.
@@ -175,8 +253,12 @@ func (h *Hub) refocusLocked(ch *channel, now int64) {
 		focused[p.id] = true
 	}
 	for _, p := range pubs {
-		if focused[p.id] && !sp.focused[p.id] {
+		switch {
+		case focused[p.id] && !sp.focused[p.id]:
 			h.stats.SpotlightFocused.Add(1)
+			h.hooks.Event.Send(p.id, h.spotlightPayload("spotlight.focused", p, sp))
+		case !focused[p.id] && sp.focused[p.id]:
+			h.hooks.Event.Send(p.id, h.spotlightPayload("spotlight.unfocused", p, sp))
 		}
 	}
 	sp.focused = focused

@@ -11,18 +11,21 @@ type Stats struct {
 	Failed              atomic.Uint64 // total_failed_connections
 	SessionCreated      atomic.Uint64 // total_session_created
 	SessionDestroyed    atomic.Uint64 // total_session_destroyed
-	SignalingErrors     atomic.Uint64 // error.signaling_error: closes with 4400
-	IgnoredMessages     atomic.Uint64 // messages of unknown type, ignored
-	ReOffers            atomic.Uint64 // re-offers sent
-	Redirects           atomic.Uint64 // connects redirected to another cluster node
-	Panics              atomic.Uint64 // connections ended by a contained panic
-	MediaConnected      atomic.Uint64 // transports whose ICE and DTLS completed
-	MediaFailed         atomic.Uint64 // transports closed by the media path
-	SimulcastSwitched   atomic.Uint64 // simulcast stream switches of viewers
-	RidRequests         atomic.Uint64 // rid requests by the API
-	SpotlightFocused    atomic.Uint64 // publishers brought into a spotlight focus
-	TURNUDPConnections  atomic.Uint64 // total_turn_udp_connections: connected through TURN over UDP
-	TURNTCPConnections  atomic.Uint64 // total_turn_tcp_connections: connected through TURN over TCP or TLS
+	// UnsupportedSessionPayouts counts session.created answers with a
+	// payout Hayate does not apply, or that are no JSON object (payouts.go).
+	UnsupportedSessionPayouts atomic.Uint64
+	SignalingErrors           atomic.Uint64 // error.signaling_error: closes with 4400
+	IgnoredMessages           atomic.Uint64 // messages of unknown type, ignored
+	ReOffers                  atomic.Uint64 // re-offers sent
+	Redirects                 atomic.Uint64 // connects redirected to another cluster node
+	Panics                    atomic.Uint64 // connections ended by a contained panic
+	MediaConnected            atomic.Uint64 // transports whose ICE and DTLS completed
+	MediaFailed               atomic.Uint64 // transports closed by the media path
+	SimulcastSwitched         atomic.Uint64 // simulcast stream switches of viewers
+	RidRequests               atomic.Uint64 // rid requests by the API
+	SpotlightFocused          atomic.Uint64 // publishers brought into a spotlight focus
+	TURNUDPConnections        atomic.Uint64 // total_turn_udp_connections: connected through TURN over UDP
+	TURNTCPConnections        atomic.Uint64 // total_turn_tcp_connections: connected through TURN over TCP or TLS
 
 	// DataChannels (datachannels.go, messaging.go).
 	Switched            atomic.Uint64 // connections switched to DataChannel signaling

@@ -54,12 +54,29 @@ type Decision struct {
 	SimulcastRid       *string         `json:"simulcast_rid"`
 	SimulcastEncodings json.RawMessage `json:"simulcast_encodings"`
 	VideoBitRate       *int            `json:"video_bit_rate"`
+	// Spotlight payouts (https://sora-doc.shiguredo.jp/SPOTLIGHT).
+	Spotlight           *bool           `json:"spotlight"`
+	SpotlightNumber     *int            `json:"spotlight_number"`
+	SpotlightFocusRid   *string         `json:"spotlight_focus_rid"`
+	SpotlightUnfocusRid *string         `json:"spotlight_unfocus_rid"`
+	SpotlightEncodings  json.RawMessage `json:"spotlight_encodings"`
 	// TURN payouts (https://sora-doc.shiguredo.jp/TURN, Sora Labo's
 	// turn_tcp_only and turn_tls_only).
 	TurnTCPOnly *bool   `json:"turn_tcp_only"`
 	TurnTLSOnly *bool   `json:"turn_tls_only"`
 	TurnFQDN    *string `json:"turn_fqdn"`
 	TurnTLSFQDN *string `json:"turn_tls_fqdn"`
+	// Media payouts (https://sora-doc.shiguredo.jp/AUTH_WEBHOOK): audio and
+	// video (a bool or an object), the codec types, and the connection's
+	// lifetime in seconds (closed with 1000 LIFETIME-EXPIRED).
+	Audio              json.RawMessage `json:"audio"`
+	Video              json.RawMessage `json:"video"`
+	AudioCodecType     *string         `json:"audio_codec_type"`
+	VideoCodecType     *string         `json:"video_codec_type"`
+	ConnectionLifetime *int64          `json:"connection_lifetime"`
+	// Fields holds every field of the answer, so that the caller can
+	// refuse payouts it cannot honour rather than drop them.
+	Fields map[string]json.RawMessage `json:"-"`
 }
 
 // Call posts body with the sora-connection-id header and returns the
@@ -106,6 +123,10 @@ func (a *Auth) call(ctx context.Context, connectionID string, body any) (Decisio
 	// (INVALID-AUTH-WEBHOOK-RESPONSE-JSON).
 	if !d.Allowed && d.Reason == "" {
 		return Decision{}, fmt.Errorf("%w: allowed false without reason", ErrBadResponse)
+	}
+	d.Fields = raw
+	if d.ConnectionLifetime != nil && *d.ConnectionLifetime <= 0 {
+		return Decision{}, fmt.Errorf("%w: connection_lifetime not a positive number of seconds", ErrBadResponse)
 	}
 	if d.ClientID != nil && len(*d.ClientID) > 255 || d.BundleID != nil && len(*d.BundleID) > 255 {
 		return Decision{}, fmt.Errorf("%w: client_id or bundle_id over 255 bytes", ErrBadResponse)

@@ -73,6 +73,8 @@ type keyQueue struct {
 type event struct {
 	body     []byte
 	barriers []*barrier
+	// then, if set, gets the receiver's answer to a delivered event.
+	then func(answer []byte)
 }
 
 // barrier is a SendAfterAll event and the number of events before it that
@@ -121,9 +123,15 @@ func (q *Queue) Enabled() bool { return q.url != "" }
 // Send queues payload (any JSON-marshalable value) as the last event of
 // key, without blocking. It reports false when the queue is disabled,
 // stopped or full; a full or stopped queue counts the event as ignored.
-func (q *Queue) Send(key string, payload any) bool {
+func (q *Queue) Send(key string, payload any) bool { return q.SendThen(key, payload, nil) }
+
+// SendThen is Send, and then, if the event is delivered, calls then with
+// the receiver's answer (a 2xx body, at most 1 MiB) on the sender
+// goroutine, before the key's next event goes out. Sora reads payouts from
+// the session.created answer this way.
+func (q *Queue) SendThen(key string, payload any, then func(answer []byte)) bool {
 	return q.enqueue(payload, func(body []byte) {
-		ev := &event{body: body}
+		ev := &event{body: body, then: then}
 		q.inFlight[ev] = struct{}{}
 		q.pushLocked(key, ev)
 	})
@@ -256,7 +264,10 @@ func (q *Queue) worker() {
 		if more {
 			q.signal() // another sender may take the next key
 		}
-		ok := q.deliver(ev.body)
+		answer, ok := q.deliver(ev.body)
+		if ok && ev.then != nil {
+			ev.then(answer)
+		}
 		q.mu.Lock()
 		kq.events[0] = nil
 		kq.events = kq.events[1:]
@@ -309,18 +320,18 @@ func (q *Queue) waitALittle() {
 
 // deliver sends one body, retrying a failure, and reports whether it was
 // delivered.
-func (q *Queue) deliver(body []byte) bool {
+func (q *Queue) deliver(body []byte) ([]byte, bool) {
 	wait := q.retryWait
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
-		_, err := post(ctx, q.client, q.url, body, nil)
+		answer, err := post(ctx, q.client, q.url, body, nil)
 		cancel()
 		if err == nil {
-			return true
+			return answer, true
 		}
 		if attempt >= q.retries {
 			q.log.Warn("webhook failed", "webhook", q.name, "attempts", attempt+1, "err", err)
-			return false
+			return nil, false
 		}
 		q.log.Info("webhook failed, retrying", "webhook", q.name, "attempt", attempt+1, "retry_in", wait.String(), "err", err)
 		t := time.NewTimer(wait)
@@ -329,7 +340,7 @@ func (q *Queue) deliver(body []byte) bool {
 		case <-q.stopping:
 			t.Stop()
 			q.log.Warn("webhook failed, not retried: stopping", "webhook", q.name, "err", err)
-			return false
+			return nil, false
 		}
 		wait *= 2
 	}
