@@ -102,7 +102,7 @@ func runOneWay(t *testing.T, victimIsLeader, in, out, tls bool) {
 			if n.HealthMode() == mode.BlockNewConnection {
 				fenced = append(fenced, n.name)
 			}
-			state += fmt.Sprintf("%s %v leader=%v; ", n.name, n.HealthMode(), n.RaftStats()["raft_state"])
+			state += fmt.Sprintf("%s %v leader=%v; ", n.name, n.HealthMode(), n.RaftStats().State)
 		}
 		var unserved []string
 		for _, ch := range all {
