@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 )
 
 // BenchmarkIdle: the server's resident memory per idle connection at

@@ -18,7 +18,7 @@ import (
 	"github.com/pion/rtp"
 	"golang.org/x/sys/unix"
 
-	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 )
 
 // Stream shape of the publisher (issue 4): video at 1.5 Mbit/s, 30 frames

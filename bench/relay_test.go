@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 )
 
 // The DataChannel benchmarks (issue 14): messages relayed on a `#` label

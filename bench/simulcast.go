@@ -12,7 +12,7 @@ import (
 
 	"github.com/pion/rtp"
 
-	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 )
 
 // simulcastLayers are the bit rates of a simulcast publisher's r0, r1 and

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 )
 
 // BenchmarkFanoutTransports: the server's CPU per forwarded packet to

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hayate-sfu/hayate/clustercert"
+	"github.com/hayate-sfu/hayate/cluster/clustercert"
 )
 
 func TestLoadCredentials(t *testing.T) {

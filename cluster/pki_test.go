@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hayate-sfu/hayate/clustercert"
+	"github.com/hayate-sfu/hayate/cluster/clustercert"
 )
 
 // testPKI is a cluster CA and its nodes' credential files, for tests.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/hayate-sfu/hayate/clustercert"
+	"github.com/hayate-sfu/hayate/cluster/clustercert"
 	"github.com/hayate-sfu/hayate/internal/logbuf"
 	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/mode"

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // joinAs joins channel with role and client_id.

@@ -11,7 +11,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 )
 
 // dialPeer connects a loadpeer client to n.

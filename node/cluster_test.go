@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // clusterEdit makes a node a cluster member on free ports with fast

@@ -18,8 +18,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/sigclient"
-	"github.com/hayate-sfu/hayate/zlibmsg"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
+	"github.com/hayate-sfu/hayate/internal/zlibmsg"
 )
 
 // dcPeer is a pion/webrtc client using DataChannel signaling the way the

@@ -19,9 +19,9 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 	"github.com/hayate-sfu/hayate/internal/netns"
-	"github.com/hayate-sfu/hayate/loadpeer"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 	"github.com/hayate-sfu/hayate/signal"
 )
 

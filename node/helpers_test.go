@@ -18,7 +18,7 @@ import (
 
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/internal/poll"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // testLogger sends the node's warnings and errors to the test log, until

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/internal/logbuf"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // refusedLimit reads refused_connections.LIMIT from GetStatsReport.

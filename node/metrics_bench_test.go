@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // pipeListener is a net.Listener of in-memory connections: a benchmark

@@ -13,8 +13,8 @@ import (
 
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/internal/poll"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 	"github.com/hayate-sfu/hayate/mode"
-	"github.com/hayate-sfu/hayate/sigclient"
 	"github.com/hayate-sfu/hayate/signal"
 )
 

@@ -15,10 +15,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hayate-sfu/hayate/cert"
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/control"
 	"github.com/hayate-sfu/hayate/icetcp"
+	"github.com/hayate-sfu/hayate/internal/cert"
 	"github.com/hayate-sfu/hayate/mode"
 	"github.com/hayate-sfu/hayate/rtpcore"
 	"github.com/hayate-sfu/hayate/signal"

@@ -10,7 +10,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 	"github.com/hayate-sfu/hayate/signal"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // pionPeer is a real WebRTC client (pion/webrtc/v4) speaking Sora signaling

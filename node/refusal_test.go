@@ -13,8 +13,8 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 	"github.com/hayate-sfu/hayate/mode"
-	"github.com/hayate-sfu/hayate/sigclient"
 )
 
 // maskedFrame is one masked client text (or other) frame on the wire.

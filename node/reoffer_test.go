@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/loadpeer"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // readReOffer reads messages until a re-offer arrives.

@@ -12,7 +12,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 )
 
 // recorder keeps what a loadpeer receives.

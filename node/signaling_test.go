@@ -10,7 +10,7 @@ import (
 	"github.com/pion/sdp/v3"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // TestBadSignalingInput: each malformed or out-of-order input is closed with

@@ -15,8 +15,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/jsep"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
+	"github.com/hayate-sfu/hayate/signal/jsep"
 )
 
 // tinyLayers (about 24, 48 and 96 kbit/s) fit the viewer's bandwidth

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hayate-sfu/hayate/clustercert"
+	"github.com/hayate-sfu/hayate/cluster/clustercert"
 	"github.com/hayate-sfu/hayate/config"
 )
 

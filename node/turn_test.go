@@ -24,10 +24,10 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 	"github.com/hayate-sfu/hayate/internal/logbuf"
 	"github.com/hayate-sfu/hayate/internal/netns"
-	"github.com/hayate-sfu/hayate/loadpeer"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // offerConfig is the offer's config object (Sora: the RTCConfiguration).

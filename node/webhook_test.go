@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
-	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/internal/ids"
 	"github.com/hayate-sfu/hayate/mode"
 )
 

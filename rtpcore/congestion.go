@@ -5,9 +5,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hayate-sfu/hayate/bwe"
 	"github.com/hayate-sfu/hayate/media"
-	"github.com/hayate-sfu/hayate/twcc"
+	"github.com/hayate-sfu/hayate/rtpcore/bwe"
+	"github.com/hayate-sfu/hayate/rtpcore/twcc"
 )
 
 // Congestion control towards a subscriber: every packet sent to it carries

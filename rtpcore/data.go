@@ -6,8 +6,8 @@ import (
 	"net"
 	"time"
 
-	"github.com/hayate-sfu/hayate/datachan"
 	"github.com/hayate-sfu/hayate/media"
+	"github.com/hayate-sfu/hayate/rtpcore/datachan"
 )
 
 // DataChannels of a transport. A transport started with media.Remote.Data

@@ -13,8 +13,8 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/srtp/v3"
 
-	"github.com/hayate-sfu/hayate/cert"
-	"github.com/hayate-sfu/hayate/chanconn"
+	"github.com/hayate-sfu/hayate/internal/cert"
+	"github.com/hayate-sfu/hayate/rtpcore/chanconn"
 )
 
 // DTLS over the receive loops: the loop hands DTLS datagrams (first byte 20

@@ -40,10 +40,10 @@ import (
 
 	"github.com/pion/srtp/v3"
 
-	"github.com/hayate-sfu/hayate/datachan"
-	"github.com/hayate-sfu/hayate/ice"
-	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/internal/ids"
 	"github.com/hayate-sfu/hayate/media"
+	"github.com/hayate-sfu/hayate/rtpcore/datachan"
+	"github.com/hayate-sfu/hayate/rtpcore/ice"
 )
 
 // Config is what the media path needs from the node configuration.

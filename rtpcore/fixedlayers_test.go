@@ -8,8 +8,8 @@ import (
 
 	"github.com/pion/srtp/v3"
 
-	"github.com/hayate-sfu/hayate/bwe"
 	"github.com/hayate-sfu/hayate/media"
+	"github.com/hayate-sfu/hayate/rtpcore/bwe"
 )
 
 // TestFixedLayers: a viewer whose estimate carries only the lowest layer

@@ -7,8 +7,8 @@ import (
 
 	"github.com/pion/srtp/v3"
 
-	"github.com/hayate-sfu/hayate/codecs"
 	"github.com/hayate-sfu/hayate/media"
+	"github.com/hayate-sfu/hayate/rtpcore/codecs"
 )
 
 // handleRTP decrypts one publisher packet in place and queues it for

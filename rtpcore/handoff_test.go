@@ -15,7 +15,7 @@ import (
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
 
-	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/internal/cert"
 	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/media"
 )

@@ -18,7 +18,7 @@ import (
 	"github.com/pion/srtp/v3"
 	"golang.org/x/sys/unix"
 
-	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/internal/cert"
 	"github.com/hayate-sfu/hayate/media"
 )
 

@@ -3,9 +3,9 @@ package rtpcore
 import (
 	"sync/atomic"
 
-	"github.com/hayate-sfu/hayate/codecs"
 	"github.com/hayate-sfu/hayate/media"
-	"github.com/hayate-sfu/hayate/packetcache"
+	"github.com/hayate-sfu/hayate/rtpcore/codecs"
+	"github.com/hayate-sfu/hayate/rtpcore/packetcache"
 )
 
 // Simulcast forwarding.

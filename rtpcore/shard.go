@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hayate-sfu/hayate/ice"
-	"github.com/hayate-sfu/hayate/packetcache"
+	"github.com/hayate-sfu/hayate/rtpcore/ice"
+	"github.com/hayate-sfu/hayate/rtpcore/packetcache"
 )
 
 // shard is one socket and the goroutine that serves it.

@@ -10,9 +10,9 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 
-	"github.com/hayate-sfu/hayate/bwe"
 	"github.com/hayate-sfu/hayate/media"
-	"github.com/hayate-sfu/hayate/twcc"
+	"github.com/hayate-sfu/hayate/rtpcore/bwe"
+	"github.com/hayate-sfu/hayate/rtpcore/twcc"
 )
 
 // BenchmarkForwardCongestion: what simulcast and congestion control cost

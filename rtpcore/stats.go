@@ -3,7 +3,7 @@ package rtpcore
 import (
 	"sync/atomic"
 
-	"github.com/hayate-sfu/hayate/datachan"
+	"github.com/hayate-sfu/hayate/rtpcore/datachan"
 )
 
 // Stats are media counters. Each shard has its own (written by its loop

@@ -12,12 +12,12 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 
-	"github.com/hayate-sfu/hayate/codecs"
-	"github.com/hayate-sfu/hayate/datachan"
-	"github.com/hayate-sfu/hayate/ice"
-	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/internal/ids"
 	"github.com/hayate-sfu/hayate/media"
-	"github.com/hayate-sfu/hayate/twcc"
+	"github.com/hayate-sfu/hayate/rtpcore/codecs"
+	"github.com/hayate-sfu/hayate/rtpcore/datachan"
+	"github.com/hayate-sfu/hayate/rtpcore/ice"
+	"github.com/hayate-sfu/hayate/rtpcore/twcc"
 )
 
 // Transport states.

@@ -17,10 +17,10 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/hayate-sfu/hayate/ids"
-	"github.com/hayate-sfu/hayate/jsep"
+	"github.com/hayate-sfu/hayate/internal/ids"
 	"github.com/hayate-sfu/hayate/media"
 	"github.com/hayate-sfu/hayate/mode"
+	"github.com/hayate-sfu/hayate/signal/jsep"
 	"github.com/hayate-sfu/hayate/webhook"
 )
 

@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hayate-sfu/hayate/jsep"
+	"github.com/hayate-sfu/hayate/internal/zlibmsg"
 	"github.com/hayate-sfu/hayate/media"
-	"github.com/hayate-sfu/hayate/zlibmsg"
+	"github.com/hayate-sfu/hayate/signal/jsep"
 )
 
 // DataChannel signaling (https://sora-doc.shiguredo.jp/DATA_CHANNEL_SIGNALING)

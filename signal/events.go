@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/internal/ids"
 )
 
 // Webhook and notify payloads, with Sora's field names

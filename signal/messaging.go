@@ -3,8 +3,8 @@ package signal
 import (
 	"errors"
 
+	"github.com/hayate-sfu/hayate/internal/zlibmsg"
 	"github.com/hayate-sfu/hayate/media"
-	"github.com/hayate-sfu/hayate/zlibmsg"
 )
 
 // Real-time messaging (https://sora-doc.shiguredo.jp/MESSAGING): a message

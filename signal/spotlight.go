@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hayate-sfu/hayate/jsep"
 	"github.com/hayate-sfu/hayate/media"
+	"github.com/hayate-sfu/hayate/signal/jsep"
 	"github.com/hayate-sfu/hayate/webhook"
 )
 

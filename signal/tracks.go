@@ -5,8 +5,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 
-	"github.com/hayate-sfu/hayate/jsep"
 	"github.com/hayate-sfu/hayate/media"
+	"github.com/hayate-sfu/hayate/signal/jsep"
 )
 
 // Tracks and offers. Every function here runs with hub.mu held: a

@@ -22,9 +22,9 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/hayate-sfu/hayate/bench"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 	"github.com/hayate-sfu/hayate/internal/poll"
-	"github.com/hayate-sfu/hayate/loadpeer"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // Settings of one soak run; the duration comes from HAYATE_SOAK_DURATION

@@ -46,7 +46,7 @@ import (
 
 	pturn "github.com/pion/turn/v5"
 
-	"github.com/hayate-sfu/hayate/ids"
+	"github.com/hayate-sfu/hayate/internal/ids"
 	"github.com/hayate-sfu/hayate/internal/pionlog"
 	"github.com/hayate-sfu/hayate/rtpcore"
 )

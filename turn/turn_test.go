@@ -12,7 +12,7 @@ import (
 	"github.com/pion/stun/v4"
 	pturn "github.com/pion/turn/v5"
 
-	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/internal/cert"
 	"github.com/hayate-sfu/hayate/internal/coretest"
 	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/media"

@@ -19,7 +19,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
-	"github.com/hayate-sfu/hayate/loadpeer"
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 )
 
 var readyRE = regexp.MustCompile(`^baseline ready signaling=(\S+)$`)

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/hayate-sfu/hayate/clustercert"
+	"github.com/hayate-sfu/hayate/cluster/clustercert"
 )
 
 const certUsage = `usage: hayate cluster-cert ca -out DIR [-days N]

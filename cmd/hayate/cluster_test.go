@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/internal/poll"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // exampleNames are the node names of examples/cluster.

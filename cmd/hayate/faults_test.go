@@ -12,8 +12,8 @@ import (
 
 	"github.com/pion/rtp"
 
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 	"github.com/hayate-sfu/hayate/internal/poll"
-	"github.com/hayate-sfu/hayate/loadpeer"
 )
 
 // mediaCall is a publisher and a subscriber in one channel of a running

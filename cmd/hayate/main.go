@@ -26,8 +26,8 @@ import (
 	"time"
 
 	"github.com/hayate-sfu/hayate/config"
+	"github.com/hayate-sfu/hayate/internal/sdnotify"
 	"github.com/hayate-sfu/hayate/node"
-	"github.com/hayate-sfu/hayate/sdnotify"
 )
 
 func main() {

@@ -20,7 +20,7 @@ import (
 	"github.com/hayate-sfu/hayate/internal/clientproc"
 	"github.com/hayate-sfu/hayate/internal/netns"
 	"github.com/hayate-sfu/hayate/internal/poll"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 var binary string

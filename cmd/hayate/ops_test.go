@@ -20,7 +20,7 @@ import (
 
 	"github.com/hayate-sfu/hayate/internal/poll"
 	"github.com/hayate-sfu/hayate/internal/promtest"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
 )
 
 // TestVersion: --version names the VCS revision the binary was built from,

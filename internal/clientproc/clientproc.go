@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hayate-sfu/hayate/internal/loadpeer"
 	"github.com/hayate-sfu/hayate/internal/poll"
-	"github.com/hayate-sfu/hayate/loadpeer"
 )
 
 // The environment that makes a test binary a client process.

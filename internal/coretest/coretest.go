@@ -10,7 +10,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
-	"github.com/hayate-sfu/hayate/cert"
+	"github.com/hayate-sfu/hayate/internal/cert"
 	"github.com/hayate-sfu/hayate/media"
 	"github.com/hayate-sfu/hayate/rtpcore"
 )

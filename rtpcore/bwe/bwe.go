@@ -17,7 +17,7 @@ package bwe
 import (
 	"math"
 
-	"github.com/hayate-sfu/hayate/twcc"
+	"github.com/hayate-sfu/hayate/rtpcore/twcc"
 )
 
 // Config are an estimator's bounds.

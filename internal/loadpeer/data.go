@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 
-	"github.com/hayate-sfu/hayate/datachan"
+	"github.com/hayate-sfu/hayate/rtpcore/datachan"
 )
 
 // DataChannels of a peer (Options.DataChannels): SCTP over the peer's DTLS

@@ -4,7 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/hayate-sfu/hayate/twcc"
+	"github.com/hayate-sfu/hayate/rtpcore/twcc"
 )
 
 // link is a simulated bottleneck: random loss, a FIFO queue bounded in

@@ -26,10 +26,10 @@ import (
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
 
-	"github.com/hayate-sfu/hayate/cert"
-	"github.com/hayate-sfu/hayate/chanconn"
-	"github.com/hayate-sfu/hayate/ids"
-	"github.com/hayate-sfu/hayate/sigclient"
+	"github.com/hayate-sfu/hayate/internal/cert"
+	"github.com/hayate-sfu/hayate/internal/ids"
+	"github.com/hayate-sfu/hayate/internal/sigclient"
+	"github.com/hayate-sfu/hayate/rtpcore/chanconn"
 )
 
 // Options configure a peer.

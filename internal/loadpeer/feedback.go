@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hayate-sfu/hayate/twcc"
+	"github.com/hayate-sfu/hayate/rtpcore/twcc"
 )
 
 // Header extension ids of Hayate's offers (jsep: fixed per URI).
