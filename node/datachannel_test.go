@@ -671,11 +671,15 @@ func TestDataChannelLimits(t *testing.T) {
 		c.ICEConnectionStateFailedTimeout = patience
 		c.DataChannelMaxMessageSize, c.DataChannelQueueBytes, c.DataChannelMessagesPerSecond = 1024, 4096, 20
 	})
-	chat := messagingConnect(map[string]any{"label": "#chat", "direction": "sendrecv"})
+	// #bulk, for the queue, only slow and c have: a, a reader that a
+	// loaded machine may stall for seconds, is never sent enough to fill
+	// its small queue.
+	chat := map[string]any{"label": "#chat", "direction": "sendrecv"}
+	bulk := map[string]any{"label": "#bulk", "direction": "sendrecv"}
 	relay := newUDPRelay(t, n.MediaAddr())
-	a := newDCPeer(t, n, "lim", "sendonly", chat)
-	slow := newDCPeerVia(t, n, relay.rewrite, "lim", "sendonly", chat)
-	c := newDCPeer(t, n, "lim", "sendonly", chat)
+	a := newDCPeer(t, n, "lim", "sendonly", messagingConnect(chat))
+	slow := newDCPeerVia(t, n, relay.rewrite, "lim", "sendonly", messagingConnect(chat, bulk))
+	c := newDCPeer(t, n, "lim", "sendonly", messagingConnect(chat, bulk))
 	for _, p := range []*dcPeer{a, slow, c} {
 		p.waitSwitched()
 	}
@@ -694,12 +698,12 @@ func TestDataChannelLimits(t *testing.T) {
 		t.Errorf("%d of 60 passed (bucket 20 + 20/s over %v allows %.0f), %d dropped", passed, time.Since(start), limit, st.DataDropRateLimited.Load())
 	}
 
-	// Queue: slow stops acknowledging; c sends 1000-byte messages (one
-	// per poll; the rate limit lets 20 a second through).
+	// Queue: slow stops acknowledging; c sends 1000-byte messages on
+	// #bulk (one per poll; the rate limit lets 20 a second through).
 	relay.blackhole.Store(true)
 	waitFor(t, "the slow receiver closed", patience, func() bool {
 		if st.DataQueueFull.Load() == 0 {
-			c.send("#chat", strings.Repeat("x", 1000), true)
+			c.send("#bulk", strings.Repeat("x", 1000), true)
 			return false
 		}
 		return true
