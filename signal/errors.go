@@ -178,3 +178,7 @@ var (
 	// connection without spotlight.
 	ErrNotSpotlight = errors.New("signal: not a spotlight channel or connection")
 )
+
+// errBadDataChannels is a data_channels list that does not validate; the
+// connect is refused with 4400 and the reason names the entry.
+var errBadDataChannels = errors.New("signal: invalid data_channels")
