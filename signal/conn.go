@@ -372,7 +372,9 @@ func (c *Conn) connect() *CloseError {
 		c.closeTransport()
 		return e
 	}
-	c.nc.SetReadDeadline(time.Time{})
+	if f := h.testHooks().AfterAdmit; f != nil {
+		f(c.channelID)
+	}
 	return nil
 }
 

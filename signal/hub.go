@@ -131,6 +131,10 @@ type TestHooks struct {
 	// admission precheck and the admission commit (admit), with nothing
 	// locked.
 	BeforeAdmit func(channelID string)
+	// AfterAdmit runs on a connecting client's goroutine right after the
+	// admission commit, with nothing locked: a test closes the hub from it
+	// to show that a close racing the admission still ends the connection.
+	AfterAdmit func(channelID string)
 	// BeforeFence runs at the start of Fence: a test delays fencing with it
 	// to show that a cluster_lease_grace shorter than the fencing latency
 	// lets two nodes serve a channel at once.
@@ -455,8 +459,21 @@ func (h *Hub) admit(c *Conn) *CloseError {
 		h.hooks.Router.SetLoad(len(h.conns))
 	}
 	c.lastPong.Store(now.UnixNano())
+	// The connect's read deadline ends here, before the connection is live:
+	// a close requested from now on sets the reader's deadline after this
+	// (writer.go), and none is undone by it. Going live is ordered with
+	// requestClose by closeMu: a close that came first, and found the
+	// connection not live (it only woke the reader), is carried out the
+	// live way, after the offer.
+	c.nc.SetReadDeadline(time.Time{})
+	c.closeMu.Lock()
 	c.live.Store(true)
+	closing := c.closeErr != nil
+	c.closeMu.Unlock()
 	c.queue(c.offerMessage())
+	if closing {
+		c.startClosing()
+	}
 	return nil
 }
 

@@ -112,6 +112,7 @@ func (c *Conn) requestClose(e *CloseError) {
 		c.closeErr = e
 	}
 	detached := c.dc != nil && c.dc.detached.Load()
+	live := c.live.Load() // ordered with admit's going live by closeMu
 	c.closeMu.Unlock()
 	if !first {
 		return
@@ -120,10 +121,18 @@ func (c *Conn) requestClose(e *CloseError) {
 		c.closeDetached(e) // no WebSocket left: the DataChannels carry the close
 		return
 	}
-	if !c.live.Load() {
+	if !live {
+		// Not admitted yet: the reader writes the close itself, or, if
+		// the admission is already committing, admit carries it out.
 		c.nc.SetReadDeadline(time.Now())
 		return
 	}
+	c.startClosing()
+}
+
+// startClosing makes the writer write the close frame after the queued
+// frames, starting it if it is idle.
+func (c *Conn) startClosing() {
 	w := &c.w
 	w.mu.Lock()
 	if w.done {
