@@ -53,24 +53,25 @@ func (a *API) getStatsAllConnections(context.Context, params) (any, error) {
 }
 
 // getStatsConnection is Sora_20170529.GetStatsConnection {channel_id,
-// connection_id}: one connection.
+// connection_id}, one object; getStatsClient is
+// Sora_20170529.GetStatsClient {channel_id, client_id}, every connection
+// of the client (a client_id may have several) as an array.
 func (a *API) getStatsConnection(_ context.Context, p params) (any, error) {
-	ch, sel, _, err := p.selector("connection_id", "")
+	s, err := a.statsOf(p, "connection_id")
 	if err != nil {
 		return nil, err
-	}
-	s, err := a.backend.ConnectionStats(ch, sel)
-	if err != nil {
-		return nil, notFound(err)
 	}
 	return s[0], nil
 }
 
-// getStatsClient is Sora_20170529.GetStatsClient {channel_id, client_id}:
-// every connection of the client (a client_id may have several), as an
-// array.
 func (a *API) getStatsClient(_ context.Context, p params) (any, error) {
-	ch, sel, _, err := p.selector("client_id", "")
+	return a.statsOf(p, "client_id")
+}
+
+// statsOf reads {channel_id, by} and returns the statistics of the
+// connections it picks.
+func (a *API) statsOf(p params, by string) ([]signal.ConnectionStats, error) {
+	ch, sel, _, err := p.selector(by, "")
 	if err != nil {
 		return nil, err
 	}

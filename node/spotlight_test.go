@@ -399,7 +399,20 @@ func TestSpotlightBatchRequestRid(t *testing.T) {
 		t.Errorf("answer %+v, want the request", got)
 	}
 	r.waitLayers(t, "viewer 2: the focused at r1", v2, layers(1, 0, 0))
-	r.waitLayers(t, "viewer 1: unchanged by the refused batches", v1, layers(2, 0, 0))
+	// That batch chose the focus again for every viewer: had a refused
+	// batch set viewer 1's rids, viewer 1 would now switch too. Its next
+	// second of packets are still at its own rids.
+	k := len(v1.snapshot())
+	waitFor(t, "a second more of viewer 1's packets", patience, func() bool { return len(v1.snapshot()) > k+90 })
+	last := map[string]int{}
+	for _, p := range v1.snapshot() {
+		if id, ok := r.src[p.ssrc]; ok {
+			last[id] = p.layer
+		}
+	}
+	if fmt.Sprint(last) != fmt.Sprint(layers(2, 0, 0)) {
+		t.Errorf("viewer 1 after the refused batches: layers %v, want %v", last, layers(2, 0, 0))
+	}
 
 	// Both viewers, and publisher 2's stream only: at r1 while unfocused.
 	apiOK[soraBatchSpotlightRid](t, r.n, "Sora_20211215.BatchRequestSpotlightRid",
