@@ -38,8 +38,9 @@ type soraRTCStatsCounters struct {
 func statsRequest(t *testing.T, c *sigclient.Client) {
 	t.Helper()
 	c.AutoPong = false
+	deadline := soon()
 	for {
-		msg, err := c.ReadMessage(soon())
+		msg, err := c.ReadMessage(deadline)
 		if err != nil {
 			t.Fatalf("waiting for a stats request: %v", err)
 		}
