@@ -121,6 +121,7 @@ type fanoutRun struct {
 	pub  *Publisher
 	subs []*Subscriber
 	join []time.Duration
+	tap  *Tap // receives the subscribers' media, if they do not read it themselves
 }
 
 func startFanout(b *testing.B, kind string, n int, extra ...string) *fanoutRun {
@@ -131,6 +132,13 @@ func startFanout(b *testing.B, kind string, n int, extra ...string) *fanoutRun {
 // startFanoutOn is startFanout with the server under lim.
 func startFanoutOn(b *testing.B, kind string, n int, lim Limits, extra ...string) *fanoutRun {
 	b.Helper()
+	return startFanoutSink(b, kind, n, lim, false, extra...)
+}
+
+// startFanoutSink is startFanoutOn; with tap, one Tap receives every
+// subscriber's media and their sockets drop it (see Tap).
+func startFanoutSink(b *testing.B, kind string, n int, lim Limits, tap bool, extra ...string) *fanoutRun {
+	b.Helper()
 	r := &fanoutRun{srv: startServerOn(b, kind, lim, extra...)}
 	var err error
 	if r.pub, err = StartPublisher(r.srv.Signaling, "fanout"); err != nil {
@@ -140,7 +148,15 @@ func startFanoutOn(b *testing.B, kind string, n int, lim Limits, extra ...string
 	// Let the stream run before anyone joins: the pion baseline gives a
 	// subscriber only the tracks that exist when it joins.
 	time.Sleep(time.Second)
-	r.subs, r.join, err = JoinSubscribers(r.srv.Signaling, "fanout", n, 16, r.pub.video, r.pub.audio)
+	if tap {
+		if r.tap, err = NewTap(r.pub.Peer.Server.Port(), TapRing); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(r.tap.Close)
+		r.subs, r.join, err = JoinSubscribersTap(r.srv.Signaling, "fanout", n, 16, r.pub.video, r.pub.audio, r.tap)
+	} else {
+		r.subs, r.join, err = JoinSubscribers(r.srv.Signaling, "fanout", n, 16, r.pub.video, r.pub.audio)
+	}
 	if err != nil {
 		b.Fatalf("%s: joining %d subscribers: %v\n%s", kind, n, err, r.srv.Log())
 	}
@@ -306,6 +322,13 @@ func BenchmarkFanoutBackend(b *testing.B) {
 // server rather than its share of a crowded scheduler; HAYATE_BENCH_CORES
 // (default 1,2) chooses the configurations.
 //
+// The subscribers' media is received by a Tap (one packet socket with a
+// ring for all of them), so that the load generator needs a small part of
+// a core and the 2-core server can have most of two; tap-drops counts what
+// the ring missed (it is counted as loss). HAYATE_BENCH_SINK=sockets makes
+// every subscriber read its own socket instead, as the other fanout
+// benchmarks do (about as much CPU per packet as the server's).
+//
 //	HAYATE_BENCH_SUBS=1000,1500,2000 go test -run '^$' -bench FanoutCores -benchtime 1x ./bench/
 func BenchmarkFanoutCores(b *testing.B) {
 	window := envDuration("HAYATE_BENCH_WINDOW", 5*time.Second)
@@ -316,6 +339,7 @@ func BenchmarkFanoutCores(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	tap := os.Getenv("HAYATE_BENCH_SINK") != "sockets"
 	for _, n := range envInts("HAYATE_BENCH_SUBS", []int{500, 1000, 1500, 2000}) {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			ns := map[int]float64{}
@@ -324,8 +348,15 @@ func BenchmarkFanoutCores(b *testing.B) {
 				if cores == 2 {
 					lim = Limits{CPUs: "0,1", GOMAXPROCS: 2, Nice: nice}
 				}
-				r := startFanoutOn(b, "hayate", n, lim, fmt.Sprintf("--media_sockets=%d", cores))
+				r := startFanoutSink(b, "hayate", n, lim, tap, fmt.Sprintf("--media_sockets=%d", cores))
 				idleAllocs := r.idleAllocsPerSecond(b, 3*time.Second)
+				var drops0 uint64
+				if r.tap != nil {
+					var err error
+					if drops0, err = r.tap.Drops(); err != nil {
+						b.Fatal(err)
+					}
+				}
 				lg0 := processCPU()
 				w := r.measure(b, window)
 				lg := processCPU() - lg0
@@ -341,6 +372,14 @@ func BenchmarkFanoutCores(b *testing.B) {
 				b.ReportMetric(w.ServerCPU.Seconds()/w.Duration.Seconds(), name+"server-cores")
 				b.ReportMetric(lg.Seconds()/w.Duration.Seconds(), name+"loadgen-cores")
 				b.ReportMetric(float64(rss)/(1<<20), name+"rss-MiB")
+				if r.tap != nil {
+					drops, err := r.tap.Drops()
+					if err != nil {
+						b.Fatal(err)
+					}
+					// What the ring missed in the window (counted as loss).
+					b.ReportMetric(float64(drops-drops0), name+"tap-drops")
+				}
 				c := w.Counters
 				b.Logf("%d core(s): %d forwards expected, %d received, server CPU %v, %.0f handed off, %.0f handoff drops, %.1f datagrams per send call",
 					cores, w.Expected, w.Received, w.ServerCPU, c["handed_off"], c["handoff_full"], c["packets_out"]/max(c["send_calls"], 1))
@@ -353,13 +392,16 @@ func BenchmarkFanoutCores(b *testing.B) {
 	}
 }
 
-// close stops the run's publisher, subscribers and server.
+// close stops the run's publisher, subscribers, tap and server.
 func (r *fanoutRun) close() {
 	r.pub.Stop()
 	for _, s := range r.subs {
 		s.Close()
 	}
 	r.subs = nil
+	if r.tap != nil {
+		r.tap.Close()
+	}
 	r.srv.Stop(30 * time.Second)
 }
 

@@ -234,12 +234,21 @@ func NewSubscriber(url, channel string, video, audio uint32) (*Subscriber, error
 
 // NewSubscriberOver is NewSubscriber over transport (loadpeer.Transport*).
 func NewSubscriberOver(url, channel string, video, audio uint32, transport string) (*Subscriber, error) {
-	return newSubscriber(url, connectMsg(channel, "recvonly"), video, audio, transport, 0)
+	return newSubscriber(url, connectMsg(channel, "recvonly"), video, audio, transport, 0, nil)
+}
+
+// JoinSubscribersTap is JoinSubscribers with subscribers whose media the
+// tap receives (see Tap); their own sockets drop it.
+func JoinSubscribersTap(url, channel string, n, concurrency int, video, audio uint32, tap *Tap) ([]*Subscriber, []time.Duration, error) {
+	return joinTimed(n, concurrency, func(int) (*Subscriber, error) {
+		return newSubscriber(url, connectMsg(channel, "recvonly"), video, audio, loadpeer.TransportUDP, 0, tap)
+	})
 }
 
 // newSubscriber connects a recvonly client with connect message msg; the
-// send time of a sampled packet is at timeAt in its payload.
-func newSubscriber(url string, msg map[string]any, video, audio uint32, transport string, timeAt int) (*Subscriber, error) {
+// send time of a sampled packet is at timeAt in its payload. With a tap,
+// the tap receives its media instead of a reader of its own.
+func newSubscriber(url string, msg map[string]any, video, audio uint32, transport string, timeAt int, tap *Tap) (*Subscriber, error) {
 	peer, err := loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: msg, Detach: true,
 		Timeout: 30 * time.Second, Transport: transport})
 	if err != nil {
@@ -255,9 +264,17 @@ func newSubscriber(url string, msg map[string]any, video, audio uint32, transpor
 	if a != 0 {
 		s.ssrc[1] = a
 	}
-	if peer.Conn() != nil {
+	switch {
+	case tap != nil:
+		if err := DropAll(s); err != nil {
+			peer.Close()
+			return nil, err
+		}
+		tap.Add(s)
+		close(s.done)
+	case peer.Conn() != nil:
 		go s.receive()
-	} else {
+	default:
 		go s.receiveEach()
 	}
 	return s, nil
@@ -366,7 +383,7 @@ func (s *Subscriber) onPacket(pkt []byte, k *int, scratch []byte) {
 	s.seen[idx][seq>>6].Or(1 << (seq & 63))
 	s.packets.Add(1)
 	*k++
-	if *k%sampleEvery != 0 {
+	if *k%sampleEvery != 0 || s.Peer == nil {
 		return
 	}
 	plain, err := s.Peer.DecryptRTP(scratch[:0], append(scratch[:0], pkt...))

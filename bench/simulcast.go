@@ -155,7 +155,7 @@ func JoinSimulcastSubscribers(url, channel string, n, concurrency int) ([]*Subsc
 		msg := connectMsg(channel, "recvonly")
 		msg["simulcast"] = true
 		msg["simulcast_rid"] = fmt.Sprintf("r%d", i%3)
-		return newSubscriber(url, msg, 0, 0, loadpeer.TransportUDP, simulcastTimeAt)
+		return newSubscriber(url, msg, 0, 0, loadpeer.TransportUDP, simulcastTimeAt, nil)
 	})
 }
 

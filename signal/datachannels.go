@@ -117,9 +117,6 @@ type dataChannelSpec struct {
 	Header            json.RawMessage `json:"header"`
 }
 
-// errBadDataChannels is a data_channels list that does not validate.
-var errBadDataChannels = errors.New("signal: invalid data_channels")
-
 // parseDataChannels checks a data_channels list and returns the
 // connection's channels: the fixed signaling labels first (their compress
 // may be set by an entry of the same label), then the messaging labels in

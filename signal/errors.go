@@ -185,3 +185,7 @@ var (
 	// ErrRTCStatsNotYet is a connection that has sent no stats report yet.
 	ErrRTCStatsNotYet = errors.New("signal: no rtc stats report from the connection yet")
 )
+
+// errBadDataChannels is a data_channels list that does not validate; the
+// connect is refused with 4400 and the reason names the entry.
+var errBadDataChannels = errors.New("signal: invalid data_channels")

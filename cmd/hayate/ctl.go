@@ -33,9 +33,6 @@ The token (api_token) may also come from the environment variable
 HAYATE_API_TOKEN, which keeps it out of the process list.
 `
 
-// errUsage is a command line that names no command.
-var errUsage = errors.New("usage")
-
 // ctlCommand is one ctl command: the API operation it calls, its body, and
 // how its answer is shown as a table.
 type ctlCommand struct {
