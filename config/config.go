@@ -90,6 +90,12 @@ type Config struct {
 	DataChannelMessagesPerSecond     int
 	DataChannelQueueBytes            int
 
+	// RTC stats (Sora's websocket_stats_timer_interval; the other two
+	// are Hayate's).
+	WebSocketStatsTimerInterval   time.Duration
+	DataChannelStatsTimerInterval time.Duration
+	RTCStatsMaxBytes              int
+
 	// Media.
 	MediaBackend                    string
 	MediaSockets                    int
@@ -180,6 +186,9 @@ func Default() Config {
 		DataChannelMaxMessageSize:        65536,
 		DataChannelMessagesPerSecond:     1000,
 		DataChannelQueueBytes:            1 << 20,
+		WebSocketStatsTimerInterval:      time.Minute,
+		DataChannelStatsTimerInterval:    time.Minute,
+		RTCStatsMaxBytes:                 256 << 10,
 		MediaBackend:                     "auto",
 		MediaSockets:                     runtime.GOMAXPROCS(0),
 		SimulcastAdaptation:              true,
@@ -268,6 +277,9 @@ func (c *Config) keys() []key {
 		boolKey("data_channel_signaling_close_message", "tell a connection without WebSocket why it is closed: {\"type\":\"close\",\"code\",\"reason\"} on the signaling DataChannel", &c.DataChannelSignalingCloseMessage),
 		intKey("data_channel_max_message_size", "largest DataChannel message accepted (the offer's a=max-message-size); larger ones are dropped and counted", &c.DataChannelMaxMessageSize),
 		intKey("data_channel_messages_per_second", "DataChannel messages one connection may send a second (burst of as many); more are dropped and counted (0: no limit)", &c.DataChannelMessagesPerSecond),
+		durationKey("websocket_stats_timer_interval", "how often a client signaling on its WebSocket is asked for its getStats() report ({\"type\":\"ping\",\"stats\":true}); the RTC stats API answers the latest (Sora's key and default; 0: never)", &c.WebSocketStatsTimerInterval),
+		durationKey("data_channel_stats_timer_interval", "how often a client that switched to DataChannel signaling is asked for its getStats() report ({\"type\":\"req-stats\"} on the stats DataChannel; 0: never; Sora's docs name no key for it, the name is Hayate's)", &c.DataChannelStatsTimerInterval),
+		intKey("rtc_stats_max_bytes", "largest getStats() report kept per connection; a larger one (or one that is not a JSON array of objects) is dropped and counted, the connection goes on", &c.RTCStatsMaxBytes),
 		intKey("data_channel_queue_bytes", "DataChannel bytes queued to one connection and not yet acknowledged; a receiver that lets more pile up is closed with 4429 DATA-CHANNEL-QUEUE-FULL", &c.DataChannelQueueBytes),
 		stringKey("media_backend", "socket backend: auto (io_uring where the kernel allows it, else epoll), io_uring, or epoll (recvmmsg/sendmmsg through the Go netpoller)", &c.MediaBackend),
 		intKey("media_sockets", "SO_REUSEPORT sockets on media_port, each read by one goroutine; default GOMAXPROCS", &c.MediaSockets),
@@ -478,6 +490,9 @@ func (c *Config) Validate() error {
 	if c.DataChannelMaxMessageSize < 1024 || c.DataChannelMaxMessageSize > 1<<24 || c.DataChannelMessagesPerSecond < 0 ||
 		c.DataChannelQueueBytes < c.DataChannelMaxMessageSize {
 		return fmt.Errorf("config: data_channel_max_message_size must be 1024 to 16777216, data_channel_queue_bytes at least that, data_channel_messages_per_second 0 or more: %w", ErrOutOfRange)
+	}
+	if c.WebSocketStatsTimerInterval < 0 || c.DataChannelStatsTimerInterval < 0 || c.RTCStatsMaxBytes < 1024 || c.RTCStatsMaxBytes > 1<<24 {
+		return fmt.Errorf("config: websocket_stats_timer_interval and data_channel_stats_timer_interval must be 0 or more, rtc_stats_max_bytes 1024 to 16777216: %w", ErrOutOfRange)
 	}
 	if c.WebhookRetries < 0 || c.WebhookRetries > 10 || c.WebhookRetryInterval <= 0 {
 		return fmt.Errorf("config: webhook_retries must be 0 to 10 and webhook_retry_interval positive: %w", ErrOutOfRange)

@@ -52,6 +52,12 @@ type Backend interface {
 	Spotlight(channelID, connectionID string, op signal.SpotlightOp) error
 	ChangeSpotlightNumber(channelID string, number int) error
 	RequestSpotlightRid(channelID, receiverID, senderID, focus, unfocus string, reset bool) error
+	BatchRequestSpotlightRid(channelID string, receiverIDs []string, senderID, focus, unfocus string) error
+	// ListRTCStats, RTCStats and ConnectionStats are the statistics API
+	// (signal.Hub's methods of the same names).
+	ListRTCStats(channelID string) []signal.RTCStats
+	RTCStats(channelID, connectionID string) (signal.RTCStats, error)
+	ConnectionStats(channelID string, sel signal.Selector) ([]signal.ConnectionStats, error)
 	StatsReport() StatsReport
 	License() License
 }
@@ -89,39 +95,46 @@ func New(b Backend, opt Options, log *slog.Logger) *API {
 		a.token = []byte(opt.Token)
 	}
 	a.ops = map[string]operation{
-		"Sora_20211215.ChangeMode":              a.changeMode,
-		"Sora_20211215.GetMode":                 a.getMode,
-		"Sora_20201013.ListConnections":         a.listConnections,
-		"Sora_20201013.ListChannelConnections":  a.listChannelConnections,
-		"Sora_20151104.DisconnectChannel":       a.disconnect("", ""),
-		"Sora_20151104.DisconnectClient":        a.disconnect("client_id", ""),
-		"Sora_20151104.DisconnectConnection":    a.disconnect("connection_id", ""),
-		"Sora_20201120.DisconnectChannelByRole": a.disconnect("", "role"),
-		"Sora_20160711.PushChannel":             a.push("", ""),
-		"Sora_20160711.PushClient":              a.push("client_id", ""),
-		"Sora_20160711.PushConnection":          a.push("connection_id", ""),
-		"Sora_20201120.PushChannelByRole":       a.push("", "role"),
-		"Sora_20241211.RequestKeyFrame":         a.requestKeyFrame,
-		"Sora_20230628.TerminateSession":        a.terminateSession,
-		"Sora_20201013.ListChannels":            a.listChannels,
-		"Sora_20231220.GetSession":              a.getSession,
-		"Sora_20231220.ListSessions":            a.listSessions,
-		"Sora_20171010.GetStatsReport":          a.getStatsReport,
-		"Sora_20201005.RequestRtpStream":        a.requestRtpStream,
-		"Sora_20201005.ResetRtpStream":          a.resetRtpStream,
-		"Sora_20251210.RequestSimulcastRid":     a.requestSimulcastRid,
-		"Sora_20200807.FocusSpotlight":          a.spotlightFocus(signal.SpotlightFocus),
-		"Sora_20200807.FocusSpotlightFixed":     a.spotlightFocus(signal.SpotlightFocusFixed),
-		"Sora_20200807.UnfocusSpotlight":        a.spotlightFocus(signal.SpotlightUnfocus),
-		"Sora_20200807.ChangeSpotlightNumber":   a.changeSpotlightNumber,
-		"Sora_20211215.RequestSpotlightRid":     a.requestSpotlightRid(false),
-		"Sora_20211215.ResetSpotlightRid":       a.requestSpotlightRid(true),
-		"Sora_20171218.GetLicense":              a.getLicense,
-		"Sora_20221221.InitCluster":             a.initCluster,
-		"Sora_20211215.RegisterClusterNode":     a.registerClusterNode,
-		"Sora_20211215.ListClusterNodes":        a.listClusterNodes,
-		"Sora_20211215.ListClusterChannels":     a.listClusterChannels,
-		"Sora_20220629.PurgeClusterNode":        a.purgeClusterNode,
+		"Sora_20211215.ChangeMode":               a.changeMode,
+		"Sora_20211215.GetMode":                  a.getMode,
+		"Sora_20201013.ListConnections":          a.listConnections,
+		"Sora_20201013.ListChannelConnections":   a.listChannelConnections,
+		"Sora_20151104.DisconnectChannel":        a.disconnect("", ""),
+		"Sora_20151104.DisconnectClient":         a.disconnect("client_id", ""),
+		"Sora_20151104.DisconnectConnection":     a.disconnect("connection_id", ""),
+		"Sora_20201120.DisconnectChannelByRole":  a.disconnect("", "role"),
+		"Sora_20160711.PushChannel":              a.push("", ""),
+		"Sora_20160711.PushClient":               a.push("client_id", ""),
+		"Sora_20160711.PushConnection":           a.push("connection_id", ""),
+		"Sora_20201120.PushChannelByRole":        a.push("", "role"),
+		"Sora_20241211.RequestKeyFrame":          a.requestKeyFrame,
+		"Sora_20230628.TerminateSession":         a.terminateSession,
+		"Sora_20201013.ListChannels":             a.listChannels,
+		"Sora_20231220.GetSession":               a.getSession,
+		"Sora_20231220.ListSessions":             a.listSessions,
+		"Sora_20171010.GetStatsReport":           a.getStatsReport,
+		"Sora_20201005.RequestRtpStream":         a.requestRtpStream,
+		"Sora_20201005.ResetRtpStream":           a.resetRtpStream,
+		"Sora_20251210.RequestSimulcastRid":      a.requestSimulcastRid,
+		"Sora_20200807.FocusSpotlight":           a.spotlightFocus(signal.SpotlightFocus),
+		"Sora_20200807.FocusSpotlightFixed":      a.spotlightFocus(signal.SpotlightFocusFixed),
+		"Sora_20200807.UnfocusSpotlight":         a.spotlightFocus(signal.SpotlightUnfocus),
+		"Sora_20200807.ChangeSpotlightNumber":    a.changeSpotlightNumber,
+		"Sora_20211215.RequestSpotlightRid":      a.requestSpotlightRid(false),
+		"Sora_20211215.ResetSpotlightRid":        a.requestSpotlightRid(true),
+		"Sora_20211215.BatchRequestSpotlightRid": a.batchRequestSpotlightRid,
+		"Sora_20211215.ListRtcStats":             a.listRTCStats,
+		"Sora_20211215.ListChannelRtcStats":      a.listChannelRTCStats,
+		"Sora_20211215.GetRtcStats":              a.getRTCStats,
+		"Sora_20171101.GetStatsAllConnections":   a.getStatsAllConnections,
+		"Sora_20170529.GetStatsConnection":       a.getStatsConnection,
+		"Sora_20170529.GetStatsClient":           a.getStatsClient,
+		"Sora_20171218.GetLicense":               a.getLicense,
+		"Sora_20221221.InitCluster":              a.initCluster,
+		"Sora_20211215.RegisterClusterNode":      a.registerClusterNode,
+		"Sora_20211215.ListClusterNodes":         a.listClusterNodes,
+		"Sora_20211215.ListClusterChannels":      a.listClusterChannels,
+		"Sora_20220629.PurgeClusterNode":         a.purgeClusterNode,
 	}
 	for _, t := range unsupportedTargets {
 		a.ops[t.target] = refuse(t.why)
@@ -297,6 +310,24 @@ func (p params) id(name string) (string, error) {
 		return "", invalid(name)
 	}
 	return s, nil
+}
+
+// list returns a required non-empty array of strings of 1 to 255 bytes.
+func (p params) list(name string) ([]string, error) {
+	raw, ok := p[name]
+	if !ok || string(raw) == "null" {
+		return nil, missing(name)
+	}
+	var out []string
+	if err := json.Unmarshal(raw, &out); err != nil || len(out) == 0 {
+		return nil, invalidList(name)
+	}
+	for _, s := range out {
+		if s == "" || len(s) > 255 {
+			return nil, invalidList(name)
+		}
+	}
+	return out, nil
 }
 
 // flag returns an optional boolean parameter (false when absent or null).

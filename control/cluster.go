@@ -117,18 +117,9 @@ func (a *API) initCluster(ctx context.Context, p params) (any, error) {
 	if err := a.clusterOn(); err != nil {
 		return nil, err
 	}
-	raw, ok := p["node_name_list"]
-	if !ok || string(raw) == "null" {
-		return nil, missing("node_name_list")
-	}
-	var names []string
-	if err := json.Unmarshal(raw, &names); err != nil || len(names) == 0 {
-		return nil, invalidList("node_name_list")
-	}
-	for _, n := range names {
-		if n == "" || len(n) > 255 {
-			return nil, invalidList("node_name_list")
-		}
+	names, err := p.list("node_name_list")
+	if err != nil {
+		return nil, err
 	}
 	if err := a.cluster.InitCluster(ctx, names); err != nil {
 		return nil, err

@@ -26,6 +26,7 @@ var (
 	errConnectionNotFound = &Error{http.StatusNotFound, "CONNECTION-NOT-FOUND", "no such connection in that channel"}
 	errClientNotFound     = &Error{http.StatusNotFound, "CLIENT-NOT-FOUND", "no connection with that client_id in that channel"}
 	errSessionNotFound    = &Error{http.StatusNotFound, "SESSION-NOT-FOUND", "session_id is not the session of that channel"}
+	errRTCStatsNotFound   = &Error{http.StatusNotFound, "RTC-STATS-NOT-FOUND", "the connection has sent no getStats() report yet"}
 	errUnsupportedTarget  = &Error{http.StatusBadRequest, "UNSUPPORTED-TARGET", "Hayate does not serve this Sora operation"}
 	errMethod             = &Error{http.StatusMethodNotAllowed, "METHOD-NOT-ALLOWED", "use POST (or OPTIONS for CORS preflight)"}
 	errUnauthorized       = &Error{http.StatusUnauthorized, "UNAUTHORIZED", "this API needs Authorization: Bearer <api_token>"}
@@ -46,7 +47,7 @@ var (
 // AllErrors lists every API error, for documentation tests.
 func AllErrors() []*Error {
 	return []*Error{errBadJSON, errMissingParameter, errInvalidParameter, errInvalidMode, errUnknownTarget,
-		errNotFound, errChannelNotFound, errConnectionNotFound, errClientNotFound, errSessionNotFound, errUnsupportedTarget, errMethod, errUnauthorized, errBodyTooLarge, errInternal,
+		errNotFound, errChannelNotFound, errConnectionNotFound, errClientNotFound, errSessionNotFound, errRTCStatsNotFound, errUnsupportedTarget, errMethod, errUnauthorized, errBodyTooLarge, errInternal,
 		errClusterNotEnabled, ErrClusterAlreadyInitialised, ErrClusterNodeNotFound, ErrClusterNodeAlive,
 		ErrClusterInvalidNode, ErrClusterUnavailable}
 }

@@ -36,6 +36,14 @@ func (buggy) ChangeSpotlightNumber(string, int) error                       { pa
 func (buggy) RequestSpotlightRid(string, string, string, string, string, bool) error {
 	panic("spotlight rid")
 }
+func (buggy) BatchRequestSpotlightRid(string, []string, string, string, string) error {
+	panic("batch spotlight rid")
+}
+func (buggy) ListRTCStats(string) []signal.RTCStats            { panic("rtc stats") }
+func (buggy) RTCStats(string, string) (signal.RTCStats, error) { panic("rtc stats") }
+func (buggy) ConnectionStats(string, signal.Selector) ([]signal.ConnectionStats, error) {
+	panic("connection stats")
+}
 
 // TestPanicContained: a bug in an operation answers 500 INTERNAL-ERROR
 // with no detail, logs the panic's value without a stack trace, and the

@@ -96,6 +96,9 @@ type StatsReport struct {
 	SCTPPacketsOut uint64                  `json:"total_sent_sctp"`
 	SCTPBytesOut   uint64                  `json:"total_sent_sctp_byte_size"`
 	DataChannels   signal.DataChannelStats `json:"data_channels"`
+	// RTCStats counts the clients' getStats() reports asked for, kept
+	// and refused (the RTC stats API).
+	RTCStats signal.RTCStatsCounters `json:"rtc_stats"`
 
 	// TURN is the built-in TURN server (absent with turn = false), ICETCP
 	// the ICE-TCP listener (absent without ice_tcp).

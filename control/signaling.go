@@ -186,6 +186,8 @@ func notFound(err error) error {
 		return errClientNotFound
 	case errors.Is(err, signal.ErrSessionNotFound):
 		return errSessionNotFound
+	case errors.Is(err, signal.ErrRTCStatsNotYet):
+		return errRTCStatsNotFound
 	default:
 		return err
 	}

@@ -80,6 +80,38 @@ func (a *API) requestSpotlightRid(reset bool) operation {
 	}
 }
 
+// batchRequestSpotlightRid is Sora_20211215.BatchRequestSpotlightRid
+// {channel_id, recv_connection_ids, send_connection_id?,
+// spotlight_focus_rid, spotlight_unfocus_rid}: RequestSpotlightRid for
+// every viewer listed, all or none (README, "Sora compatibility: API
+// targets", on the parameter's name).
+func (a *API) batchRequestSpotlightRid(_ context.Context, p params) (any, error) {
+	ch, err := p.id("channel_id")
+	if err != nil {
+		return nil, err
+	}
+	recv, err := p.list("recv_connection_ids")
+	if err != nil {
+		return nil, err
+	}
+	send, err := p.optionalID("send_connection_id")
+	if err != nil {
+		return nil, err
+	}
+	focus, err := p.id("spotlight_focus_rid")
+	if err != nil {
+		return nil, err
+	}
+	unfocus, err := p.id("spotlight_unfocus_rid")
+	if err != nil {
+		return nil, err
+	}
+	if err := a.backend.BatchRequestSpotlightRid(ch, recv, send, focus, unfocus); err != nil {
+		return nil, spotlightError(err)
+	}
+	return echo(p), nil
+}
+
 var (
 	errSpotlightNumber = wrapped{errInvalidParameter, `parameter "spotlight_number" must be an integer from 1 to 8`}
 	errSpotlightRid    = wrapped{errInvalidParameter, `parameters "spotlight_focus_rid" and "spotlight_unfocus_rid" must be none, r0, r1 or r2`}

@@ -6,17 +6,10 @@ package control
 // (docs/spec/sora-protocol.md §2.2).
 var unsupportedTargets = []struct{ target, why string }{
 	{"Sora_20171218.UpdateLicense", "Hayate has no license file"},
-	{"Sora_20171101.GetStatsAllConnections", "per-connection statistics are not served yet"},
-	{"Sora_20170529.GetStatsConnection", "per-connection statistics are not served yet"},
-	{"Sora_20170529.GetStatsClient", "per-connection statistics are not served yet"},
-	{"Sora_20211215.ListRtcStats", "per-connection statistics are not served yet"},
-	{"Sora_20211215.ListChannelRtcStats", "per-connection statistics are not served yet"},
-	{"Sora_20211215.GetRtcStats", "per-connection statistics are not served yet"},
 	{"Sora_20201124.ListSignalingNotifyMetadata", "the signaling notify metadata extension is not served yet"},
 	{"Sora_20201124.GetSignalingNotifyMetadata", "the signaling notify metadata extension is not served yet"},
 	{"Sora_20201124.PutSignalingNotifyMetadata", "the signaling notify metadata extension is not served yet"},
 	{"Sora_20201124.PutSignalingNotifyMetadataItem", "the signaling notify metadata extension is not served yet"},
-	{"Sora_20211215.BatchRequestSpotlightRid", "not supported: call RequestSpotlightRid for each viewer"},
 	{"Sora_20231220.StartRecording", "Hayate does not record"},
 	{"Sora_20231220.StopRecording", "Hayate does not record"},
 }

@@ -82,7 +82,7 @@ func TestAPIStrictAnswers(t *testing.T) {
 		t.Fatalf("GetLicense: %+v", lic)
 	}
 	apiErr(t, n, "Sora_20171218.UpdateLicense", ``, 400, "UNSUPPORTED-TARGET")
-	apiErr(t, n, "Sora_20211215.GetRtcStats", `{}`, 400, "UNSUPPORTED-TARGET")
+	apiErr(t, n, "Sora_20211215.GetRtcStats", `{}`, 400, "MISSING-PARAMETER")
 	apiErr(t, n, "Sora_20211215.InitCluster", `{}`, 400, "UNKNOWN-TARGET")
 	for _, target := range []string{"Sora_20211215.ListClusterNodes", "Sora_20211215.ListClusterChannels"} {
 		apiErr(t, n, target, ``, 400, "CLUSTER-NOT-ENABLED")

@@ -211,6 +211,7 @@ type soraStatsReport struct {
 	Ready                   bool              `json:"ready"`
 	Drain                   json.RawMessage   `json:"drain"`
 	DataChannels            json.RawMessage   `json:"data_channels"`
+	RTCStats                json.RawMessage   `json:"rtc_stats"`
 	TURN                    json.RawMessage   `json:"turn"`
 	ICETCP                  json.RawMessage   `json:"ice_tcp"`
 	Media                   json.RawMessage   `json:"media"`

@@ -95,6 +95,24 @@ func (n *Node) RequestSpotlightRid(channelID, receiverID, senderID, focus, unfoc
 	return n.hub.RequestSpotlightRid(channelID, receiverID, senderID, focus, unfocus, reset)
 }
 
+// BatchRequestSpotlightRid is RequestSpotlightRid for several viewers.
+func (n *Node) BatchRequestSpotlightRid(channelID string, receiverIDs []string, senderID, focus, unfocus string) error {
+	return n.hub.BatchRequestSpotlightRid(channelID, receiverIDs, senderID, focus, unfocus)
+}
+
+// ListRTCStats returns the clients' latest getStats() reports.
+func (n *Node) ListRTCStats(channelID string) []signal.RTCStats { return n.hub.ListRTCStats(channelID) }
+
+// RTCStats returns one client's latest getStats() report.
+func (n *Node) RTCStats(channelID, connectionID string) (signal.RTCStats, error) {
+	return n.hub.RTCStats(channelID, connectionID)
+}
+
+// ConnectionStats returns the node's counters of connections.
+func (n *Node) ConnectionStats(channelID string, sel signal.Selector) ([]signal.ConnectionStats, error) {
+	return n.hub.ConnectionStats(channelID, sel)
+}
+
 func runtimeStats() control.RuntimeStats {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
@@ -128,6 +146,7 @@ func (n *Node) StatsReport() control.StatsReport {
 	r.SCTPPacketsIn, r.SCTPBytesIn = r.Media.SCTPPacketsIn, r.Media.SCTPBytesIn
 	r.SCTPPacketsOut, r.SCTPBytesOut = r.Media.SCTPPacketsOut, r.Media.SCTPBytesOut
 	r.DataChannels = s.DataChannels()
+	r.RTCStats = s.RTCStats()
 	r.TURNUDPConnections, r.TURNTCPConnections = s.TURNUDPConnections.Load(), s.TURNTCPConnections.Load()
 	if n.turn != nil {
 		ts := n.turn.Stats()

@@ -125,6 +125,9 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		DataChannelMaxMessageSize:    cfg.DataChannelMaxMessageSize,
 		DataChannelMessagesPerSecond: cfg.DataChannelMessagesPerSecond,
 		ICETransportPolicy:           cfg.ICETransportPolicy,
+		WebSocketStatsInterval:       cfg.WebSocketStatsTimerInterval,
+		DataChannelStatsInterval:     cfg.DataChannelStatsTimerInterval,
+		RTCStatsMaxBytes:             cfg.RTCStatsMaxBytes,
 	}
 	if n.iceTCP != nil {
 		set.ICETCPCandidate = n.iceTCP.Addr()

@@ -320,7 +320,7 @@ func TestSpotlightAPI(t *testing.T) {
 		{"Sora_20200807.FocusSpotlight", `{"channel_id":"spotlight-api","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND"},
 		{"Sora_20200807.FocusSpotlight", `{"channel_id":"nowhere","connection_id":"` + ids[0] + `"}`, 404, "CHANNEL-NOT-FOUND"},
 		{"Sora_20211215.RequestSpotlightRid", `{"channel_id":"spotlight-api","recv_connection_id":"` + v.id + `","spotlight_focus_rid":"auto","spotlight_unfocus_rid":"r0"}`, 400, "INVALID-PARAMETER"},
-		{"Sora_20211215.BatchRequestSpotlightRid", `{"channel_id":"spotlight-api"}`, 400, "UNSUPPORTED-TARGET"},
+		{"Sora_20211215.BatchRequestSpotlightRid", `{"channel_id":"spotlight-api"}`, 400, "MISSING-PARAMETER"},
 	} {
 		st, body, raw := apiCall(t, r.n, tc.target, tc.body)
 		if st != tc.status || body["error_type"] != tc.errType {
@@ -353,4 +353,69 @@ func TestSpotlightAPI(t *testing.T) {
 	if st != 400 || body["error_type"] != "INVALID-PARAMETER" {
 		t.Errorf("FocusSpotlight in a channel without spotlight: %d %s", st, raw)
 	}
+}
+
+// soraBatchSpotlightRid is BatchRequestSpotlightRid's answer: the request.
+type soraBatchSpotlightRid struct {
+	ChannelID           string   `json:"channel_id"`
+	RecvConnectionIDs   []string `json:"recv_connection_ids"`
+	SendConnectionID    string   `json:"send_connection_id"`
+	SpotlightFocusRid   string   `json:"spotlight_focus_rid"`
+	SpotlightUnfocusRid string   `json:"spotlight_unfocus_rid"`
+}
+
+// TestSpotlightBatchRequestRid: BatchRequestSpotlightRid sets the rids of
+// every viewer it lists, and of none when one of them is not a spotlight
+// viewer of the channel.
+func TestSpotlightBatchRequestRid(t *testing.T) {
+	r := newSpotRoom(t, "spot-batch", 1)
+	ids, v1 := r.ids, r.v
+	v2 := newViewer(t, r.n, r.api, r.channel, "", func(m map[string]any) {
+		m["audio"] = false
+		m["spotlight"] = true
+		m["spotlight_number"] = 1
+		m["spotlight_focus_rid"] = "r2"
+		m["spotlight_unfocus_rid"] = "r0"
+	})
+	plain := newViewer(t, r.n, r.api, r.channel, "r1")
+	layers := func(l0, l1, l2 int) map[string]int { return map[string]int{ids[0]: l0, ids[1]: l1, ids[2]: l2} }
+	batch := func(recv []string, extra string) string {
+		b, _ := json.Marshal(recv)
+		return `{"channel_id":"spot-batch","recv_connection_ids":` + string(b) + extra + `}`
+	}
+	r.waitLayers(t, "viewer 1: publisher 0 in focus at r2", v1, layers(2, 0, 0))
+	r.waitLayers(t, "viewer 2: publisher 0 in focus at r2", v2, layers(2, 0, 0))
+
+	// A viewer without spotlight in the list: nobody changes.
+	apiErr(t, r.n, "Sora_20211215.BatchRequestSpotlightRid", batch([]string{v1.id, plain.id}, `,"spotlight_focus_rid":"r1","spotlight_unfocus_rid":"r1"`), 400, "INVALID-PARAMETER")
+	apiErr(t, r.n, "Sora_20211215.BatchRequestSpotlightRid", batch([]string{v1.id, "NOPE"}, `,"spotlight_focus_rid":"r1","spotlight_unfocus_rid":"r1"`), 404, "CONNECTION-NOT-FOUND")
+	apiErr(t, r.n, "Sora_20211215.BatchRequestSpotlightRid", batch([]string{}, `,"spotlight_focus_rid":"r1","spotlight_unfocus_rid":"r1"`), 400, "INVALID-PARAMETER")
+	apiErr(t, r.n, "Sora_20211215.BatchRequestSpotlightRid", batch([]string{v1.id}, `,"spotlight_focus_rid":"auto","spotlight_unfocus_rid":"r1"`), 400, "INVALID-PARAMETER")
+	apiErr(t, r.n, "Sora_20211215.BatchRequestSpotlightRid", batch([]string{v1.id}, `,"spotlight_focus_rid":"r1"`), 400, "MISSING-PARAMETER")
+
+	// Viewer 2 alone: the focused at r1, the others at r0.
+	got := apiOK[soraBatchSpotlightRid](t, r.n, "Sora_20211215.BatchRequestSpotlightRid", batch([]string{v2.id}, `,"spotlight_focus_rid":"r1","spotlight_unfocus_rid":"r0"`))
+	if got.ChannelID != "spot-batch" || len(got.RecvConnectionIDs) != 1 || got.SpotlightFocusRid != "r1" {
+		t.Errorf("answer %+v, want the request", got)
+	}
+	r.waitLayers(t, "viewer 2: the focused at r1", v2, layers(1, 0, 0))
+	// That batch chose the focus again for every viewer: had a refused
+	// batch set viewer 1's rids (unfocus r1), viewer 1 would now get the
+	// unfocused publishers at r1. Over its next second of packets they
+	// stay at its own unfocus rid r0 (its focused publisher may move
+	// below r2 when the loaded machine squeezes its estimate, never the
+	// unfocused ones above their cap).
+	k := len(v1.snapshot())
+	waitFor(t, "a second more of viewer 1's packets", patience, func() bool { return len(v1.snapshot()) > k+90 })
+	for _, p := range v1.snapshot()[k:] {
+		if id := r.src[p.ssrc]; (id == ids[1] || id == ids[2]) && p.layer != 0 {
+			t.Fatalf("viewer 1 after the refused batches: unfocused publisher %s at layer %d, want 0", id, p.layer)
+		}
+	}
+
+	// Both viewers, and publisher 2's stream only: at r1 while unfocused.
+	apiOK[soraBatchSpotlightRid](t, r.n, "Sora_20211215.BatchRequestSpotlightRid",
+		batch([]string{v1.id, v2.id}, `,"send_connection_id":"`+ids[2]+`","spotlight_focus_rid":"r1","spotlight_unfocus_rid":"r1"`))
+	r.waitLayers(t, "viewer 1: publisher 2 at r1", v1, layers(2, 0, 1))
+	r.waitLayers(t, "viewer 2: publisher 2 at r1", v2, layers(1, 0, 1))
 }

@@ -60,6 +60,7 @@ func (t *Transport) handshake(from netip.AddrPort, asClient bool) {
 		if io == nil {
 			return net.ErrClosed
 		}
+		t.dtlsCountOut.Add(1)
 		return (*io).WriteTo(p, to)
 	})
 	opts := []dtls.Option{

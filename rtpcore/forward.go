@@ -53,6 +53,7 @@ func (s *shard) handleRTP(t *Transport, b []byte) {
 	}
 	seq := t.rhdr.SequenceNumber
 	ly.rx.update(seq)
+	ly.rxBytes += uint64(len(b))
 	s.recordArrival(t, ssrc)
 	if r := ly.meter.add(s.now, len(plain)+udpOverhead); r >= 0 {
 		// A layer's rate goes up at once and down slowly: an encoder's

@@ -36,6 +36,7 @@ type layer struct {
 	// from the packet path, so the publisher has its keys).
 	wantKey atomic.Bool
 	rx      rxStats // guarded by owner.rmu
+	rxBytes uint64  // SRTP bytes received, guarded by owner.rmu
 	// The layer's bitrate, measured over rateWindow (meter guarded by
 	// owner.rmu), and the wall time (ns) of its last packet.
 	meter   rateMeter

@@ -199,6 +199,7 @@ func (s *shard) handle(b []byte, from netip.AddrPort) {
 		}
 		t.lastRecv.Store(s.now)
 		t.bytesIn.Add(uint64(len(b)))
+		t.dtlsCountIn.Add(1)
 		t.deliverDTLS(s, from, b)
 	case c >= 128 && c <= 191:
 		t := s.peer(from)

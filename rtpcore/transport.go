@@ -62,6 +62,9 @@ type Transport struct {
 	// (STUN, DTLS, SRTP, SRTCP), bytesOut the SRTP and SRTCP sent to it:
 	// total_received_bytes and total_sent_bytes of the event webhooks.
 	bytesIn, bytesOut atomic.Uint64
+	// dtlsCountIn and dtlsCountOut count the DTLS datagrams received from and sent
+	// to the peer (Counters).
+	dtlsCountIn, dtlsCountOut atomic.Uint64
 	// checked is set by the first authenticated STUN request, checkedAddr
 	// holds the latest address that sent one.
 	checked     atomic.Bool
@@ -511,4 +514,29 @@ func (r *rxStats) update(seq uint16) {
 		}
 		r.max = seq
 	}
+}
+
+// Counters implements media.CountingTransport.
+func (t *Transport) Counters() media.Counters {
+	c := media.Counters{DTLSReceived: t.dtlsCountIn.Load(), DTLSSent: t.dtlsCountOut.Load()}
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	for _, pt := range *t.pubs.Load() {
+		if !pt.simulcast {
+			continue
+		}
+		for _, ly := range pt.layers {
+			if ly.rid == "" {
+				continue
+			}
+			if c.Layers == nil {
+				c.Layers = map[string]media.RTPCounters{}
+			}
+			r := c.Layers[ly.rid]
+			r.Packets += uint64(ly.rx.received)
+			r.Bytes += ly.rxBytes
+			c.Layers[ly.rid] = r
+		}
+	}
+	return c
 }

@@ -143,6 +143,8 @@ type Conn struct {
 	live     atomic.Bool
 	w        writer
 	lastPong atomic.Int64
+	// rtcStats is the latest getStats() report of the client (rtcstats.go).
+	rtcStats atomic.Pointer[rtcReport]
 
 	closeMu  sync.Mutex
 	closeErr *CloseError
@@ -714,7 +716,7 @@ func (c *Conn) handle(msg []byte) *CloseError {
 		}
 		return nil
 	case "pong":
-		c.lastPong.Store(time.Now().UnixNano())
+		c.takePong(msg)
 		return nil
 	case "disconnect":
 		var m disconnectMessage

@@ -430,9 +430,10 @@ func (c *Conn) DataMessage(label string, msg []byte, binary bool) {
 		}
 	case labelRPC:
 		c.answerRPC(text)
+	case labelStats:
+		c.takeDataStats(text)
 	default:
-		// stats replies (the node sends no req-stats), and anything a
-		// client sends on notify or push: nothing to do.
+		// Anything a client sends on notify or push: nothing to do.
 		c.hub.stats.IgnoredMessages.Add(1)
 	}
 }

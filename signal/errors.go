@@ -177,6 +177,13 @@ var (
 	// ErrNotSpotlight is a spotlight request for a channel or a
 	// connection without spotlight.
 	ErrNotSpotlight = errors.New("signal: not a spotlight channel or connection")
+	// ErrRTCStatsTooLarge is a stats report over Settings.RTCStatsMaxBytes.
+	ErrRTCStatsTooLarge = errors.New("signal: rtc stats report too large")
+	// ErrRTCStatsMalformed is a stats report that is not a JSON array of
+	// objects.
+	ErrRTCStatsMalformed = errors.New("signal: rtc stats report is not a JSON array of objects")
+	// ErrRTCStatsNotYet is a connection that has sent no stats report yet.
+	ErrRTCStatsNotYet = errors.New("signal: no rtc stats report from the connection yet")
 )
 
 // errBadDataChannels is a data_channels list that does not validate; the

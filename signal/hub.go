@@ -95,6 +95,13 @@ type Settings struct {
 	// candidate every offer carries.
 	ICETransportPolicy string
 	ICETCPCandidate    netip.AddrPort
+
+	// RTC stats (rtcstats.go): how often a client is asked for its
+	// getStats() report on its WebSocket and on its `stats` DataChannel
+	// (0: never), and the largest report kept.
+	WebSocketStatsInterval   time.Duration
+	DataChannelStatsInterval time.Duration
+	RTCStatsMaxBytes         int
 }
 
 // Authenticator calls the auth webhook.
@@ -243,6 +250,7 @@ func NewHub(set Settings, word *mode.Word, engine media.Engine, hooks Hooks, log
 	}
 	go h.keepalive()
 	go h.spotlightLoop()
+	go h.rtcStatsLoop()
 	return h
 }
 
@@ -560,6 +568,7 @@ func (h *Hub) leave(c *Conn) {
 		h.rebuildRelayLocked(ch)
 	}
 	delete(h.conns, c.id)
+	c.rtcStats.Store(nil) // its report goes with it (rtcstats.go)
 	h.admitted.Store(int64(len(h.conns)))
 	if h.hooks.Router != nil {
 		h.hooks.Router.SetLoad(len(h.conns))

@@ -438,6 +438,18 @@ func (h *Hub) ChangeSpotlightNumber(channelID string, number int) error {
 // is empty); reset returns them to the viewer's own (Sora:
 // RequestSpotlightRid, ResetSpotlightRid). A rid is none, r0, r1 or r2.
 func (h *Hub) RequestSpotlightRid(channelID, receiverID, senderID, focus, unfocus string, reset bool) error {
+	return h.requestSpotlightRids(channelID, []string{receiverID}, senderID, focus, unfocus, reset)
+}
+
+// BatchRequestSpotlightRid is RequestSpotlightRid for several viewers
+// (Sora: BatchRequestSpotlightRid): every one of them, or none when one
+// is not a spotlight viewer of the channel (the error names the first
+// such).
+func (h *Hub) BatchRequestSpotlightRid(channelID string, receiverIDs []string, senderID, focus, unfocus string) error {
+	return h.requestSpotlightRids(channelID, receiverIDs, senderID, focus, unfocus, false)
+}
+
+func (h *Hub) requestSpotlightRids(channelID string, receiverIDs []string, senderID, focus, unfocus string, reset bool) error {
 	var rids [2]int
 	if !reset {
 		for i, rid := range []string{focus, unfocus} {
@@ -450,28 +462,38 @@ func (h *Hub) RequestSpotlightRid(channelID, receiverID, senderID, focus, unfocu
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ch, c, err := h.spotlightLocked(channelID, receiverID)
+	ch, _, err := h.spotlightLocked(channelID, "")
 	if err != nil {
 		return err
 	}
-	if !c.spot.on {
-		return ErrNotSpotlight
+	viewers := make([]*Conn, 0, len(receiverIDs))
+	for _, id := range receiverIDs {
+		_, c, err := h.spotlightLocked(channelID, id)
+		if err != nil {
+			return err
+		}
+		if !c.spot.on {
+			return ErrNotSpotlight
+		}
+		viewers = append(viewers, c)
 	}
 	if senderID != "" {
 		if p := h.conns[senderID]; p == nil || p.ch != ch {
 			return ErrConnectionNotFound
 		}
 	}
-	switch {
-	case reset && senderID == "":
-		c.spotRids = nil
-	case reset:
-		delete(c.spotRids, senderID)
-	default:
-		if c.spotRids == nil {
-			c.spotRids = map[string][2]int{}
+	for _, c := range viewers {
+		switch {
+		case reset && senderID == "":
+			c.spotRids = nil
+		case reset:
+			delete(c.spotRids, senderID)
+		default:
+			if c.spotRids == nil {
+				c.spotRids = map[string][2]int{}
+			}
+			c.spotRids[senderID] = rids
 		}
-		c.spotRids[senderID] = rids
 	}
 	h.refocusLocked(ch, time.Now().UnixNano())
 	return nil

@@ -39,6 +39,12 @@ type Stats struct {
 	DataQueueFull       atomic.Uint64 // receivers closed with DATA-CHANNEL-QUEUE-FULL
 	RPCAnswered         atomic.Uint64 // JSON-RPC requests answered on rpc
 
+	// RTC stats (rtcstats.go).
+	RTCStatsRequested atomic.Uint64 // stats requests sent (ping with stats, req-stats)
+	RTCStatsReceived  atomic.Uint64 // reports kept
+	RTCStatsTooLarge  atomic.Uint64 // reports over rtc_stats_max_bytes, dropped
+	RTCStatsMalformed atomic.Uint64 // replies that are no JSON array of objects, dropped
+
 	// Refusals before an offer, by reason.
 	RefusedBlockedNewConnection atomic.Uint64
 	RefusedBlockedNewSession    atomic.Uint64
@@ -106,5 +112,20 @@ func (s *Stats) DataChannels() DataChannelStats {
 			"inflate":      s.DataDropInflate.Load(),
 			"too_large":    s.DataDropTooLarge.Load(),
 		},
+	}
+}
+
+// RTCStatsCounters is GetStatsReport's rtc_stats object.
+type RTCStatsCounters struct {
+	Requested uint64            `json:"total_requested"`
+	Received  uint64            `json:"total_received"`
+	Refused   map[string]uint64 `json:"refused"`
+}
+
+// RTCStats returns the RTC stats counters.
+func (s *Stats) RTCStats() RTCStatsCounters {
+	return RTCStatsCounters{
+		Requested: s.RTCStatsRequested.Load(), Received: s.RTCStatsReceived.Load(),
+		Refused: map[string]uint64{"too_large": s.RTCStatsTooLarge.Load(), "malformed": s.RTCStatsMalformed.Load()},
 	}
 }
