@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"testing"
 	"time"
 
@@ -53,12 +54,16 @@ func TestCloseRacingAdmission(t *testing.T) {
 	// Read frames until the close; never answer it.
 	go func() {
 		for {
-			f, err := ws.ReadFrame(conn)
-			if err != nil {
+			h, err := ws.ReadHeader(conn)
+			if err != nil || h.Length > 1<<20 {
 				return
 			}
-			if f.Header.OpCode == ws.OpClose {
-				code, _ := ws.ParseCloseFrameData(f.Payload)
+			payload := make([]byte, h.Length)
+			if _, err := io.ReadFull(conn, payload); err != nil {
+				return
+			}
+			if h.OpCode == ws.OpClose {
+				code, _ := ws.ParseCloseFrameData(payload)
 				gotClose <- code
 				return
 			}
