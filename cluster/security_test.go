@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -349,65 +351,188 @@ func TestReplayRefused(t *testing.T) {
 	t.Parallel()
 	forTransports(t, func(t *testing.T, secure bool) {
 		tc, nodes, logs := securityCluster(t, secure)
-		leader := tc.leader(nodes)
-		var f *testNode
-		for _, n := range nodes {
-			if n != leader {
-				f = n
-				break
-			}
-		}
-		// Record what f sends to the leader's RPC listener and what the
-		// leader sends to f's raft listener, on connections opened from now
-		// on: f's live connections are cut once, so that new ones follow.
-		rec := tc.net.record(f.name, leader.RPCAddr())
-		raftRec := tc.net.record(leader.name, f.RaftAddr())
-		tc.net.cut(f.name)
-		tc.net.heal(f.name)
-		// f itself must claim the channel, so that the claim is in what
-		// was recorded (a lease lapsing under load places it elsewhere).
-		ch := routeHere(t, f, "captured")
-		waitFor(t, poll.Patience, "raft traffic recorded", func() bool { return raftRec.size() > 0 })
-		streams, raftStreams := rec.stop(tc.net), raftRec.stop(tc.net)
-
-		f.Release(ch)
-		waitFor(t, poll.Patience, "the channel released", func() bool {
-			_, ok := leader.Owner(ch)
-			return !ok
-		})
+		c := captureClaim(t, tc, nodes, secure)
+		c.f.Release(c.ch)
+		waitFor(t, poll.Patience, "the channel released on every node", func() bool { return !ownedOn(nodes, c.ch) })
 
 		replayer := &outsider{name: "replayer"}
-		for _, s := range streams {
-			replay(t, replayer, leader.RPCAddr(), s)
-		}
 		if !secure {
-			waitFor(t, poll.Patience, "the replay claimed the channel again (control)", func() bool {
-				_, ok := leader.Owner(ch)
-				return ok
-			})
+			replayUntilClaimed(t, replayer, c, nodes)
 			return
 		}
-		if owner, ok := leader.Owner(ch); ok {
-			t.Fatalf("a replay claimed %s for %s", ch, owner)
+		for _, s := range c.rpc {
+			replay(t, replayer, c.leader.RPCAddr(), s)
 		}
-		replayer.namedInLog(t, leader.name, logs[leader.name])
+		// Refused at the handshake: nothing is under way to wait for.
+		if ownedOn(nodes, c.ch) {
+			t.Fatalf("a replay claimed %s", c.ch)
+		}
+		replayer.namedInLog(t, c.leader.name, logs[c.leader.name])
 
-		term := f.RaftStats().Term
+		term := c.f.RaftStats().Term
 		raftReplayer := &outsider{name: "raft-replayer"}
-		for _, s := range raftStreams {
-			replay(t, raftReplayer, f.RaftAddr(), s)
+		for _, s := range c.raft {
+			replay(t, raftReplayer, c.f.RaftAddr(), s)
 		}
-		raftReplayer.namedInLog(t, f.name, logs[f.name])
-		if now := f.RaftStats().Term; now > term+5 {
+		raftReplayer.namedInLog(t, c.f.name, logs[c.f.name])
+		if now := c.f.RaftStats().Term; now > term+5 {
 			t.Errorf("follower term %d → %d after the raft replay", term, now)
 		}
-		_, _ = place(t, map[string]*testNode{"after-the-replay": f})
+		_, _ = place(t, map[string]*testNode{"after-the-replay": c.f})
 	})
 }
 
+// capture is what a follower f sent to the leader's RPC listener (rpc)
+// and what the leader sent to f's raft listener (raft), one byte stream
+// per connection, while f claimed channel ch.
+type capture struct {
+	leader, f *testNode
+	ch        string
+	rpc, raft [][]byte
+}
+
+// captureClaim records f's claim of a new channel on the wire, on
+// connections opened from now on: f's live connections are cut once, so
+// that new ones follow. f itself must be given the channel, so that its
+// claim is what was recorded (a lease lapsing under load places it
+// elsewhere). A leader elected meanwhile (raft's 200 ms timeouts let a
+// loaded machine elect one at any moment) takes f's claim, or the raft
+// traffic, to another node than the recorded one: the capture is then made
+// again with a new channel. Over plain loopback the claim is checked to be
+// in the recorded bytes; over TLS they cannot be read, and the replays are
+// refused at the handshake before any of them is.
+func captureClaim(t *testing.T, tc *testCluster, nodes []*testNode, secure bool) capture {
+	t.Helper()
+	deadline := time.Now().Add(poll.Patience)
+	for attempt := 1; ; attempt++ {
+		c := capture{leader: tc.leader(nodes)}
+		for _, n := range nodes {
+			if n != c.leader {
+				c.f = n
+				break
+			}
+		}
+		rec := tc.net.record(c.f.name, c.leader.RPCAddr())
+		raftRec := tc.net.record(c.leader.name, c.f.RaftAddr())
+		tc.net.cut(c.f.name)
+		tc.net.heal(c.f.name)
+		c.ch = routeHere(t, c.f, fmt.Sprintf("captured%d", attempt))
+		waitFor(t, poll.Patience, "raft traffic recorded, or a new leader", func() bool {
+			return raftRec.size() > 0 || c.leader.RaftStats().State != "leader"
+		})
+		raftSeen := raftRec.size() > 0
+		c.rpc, c.raft = rec.stop(tc.net), raftRec.stop(tc.net)
+		if raftSeen && (secure || claimIn(c.rpc, c.ch)) {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no claim captured on the wire in %v (%d attempts, leaders elected meanwhile)", poll.Patience, attempt)
+		}
+		c.f.Release(c.ch)
+	}
+}
+
+// replayUntilClaimed is the control: the outsider replays the captured
+// bytes until the channel is claimed again. The replayed claim is one
+// request like any other, and nothing retries it: arriving while a leader
+// is being elected, or while no node is eligible (renewals late on a
+// loaded machine), it is refused for the moment (seen in a stress run at
+// load 17). Every attempt sends the same bytes.
+func replayUntilClaimed(t *testing.T, o *outsider, c capture, nodes []*testNode) {
+	t.Helper()
+	deadline := time.Now().Add(poll.Patience)
+	for attempt := 1; ; attempt++ {
+		var answers []string
+		for _, s := range c.rpc {
+			answers = append(answers, claimAnswers(s, replay(t, o, c.leader.RPCAddr(), s), c.ch)...)
+		}
+		// A granted claim was applied by the leader that answered it.
+		if ownedOn(nodes, c.ch) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d replays in %v did not claim %s again (control); the last one's answers to the claim: %q",
+				attempt, poll.Patience, c.ch, answers)
+		}
+		time.Sleep(testH) // a heartbeat's time before replaying again
+	}
+}
+
+// ownedOn reports whether any node's table gives ch an owner.
+func ownedOn(nodes []*testNode, ch string) bool {
+	for _, n := range nodes {
+		if _, ok := n.Owner(ch); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// rpcCall is one request of a captured plain RPC stream.
+type rpcCall struct {
+	path string
+	body []byte
+}
+
+// rpcCalls parses the requests of a captured plain RPC stream (a request
+// cut short by the end of the recording is left out).
+func rpcCalls(stream []byte) []rpcCall {
+	br := bufio.NewReader(bytes.NewReader(stream))
+	var out []rpcCall
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return out
+		}
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return out
+		}
+		out = append(out, rpcCall{req.URL.Path, body})
+	}
+}
+
+func (r rpcCall) claims(ch string) bool {
+	var cmd command
+	return r.path == pathPropose && json.Unmarshal(r.body, &cmd) == nil && cmd.Op == opClaim && cmd.Channel == ch
+}
+
+// claimIn reports whether a captured plain stream holds a claim of ch.
+func claimIn(streams [][]byte, ch string) bool {
+	for _, s := range streams {
+		for _, r := range rpcCalls(s) {
+			if r.claims(ch) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// claimAnswers returns the answers (status and body) that a replay of
+// stream got to its claims of ch.
+func claimAnswers(stream, answers []byte, ch string) []string {
+	br := bufio.NewReader(bytes.NewReader(answers))
+	var out []string
+	for _, r := range rpcCalls(stream) {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			if r.claims(ch) {
+				out = append(out, "no answer")
+			}
+			return out
+		}
+		body, _ := io.ReadAll(res.Body)
+		if r.claims(ch) {
+			out = append(out, fmt.Sprintf("%d %s", res.StatusCode, bytes.TrimSpace(body)))
+		}
+	}
+	return out
+}
+
 // replay writes a captured stream on a new connection, half-closes it and
-// reads until the node closes it.
-func replay(t *testing.T, o *outsider, addr string, stream []byte) {
+// reads until the node closes it; it returns what the node answered.
+func replay(t *testing.T, o *outsider, addr string, stream []byte) []byte {
 	t.Helper()
 	c, err := o.dial(context.Background(), addr)
 	if err != nil {
@@ -416,12 +541,14 @@ func replay(t *testing.T, o *outsider, addr string, stream []byte) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(poll.Patience))
 	if _, err := c.Write(stream); err != nil {
-		return // refused while writing
+		return nil // refused while writing
 	}
 	_ = c.(*net.TCPConn).CloseWrite()
-	if _, err := io.Copy(io.Discard, c); err != nil && !isReset(err) {
+	var answers bytes.Buffer
+	if _, err := io.Copy(&answers, c); err != nil && !isReset(err) {
 		t.Fatalf("replay to %s: %v", addr, err)
 	}
+	return answers.Bytes()
 }
 
 func isReset(err error) bool {
