@@ -273,6 +273,15 @@ func TestAPIClusterWide(t *testing.T) {
 		s.ExternalSignalingURL == nil || *s.ExternalSignalingURL != owner.cl.url {
 		t.Fatalf("GetSession through another node: %+v", s)
 	}
+	// A connection's statistics and the channel's spotlight through
+	// another node: the node that serves the channel answers (here the
+	// channel has no spotlight, which only that node knows).
+	if st := apiOK[soraStatsConnection](t, third, "Sora_20170529.GetStatsConnection",
+		`{"channel_id":"room","connection_id":"`+ob.ConnectionID+`"}`); st.ConnectionID != ob.ConnectionID || st.ChannelID != "room" {
+		t.Fatalf("GetStatsConnection through another node: %+v", st)
+	}
+	apiErr(t, other, "Sora_20200807.ChangeSpotlightNumber", `{"channel_id":"room","spotlight_number":2}`, 400, "INVALID-PARAMETER")
+	apiErr(t, other, "Sora_20170529.GetStatsConnection", `{"channel_id":"room","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")
 	apiErr(t, other, "Sora_20160711.PushChannel", `{"channel_id":"room"}`, 400, "MISSING-PARAMETER")
 	apiErr(t, other, "Sora_20151104.DisconnectConnection", `{"channel_id":"room","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")
 	apiErr(t, other, "Sora_20151104.DisconnectChannel", `{"channel_id":"nowhere"}`, 404, "CHANNEL-NOT-FOUND")
