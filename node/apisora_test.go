@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/internal/sigclient"
@@ -218,11 +219,35 @@ func TestAPIRequestKeyFrame(t *testing.T) {
 	if before != 0 {
 		t.Fatalf("%d PLIs before RequestKeyFrame", before)
 	}
-	got := apiOK[soraRequestKeyFrame](t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"kf","connection_id":"`+conns[0].ConnectionID+`"}`)
+	body := `{"channel_id":"kf","connection_id":"` + conns[0].ConnectionID + `"}`
+	asked := time.Now()
+	got := apiOK[soraRequestKeyFrame](t, n, "Sora_20241211.RequestKeyFrame", body)
 	if got != (soraRequestKeyFrame{ChannelID: "kf", ConnectionID: conns[0].ConnectionID}) {
 		t.Fatalf("RequestKeyFrame answered %+v", got)
 	}
 	waitFor(t, "a PLI after RequestKeyFrame", patience, func() bool { c.sendVideo(t, 1); return plis() > before })
+
+	// Until a key frame comes, Sora asks again every second, 5 times at
+	// most (API_CONNECTION): this publisher sends none, so 5 PLIs come, a
+	// second apart (4 s from the first to the fifth at least), then none.
+	waitFor(t, "5 PLIs after RequestKeyFrame", patience, func() bool { c.sendVideo(t, 1); return plis() >= 5 })
+	fifth := time.Now()
+	if el := fifth.Sub(asked); el < 3900*time.Millisecond {
+		t.Errorf("5 PLIs %v after RequestKeyFrame, want them a second apart", el)
+	}
+	waitFor(t, "2.5 s more of video", patience, func() bool { c.sendVideo(t, 1); return time.Since(fifth) > 2500*time.Millisecond })
+	if k := plis(); k != 5 {
+		t.Errorf("%d PLIs after one RequestKeyFrame, want 5 at most", k)
+	}
+	// A key frame ends the requests.
+	apiOK[soraRequestKeyFrame](t, n, "Sora_20241211.RequestKeyFrame", body)
+	waitFor(t, "a PLI after the second RequestKeyFrame", patience, func() bool { c.sendVideo(t, 1); return plis() > 5 })
+	c.sendVP8KeyFrame(t)
+	sent := time.Now()
+	waitFor(t, "2.5 s of video after the key frame", patience, func() bool { c.sendVideo(t, 1); return time.Since(sent) > 2500*time.Millisecond })
+	if k := plis() - 5; k > 2 {
+		t.Errorf("%d PLIs after a key frame answered the request, want the requests ended", k)
+	}
 
 	apiErr(t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"kf","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")
 	apiErr(t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"nope","connection_id":"NOPE"}`, 404, "CHANNEL-NOT-FOUND")
