@@ -72,7 +72,7 @@ func (s *shard) handleRTP(t *Transport, b []byte) {
 	}
 	desc := pt.parseDescriptor(plain[hlen : hlen+plen])
 	if ly.apiKeys.Load() > 0 {
-		ly.repeatKeyFrame(s, desc.KeyStart)
+		ly.repeatKeyFrame(s, pt.keyStart(desc, plain[hlen:hlen+plen]))
 	}
 	if s.npending == len(s.pending) {
 		s.forwardPending()

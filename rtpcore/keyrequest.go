@@ -1,6 +1,10 @@
 package rtpcore
 
-import "time"
+import (
+	"time"
+
+	"github.com/hayate-sfu/hayate/rtpcore/codecs"
+)
 
 // The API's key frame request (Sora_20241211.RequestKeyFrame,
 // https://sora-doc.shiguredo.jp/API_CONNECTION, read in the copy at
@@ -38,4 +42,15 @@ func (ly *layer) repeatKeyFrame(s *shard, key bool) {
 		return
 	}
 	ly.apiKeys.CompareAndSwap(left, left-1)
+}
+
+// keyStart tells whether a packet of the track, whose payload is payload
+// and whose descriptor parseDescriptor gave as desc, starts a key frame. A
+// plain track's packets are not parsed on the way through (desc is empty):
+// they are only while an API key frame request waits.
+func (pt *pubTrack) keyStart(desc codecs.Descriptor, payload []byte) bool {
+	if pt.simulcast {
+		return desc.KeyStart
+	}
+	return codecs.Parse(pt.codec, payload).KeyStart
 }
