@@ -261,7 +261,7 @@ func TestAPIRequestKeyFrame(t *testing.T) {
 func TestAPIClusterWide(t *testing.T) {
 	nodes := startCluster(t, 3)
 	owner, other, third := nodes[0], nodes[1], nodes[2]
-	a, _ := join(t, owner, "room", "sendrecv")
+	a, oa := join(t, owner, "room", "sendrecv")
 	b, ob := join(t, owner, "room", "recvonly")
 
 	waitFor(t, "the channel in the table", patience, func() bool {
@@ -279,6 +279,19 @@ func TestAPIClusterWide(t *testing.T) {
 		return len(list) == 3 && up == 3
 	})
 
+	// ListRtcStats lists this node's reports, every node's with local:
+	// false (API_RTC_STATS).
+	must(t, a.SendJSON(json.RawMessage(`{"type":"pong","stats":[{"id":"T1","type":"transport"}]}`)))
+	waitFor(t, "a's report through another node with local: false", patience, func() bool {
+		l := apiOK[[]soraRTCStats](t, other, "Sora_20211215.ListRtcStats", `{"local":false}`)
+		return len(l) == 1 && l[0].ConnectionID == oa.ConnectionID && l[0].RTCStats[0]["id"] == "T1"
+	})
+	if l := apiOK[[]soraRTCStats](t, other, "Sora_20211215.ListRtcStats", ``); len(l) != 0 {
+		t.Errorf("ListRtcStats on a node without the channel: %+v, want [] (local by default)", l)
+	}
+	if l := apiOK[[]soraRTCStats](t, owner, "Sora_20211215.ListRtcStats", `{"local":false}`); len(l) != 1 {
+		t.Errorf("ListRtcStats local: false on the owner: %+v, want the one report once", l)
+	}
 	for _, n := range nodes {
 		st := apiOK[soraStatsReport](t, n, "Sora_20171010.GetStatsReport", ``)
 		if c := st.Cluster; c == nil || c.RaftState != "leader" && c.RaftState != "follower" || c.RaftTerm == 0 || c.RaftCommitIndex == 0 || c.ClusterNodeName != n.cl.c.Name() {
