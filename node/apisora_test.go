@@ -200,7 +200,8 @@ func TestAPIDisconnectTargets(t *testing.T) {
 }
 
 // TestAPIRequestKeyFrame: RequestKeyFrame makes the node send the publisher
-// a PLI for its video, with no subscriber asking for one.
+// a PLI for its video, with no subscriber asking for one, and again every
+// second until a key frame comes, 5 PLIs at most (Sora's API_CONNECTION).
 func TestAPIRequestKeyFrame(t *testing.T) {
 	n := startNode(t, nil)
 	rec := newRecorder()
