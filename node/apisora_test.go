@@ -243,9 +243,8 @@ func TestAPIRequestKeyFrame(t *testing.T) {
 	// A key frame ends the requests.
 	apiOK[soraRequestKeyFrame](t, n, "Sora_20241211.RequestKeyFrame", body)
 	waitFor(t, "a PLI after the second RequestKeyFrame", patience, func() bool { c.sendVideo(t, 1); return plis() > 5 })
-	c.sendVP8KeyFrame(t)
-	sent := time.Now()
-	waitFor(t, "2.5 s of video after the key frame", patience, func() bool { c.sendVideo(t, 1); return time.Since(sent) > 2500*time.Millisecond })
+	sent := time.Now() // key frames from now on (one lost on a loaded machine must not matter)
+	waitFor(t, "2.5 s of key frames", patience, func() bool { c.sendVP8KeyFrame(t); return time.Since(sent) > 2500*time.Millisecond })
 	if k := plis() - 5; k > 2 {
 		t.Errorf("%d PLIs after a key frame answered the request, want the requests ended", k)
 	}
