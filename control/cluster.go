@@ -50,6 +50,9 @@ const (
 	// firstFound: the operation names one connection or session; it runs
 	// on the other nodes only when this node does not have it.
 	firstFound
+	// onAsk: the operation asks the other nodes itself when its request
+	// says so (ListRtcStats with local: false); serve does not fan it out.
+	onAsk
 )
 
 // clusterWide are the operations that act on the whole cluster.
@@ -65,6 +68,7 @@ var clusterWide = map[string]reach{
 	"Sora_20241211.RequestKeyFrame":         firstFound,
 	"Sora_20230628.TerminateSession":        everyNode,
 	"Sora_20231220.GetSession":              firstFound,
+	"Sora_20211215.ListRtcStats":            onAsk,
 	// A channel's spotlight and its connections' statistics are on the
 	// node that serves it.
 	"Sora_20200807.FocusSpotlight":           firstFound,
