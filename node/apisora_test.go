@@ -243,10 +243,14 @@ func TestAPIRequestKeyFrame(t *testing.T) {
 	// A key frame ends the requests.
 	apiOK[soraRequestKeyFrame](t, n, "Sora_20241211.RequestKeyFrame", body)
 	waitFor(t, "a PLI after the second RequestKeyFrame", patience, func() bool { c.sendVideo(t, 1); return plis() > 5 })
-	sent := time.Now() // key frames from now on (one lost on a loaded machine must not matter)
-	waitFor(t, "2.5 s of key frames", patience, func() bool { c.sendVP8KeyFrame(t); return time.Since(sent) > 2500*time.Millisecond })
-	if k := plis() - 5; k > 2 {
-		t.Errorf("%d PLIs after a key frame answered the request, want the requests ended", k)
+	// Key frames from now on, for longer than the 5 requests take: with the
+	// requests ended by a key frame, fewer than 5 come (the key frame must
+	// merely get through within 4 s, which a loaded machine's stalls do
+	// not prevent); had they not ended, all 5 would.
+	sent := time.Now()
+	waitFor(t, "6 s of key frames", patience, func() bool { c.sendVP8KeyFrame(t); return time.Since(sent) > 6*time.Second })
+	if k := plis() - 5; k >= 5 {
+		t.Errorf("%d PLIs for a request a key frame answered, want the requests ended before the fifth", k)
 	}
 
 	apiErr(t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"kf","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")
