@@ -49,11 +49,56 @@ func BenchmarkForwardCongestion(b *testing.B) {
 					name = "simulcast-cc"
 				}
 				b.Run(fmt.Sprintf("%s/subs=%d/batch=%d", name, n, batch), func(b *testing.B) {
-					benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, batch, simulcast)
+					benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, batch, simulcast, true)
 				})
 			}
 		}
 	}
+}
+
+// BenchmarkForwardCongestionUser is BenchmarkForwardCongestion without the
+// kernel's part: the shard's socket lays every send out as the epoll
+// backend does (the GSO messages) and sends nothing. ns/fwd is then
+// Hayate's own work per forwarded packet (decryption, rewrite, encryption,
+// congestion control, feedback), which the loopback's send calls otherwise
+// dwarf; the ratio of the two shows how much of BenchmarkForwardCongestion's
+// is the kernel's.
+//
+//	go test -run '^$' -bench ForwardCongestionUser -benchtime 30000x -count 10 ./rtpcore/
+func BenchmarkForwardCongestionUser(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		for _, batch := range []int{1, 16} {
+			for _, simulcast := range []bool{false, true} {
+				name := "plain"
+				if simulcast {
+					name = "simulcast-cc"
+				}
+				b.Run(fmt.Sprintf("%s/subs=%d/batch=%d", name, n, batch), func(b *testing.B) {
+					benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, batch, simulcast, false)
+				})
+			}
+		}
+	}
+}
+
+// layoutIO stands for a shard's socket in BenchmarkForwardCongestionUser:
+// Send lays the batch out as msghdrs with GSO, counts it as sent and
+// drops it.
+type layoutIO struct {
+	PacketIO
+	m *sendMsgs
+}
+
+func (l layoutIO) Send(b *SendBatch) error {
+	defer b.reset()
+	if b.n == 0 {
+		return nil
+	}
+	l.m.build(b)
+	b.Sent++
+	b.Messages += uint64(l.m.smsgs)
+	b.Datagrams += uint64(b.n)
+	return nil
 }
 
 const (
@@ -86,9 +131,12 @@ func simulcastStream(tb testing.TB, enc *srtp.Context, count int) [][]byte {
 	return encryptPackets(tb, enc, pkts)
 }
 
-func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int, simulcast bool) {
+func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int, simulcast, kernel bool) {
 	e := testEngine(b)
 	s := e.shards[0]
+	if !kernel {
+		s.io = layoutIO{PacketIO: s.io, m: &sendMsgs{gso: true}}
+	}
 	sinks := newSinks(b, n)
 	pubKeys := newKeys(b, p)
 	pubAddr := netip.MustParseAddrPort("127.0.0.1:9")
