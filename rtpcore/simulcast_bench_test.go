@@ -40,21 +40,7 @@ import (
 // Forwarded count), allocs/op the allocations per publisher packet.
 //
 //	go test -run '^$' -bench ForwardCongestion -benchtime 30000x -count 10 ./rtpcore/
-func BenchmarkForwardCongestion(b *testing.B) {
-	for _, n := range []int{10, 100} {
-		for _, batch := range []int{1, 16} {
-			for _, simulcast := range []bool{false, true} {
-				name := "plain"
-				if simulcast {
-					name = "simulcast-cc"
-				}
-				b.Run(fmt.Sprintf("%s/subs=%d/batch=%d", name, n, batch), func(b *testing.B) {
-					benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, batch, simulcast, true)
-				})
-			}
-		}
-	}
-}
+func BenchmarkForwardCongestion(b *testing.B) { forwardCongestionRuns(b, true) }
 
 // BenchmarkForwardCongestionUser is BenchmarkForwardCongestion without the
 // kernel's part: the shard's socket lays every send out as the epoll
@@ -65,7 +51,11 @@ func BenchmarkForwardCongestion(b *testing.B) {
 // is the kernel's.
 //
 //	go test -run '^$' -bench ForwardCongestionUser -benchtime 30000x -count 10 ./rtpcore/
-func BenchmarkForwardCongestionUser(b *testing.B) {
+func BenchmarkForwardCongestionUser(b *testing.B) { forwardCongestionRuns(b, false) }
+
+// forwardCongestionRuns runs every configuration of the two benchmarks
+// above, through the kernel's send or not.
+func forwardCongestionRuns(b *testing.B, kernel bool) {
 	for _, n := range []int{10, 100} {
 		for _, batch := range []int{1, 16} {
 			for _, simulcast := range []bool{false, true} {
@@ -74,7 +64,7 @@ func BenchmarkForwardCongestionUser(b *testing.B) {
 					name = "simulcast-cc"
 				}
 				b.Run(fmt.Sprintf("%s/subs=%d/batch=%d", name, n, batch), func(b *testing.B) {
-					benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, batch, simulcast, false)
+					benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, batch, simulcast, kernel)
 				})
 			}
 		}
