@@ -38,8 +38,9 @@ import (
 //
 // ns/fwd is the time per packet sent to a subscriber (the shard's
 // Forwarded count), allocs/op the allocations per publisher packet.
+// (-bench ForwardCongestion also runs BenchmarkForwardCongestionUser.)
 //
-//	go test -run '^$' -bench ForwardCongestion -benchtime 30000x -count 10 ./rtpcore/
+//	go test -run '^$' -bench 'ForwardCongestion$' -benchtime 30000x -count 10 ./rtpcore/
 func BenchmarkForwardCongestion(b *testing.B) { forwardCongestionRuns(b, true) }
 
 // BenchmarkForwardCongestionUser is BenchmarkForwardCongestion without the
