@@ -25,9 +25,11 @@ func TestConcernsAgreesWithAdmit(t *testing.T) {
 				for l := int8(0); l <= 2; l++ {
 					for _, key := range []bool{false, true} {
 						name := fmt.Sprintf("cur=%d/target=%d/cap=%d/layer=%d/key=%v", cur, target, maxLayer, l, key)
-						pt := newPubTrack(nil, tr)
-						for _, ly := range pt.layers {
+						pt := &pubTrack{Track: tr, simulcast: true}
+						for i, rid := range tr.RIDs {
+							ly := &layer{pt: pt, index: i, rid: rid}
 							ly.lastAt.Store(now)
+							pt.layers = append(pt.layers, ly)
 						}
 						d := newDownTrack(pt, nil, tr)
 						d.target.Store(target)
