@@ -70,12 +70,16 @@ func (s *shard) handleRTP(t *Transport, b []byte) {
 			ly.wantKey.Store(false)
 		}
 	}
+	desc := pt.parseDescriptor(plain[hlen : hlen+plen])
+	if ly.apiKeys.Load() > 0 {
+		ly.repeatKeyFrame(s, pt.keyStart(desc, plain[hlen:hlen+plen]))
+	}
 	if s.npending == len(s.pending) {
 		s.forwardPending()
 	}
 	s.pending[s.npending] = pendingPacket{
 		pt: pt, layer: int8(ly.index), plain: plain, hlen: hlen, plen: plen,
-		seq: seq, ts: binary.BigEndian.Uint32(plain[4:8]), desc: pt.parseDescriptor(plain[hlen : hlen+plen]),
+		seq: seq, ts: binary.BigEndian.Uint32(plain[4:8]), desc: desc,
 	}
 	s.npending++
 }

@@ -35,8 +35,12 @@ type layer struct {
 	// wantKey asks for a key frame on the next packet of the layer (sent
 	// from the packet path, so the publisher has its keys).
 	wantKey atomic.Bool
-	rx      rxStats // guarded by owner.rmu
-	rxBytes uint64  // SRTP bytes received, guarded by owner.rmu
+	// apiKeys is how many PLIs the API's RequestKeyFrame may still send
+	// for the layer, apiKeyAt the time (ns) of the last (keyrequest.go).
+	apiKeys  atomic.Int32
+	apiKeyAt atomic.Int64
+	rx       rxStats // guarded by owner.rmu
+	rxBytes  uint64  // SRTP bytes received, guarded by owner.rmu
 	// The layer's bitrate, measured over rateWindow (meter guarded by
 	// owner.rmu), and the wall time (ns) of its last packet.
 	meter   rateMeter
