@@ -191,7 +191,16 @@ func appendHead(dst []byte, h rtpHead, twID uint8, twSeq uint16) []byte {
 }
 
 // forward sends packet p to d's subscriber, rewritten for it.
+//
+// Every subscriber of a simulcast track is offered every packet of the
+// track, but receives one layer of the three: the packets of the other
+// layers are turned away by concerns before anything else is touched
+// (the subscriber's lock, its address).
 func (s *shard) forward(d *downTrack, p *pendingPacket) {
+	pt := d.pt
+	if pt.simulcast && !d.concerns(p.layer) {
+		return
+	}
 	sub := d.sub
 	if !sub.ready.Load() {
 		return
@@ -200,7 +209,6 @@ func (s *shard) forward(d *downTrack, p *pendingPacket) {
 	if !ok {
 		return
 	}
-	pt := d.pt
 	sub.smu.Lock()
 	sg := &d.f.segs[0]
 	if pt.simulcast {

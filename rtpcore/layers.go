@@ -211,6 +211,24 @@ func (d *downTrack) want() int8 {
 	return int8(min(d.target.Load(), d.maxLayer.Load()))
 }
 
+// concerns reports whether a packet of layer l may be admitted or change
+// d's state, read without the subscriber's lock: it is of the layer being
+// forwarded, or of the one wanted, or the subscriber wants none and one
+// is still forwarded (admit notes the stop). admit decides under the lock
+// on what concerns lets through; what it turns away, admit would turn
+// away without a trace. current changes only in admit, on the forwarding
+// path of d's home shard, so it is exact here; the wanted layer may be
+// set meanwhile by another goroutine, and a packet turned away on the
+// older value is as if the change came after it.
+func (d *downTrack) concerns(l int8) bool {
+	cur := int8(d.current.Load())
+	if l == cur {
+		return true
+	}
+	want := d.want()
+	return l == want || want < 0 && cur >= 0
+}
+
 // admit decides whether packet p (of layer p.layer) goes to this
 // subscriber, switching layers at a key frame of the wanted one, and
 // returns the segment whose rewrite applies. Called under sub.smu.
