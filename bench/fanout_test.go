@@ -3,8 +3,12 @@
 package bench
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -121,7 +125,8 @@ type fanoutRun struct {
 	pub  *Publisher
 	subs []*Subscriber
 	join []time.Duration
-	tap  *Tap // receives the subscribers' media, if they do not read it themselves
+	tap  *Tap     // receives the subscribers' media, if they do not read it themselves
+	cnt  *Counter // or counts it in the kernel
 }
 
 func startFanout(b *testing.B, kind string, n int, extra ...string) *fanoutRun {
@@ -132,12 +137,18 @@ func startFanout(b *testing.B, kind string, n int, extra ...string) *fanoutRun {
 // startFanoutOn is startFanout with the server under lim.
 func startFanoutOn(b *testing.B, kind string, n int, lim Limits, extra ...string) *fanoutRun {
 	b.Helper()
-	return startFanoutSink(b, kind, n, lim, false, extra...)
+	return startFanoutSink(b, kind, n, lim, sinkSockets, extra...)
 }
 
-// startFanoutSink is startFanoutOn; with tap, one Tap receives every
-// subscriber's media and their sockets drop it (see Tap).
-func startFanoutSink(b *testing.B, kind string, n int, lim Limits, tap bool, extra ...string) *fanoutRun {
+// Where a fanout run's subscribers' media goes (HAYATE_BENCH_SINK).
+const (
+	sinkSockets = "sockets" // every subscriber reads its own socket
+	sinkTap     = "tap"     // one Tap receives all of it; the sockets drop it
+	sinkCount   = "count"   // a Counter counts it in the kernel and drops it
+)
+
+// startFanoutSink is startFanoutOn with the subscribers' media going to sink.
+func startFanoutSink(b *testing.B, kind string, n int, lim Limits, sink string, extra ...string) *fanoutRun {
 	b.Helper()
 	r := &fanoutRun{srv: startServerOn(b, kind, lim, extra...)}
 	var err error
@@ -148,19 +159,36 @@ func startFanoutSink(b *testing.B, kind string, n int, lim Limits, tap bool, ext
 	// Let the stream run before anyone joins: the pion baseline gives a
 	// subscriber only the tracks that exist when it joins.
 	time.Sleep(time.Second)
-	if tap {
+	// With a sink the run is a capacity measurement: the subscribers join
+	// with the publisher paused, since near the limit a saturated core
+	// would time out the joiners' DTLS handshakes (4408), which is a
+	// question of admission, not of forwarding capacity (BenchmarkJoin).
+	if sink != sinkSockets {
+		r.pub.Pause()
+	}
+	switch sink {
+	case sinkTap:
 		if r.tap, err = NewTap(r.pub.Peer.Server.Port(), TapRing); err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(r.tap.Close)
-		r.subs, r.join, err = JoinSubscribersTap(r.srv.Signaling, "fanout", n, 16, r.pub.video, r.pub.audio, r.tap)
-	} else {
+		r.subs, r.join, err = JoinSubscribersSink(r.srv.Signaling, "fanout", n, 16, r.pub.video, r.pub.audio, r.tap)
+	case sinkCount:
+		if r.cnt, err = NewCounter(n); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(r.cnt.Close)
+		r.subs, r.join, err = JoinSubscribersSink(r.srv.Signaling, "fanout", n, 16, r.pub.video, r.pub.audio, r.cnt)
+	case sinkSockets:
 		r.subs, r.join, err = JoinSubscribers(r.srv.Signaling, "fanout", n, 16, r.pub.video, r.pub.audio)
+	default:
+		b.Fatalf("HAYATE_BENCH_SINK=%q: want %s, %s or %s", sink, sinkTap, sinkCount, sinkSockets)
 	}
 	if err != nil {
 		b.Fatalf("%s: joining %d subscribers: %v\n%s", kind, n, err, r.srv.Log())
 	}
 	b.Cleanup(r.closeSubs)
+	r.pub.Resume()
 	r.settle()
 	return r
 }
@@ -312,8 +340,9 @@ func BenchmarkFanoutBackend(b *testing.B) {
 // BenchmarkFanoutCores: BenchmarkFanout's load (one publisher, N
 // subscribers) with Hayate on one core (taskset CPU 0, GOMAXPROCS=1,
 // media_sockets=1) and then on two (taskset CPUs 0-1, GOMAXPROCS=2,
-// media_sockets=2), in the same run. The load generator stays on CPU 1, so
-// with two cores the server shares CPU 1 with it: the benchmark reports the
+// media_sockets=2), in the same run. The load generator is not pinned: it
+// runs on CPU 1 beside a 1-core server and shares the two CPUs with a
+// 2-core one, so the benchmark reports the
 // load generator's CPU in the window (loadgen-cores) and the share of the
 // two cores the server itself used (server-cores), besides loss, CPU per
 // forwarded packet and allocations per forwarded packet. On a machine
@@ -322,12 +351,17 @@ func BenchmarkFanoutBackend(b *testing.B) {
 // server rather than its share of a crowded scheduler; HAYATE_BENCH_CORES
 // (default 1,2) chooses the configurations.
 //
-// The subscribers' media is received by a Tap (one packet socket with a
-// ring for all of them), so that the load generator needs a small part of
-// a core and the 2-core server can have most of two; tap-drops counts what
-// the ring missed (it is counted as loss). HAYATE_BENCH_SINK=sockets makes
-// every subscriber read its own socket instead, as the other fanout
-// benchmarks do (about as much CPU per packet as the server's).
+// The subscribers' media is counted in the kernel by a Counter (an eBPF
+// socket filter on each subscriber socket counts the window's sequence
+// numbers and drops the datagram), so the load generator spends nothing on
+// it and the 2-core server can have nearly all of both cores; there is no
+// p99 then. HAYATE_BENCH_SINK=tap receives it with a Tap instead (one
+// packet socket with a ring for all of them; tap-drops counts what the ring
+// missed, as loss; p99 reported), and HAYATE_BENCH_SINK=sockets makes every
+// subscriber read its own socket, as the other fanout benchmarks do (about
+// as much CPU per packet as the server's). With a Counter or a Tap the
+// subscribers join while the publisher is paused (see startFanoutSink).
+// HAYATE_BENCH_PERF=dir records the server's CPU profile in the window.
 //
 //	HAYATE_BENCH_SUBS=1000,1500,2000 go test -run '^$' -bench FanoutCores -benchtime 1x ./bench/
 func BenchmarkFanoutCores(b *testing.B) {
@@ -339,7 +373,7 @@ func BenchmarkFanoutCores(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	tap := os.Getenv("HAYATE_BENCH_SINK") != "sockets"
+	sink := cmp.Or(os.Getenv("HAYATE_BENCH_SINK"), sinkCount)
 	for _, n := range envInts("HAYATE_BENCH_SUBS", []int{500, 1000, 1500, 2000}) {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			ns := map[int]float64{}
@@ -348,7 +382,7 @@ func BenchmarkFanoutCores(b *testing.B) {
 				if cores == 2 {
 					lim = Limits{CPUs: "0,1", GOMAXPROCS: 2, Nice: nice}
 				}
-				r := startFanoutSink(b, "hayate", n, lim, tap, fmt.Sprintf("--media_sockets=%d", cores))
+				r := startFanoutSink(b, "hayate", n, lim, sink, fmt.Sprintf("--media_sockets=%d", cores))
 				idleAllocs := r.idleAllocsPerSecond(b, 3*time.Second)
 				var drops0 uint64
 				if r.tap != nil {
@@ -357,9 +391,11 @@ func BenchmarkFanoutCores(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+				prof := profileServer(b, r.srv, fmt.Sprintf("subs=%d-%dcore", n, cores), window)
 				lg0 := processCPU()
 				w := r.measure(b, window)
 				lg := processCPU() - lg0
+				prof()
 				rss, _ := r.srv.RSS()
 				name := fmt.Sprintf("%dcore-", cores)
 				ns[cores] = w.NsPerForward()
@@ -368,7 +404,9 @@ func BenchmarkFanoutCores(b *testing.B) {
 				b.ReportMetric(w.Mallocs/float64(max(w.Received, 1)), name+"allocs/fwd")
 				// What the media add over the same connections idle.
 				b.ReportMetric((w.Mallocs-idleAllocs*w.Duration.Seconds())/float64(max(w.Received, 1)), name+"media-allocs/fwd")
-				b.ReportMetric(float64(w.P99().Microseconds())/1000, name+"p99-ms")
+				if sink != sinkCount {
+					b.ReportMetric(float64(w.P99().Microseconds())/1000, name+"p99-ms")
+				}
 				b.ReportMetric(w.ServerCPU.Seconds()/w.Duration.Seconds(), name+"server-cores")
 				b.ReportMetric(lg.Seconds()/w.Duration.Seconds(), name+"loadgen-cores")
 				b.ReportMetric(float64(rss)/(1<<20), name+"rss-MiB")
@@ -381,14 +419,50 @@ func BenchmarkFanoutCores(b *testing.B) {
 					b.ReportMetric(float64(drops-drops0), name+"tap-drops")
 				}
 				c := w.Counters
-				b.Logf("%d core(s): %d forwards expected, %d received, server CPU %v, %.0f handed off, %.0f handoff drops, %.1f datagrams per send call",
-					cores, w.Expected, w.Received, w.ServerCPU, c["handed_off"], c["handoff_full"], c["packets_out"]/max(c["send_calls"], 1))
+				busiest := w.ThreadRun[:min(len(w.ThreadRun), 4)]
+				busy := make([]string, len(busiest))
+				for i, t := range busiest {
+					busy[i] = fmt.Sprintf("%.2f", t.Seconds()/w.Duration.Seconds())
+				}
+				b.Logf("%d core(s): busiest threads %s cores, run-queue wait %.2f cores",
+					cores, strings.Join(busy, " "), w.RunQueueWait.Seconds()/w.Duration.Seconds())
+				b.Logf("%d core(s): %d forwards expected, %d received, server CPU %v, %.0f handed off, %.0f handoff drops, %.0f receive buffer drops, %.1f datagrams per send call",
+					cores, w.Expected, w.Received, w.ServerCPU, c["handed_off"], c["handoff_full"], c["receive_buffer_full"], c["packets_out"]/max(c["send_calls"], 1))
 				r.close()
 			}
 			if ns[1] > 0 && ns[2] > 0 {
 				b.ReportMetric(ns[2]/ns[1], "2core/1core-ns")
 			}
 		})
+	}
+}
+
+// profileServer, when HAYATE_BENCH_PERF names a directory, records the
+// CPU profile of the server and of the load generator (perf, kernel and
+// user stacks, 499 Hz; `perf report --sort comm,...` separates them) for
+// the window into dir/name.data, to see where their time goes; the returned
+// function waits for the recording. perf costs the server a little, so
+// runs with it are for profiles, not for the figures.
+func profileServer(b *testing.B, srv *Server, name string, window time.Duration) func() {
+	dir := os.Getenv("HAYATE_BENCH_PERF")
+	if dir == "" {
+		return func() {}
+	}
+	out := filepath.Join(dir, name+".data")
+	// The server, and the load generator (this process) beside it.
+	pids := strconv.Itoa(srv.PID()) + "," + strconv.Itoa(os.Getpid())
+	cmd := exec.Command("perf", "record", "-q", "-F", "499", "-g", "-p", pids,
+		"-o", out, "--", "sleep", strconv.FormatFloat(window.Seconds(), 'f', 3, 64))
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("perf: %v", err)
+	}
+	return func() {
+		if err := cmd.Wait(); err != nil {
+			b.Fatalf("perf: %v\n%s", err, log.String())
+		}
+		b.Logf("server profile: %s", out)
 	}
 }
 
@@ -401,6 +475,9 @@ func (r *fanoutRun) close() {
 	r.subs = nil
 	if r.tap != nil {
 		r.tap.Close()
+	}
+	if r.cnt != nil {
+		r.cnt.Close()
 	}
 	r.srv.Stop(30 * time.Second)
 }

@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -160,7 +161,9 @@ type Subscriber struct {
 	delays  []time.Duration
 	from    atomic.Int64 // record delays of packets sent after this (unix ns)
 	done    chan struct{}
-	timeAt  int // offset of the send time in a payload
+	timeAt  int      // offset of the send time in a payload
+	counter *Counter // counts the media in the kernel instead (see Counter)
+	slot    int
 }
 
 const sampleEvery = 16
@@ -237,18 +240,24 @@ func NewSubscriberOver(url, channel string, video, audio uint32, transport strin
 	return newSubscriber(url, connectMsg(channel, "recvonly"), video, audio, transport, 0, nil)
 }
 
-// JoinSubscribersTap is JoinSubscribers with subscribers whose media the
-// tap receives (see Tap); their own sockets drop it.
-func JoinSubscribersTap(url, channel string, n, concurrency int, video, audio uint32, tap *Tap) ([]*Subscriber, []time.Duration, error) {
+// A Sink takes over the media of subscribers, so that they need no reader
+// of their own: a Tap or a Counter.
+type Sink interface {
+	take(s *Subscriber) error
+}
+
+// JoinSubscribersSink is JoinSubscribers with subscribers whose media sink
+// receives.
+func JoinSubscribersSink(url, channel string, n, concurrency int, video, audio uint32, sink Sink) ([]*Subscriber, []time.Duration, error) {
 	return joinTimed(n, concurrency, func(int) (*Subscriber, error) {
-		return newSubscriber(url, connectMsg(channel, "recvonly"), video, audio, loadpeer.TransportUDP, 0, tap)
+		return newSubscriber(url, connectMsg(channel, "recvonly"), video, audio, loadpeer.TransportUDP, 0, sink)
 	})
 }
 
 // newSubscriber connects a recvonly client with connect message msg; the
 // send time of a sampled packet is at timeAt in its payload. With a tap,
-// the tap receives its media instead of a reader of its own.
-func newSubscriber(url string, msg map[string]any, video, audio uint32, transport string, timeAt int, tap *Tap) (*Subscriber, error) {
+// a sink, the sink receives its media instead of a reader of its own.
+func newSubscriber(url string, msg map[string]any, video, audio uint32, transport string, timeAt int, sink Sink) (*Subscriber, error) {
 	peer, err := loadpeer.Dial(context.Background(), loadpeer.Options{URL: url, Connect: msg, Detach: true,
 		Timeout: 30 * time.Second, Transport: transport})
 	if err != nil {
@@ -265,12 +274,11 @@ func newSubscriber(url string, msg map[string]any, video, audio uint32, transpor
 		s.ssrc[1] = a
 	}
 	switch {
-	case tap != nil:
-		if err := DropAll(s); err != nil {
+	case sink != nil:
+		if err := sink.take(s); err != nil {
 			peer.Close()
 			return nil, err
 		}
-		tap.Add(s)
 		close(s.done)
 	case peer.Conn() != nil:
 		go s.receive()
@@ -406,7 +414,12 @@ func (s *Subscriber) onPacket(pkt []byte, k *int, scratch []byte) {
 }
 
 // Packets is the number of media packets received.
-func (s *Subscriber) Packets() uint64 { return s.packets.Load() }
+func (s *Subscriber) Packets() uint64 {
+	if s.counter != nil {
+		return s.counter.Count(s.slot)
+	}
+	return s.packets.Load()
+}
 
 // count returns how many sequence numbers in [from, to) of stream idx were seen.
 func (s *Subscriber) count(idx int, from, to uint16) int {
@@ -461,7 +474,12 @@ type Window struct {
 	LossPercent float64       // 100 × (1 − Received/Expected)
 	ServerCPU   time.Duration // server CPU time in the window
 	Mallocs     float64       // server allocations in the window (Hayate only)
-	Delays      []time.Duration
+	// ThreadRun is each server thread's CPU time in the window, busiest
+	// first; RunQueueWait is the time its threads were runnable but
+	// waited for a CPU (schedstat).
+	ThreadRun    []time.Duration
+	RunQueueWait time.Duration
+	Delays       []time.Duration
 	// Counters are the growth of the server's counters in the window
 	// (Hayate only): mallocs, recv_calls, packets_in, send_calls,
 	// send_messages, packets_out, and the drops link_queue_full,
@@ -499,16 +517,46 @@ func Measure(srv *Server, pub *Publisher, subs []*Subscriber, d time.Duration) (
 		s.takeDelays()
 		s.from.Store(time.Now().UnixNano())
 	}
+	// Subscribers counted by a Counter (they share one) count the window's
+	// sequence numbers in the kernel; the window is opened before any of
+	// its packets is sent and closed before any packet after it is.
+	var kc *Counter
+	for _, s := range subs {
+		if s.counter != nil {
+			kc = s.counter
+		}
+	}
+	counted := func() []uint64 {
+		c := make([]uint64, len(subs))
+		for i, s := range subs {
+			if s.counter != nil {
+				c[i] = s.counter.WindowCount(s.slot)
+			}
+		}
+		return c
+	}
+	c0 := counted()
 	m0 = pub.Mark()
+	if kc != nil {
+		m0 = markWith(pub, kc.OpenWindow)
+	}
 	w, err := serverSpan(srv, d)
 	if err != nil {
 		return Window{}, err
 	}
 	m1 := pub.Mark()
+	if kc != nil {
+		m1 = markWith(pub, kc.CloseWindow)
+	}
 	time.Sleep(200 * time.Millisecond) // let the window's last packets land
+	c1 := counted()
 	w.Duration, w.PubPackets = m1.At.Sub(m0.At), m1.Sent-m0.Sent
 	w.Expected = w.PubPackets * uint64(len(subs))
-	for _, s := range subs {
+	for i, s := range subs {
+		if s.counter != nil {
+			w.Received += c1[i] - c0[i]
+			continue
+		}
 		w.Received += uint64(s.count(0, m0.Video, m1.Video) + s.count(1, m0.Audio, m1.Audio))
 		w.Delays = append(w.Delays, s.takeDelays()...)
 	}
@@ -518,6 +566,19 @@ func Measure(srv *Server, pub *Publisher, subs []*Subscriber, d time.Duration) (
 	return w, nil
 }
 
+// markWith calls set with the publisher's next sequence numbers and
+// returns the mark they belong to, retrying until no packet was sent in
+// between (so set ran before the packet with those numbers was sent).
+func markWith(pub *Publisher, set func(video, audio uint16)) Mark {
+	for {
+		a := pub.Mark()
+		set(a.Video, a.Audio)
+		if b := pub.Mark(); b.Video == a.Video && b.Audio == a.Audio {
+			return a
+		}
+	}
+}
+
 // serverSpan waits d and returns a Window with the server's CPU time,
 // counters and allocations over it.
 func serverSpan(srv *Server, d time.Duration) (Window, error) {
@@ -525,14 +586,21 @@ func serverSpan(srv *Server, d time.Duration) (Window, error) {
 	if err != nil {
 		return Window{}, err
 	}
+	th0 := srv.ThreadTimes()
 	st0 := srv.counters()
 	time.Sleep(d)
 	cpu1, err := srv.CPUTime()
 	if err != nil {
 		return Window{}, err
 	}
+	th1 := srv.ThreadTimes()
 	st1 := srv.counters()
 	w := Window{ServerCPU: cpu1 - cpu0, Counters: map[string]float64{}}
+	for id, t := range th1 {
+		w.ThreadRun = append(w.ThreadRun, t[0]-th0[id][0])
+		w.RunQueueWait += t[1] - th0[id][1]
+	}
+	slices.SortFunc(w.ThreadRun, func(a, b time.Duration) int { return cmp.Compare(b, a) })
 	for k, v := range st1 {
 		w.Counters[k] = v - st0[k]
 	}
@@ -548,6 +616,10 @@ func (t *Window) merge(w Window) {
 	t.Received += w.Received
 	t.ServerCPU += w.ServerCPU
 	t.Mallocs += w.Mallocs
+	t.RunQueueWait += w.RunQueueWait
+	if t.ThreadRun == nil {
+		t.ThreadRun = w.ThreadRun
+	}
 	t.Delays = append(t.Delays, w.Delays...)
 	if t.Counters == nil {
 		t.Counters = map[string]float64{}

@@ -170,6 +170,28 @@ func (s *Server) CPUTime() (time.Duration, error) {
 	return s.statCPUTime()
 }
 
+// ThreadTimes are, per thread of the server (by thread id), the time it
+// ran and the time it waited on a run queue, runnable but not running
+// (/proc/PID/task/*/schedstat, in ns).
+func (s *Server) ThreadTimes() map[string][2]time.Duration {
+	out := map[string][2]time.Duration{}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.PID()))
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", s.PID(), t.Name()))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			continue
+		}
+		run, _ := strconv.ParseInt(f[0], 10, 64)
+		wait, _ := strconv.ParseInt(f[1], 10, 64)
+		out[t.Name()] = [2]time.Duration{time.Duration(run), time.Duration(wait)}
+	}
+	return out
+}
+
 // statCPUTime is utime+stime from /proc/PID/stat.
 func (s *Server) statCPUTime() (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.PID()))
@@ -243,6 +265,7 @@ func (s *Server) counters() map[string]float64 {
 	out["handed_off"] = f(md, "total_handed_off_rtp")
 	dropped, _ := md["dropped"].(map[string]any)
 	out["handoff_full"] = f(dropped, "handoff_full")
+	out["receive_buffer_full"] = f(dropped, "receive_buffer_full")
 	// Drops on the way to TURN and ICE-TCP viewers: the core's links
 	// and the TURN allocations' queues.
 	lk, _ := md["links"].(map[string]any)

@@ -228,6 +228,15 @@ func (t *Tap) deliver(ip []byte, seg int, scratch []byte) {
 	}
 }
 
+// take makes s's socket drop its media and the tap receive it.
+func (t *Tap) take(s *Subscriber) error {
+	if err := DropAll(s); err != nil {
+		return err
+	}
+	t.Add(s)
+	return nil
+}
+
 // DropAll makes the kernel discard every datagram that reaches the
 // subscriber's socket (a socket filter that accepts nothing), for
 // subscribers whose media the Tap reads.

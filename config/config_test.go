@@ -135,6 +135,12 @@ func TestDefaultsValid(t *testing.T) {
 		c.IPv4Address.String() != "127.0.0.1" {
 		t.Fatalf("defaults changed: %+v", c)
 	}
+	// Sora asks clients for their getStats() every 60 s on both carriers:
+	// "デフォルトでは WebSocket と DataChannel 経由のどちらも 60 秒間隔で更新
+	// されます" (https://sora-doc.shiguredo.jp/API_RTC_STATS).
+	if c.WebSocketStatsTimerInterval != time.Minute || c.DataChannelStatsTimerInterval != time.Minute {
+		t.Errorf("stats timers %v (WebSocket) and %v (DataChannel), want Sora's 60 s", c.WebSocketStatsTimerInterval, c.DataChannelStatsTimerInterval)
+	}
 }
 
 // TestREADMEDocumentsEveryKey keeps the README's configuration table honest.

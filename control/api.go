@@ -207,6 +207,9 @@ func (a *API) Local(ctx context.Context, target string, body []byte) (int, []byt
 // localKey marks the context of an operation run for another node.
 type localKey struct{}
 
+// isLocal reports whether ctx is an operation run for another node.
+func isLocal(ctx context.Context) bool { return ctx.Value(localKey{}) != nil }
+
 // serve runs the operation target with body and returns the HTTP status and
 // the JSON answer.
 func (a *API) serve(ctx context.Context, target string, body []byte) (status int, data []byte) {
@@ -225,7 +228,7 @@ func (a *API) serve(ctx context.Context, target string, body []byte) (status int
 		return a.errorAnswer(target, err)
 	}
 	out, err := op(ctx, p)
-	if clusterWide[target] != 0 && a.cluster != nil && ctx.Value(localKey{}) == nil {
+	if r := clusterWide[target]; (r == everyNode || r == firstFound) && a.cluster != nil && !isLocal(ctx) {
 		out, err = a.fanout(ctx, target, body, out, err)
 	}
 	if err != nil {
@@ -332,9 +335,14 @@ func (p params) list(name string) ([]string, error) {
 
 // flag returns an optional boolean parameter (false when absent or null).
 func (p params) flag(name string) (bool, error) {
+	return p.flagOr(name, false)
+}
+
+// flagOr returns an optional boolean parameter (def when absent or null).
+func (p params) flagOr(name string, def bool) (bool, error) {
 	raw, ok := p[name]
 	if !ok || string(raw) == "null" {
-		return false, nil
+		return def, nil
 	}
 	var b bool
 	if err := json.Unmarshal(raw, &b); err != nil {

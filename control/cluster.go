@@ -50,6 +50,9 @@ const (
 	// firstFound: the operation names one connection or session; it runs
 	// on the other nodes only when this node does not have it.
 	firstFound
+	// onAsk: the operation asks the other nodes itself when its request
+	// says so (ListRtcStats with local: false); serve does not fan it out.
+	onAsk
 )
 
 // clusterWide are the operations that act on the whole cluster.
@@ -65,16 +68,31 @@ var clusterWide = map[string]reach{
 	"Sora_20241211.RequestKeyFrame":         firstFound,
 	"Sora_20230628.TerminateSession":        everyNode,
 	"Sora_20231220.GetSession":              firstFound,
+	"Sora_20211215.ListRtcStats":            onAsk,
+	// A channel's spotlight and its connections' statistics are on the
+	// node that serves it.
+	"Sora_20200807.FocusSpotlight":           firstFound,
+	"Sora_20200807.FocusSpotlightFixed":      firstFound,
+	"Sora_20200807.UnfocusSpotlight":         firstFound,
+	"Sora_20200807.ChangeSpotlightNumber":    firstFound,
+	"Sora_20211215.RequestSpotlightRid":      firstFound,
+	"Sora_20211215.ResetSpotlightRid":        firstFound,
+	"Sora_20211215.BatchRequestSpotlightRid": firstFound,
+	"Sora_20211215.GetRtcStats":              firstFound,
+	"Sora_20170529.GetStatsConnection":       firstFound,
+	"Sora_20170529.GetStatsClient":           firstFound,
 }
 
 // fanout runs a cluster-wide operation on the other nodes once it has run
 // here with answer out or error err. Invalid requests (any error but a 404)
 // go nowhere, nor a firstFound operation that found its connection or
 // session here. The answer is this node's when it found the channel, else the
-// first other node's that did; else the most precise not-found error (a
-// node that has the channel but not the connection or client says so);
-// else, when some node did not answer, CLUSTER-UNAVAILABLE, as the channel
-// may be there.
+// first other node's that did; else the refusal of a node that has the
+// channel (a valid request it cannot carry out there, such as a spotlight
+// change on a channel without spotlight); else the most precise not-found
+// error (a node that has the channel but not the connection or client says
+// so); else, when some node did not answer (or answered what is not the
+// API's), CLUSTER-UNAVAILABLE, as the channel may be there.
 func (a *API) fanout(ctx context.Context, target string, body []byte, out any, err error) (any, error) {
 	var e *Error
 	if err != nil && (!errors.As(err, &e) || e.Status != http.StatusNotFound) || err == nil && clusterWide[target] == firstFound {
@@ -85,6 +103,7 @@ func (a *API) fanout(ctx context.Context, target string, body []byte, out any, e
 		return out, nil
 	}
 	silent := 0
+	var refused error
 	for _, ans := range answers {
 		var pe struct {
 			Type    string `json:"error_type"`
@@ -95,9 +114,16 @@ func (a *API) fanout(ctx context.Context, target string, body []byte, out any, e
 			silent++
 		case ans.Status == http.StatusOK:
 			return json.RawMessage(ans.Body), nil
-		case ans.Status == http.StatusNotFound && json.Unmarshal(ans.Body, &pe) == nil && pe.Type != errChannelNotFound.Type:
+		case json.Unmarshal(ans.Body, &pe) != nil || pe.Type == "":
+			silent++ // not an API answer
+		case ans.Status != http.StatusNotFound:
+			refused = &Error{Status: ans.Status, Type: pe.Type, Message: pe.Message}
+		case pe.Type != errChannelNotFound.Type:
 			err = &Error{Status: http.StatusNotFound, Type: pe.Type, Message: pe.Message}
 		}
+	}
+	if refused != nil {
+		return nil, refused
 	}
 	if silent > 0 && errors.Is(err, errChannelNotFound) {
 		return nil, wrapped{ErrClusterUnavailable, fmt.Sprintf("%s: no node that answered has the channel; %d did not answer", ErrClusterUnavailable.Message, silent)}

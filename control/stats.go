@@ -2,24 +2,54 @@ package control
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/hayate-sfu/hayate/signal"
 )
 
 // The statistics API: the clients' own getStats() reports
 // (https://sora-doc.shiguredo.jp/API_RTC_STATS) and the node's counters of
-// each connection (https://sora-doc.shiguredo.jp/API_STATS). Both describe
+// each connection (https://sora-doc.shiguredo.jp/API_STATS). They describe
 // the connections of this node: in a cluster a channel is served by one
 // node, so a channel's connections are all on the node that serves it
-// (README, "Sora compatibility: API targets", on `local`).
+// (README, "Sora compatibility: API targets", on `local`). ListRtcStats
+// alone takes `local` (API_RTC_STATS: "local はクラスター機能利用時に、全て
+// のノードの情報を取得するかどうかを指定します", default true): with false it
+// lists every node's.
 
 // listRTCStats is Sora_20211215.ListRtcStats {local?}: the latest report
-// of every connection that has sent one.
-func (a *API) listRTCStats(_ context.Context, p params) (any, error) {
-	if _, err := p.flag("local"); err != nil {
+// of every connection that has sent one, of this node (local, the default)
+// or of every node of the cluster (local: false).
+func (a *API) listRTCStats(ctx context.Context, p params) (any, error) {
+	local, err := p.flagOr("local", true)
+	if err != nil {
 		return nil, err
 	}
-	return a.backend.ListRTCStats(""), nil
+	out := a.backend.ListRTCStats("")
+	if local || a.cluster == nil || isLocal(ctx) {
+		return out, nil
+	}
+	silent := 0
+	for _, ans := range a.cluster.Fanout(ctx, "Sora_20211215.ListRtcStats", []byte(`{"local":true}`)) {
+		var theirs []signal.RTCStats
+		if ans.Err != nil || ans.Status != http.StatusOK || json.Unmarshal(ans.Body, &theirs) != nil {
+			silent++
+			continue
+		}
+		out = append(out, theirs...)
+	}
+	if silent > 0 {
+		// A list without some node's reports would pass for the whole.
+		return nil, wrapped{ErrClusterUnavailable, fmt.Sprintf("%s: %d node(s) did not answer", ErrClusterUnavailable.Message, silent)}
+	}
+	slices.SortFunc(out, func(x, y signal.RTCStats) int {
+		return strings.Compare(x.ChannelID+"\x00"+x.ConnectionID, y.ChannelID+"\x00"+y.ConnectionID)
+	})
+	return out, nil
 }
 
 // listChannelRTCStats is Sora_20211215.ListChannelRtcStats {channel_id}:

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hayate-sfu/hayate/config"
 	"github.com/hayate-sfu/hayate/internal/sigclient"
@@ -199,7 +200,8 @@ func TestAPIDisconnectTargets(t *testing.T) {
 }
 
 // TestAPIRequestKeyFrame: RequestKeyFrame makes the node send the publisher
-// a PLI for its video, with no subscriber asking for one.
+// a PLI for its video, with no subscriber asking for one, and again every
+// second until a key frame comes, 5 PLIs at most (Sora's API_CONNECTION).
 func TestAPIRequestKeyFrame(t *testing.T) {
 	n := startNode(t, nil)
 	rec := newRecorder()
@@ -218,11 +220,38 @@ func TestAPIRequestKeyFrame(t *testing.T) {
 	if before != 0 {
 		t.Fatalf("%d PLIs before RequestKeyFrame", before)
 	}
-	got := apiOK[soraRequestKeyFrame](t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"kf","connection_id":"`+conns[0].ConnectionID+`"}`)
+	body := `{"channel_id":"kf","connection_id":"` + conns[0].ConnectionID + `"}`
+	asked := time.Now()
+	got := apiOK[soraRequestKeyFrame](t, n, "Sora_20241211.RequestKeyFrame", body)
 	if got != (soraRequestKeyFrame{ChannelID: "kf", ConnectionID: conns[0].ConnectionID}) {
 		t.Fatalf("RequestKeyFrame answered %+v", got)
 	}
 	waitFor(t, "a PLI after RequestKeyFrame", patience, func() bool { c.sendVideo(t, 1); return plis() > before })
+
+	// Until a key frame comes, Sora asks again every second, 5 times at
+	// most (API_CONNECTION): this publisher sends none, so 5 PLIs come, a
+	// second apart (4 s from the first to the fifth at least), then none.
+	waitFor(t, "5 PLIs after RequestKeyFrame", patience, func() bool { c.sendVideo(t, 1); return plis() >= 5 })
+	fifth := time.Now()
+	if el := fifth.Sub(asked); el < 3900*time.Millisecond {
+		t.Errorf("5 PLIs %v after RequestKeyFrame, want them a second apart", el)
+	}
+	waitFor(t, "2.5 s more of video", patience, func() bool { c.sendVideo(t, 1); return time.Since(fifth) > 2500*time.Millisecond })
+	if k := plis(); k != 5 {
+		t.Errorf("%d PLIs after one RequestKeyFrame, want 5 at most", k)
+	}
+	// A key frame ends the requests.
+	apiOK[soraRequestKeyFrame](t, n, "Sora_20241211.RequestKeyFrame", body)
+	waitFor(t, "a PLI after the second RequestKeyFrame", patience, func() bool { c.sendVideo(t, 1); return plis() > 5 })
+	// Key frames from now on, for longer than the 5 requests take: with the
+	// requests ended by a key frame, fewer than 5 come (the key frame must
+	// merely get through within 4 s, which a loaded machine's stalls do
+	// not prevent); had they not ended, all 5 would.
+	sent := time.Now()
+	waitFor(t, "6 s of key frames", patience, func() bool { c.sendVP8KeyFrame(t); return time.Since(sent) > 6*time.Second })
+	if k := plis() - 5; k >= 5 {
+		t.Errorf("%d PLIs for a request a key frame answered, want the requests ended before the fifth", k)
+	}
 
 	apiErr(t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"kf","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")
 	apiErr(t, n, "Sora_20241211.RequestKeyFrame", `{"channel_id":"nope","connection_id":"NOPE"}`, 404, "CHANNEL-NOT-FOUND")
@@ -236,7 +265,7 @@ func TestAPIRequestKeyFrame(t *testing.T) {
 func TestAPIClusterWide(t *testing.T) {
 	nodes := startCluster(t, 3)
 	owner, other, third := nodes[0], nodes[1], nodes[2]
-	a, _ := join(t, owner, "room", "sendrecv")
+	a, oa := join(t, owner, "room", "sendrecv")
 	b, ob := join(t, owner, "room", "recvonly")
 
 	waitFor(t, "the channel in the table", patience, func() bool {
@@ -254,6 +283,19 @@ func TestAPIClusterWide(t *testing.T) {
 		return len(list) == 3 && up == 3
 	})
 
+	// ListRtcStats lists this node's reports, every node's with local:
+	// false (API_RTC_STATS).
+	must(t, a.SendJSON(json.RawMessage(`{"type":"pong","stats":[{"id":"T1","type":"transport"}]}`)))
+	waitFor(t, "a's report through another node with local: false", patience, func() bool {
+		l := apiOK[[]soraRTCStats](t, other, "Sora_20211215.ListRtcStats", `{"local":false}`)
+		return len(l) == 1 && l[0].ConnectionID == oa.ConnectionID && l[0].RTCStats[0]["id"] == "T1"
+	})
+	if l := apiOK[[]soraRTCStats](t, other, "Sora_20211215.ListRtcStats", ``); len(l) != 0 {
+		t.Errorf("ListRtcStats on a node without the channel: %+v, want [] (local by default)", l)
+	}
+	if l := apiOK[[]soraRTCStats](t, owner, "Sora_20211215.ListRtcStats", `{"local":false}`); len(l) != 1 {
+		t.Errorf("ListRtcStats local: false on the owner: %+v, want the one report once", l)
+	}
 	for _, n := range nodes {
 		st := apiOK[soraStatsReport](t, n, "Sora_20171010.GetStatsReport", ``)
 		if c := st.Cluster; c == nil || c.RaftState != "leader" && c.RaftState != "follower" || c.RaftTerm == 0 || c.RaftCommitIndex == 0 || c.ClusterNodeName != n.cl.c.Name() {
@@ -273,6 +315,15 @@ func TestAPIClusterWide(t *testing.T) {
 		s.ExternalSignalingURL == nil || *s.ExternalSignalingURL != owner.cl.url {
 		t.Fatalf("GetSession through another node: %+v", s)
 	}
+	// A connection's statistics and the channel's spotlight through
+	// another node: the node that serves the channel answers (here the
+	// channel has no spotlight, which only that node knows).
+	if st := apiOK[soraStatsConnection](t, third, "Sora_20170529.GetStatsConnection",
+		`{"channel_id":"room","connection_id":"`+ob.ConnectionID+`"}`); st.ConnectionID != ob.ConnectionID || st.ChannelID != "room" {
+		t.Fatalf("GetStatsConnection through another node: %+v", st)
+	}
+	apiErr(t, other, "Sora_20200807.ChangeSpotlightNumber", `{"channel_id":"room","spotlight_number":2}`, 400, "INVALID-PARAMETER")
+	apiErr(t, other, "Sora_20170529.GetStatsConnection", `{"channel_id":"room","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")
 	apiErr(t, other, "Sora_20160711.PushChannel", `{"channel_id":"room"}`, 400, "MISSING-PARAMETER")
 	apiErr(t, other, "Sora_20151104.DisconnectConnection", `{"channel_id":"room","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")
 	apiErr(t, other, "Sora_20151104.DisconnectChannel", `{"channel_id":"nowhere"}`, 404, "CHANNEL-NOT-FOUND")

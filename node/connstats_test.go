@@ -69,6 +69,7 @@ func TestStatsConnection(t *testing.T) {
 	if err != nil || time.Since(at) > time.Minute || time.Since(at) < 0 {
 		t.Errorf("timestamp %q: %v", first.Timestamp, err)
 	}
+	checkTimeFormat(t, "GetStatsConnection timestamp", first.Timestamp, 6)
 	if first.ChannelID != "stats" || first.ConnectionID != id || first.ClientID != id || first.BundleID != id || first.SessionID == "" {
 		t.Errorf("identity: %+v", first)
 	}

@@ -139,6 +139,20 @@ func (c *call) sendVideo(t *testing.T, n int) {
 	}
 }
 
+// sendVP8KeyFrame sends one packet that starts a VP8 key frame: the
+// payload descriptor's S bit with partition 0 (RFC 7741 §4.2), then the
+// payload header's P bit clear (§4.3).
+func (c *call) sendVP8KeyFrame(t *testing.T) {
+	c.seq++
+	payload := make([]byte, 800)
+	payload[0] = 0x10
+	b, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: c.seq, Timestamp: uint32(c.seq) * 3000, SSRC: c.video},
+		Payload: payload}).Marshal()
+	if err := c.pub.SendRTP(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func nack(sender, media uint32, pid, blp uint16) []byte {
 	b := []byte{0x80 | 1, 205, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	binary.BigEndian.PutUint32(b[4:], sender)

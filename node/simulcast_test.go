@@ -294,7 +294,13 @@ func requestRid(t *testing.T, n *Node, channel, viewer, rid string) {
 // answered with their own payloads, through RTX and in the stream itself;
 // each switch is notified (simulcast.switched).
 func TestSimulcastSwitchesRewrite(t *testing.T) {
-	n := startNode(t, func(c *config.Config) { c.ICEConnectionStateFailedTimeout = patience })
+	// The switches are the API's (simulcast_adaptation false): a loaded
+	// machine that squeezes a viewer's estimate must not hold it below the
+	// rid asked for.
+	n := startNode(t, func(c *config.Config) {
+		c.ICEConnectionStateFailedTimeout = patience
+		c.SimulcastAdaptation = false
+	})
 	const channel = "simulcast-rewrite"
 	pub := newSimPublisher(t, n, channel, smallLayers)
 	// A pion viewer with RTX, one without, and one on Hayate's own stack

@@ -241,9 +241,15 @@ func (e *Engine) Bound() netip.AddrPort { return e.addr }
 // Stats returns the media counters, summed over the shards.
 func (e *Engine) Stats() StatsSnapshot {
 	snap := e.stats.snapshot()
+	snap.Dropped["receive_buffer_full"] = 0
 	for _, s := range e.shards {
 		snap.add(s.stats.snapshot())
 		snap.Addresses += int(s.addresses.Load())
+		if d, ok := s.io.(receiveDropper); ok {
+			if n, ok := d.receiveDrops(); ok {
+				snap.Dropped["receive_buffer_full"] += n
+			}
+		}
 	}
 	snap.Links.Open = e.linkCount.Load()
 	snap.NodeStalls = e.live.stalls.Load()

@@ -70,12 +70,16 @@ func (s *shard) handleRTP(t *Transport, b []byte) {
 			ly.wantKey.Store(false)
 		}
 	}
+	desc := pt.parseDescriptor(plain[hlen : hlen+plen])
+	if ly.apiKeys.Load() > 0 {
+		ly.repeatKeyFrame(s, pt.keyStart(desc, plain[hlen:hlen+plen]))
+	}
 	if s.npending == len(s.pending) {
 		s.forwardPending()
 	}
 	s.pending[s.npending] = pendingPacket{
 		pt: pt, layer: int8(ly.index), plain: plain, hlen: hlen, plen: plen,
-		seq: seq, ts: binary.BigEndian.Uint32(plain[4:8]), desc: pt.parseDescriptor(plain[hlen : hlen+plen]),
+		seq: seq, ts: binary.BigEndian.Uint32(plain[4:8]), desc: desc,
 	}
 	s.npending++
 }
@@ -187,7 +191,16 @@ func appendHead(dst []byte, h rtpHead, twID uint8, twSeq uint16) []byte {
 }
 
 // forward sends packet p to d's subscriber, rewritten for it.
+//
+// Every subscriber of a simulcast track is offered every packet of the
+// track, but receives one layer of the three: the packets of the other
+// layers are turned away by concerns before anything else is touched
+// (the subscriber's lock, its address).
 func (s *shard) forward(d *downTrack, p *pendingPacket) {
+	pt := d.pt
+	if pt.simulcast && !d.concerns(p.layer) {
+		return
+	}
 	sub := d.sub
 	if !sub.ready.Load() {
 		return
@@ -196,7 +209,6 @@ func (s *shard) forward(d *downTrack, p *pendingPacket) {
 	if !ok {
 		return
 	}
-	pt := d.pt
 	sub.smu.Lock()
 	sg := &d.f.segs[0]
 	if pt.simulcast {

@@ -35,8 +35,12 @@ type layer struct {
 	// wantKey asks for a key frame on the next packet of the layer (sent
 	// from the packet path, so the publisher has its keys).
 	wantKey atomic.Bool
-	rx      rxStats // guarded by owner.rmu
-	rxBytes uint64  // SRTP bytes received, guarded by owner.rmu
+	// apiKeys is how many PLIs the API's RequestKeyFrame may still send
+	// for the layer, apiKeyAt the time (ns) of the last (keyrequest.go).
+	apiKeys  atomic.Int32
+	apiKeyAt atomic.Int64
+	rx       rxStats // guarded by owner.rmu
+	rxBytes  uint64  // SRTP bytes received, guarded by owner.rmu
 	// The layer's bitrate, measured over rateWindow (meter guarded by
 	// owner.rmu), and the wall time (ns) of its last packet.
 	meter   rateMeter
@@ -205,6 +209,24 @@ func newDownTrack(pt *pubTrack, sub *Transport, tr media.Track) *downTrack {
 // want is the layer the subscriber should receive now.
 func (d *downTrack) want() int8 {
 	return int8(min(d.target.Load(), d.maxLayer.Load()))
+}
+
+// concerns reports whether a packet of layer l may be admitted or change
+// d's state, read without the subscriber's lock: it is of the layer being
+// forwarded, or of the one wanted, or the subscriber wants none and one
+// is still forwarded (admit notes the stop). admit decides under the lock
+// on what concerns lets through; what it turns away, admit would turn
+// away without a trace. current changes only in admit, on the forwarding
+// path of d's home shard, so it is exact here; the wanted layer may be
+// set meanwhile by another goroutine, and a packet turned away on the
+// older value is as if the change came after it.
+func (d *downTrack) concerns(l int8) bool {
+	cur := int8(d.current.Load())
+	if l == cur {
+		return true
+	}
+	want := d.want()
+	return l == want || want < 0 && cur >= 0
 }
 
 // admit decides whether packet p (of layer p.layer) goes to this

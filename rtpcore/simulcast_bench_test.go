@@ -38,9 +38,25 @@ import (
 //
 // ns/fwd is the time per packet sent to a subscriber (the shard's
 // Forwarded count), allocs/op the allocations per publisher packet.
+// (-bench ForwardCongestion also runs BenchmarkForwardCongestionUser.)
 //
-//	go test -run '^$' -bench ForwardCongestion -benchtime 30000x -count 10 ./rtpcore/
-func BenchmarkForwardCongestion(b *testing.B) {
+//	go test -run '^$' -bench 'ForwardCongestion$' -benchtime 30000x -count 10 ./rtpcore/
+func BenchmarkForwardCongestion(b *testing.B) { forwardCongestionRuns(b, true) }
+
+// BenchmarkForwardCongestionUser is BenchmarkForwardCongestion without the
+// kernel's part: the shard's socket lays every send out as the epoll
+// backend does (the GSO messages) and sends nothing. ns/fwd is then
+// Hayate's own work per forwarded packet (decryption, rewrite, encryption,
+// congestion control, feedback), which the loopback's send calls otherwise
+// dwarf; the ratio of the two shows how much of BenchmarkForwardCongestion's
+// is the kernel's.
+//
+//	go test -run '^$' -bench ForwardCongestionUser -benchtime 30000x -count 10 ./rtpcore/
+func BenchmarkForwardCongestionUser(b *testing.B) { forwardCongestionRuns(b, false) }
+
+// forwardCongestionRuns runs every configuration of the two benchmarks
+// above, through the kernel's send or not.
+func forwardCongestionRuns(b *testing.B, kernel bool) {
 	for _, n := range []int{10, 100} {
 		for _, batch := range []int{1, 16} {
 			for _, simulcast := range []bool{false, true} {
@@ -49,11 +65,31 @@ func BenchmarkForwardCongestion(b *testing.B) {
 					name = "simulcast-cc"
 				}
 				b.Run(fmt.Sprintf("%s/subs=%d/batch=%d", name, n, batch), func(b *testing.B) {
-					benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, batch, simulcast)
+					benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, batch, simulcast, kernel)
 				})
 			}
 		}
 	}
+}
+
+// layoutIO stands for a shard's socket in BenchmarkForwardCongestionUser:
+// Send lays the batch out as msghdrs with GSO, counts it as sent and
+// drops it.
+type layoutIO struct {
+	PacketIO
+	m *sendMsgs
+}
+
+func (l layoutIO) Send(b *SendBatch) error {
+	defer b.reset()
+	if b.n == 0 {
+		return nil
+	}
+	l.m.build(b)
+	b.Sent++
+	b.Messages += uint64(l.m.smsgs)
+	b.Datagrams += uint64(b.n)
+	return nil
 }
 
 const (
@@ -86,13 +122,30 @@ func simulcastStream(tb testing.TB, enc *srtp.Context, count int) [][]byte {
 	return encryptPackets(tb, enc, pkts)
 }
 
-func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int, simulcast bool) {
-	e := testEngine(b)
+// congestionLoad is BenchmarkForwardCongestion's load on one shard: a
+// publisher and n subscribers. step hands the shard the next publisher
+// packet, flushes every batch packets and, with simulcast, hands it every
+// subscriber's transport feedback every 64 packets; pause and resume
+// bracket what is no part of the measure (building the feedback). The
+// shard's work is all step allocates.
+type congestionLoad struct {
+	s    *shard
+	step func()
+}
+
+// newCongestionLoad sets the load up and warms it up: the layers' rates
+// measured, every subscriber on its layer.
+func newCongestionLoad(tb testing.TB, p srtp.ProtectionProfile, n, batch int, simulcast, kernel bool, pause, resume func()) *congestionLoad {
+	tb.Helper()
+	e := testEngine(tb)
 	s := e.shards[0]
-	sinks := newSinks(b, n)
-	pubKeys := newKeys(b, p)
+	if !kernel {
+		s.io = layoutIO{PacketIO: s.io, m: &sendMsgs{gso: true}}
+	}
+	sinks := newSinks(tb, n)
+	pubKeys := newKeys(tb, p)
 	pubAddr := netip.MustParseAddrPort("127.0.0.1:9")
-	pub := readyTransport(b, e, p, pubKeys, newKeys(b, p), pubAddr)
+	pub := readyTransport(tb, e, p, pubKeys, newKeys(tb, p), pubAddr)
 	s.peers[pubAddr] = pub
 	tr := media.Track{Kind: media.Video, SSRC: 0x1234, PayloadType: 96, ClockRate: 90000, Codec: "VP8"}
 	if simulcast {
@@ -105,8 +158,8 @@ func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int
 	recs := make([]twcc.Recorder, n)
 	next := make([]uint16, n) // per subscriber: the next transport-wide sequence to report
 	for i := range subs {
-		in := newKeys(b, p)
-		sub := readyTransport(b, e, p, in, newKeys(b, p), sinks.addrs[i])
+		in := newKeys(tb, p)
+		sub := readyTransport(tb, e, p, in, newKeys(tb, p), sinks.addrs[i])
 		s.peers[sinks.addrs[i]] = sub
 		if simulcast {
 			cc := &congestion{twccID: benchTWCCExt, est: bwe.New(bwe.Config{Initial: 50_000_000, Max: 100_000_000})}
@@ -117,29 +170,35 @@ func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int
 		if simulcast {
 			sub.LimitLayer(pub, tr.SSRC, i%3)
 		}
-		rtcpEnc[i] = in.context(b, p)
+		rtcpEnc[i] = in.context(tb, p)
 		subs[i] = sub
 	}
 	const ring = 3 * 1024
-	stream := simulcastStream(b, pubKeys.context(b, p), ring)
+	stream := simulcastStream(tb, pubKeys.context(tb, p), ring)
 	if !simulcast {
 		// One SSRC for the plain track: the three rids' packets in turn
 		// would be three streams to it.
-		stream = encryptedStream(b, pubKeys.context(b, p), tr.SSRC, 96, 1100+5, ring)
+		stream = encryptedStream(tb, pubKeys.context(tb, p), tr.SSRC, 96, 1100+5, ring)
 	}
 	buf := make([]byte, bufSize)
 	fb := make([]byte, 0, 1500)
+	// Each subscriber's encrypted feedback, and those to hand over.
+	type from struct {
+		pkt  []byte
+		addr netip.AddrPort
+	}
+	fbOut := make([][]byte, n)
+	for i := range fbOut {
+		fbOut[i] = make([]byte, 0, 1500)
+	}
+	pkts := make([]from, 0, n)
 	now := s.now
 	// feedback builds each subscriber's transport feedback for what it was
 	// sent since the last, arrivals 20 ms after now, and hands it to the
-	// shard; only the handling is timed.
+	// shard; only the handling is measured.
 	feedback := func() {
-		b.StopTimer()
-		type from struct {
-			pkt  []byte
-			addr netip.AddrPort
-		}
-		var pkts []from
+		pause()
+		pkts = pkts[:0]
 		for i, sub := range subs {
 			cc := sub.cc.Load()
 			sub.smu.Lock()
@@ -152,13 +211,13 @@ func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int
 			if len(raw) == 0 {
 				continue
 			}
-			pkt, err := rtcpEnc[i].EncryptRTCP(nil, raw, nil)
+			pkt, err := rtcpEnc[i].EncryptRTCP(fbOut[i][:0], raw, nil)
 			if err != nil {
-				b.Fatal(err)
+				tb.Fatal(err)
 			}
 			pkts = append(pkts, from{pkt, sinks.addrs[i]})
 		}
-		b.StartTimer()
+		resume()
 		for _, f := range pkts {
 			m := copy(buf, f.pkt)
 			s.handle(buf[:m], f.addr)
@@ -167,10 +226,10 @@ func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int
 	i := 0
 	step := func() {
 		if i == ring {
-			b.StopTimer()
-			pub.dec = pubKeys.context(b, p, srtp.SRTPReplayProtection(128))
+			pause()
+			pub.dec = pubKeys.context(tb, p, srtp.SRTPReplayProtection(128))
 			i = 0
-			b.StartTimer()
+			resume()
 		}
 		now += 1_000_000
 		s.now = now
@@ -185,17 +244,22 @@ func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int
 			s.flush()
 		}
 	}
-	// Warm up: the layers' rates measured, every subscriber on its layer.
 	for range 640 {
 		step()
 	}
 	if simulcast {
 		for j, sub := range subs {
 			if got := sub.Layer(pub, tr.SSRC); got != j%3 {
-				b.Fatalf("subscriber %d on layer %d after the warm-up, want %d", j, got, j%3)
+				tb.Fatalf("subscriber %d on layer %d after the warm-up, want %d", j, got, j%3)
 			}
 		}
 	}
+	return &congestionLoad{s: s, step: step}
+}
+
+func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int, simulcast, kernel bool) {
+	l := newCongestionLoad(b, p, n, batch, simulcast, kernel, b.StopTimer, b.StartTimer)
+	s, step := l.s, l.step
 	b.ReportAllocs()
 	fwd0 := s.stats.Forwarded.Load()
 	for b.Loop() {

@@ -73,6 +73,14 @@ type Stats struct {
 	DropLinkGone      atomic.Uint64 // to the address of a link that is closed
 }
 
+// receiveDropper is a backend whose socket can say how many datagrams the
+// kernel dropped for it (sockdrops_linux.go).
+type receiveDropper interface {
+	// receiveDrops is that count since the socket opened; ok is false
+	// when the backend cannot tell.
+	receiveDrops() (n uint64, ok bool)
+}
+
 // LinkStats are the counters of in-process peers (TURN allocations that
 // relay to this node, ICE-TCP connections).
 type LinkStats struct {

@@ -216,17 +216,19 @@ func (t *Transport) Publish(tracks []media.Track) {
 	t.pubs.Store(&next)
 }
 
-// RequestKeyFrame implements media.KeyFrameRequester: a PLI goes to the
-// peer for each video stream it publishes (each simulcast layer), from the
-// stream's next packet (so the peer is sending and has its keys), at most
-// one per pliInterval.
+// RequestKeyFrame implements media.KeyFrameRequester: for each video
+// stream the peer publishes (each simulcast layer), a PLI from the stream's
+// next packet (so the peer is sending and has its keys) and again every
+// keyRequestInterval until a key frame comes, keyRequests PLIs at most
+// (keyrequest.go).
 func (t *Transport) RequestKeyFrame() {
 	for _, pt := range *t.pubs.Load() {
 		if pt.Kind != media.Video {
 			continue
 		}
 		for _, ly := range pt.layers {
-			ly.wantKey.Store(true)
+			ly.apiKeyAt.Store(0)
+			ly.apiKeys.Store(keyRequests)
 		}
 	}
 }
