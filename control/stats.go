@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -47,7 +48,7 @@ func (a *API) listRTCStats(ctx context.Context, p params) (any, error) {
 		return nil, wrapped{ErrClusterUnavailable, fmt.Sprintf("%s: %d node(s) did not answer", ErrClusterUnavailable.Message, silent)}
 	}
 	slices.SortFunc(out, func(x, y signal.RTCStats) int {
-		return strings.Compare(x.ChannelID+"\x00"+x.ConnectionID, y.ChannelID+"\x00"+y.ConnectionID)
+		return cmp.Or(strings.Compare(x.ChannelID, y.ChannelID), strings.Compare(x.ConnectionID, y.ConnectionID))
 	})
 	return out, nil
 }
