@@ -59,15 +59,16 @@ type Config struct {
 	APIToken string
 
 	// Signaling.
-	SignalingPingInterval    time.Duration
-	SignalingPongTimeout     time.Duration
-	MaxSignalingMessageBytes int
-	ConnectTimeout           time.Duration
-	AnswerTimeout            time.Duration
-	SignalingNotify          bool
-	SignalingBundleID        bool
-	DefaultVideoCodecType    string
-	DefaultAudioCodecType    string
+	SignalingPingInterval      time.Duration
+	SignalingPongTimeout       time.Duration
+	MaxSignalingMessageBytes   int
+	ConnectTimeout             time.Duration
+	AnswerTimeout              time.Duration
+	SignalingNotify            bool
+	SignalingBundleID          bool
+	SignalingNotifyMetadataExt bool
+	DefaultVideoCodecType      string
+	DefaultAudioCodecType      string
 
 	// Webhooks.
 	AuthWebhookURL               string
@@ -259,6 +260,7 @@ func (c *Config) keys() []key {
 		durationKey("answer_timeout", "time an admitted connection has to send its answer (4408 ANSWER-TIMEOUT)", &c.AnswerTimeout),
 		boolKey("signaling_notify", "send notify messages (connection.created, connection.destroyed) to clients", &c.SignalingNotify),
 		boolKey("signaling_bundle_id", "accept bundle_id in connect (the auth webhook may always set it)", &c.SignalingBundleID),
+		boolKey("signaling_notify_metadata_ext", "notifies carry the signaling notify metadata extension's object as metadata, and signaling_notify_metadata as authn_metadata / authz_metadata (Sora's key; the extension's API and RPC work either way)", &c.SignalingNotifyMetadataExt),
 		stringKey("default_video_codec_type", "video codec when connect names none: VP8, VP9, AV1, H264 or H265", &c.DefaultVideoCodecType),
 		stringKey("default_audio_codec_type", "audio codec when connect names none: OPUS", &c.DefaultAudioCodecType),
 		stringKey("auth_webhook_url", "URL called for every connect; empty admits everyone", &c.AuthWebhookURL),
@@ -273,7 +275,7 @@ func (c *Config) keys() []key {
 		boolKey("ignore_session_vanished_webhook", "do not send session.vanished (Sora's default is true)", &c.IgnoreSessionVanishedWebhook),
 		boolKey("data_channel_signaling", "DataChannel signaling for a connect that does not say (data_channel_signaling in connect and the auth webhook's payout win)", &c.DataChannelSignaling),
 		boolKey("ignore_disconnect_websocket", "for a connect that does not say: after switched, the connection outlives its WebSocket", &c.IgnoreDisconnectWebSocket),
-		boolKey("data_channel_rpc", "open the rpc DataChannel (JSON-RPC 2.0; every method answers -32601, none is implemented)", &c.DataChannelRPC),
+		boolKey("data_channel_rpc", "open the rpc DataChannel (JSON-RPC 2.0: the methods the offer's rpc_methods lists; others answer -32601)", &c.DataChannelRPC),
 		boolKey("data_channel_signaling_close_message", "tell a connection without WebSocket why it is closed: {\"type\":\"close\",\"code\",\"reason\"} on the signaling DataChannel", &c.DataChannelSignalingCloseMessage),
 		intKey("data_channel_max_message_size", "largest DataChannel message accepted (the offer's a=max-message-size); larger ones are dropped and counted", &c.DataChannelMaxMessageSize),
 		intKey("data_channel_messages_per_second", "DataChannel messages one connection may send a second (burst of as many); more are dropped and counted (0: no limit)", &c.DataChannelMessagesPerSecond),

@@ -81,6 +81,11 @@ var clusterWide = map[string]reach{
 	"Sora_20211215.GetRtcStats":              firstFound,
 	"Sora_20170529.GetStatsConnection":       firstFound,
 	"Sora_20170529.GetStatsClient":           firstFound,
+	// A connection's extension metadata is on its node.
+	"Sora_20201124.ListSignalingNotifyMetadata":    firstFound,
+	"Sora_20201124.GetSignalingNotifyMetadata":     firstFound,
+	"Sora_20201124.PutSignalingNotifyMetadata":     firstFound,
+	"Sora_20201124.PutSignalingNotifyMetadataItem": firstFound,
 }
 
 // fanout runs a cluster-wide operation on the other nodes once it has run

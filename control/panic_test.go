@@ -44,6 +44,11 @@ func (buggy) RTCStats(string, string) (signal.RTCStats, error) { panic("rtc stat
 func (buggy) ConnectionStats(string, signal.Selector) ([]signal.ConnectionStats, error) {
 	panic("connection stats")
 }
+func (buggy) ListNotifyMetadata(string) ([]signal.NotifyMetadataInfo, error) { panic("metadata") }
+func (buggy) NotifyMetadata(string, string) (json.RawMessage, error)         { panic("metadata") }
+func (buggy) UpdateNotifyMetadata(string, string, signal.MetadataUpdate) (json.RawMessage, error) {
+	panic("metadata")
+}
 
 // TestPanicContained: a bug in an operation answers 500 INTERNAL-ERROR
 // with no detail, logs the panic's value without a stack trace, and the

@@ -29,17 +29,28 @@ func joinAs(t *testing.T, n *Node, channel, role, clientID string) (*sigclient.C
 // nextPush reads c's messages until a push arrives and returns its data.
 func nextPush(t *testing.T, c *sigclient.Client) string {
 	t.Helper()
+	var m soraPush
+	nextOfType(t, c, "push", &m)
+	return string(m.Data)
+}
+
+// nextOfType reads c's messages until one of type typ arrives and decodes
+// it strictly into v.
+func nextOfType(t *testing.T, c *sigclient.Client, typ string, v any) {
+	t.Helper()
 	for {
 		raw, err := c.ReadMessage(soon())
 		if err != nil {
-			t.Fatalf("no push: %v", err)
+			t.Fatalf("no %s: %v", typ, err)
 		}
-		var m soraPush
-		if json.Unmarshal(raw, &m) == nil && m.Type == "push" {
-			if err := strictDecode(raw, &m); err != nil {
-				t.Fatalf("push message %s: %v", raw, err)
+		var m struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(raw, &m) == nil && m.Type == typ {
+			if err := strictDecode(raw, v); err != nil {
+				t.Fatalf("%s message %s: %v", typ, raw, err)
 			}
-			return string(m.Data)
+			return
 		}
 	}
 }
@@ -321,6 +332,18 @@ func TestAPIClusterWide(t *testing.T) {
 	if st := apiOK[soraStatsConnection](t, third, "Sora_20170529.GetStatsConnection",
 		`{"channel_id":"room","connection_id":"`+ob.ConnectionID+`"}`); st.ConnectionID != ob.ConnectionID || st.ChannelID != "room" {
 		t.Fatalf("GetStatsConnection through another node: %+v", st)
+	}
+	// The signaling notify metadata extension: the connection's node
+	// answers, changes and pushes.
+	if md := apiOK[json.RawMessage](t, third, "Sora_20201124.PutSignalingNotifyMetadataItem",
+		`{"channel_id":"room","connection_id":"`+ob.ConnectionID+`","key":"via","value":"n3","push":true}`); string(md) != `{"via":"n3"}` {
+		t.Fatalf("PutSignalingNotifyMetadataItem through another node: %s", md)
+	}
+	if p := metadataPush(t, b); p.ConnectionID != ob.ConnectionID || p.Key != "via" {
+		t.Fatalf("the extension's push through another node: %+v", p)
+	}
+	if l := apiOK[[]soraMetadataEntry](t, other, "Sora_20201124.ListSignalingNotifyMetadata", `{"channel_id":"room"}`); len(l) != 2 {
+		t.Fatalf("ListSignalingNotifyMetadata through another node: %+v", l)
 	}
 	apiErr(t, other, "Sora_20200807.ChangeSpotlightNumber", `{"channel_id":"room","spotlight_number":2}`, 400, "INVALID-PARAMETER")
 	apiErr(t, other, "Sora_20170529.GetStatsConnection", `{"channel_id":"room","connection_id":"NOPE"}`, 404, "CONNECTION-NOT-FOUND")

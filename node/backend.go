@@ -113,6 +113,22 @@ func (n *Node) ConnectionStats(channelID string, sel signal.Selector) ([]signal.
 	return n.hub.ConnectionStats(channelID, sel)
 }
 
+// ListNotifyMetadata lists the channel's signaling notify metadata
+// extension objects.
+func (n *Node) ListNotifyMetadata(channelID string) ([]signal.NotifyMetadataInfo, error) {
+	return n.hub.ListNotifyMetadata(channelID)
+}
+
+// NotifyMetadata is one connection's extension object.
+func (n *Node) NotifyMetadata(channelID, connectionID string) (json.RawMessage, error) {
+	return n.hub.NotifyMetadata(channelID, connectionID)
+}
+
+// UpdateNotifyMetadata changes one connection's extension object.
+func (n *Node) UpdateNotifyMetadata(channelID, connectionID string, u signal.MetadataUpdate) (json.RawMessage, error) {
+	return n.hub.UpdateNotifyMetadata(channelID, connectionID, u)
+}
+
 func runtimeStats() control.RuntimeStats {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)

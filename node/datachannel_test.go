@@ -793,7 +793,8 @@ func TestDataChannelRPC(t *testing.T) {
 	var offer struct {
 		RPCMethods []string `json:"rpc_methods"`
 	}
-	if err := json.Unmarshal(p.offer.Raw, &offer); err != nil || fmt.Sprint(offer.RPCMethods) != "[2025.2.0/RequestSimulcastRid 2025.2.0/RequestSpotlightRid 2025.2.0/ResetSpotlightRid]" {
+	if err := json.Unmarshal(p.offer.Raw, &offer); err != nil || fmt.Sprint(offer.RPCMethods) != "[2025.2.0/RequestSimulcastRid 2025.2.0/RequestSpotlightRid 2025.2.0/ResetSpotlightRid "+
+		"2025.2.0/PutSignalingNotifyMetadata 2025.2.0/PutSignalingNotifyMetadataItem]" {
 		t.Errorf("the offer's rpc_methods: %v %v", offer.RPCMethods, err)
 	}
 	for _, req := range []string{
@@ -803,21 +804,33 @@ func TestDataChannelRPC(t *testing.T) {
 		`not json`,
 		`{"jsonrpc":"2.0","method":"2025.2.0/RequestSpotlightRid","params":{"spotlight_focus_rid":"r1","spotlight_unfocus_rid":"r0"},"id":3}`,
 		`{"jsonrpc":"2.0","method":"2025.2.0/PutSignalingNotifyMetadata","params":{},"id":4}`,
+		`{"jsonrpc":"2.0","method":"2025.2.0/PutSignalingNotifyMetadataItem","params":{"key":"k","value":"v","push":true},"id":5}`,
+		`{"jsonrpc":"2.0","method":"Sora_20201124.PutSignalingNotifyMetadata","params":{"metadata":{"a":1}},"id":6}`,
+		`{"jsonrpc":"2.0","method":"2025.2.0/Nothing","id":7}`,
 	} {
 		p.send("rpc", req, false)
 	}
-	waitFor(t, "five answers", patience, func() bool { return len(p.received("rpc")) == 5 })
+	waitFor(t, "eight answers", patience, func() bool { return len(p.received("rpc")) == 8 })
 	want := []string{
 		`{"jsonrpc":"2.0","id":1,"result":{"channel_id":"rpc","receiver_connection_id":"` + p.id + `","rid":"r1"}}`,
 		`{"jsonrpc":"2.0","id":"two","error":{"code":-32600,"message":"Invalid Request"}}`,
 		`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}`,
 		`{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"Invalid params"}}`,
-		`{"jsonrpc":"2.0","id":4,"error":{"code":-32601,"message":"Method not found"}}`,
+		`{"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"Invalid params"}}`,
+		`{"jsonrpc":"2.0","id":5,"result":{"k":"v"}}`,
+		`{"jsonrpc":"2.0","id":6,"result":{"a":1}}`,
+		`{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"Method not found"}}`,
 	}
 	for i, m := range p.received("rpc") {
 		if m.data != want[i] || m.binary {
 			t.Errorf("answer %d: %s (binary %v), want %s", i, m.data, m.binary, want[i])
 		}
+	}
+	// The change with push: true is pushed to the caller too (on the push
+	// DataChannel, since it switched).
+	waitFor(t, "the extension's push", patience, func() bool { return len(p.received("push")) == 1 })
+	if m := p.received("push")[0]; m.data != `{"type":"push","data":{"type":"signaling_notify_metadata_ext","action":"PutMetadataItem","connection_id":"`+p.id+`","key":"k","value":"v"}}` {
+		t.Errorf("push %s", m.data)
 	}
 	if _, stats, _ := apiCall(t, n, "Sora_20171010.GetStatsReport", ""); stats["total_rid_requests"] != 1.0 {
 		t.Errorf("total_rid_requests %v after one RequestSimulcastRid over RPC, want 1", stats["total_rid_requests"])
@@ -854,4 +867,42 @@ func TestDataChannelsKeepDTLS(t *testing.T) {
 	if st := n.Media().Stats(); st.DTLSReleased != 1 || st.DataChannels.Associations != 2 {
 		t.Errorf("DTLS released %d (want only the plain publisher's), associations %d", st.DTLSReleased, st.DataChannels.Associations)
 	}
+}
+
+// TestRPCMethodsPayout: the auth webhook's rpc_methods narrows what the
+// offer lists and what the connection may call (names Hayate does not
+// serve are left out); a payout that is not an array of names refuses the
+// connect.
+func TestRPCMethodsPayout(t *testing.T) {
+	auth := authAnswering(t, `{"allowed":true,"rpc_methods":["2025.2.0/PutSignalingNotifyMetadataItem","2099.1.0/Unknown"]}`)
+	n := startNode(t, func(c *config.Config) {
+		c.ICEConnectionStateFailedTimeout = patience
+		c.DataChannelRPC = true
+		c.AuthWebhookURL = auth.url()
+	})
+	p := newDCPeer(t, n, "rpcpaid", "sendonly", map[string]any{"audio": false, "video": false})
+	p.waitSwitched()
+	var offer struct {
+		RPCMethods []string `json:"rpc_methods"`
+	}
+	if err := json.Unmarshal(p.offer.Raw, &offer); err != nil || fmt.Sprint(offer.RPCMethods) != "[2025.2.0/PutSignalingNotifyMetadataItem]" {
+		t.Errorf("the offer's rpc_methods: %v %v", offer.RPCMethods, err)
+	}
+	p.send("rpc", `{"jsonrpc":"2.0","method":"2025.2.0/RequestSimulcastRid","params":{"rid":"r1"},"id":1}`, false)
+	p.send("rpc", `{"jsonrpc":"2.0","method":"2025.2.0/PutSignalingNotifyMetadataItem","params":{"key":"k","value":1},"id":2}`, false)
+	waitFor(t, "two answers", patience, func() bool { return len(p.received("rpc")) == 2 })
+	want := []string{
+		`{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}`,
+		`{"jsonrpc":"2.0","id":2,"result":{"k":1}}`,
+	}
+	for i, m := range p.received("rpc") {
+		if m.data != want[i] {
+			t.Errorf("answer %d: %s, want %s", i, m.data, want[i])
+		}
+	}
+
+	bad := authAnswering(t, `{"allowed":true,"rpc_methods":"2025.2.0/RequestSimulcastRid"}`)
+	n2 := startNode(t, func(c *config.Config) { c.AuthWebhookURL = bad.url() })
+	_, err := dial(t, n2).Connect(connectMsg("ch", "sendrecv"), soon())
+	expectClosed(t, err, 4502, "INVALID-AUTH-WEBHOOK-RESPONSE-JSON")
 }

@@ -81,6 +81,16 @@ type Conn struct {
 	authzMetadata  json.RawMessage
 	eventMetadata  json.RawMessage
 	notifyMetadata json.RawMessage
+	// authnNotifyMetadata is connect's signaling_notify_metadata (the
+	// auth webhook's may replace it in notifyMetadata); ext the
+	// extension's metadata (notifymeta.go; the hub's mu).
+	authnNotifyMetadata json.RawMessage
+	authzNotifyMetadata json.RawMessage
+	ext                 extMetadata
+	// rpcMethods are the RPC methods the auth webhook allowed, when it
+	// paid rpc_methods out (rpcPayout).
+	rpcMethods []string
+	rpcPayout  bool
 	// asked: what connect asked for that only the auth request reports.
 	asked struct{ audioBitRate, videoBitRate int }
 	// lifetime is the auth webhook's connection_lifetime (0: none).
@@ -421,6 +431,7 @@ func (c *Conn) applyConnect(cm *connectMessage) *CloseError {
 		c.bundleID = *cm.BundleID
 	}
 	c.notifyMetadata = nonNull(cm.SignalingNotifyMetadata)
+	c.authnNotifyMetadata = c.notifyMetadata
 	caps, err := jsep.ParseCapabilities(cm.SDP)
 	if err != nil {
 		return ErrInvalidSDP
@@ -538,7 +549,17 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 		c.turnPayout.TLSFQDN = *d.TurnTLSFQDN
 	}
 	if m := nonNull(d.SignalingNotifyMetadata); m != nil {
-		c.notifyMetadata = m
+		c.notifyMetadata, c.authzNotifyMetadata = m, m
+	}
+	if raw, ok := d.Fields["signaling_notify_metadata_ext"]; ok {
+		m, err := parseExtMetadata(raw)
+		if err != nil {
+			return ErrAuthBadResponse
+		}
+		c.ext = m
+	}
+	if e := c.applyRPCPayout(d.Fields["rpc_methods"]); e != nil {
+		return e
 	}
 	if e := c.applySpotlightPayouts(cm, d); e != nil {
 		return e
@@ -823,7 +844,7 @@ func (c *Conn) offerMessage() outFrame {
 	if len(mids) > 0 {
 		m.Mid = mids
 	}
-	c.dc.fillOffer(&m)
+	c.dc.fillOffer(&m, c.rpcAllowed())
 	b, err := json.Marshal(m)
 	if err != nil {
 		panic("signal: offer does not marshal: " + err.Error())

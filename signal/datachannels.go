@@ -309,7 +309,7 @@ func (c *Conn) addDataSection(o *jsep.Offer) {
 }
 
 // fillOffer sets the offer's DataChannel fields.
-func (d *dcConn) fillOffer(m *offerMessage) {
+func (d *dcConn) fillOffer(m *offerMessage, rpc []string) {
 	if d == nil {
 		return
 	}
@@ -318,7 +318,7 @@ func (d *dcConn) fillOffer(m *offerMessage) {
 	for _, l := range d.labels {
 		m.DataChannels = append(m.DataChannels, offerDataChannel{Label: l.label, Direction: l.direction, Compress: l.compress, Header: l.header})
 		if l.label == labelRPC {
-			m.RPCMethods = rpcMethods
+			m.RPCMethods = rpc
 		}
 	}
 }
@@ -559,13 +559,53 @@ func (c *Conn) closeDetached(e *CloseError) {
 
 // rpcMethods are the RPC methods Hayate serves, as the offer's
 // rpc_methods lists them (Sora's names, https://sora-doc.shiguredo.jp/RPC).
-var rpcMethods = []string{rpcRequestSimulcastRid, rpcRequestSpotlightRid, rpcResetSpotlightRid}
+var rpcMethods = []string{rpcRequestSimulcastRid, rpcRequestSpotlightRid, rpcResetSpotlightRid,
+	rpcPutSignalingNotifyMetadata, rpcPutSignalingNotifyMetadataItem}
 
 const (
-	rpcRequestSimulcastRid = "2025.2.0/RequestSimulcastRid"
-	rpcRequestSpotlightRid = "2025.2.0/RequestSpotlightRid"
-	rpcResetSpotlightRid   = "2025.2.0/ResetSpotlightRid"
+	rpcRequestSimulcastRid            = "2025.2.0/RequestSimulcastRid"
+	rpcRequestSpotlightRid            = "2025.2.0/RequestSpotlightRid"
+	rpcResetSpotlightRid              = "2025.2.0/ResetSpotlightRid"
+	rpcPutSignalingNotifyMetadata     = "2025.2.0/PutSignalingNotifyMetadata"
+	rpcPutSignalingNotifyMetadataItem = "2025.2.0/PutSignalingNotifyMetadataItem"
 )
+
+// rpcAliases are the extension's methods under their API target names,
+// the form Sora's RPC page used before the {version}/{name} one (and
+// Shiguredo's own tests of Sora still send); not listed in rpc_methods.
+var rpcAliases = map[string]string{
+	"Sora_20201124.PutSignalingNotifyMetadata":     rpcPutSignalingNotifyMetadata,
+	"Sora_20201124.PutSignalingNotifyMetadataItem": rpcPutSignalingNotifyMetadataItem,
+}
+
+// rpcAllowed are the methods c may call: the auth webhook's rpc_methods
+// payout, of those Hayate serves, or every one without it.
+func (c *Conn) rpcAllowed() []string {
+	if c.rpcPayout {
+		return c.rpcMethods
+	}
+	return rpcMethods
+}
+
+// applyRPCPayout reads the auth webhook's rpc_methods (Sora's RPC page: the
+// methods the connection may call), an array of method names; null asks
+// for nothing. Names Hayate does not serve are left out.
+func (c *Conn) applyRPCPayout(raw json.RawMessage) *CloseError {
+	if raw = nonNull(raw); raw == nil {
+		return nil
+	}
+	var names []string
+	if json.Unmarshal(raw, &names) != nil {
+		return ErrAuthBadResponse
+	}
+	c.rpcPayout, c.rpcMethods = true, []string{}
+	for _, m := range rpcMethods {
+		if slices.Contains(names, m) {
+			c.rpcMethods = append(c.rpcMethods, m)
+		}
+	}
+	return nil
+}
 
 // rpcError is a JSON-RPC 2.0 error object.
 type rpcError struct {
@@ -622,13 +662,20 @@ func (c *Conn) answerRPC(text []byte) {
 // rpcCall carries out one RPC method for c.
 func (c *Conn) rpcCall(method string, raw json.RawMessage) (any, *rpcError) {
 	var p struct {
-		Rid                 string `json:"rid"`
-		SenderConnectionID  string `json:"sender_connection_id"`
-		SendConnectionID    string `json:"send_connection_id"`
-		SpotlightFocusRid   string `json:"spotlight_focus_rid"`
-		SpotlightUnfocusRid string `json:"spotlight_unfocus_rid"`
+		Rid                 string          `json:"rid"`
+		SenderConnectionID  string          `json:"sender_connection_id"`
+		SendConnectionID    string          `json:"send_connection_id"`
+		SpotlightFocusRid   string          `json:"spotlight_focus_rid"`
+		SpotlightUnfocusRid string          `json:"spotlight_unfocus_rid"`
+		Metadata            json.RawMessage `json:"metadata"`
+		Key                 string          `json:"key"`
+		Value               json.RawMessage `json:"value"`
+		Push                bool            `json:"push"`
 	}
-	if !slices.Contains(rpcMethods, method) {
+	if m, ok := rpcAliases[method]; ok {
+		method = m
+	}
+	if !slices.Contains(c.rpcAllowed(), method) {
 		return nil, rpcNoMethod
 	}
 	if len(raw) > 0 && json.Unmarshal(raw, &p) != nil {
@@ -665,6 +712,17 @@ func (c *Conn) rpcCall(method string, raw json.RawMessage) (any, *rpcError) {
 	case rpcResetSpotlightRid:
 		err = c.hub.RequestSpotlightRid(c.channelID, c.id, p.SendConnectionID, "", "", true)
 		result = spotResult{ChannelID: c.channelID, RecvConnectionID: c.id}
+	case rpcPutSignalingNotifyMetadata, rpcPutSignalingNotifyMetadataItem:
+		u := MetadataUpdate{Metadata: p.Metadata, Push: p.Push}
+		if method == rpcPutSignalingNotifyMetadataItem {
+			if p.Key == "" || len(p.Value) == 0 {
+				return nil, rpcInvalidParams
+			}
+			u = MetadataUpdate{Key: p.Key, Value: p.Value, Push: p.Push}
+		}
+		// The result is the connection's metadata after the change (the
+		// Result type of both methods in Sora's Swift SDK).
+		result, err = c.hub.UpdateNotifyMetadata(c.channelID, c.id, u)
 	}
 	if err != nil {
 		// A bad rid, a sender not in the channel, a connection or channel

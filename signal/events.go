@@ -246,14 +246,30 @@ type notifyMessage struct {
 	TurnTransportType string          `json:"turn_transport_type"`
 	Timestamp         string          `json:"timestamp"`
 	Metadata          json.RawMessage `json:"metadata,omitempty"`
+	AuthnMetadata     json.RawMessage `json:"authn_metadata,omitempty"`
+	AuthzMetadata     json.RawMessage `json:"authz_metadata,omitempty"`
 	Data              []notifyEntry   `json:"data,omitempty"`
 	counts
 }
 
 type notifyEntry struct {
-	ConnectionID string          `json:"connection_id"`
-	ClientID     string          `json:"client_id"`
-	Metadata     json.RawMessage `json:"metadata,omitempty"`
+	ConnectionID  string          `json:"connection_id"`
+	ClientID      string          `json:"client_id"`
+	Metadata      json.RawMessage `json:"metadata,omitempty"`
+	AuthnMetadata json.RawMessage `json:"authn_metadata,omitempty"`
+	AuthzMetadata json.RawMessage `json:"authz_metadata,omitempty"`
+}
+
+// notifyMetadataLocked is what a notify carries of c's metadata: its
+// signaling_notify_metadata, or with the extension on
+// (notifymeta.go) the extension's object with connect's and the auth
+// webhook's signaling_notify_metadata beside it. h.mu held.
+func (h *Hub) notifyMetadataLocked(c *Conn) notifyEntry {
+	e := notifyEntry{ConnectionID: c.id, ClientID: c.clientID, Metadata: c.notifyMetadata}
+	if h.set.SignalingNotifyMetadataExt {
+		e.Metadata, e.AuthnMetadata, e.AuthzMetadata = c.ext.marshal(), c.authnNotifyMetadata, c.authzNotifyMetadata
+	}
+	return e
 }
 
 // notifyLocked sends a connection event about c to every member of its
@@ -264,10 +280,12 @@ func (h *Hub) notifyLocked(c *Conn, event string) {
 	if !h.set.SignalingNotify {
 		return
 	}
+	md := h.notifyMetadataLocked(c)
 	msg := notifyMessage{
 		Type: "notify", EventType: event, Role: c.role, SessionID: c.sessionID, ClientID: c.clientID,
 		BundleID: c.bundleID, ConnectionID: c.id, Audio: c.audio, Video: c.video, Minutes: c.minutes(),
-		TurnTransportType: c.turnTransportType(), Timestamp: timestamp(time.Now()), Metadata: c.notifyMetadata,
+		TurnTransportType: c.turnTransportType(), Timestamp: timestamp(time.Now()),
+		Metadata: md.Metadata, AuthnMetadata: md.AuthnMetadata, AuthzMetadata: md.AuthzMetadata,
 		counts: c.ch.counts(),
 	}
 	others, err := json.Marshal(msg)
@@ -286,7 +304,7 @@ func (h *Hub) notifyLocked(c *Conn, event string) {
 		self := msg
 		for _, o := range c.ch.members {
 			if o.created && (o == c || o.bundleID != c.bundleID) {
-				self.Data = append(self.Data, notifyEntry{ConnectionID: o.id, ClientID: o.clientID, Metadata: o.notifyMetadata})
+				self.Data = append(self.Data, h.notifyMetadataLocked(o))
 			}
 		}
 		if b, err := json.Marshal(self); err == nil {

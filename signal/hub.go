@@ -58,10 +58,13 @@ type Settings struct {
 	AnswerTimeout   time.Duration
 	MaxMessageBytes int
 
-	SignalingNotify       bool
-	SignalingBundleID     bool
-	DefaultVideoCodecType string
-	DefaultAudioCodecType string
+	SignalingNotify   bool
+	SignalingBundleID bool
+	// SignalingNotifyMetadataExt: notifies carry the signaling notify
+	// metadata extension's object as metadata (notifymeta.go).
+	SignalingNotifyMetadataExt bool
+	DefaultVideoCodecType      string
+	DefaultAudioCodecType      string
 
 	IgnoreSessionVanished bool
 

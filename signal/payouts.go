@@ -25,7 +25,7 @@ var unsupportedPayouts = []string{
 	"audio_opus_params", "audio_lyra_params",
 	"video_vp9_params", "video_av1_params", "video_h264_params", "h264_profile_level_id",
 	"simulcast_multicodec", "simulcast_codecs",
-	"signaling_notify_metadata_ext", "signaling_notify_ice_connection_state",
+	"signaling_notify_ice_connection_state",
 	"user_agent_stats", "ipv4_address", "ipv6_address", "audio_streaming_language_code",
 	"forwarding_filter", "forwarding_filters",
 	"rtp_packet_loss_simulator_incoming", "rtp_packet_loss_simulator_outgoing",
