@@ -82,10 +82,12 @@ var clusterWide = map[string]reach{
 	"Sora_20170529.GetStatsConnection":       firstFound,
 	"Sora_20170529.GetStatsClient":           firstFound,
 	// A connection's extension metadata is on its node.
-	"Sora_20201124.ListSignalingNotifyMetadata":    firstFound,
-	"Sora_20201124.GetSignalingNotifyMetadata":     firstFound,
-	"Sora_20201124.PutSignalingNotifyMetadata":     firstFound,
-	"Sora_20201124.PutSignalingNotifyMetadataItem": firstFound,
+	"Sora_20201124.ListSignalingNotifyMetadata":       firstFound,
+	"Sora_20201124.GetSignalingNotifyMetadata":        firstFound,
+	"Sora_20201124.PutSignalingNotifyMetadata":        firstFound,
+	"Sora_20201124.PutSignalingNotifyMetadataItem":    firstFound,
+	"Sora_20201124.DeleteSignalingNotifyMetadata":     firstFound,
+	"Sora_20201124.DeleteSignalingNotifyMetadataItem": firstFound,
 }
 
 // fanout runs a cluster-wide operation on the other nodes once it has run

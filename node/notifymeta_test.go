@@ -86,8 +86,8 @@ func metadataPush(t *testing.T, c *sigclient.Client) soraMetadataPush {
 	return p
 }
 
-// TestSignalingNotifyMetadataExt: the extension's API lists, reads and
-// changes a connection's object (starting from the auth webhook's
+// TestSignalingNotifyMetadataExt: the extension's API lists, reads,
+// changes and deletes from a connection's object (starting from the auth webhook's
 // payout), a change with push: true reaches every connection of the
 // channel and one without reaches none, a newcomer's connection.created
 // carries everyone's object as metadata with signaling_notify_metadata as
@@ -179,6 +179,22 @@ func TestSignalingNotifyMetadataExt(t *testing.T) {
 		t.Fatalf("connection.created's data: alice %+v, bob %+v", ea, eb)
 	}
 
+	// Deletes: a key (pushed with push: true), then the whole object.
+	apiOK[json.RawMessage](t, n, "Sora_20201124.PutSignalingNotifyMetadataItem", `{"channel_id":"meta","connection_id":"`+bID+`","key":"mic","value":true}`)
+	if md := apiOK[json.RawMessage](t, n, "Sora_20201124.DeleteSignalingNotifyMetadataItem",
+		`{"channel_id":"meta","connection_id":"`+bID+`","key":"hand","push":true}`); string(md) != `{"mic":true}` {
+		t.Fatalf("DeleteSignalingNotifyMetadataItem answered %s", md)
+	}
+	if p := metadataPush(t, a); p.Action != "DeleteMetadataItem" || p.ConnectionID != bID || p.Key != "hand" || p.Value != nil {
+		t.Fatalf("push %+v after DeleteSignalingNotifyMetadataItem", p)
+	}
+	if md := apiOK[json.RawMessage](t, n, "Sora_20201124.DeleteSignalingNotifyMetadata", `{"channel_id":"meta","connection_id":"`+bID+`"}`); string(md) != `{}` {
+		t.Fatalf("DeleteSignalingNotifyMetadata answered %s", md)
+	}
+	if md := apiOK[json.RawMessage](t, n, "Sora_20201124.GetSignalingNotifyMetadata", `{"channel_id":"meta","connection_id":"`+bID+`"}`); string(md) != `{}` {
+		t.Fatalf("after the deletes: %s", md)
+	}
+
 	// Errors.
 	for _, e := range []struct{ target, body, typ string }{
 		{"Sora_20201124.ListSignalingNotifyMetadata", `{"channel_id":"nowhere"}`, "CHANNEL-NOT-FOUND"},
@@ -188,6 +204,8 @@ func TestSignalingNotifyMetadataExt(t *testing.T) {
 		{"Sora_20201124.PutSignalingNotifyMetadata", `{"channel_id":"meta","connection_id":"` + aID + `","metadata":{},"push":"yes"}`, "INVALID-PARAMETER"},
 		{"Sora_20201124.PutSignalingNotifyMetadataItem", `{"channel_id":"meta","connection_id":"` + aID + `","value":1}`, "MISSING-PARAMETER"},
 		{"Sora_20201124.PutSignalingNotifyMetadataItem", `{"channel_id":"meta","connection_id":"` + aID + `","key":"k"}`, "MISSING-PARAMETER"},
+		{"Sora_20201124.DeleteSignalingNotifyMetadataItem", `{"channel_id":"meta","connection_id":"` + aID + `"}`, "MISSING-PARAMETER"},
+		{"Sora_20201124.DeleteSignalingNotifyMetadata", `{"channel_id":"meta","connection_id":"NOPE"}`, "CONNECTION-NOT-FOUND"},
 		{"Sora_20201124.PutSignalingNotifyMetadataItem", `{"channel_id":"meta","connection_id":"` + aID + `","key":"big","value":"` + strings.Repeat("x", 5000) + `"}`, "INVALID-PARAMETER"},
 	} {
 		status := http.StatusBadRequest

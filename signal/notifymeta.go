@@ -20,8 +20,9 @@ import (
 //	 "action": "PutMetadataItem", "connection_id": ..., "key": ..., "value": ...}}
 //
 // (the shape Shiguredo's own end-to-end tests of Sora expect); a whole
-// replacement is pushed with "action": "PutMetadata" and "metadata"
-// (Hayate's choice by analogy: the part of Sora's page that shows it is
+// replacement is pushed with "action": "PutMetadata" and "metadata", a
+// deletion with "DeleteMetadata" or "DeleteMetadataItem" and "key"
+// (Hayate's choices by analogy: the part of Sora's page that shows them is
 // not readable here). The object starts as the auth webhook's
 // signaling_notify_metadata_ext payout, or {}.
 //
@@ -33,11 +34,13 @@ import (
 // it the notifies are as before and the object is read through the API.
 
 // MetadataUpdate is one change of a connection's extension metadata: the
-// whole object (Metadata set), or one key (Key set) to Value.
+// whole object (Metadata set), or one key (Key set) to Value; with Delete,
+// the whole object emptied, or the key removed.
 type MetadataUpdate struct {
 	Metadata json.RawMessage
 	Key      string
 	Value    json.RawMessage
+	Delete   bool
 	// Push sends the change to every connection of the channel.
 	Push bool
 }
@@ -121,8 +124,9 @@ func (h *Hub) NotifyMetadata(channelID, connectionID string) (json.RawMessage, e
 }
 
 // UpdateNotifyMetadata changes one connection's extension metadata
-// (Sora_20201124.PutSignalingNotifyMetadata and
-// PutSignalingNotifyMetadataItem, and the RPC methods of the same names)
+// (Sora_20201124.PutSignalingNotifyMetadata, PutSignalingNotifyMetadataItem,
+// DeleteSignalingNotifyMetadata and DeleteSignalingNotifyMetadataItem, and
+// the RPC methods of the Put names)
 // and returns the connection's metadata after the change.
 func (h *Hub) UpdateNotifyMetadata(channelID, connectionID string, u MetadataUpdate) (json.RawMessage, error) {
 	h.mu.Lock()
@@ -145,7 +149,17 @@ func (h *Hub) updateExtLocked(c *Conn, u MetadataUpdate) (json.RawMessage, error
 		Value        json.RawMessage `json:"value,omitempty"`
 		Metadata     json.RawMessage `json:"metadata,omitempty"`
 	}{Type: "signaling_notify_metadata_ext", ConnectionID: c.id}
-	if u.Key == "" {
+	switch {
+	case u.Delete && u.Key == "":
+		push.Action = "DeleteMetadata"
+	case u.Delete:
+		for k, v := range c.ext {
+			if k != u.Key {
+				next[k] = v
+			}
+		}
+		push.Action, push.Key = "DeleteMetadataItem", u.Key
+	case u.Key == "":
 		m, err := parseExtMetadata(u.Metadata)
 		if err != nil || m == nil {
 			return nil, ErrMetadataNotObject // null included: Put sets an object
@@ -154,7 +168,7 @@ func (h *Hub) updateExtLocked(c *Conn, u MetadataUpdate) (json.RawMessage, error
 			next[k] = v
 		}
 		push.Action = "PutMetadata"
-	} else {
+	default:
 		if !json.Valid(u.Value) {
 			return nil, ErrMetadataNotObject
 		}
