@@ -275,7 +275,17 @@ func (ly *layer) requestKeyFrame(s *shard) bool {
 	if ly.pt.Kind != media.Video || !owner.ready.Load() || ssrc == 0 {
 		return false
 	}
-	if !ly.mayPLI(time.Now().UnixNano()) {
+	// On a receive loop the batch's time serves (this runs for every
+	// packet of a layer while a key frame is wanted); 0 before a loop's
+	// first batch.
+	var now int64
+	if s != nil {
+		now = s.now
+	}
+	if now == 0 {
+		now = time.Now().UnixNano()
+	}
+	if !ly.mayPLI(now) {
 		return false
 	}
 	build := func(b []byte) []byte {
