@@ -84,6 +84,8 @@ type sim struct {
 	feedback []fb
 	lastFb   int64
 	trace    func(now int64)
+	// fbTrace, if set, runs after every feedback the estimator takes.
+	fbTrace func(now int64)
 }
 
 type fb struct {
@@ -147,6 +149,9 @@ func (s *sim) run(d int64) {
 			if f.at <= s.now {
 				if err := s.e.Feedback(s.now, f.pkt[12:]); err != nil {
 					s.t.Fatal(err)
+				}
+				if s.fbTrace != nil {
+					s.fbTrace(s.now)
 				}
 				s.choose()
 				continue
