@@ -141,20 +141,13 @@ func (r *Reports) Next() []Status {
 			// Reset saw chunks enough for every status.
 			c := binary.BigEndian.Uint16(r.chunks[r.ci:])
 			r.ci += 2
-			switch {
-			case c&0x8000 == 0: // run length chunk
-				r.run, r.runSym = int(c&0x1fff), uint8(c>>13&3)
+			k, _ = chunkLen(c)
+			if c&0x8000 == 0 { // run length chunk
+				r.run, r.runSym = k, uint8(symbol(c, 0))
 				continue
-			case c&0x4000 == 0: // status vector, 14 one-bit symbols
-				k = 14
-				for j := range k {
-					syms[j] = uint8(c >> (13 - j) & 1)
-				}
-			default: // status vector, 7 two-bit symbols
-				k = 7
-				for j := range k {
-					syms[j] = uint8(c >> (12 - 2*j) & 3)
-				}
+			}
+			for j := range k {
+				syms[j] = uint8(symbol(c, j))
 			}
 		}
 		k = min(k, r.left)
