@@ -92,7 +92,7 @@ func readyTransport(tb testing.TB, e *Engine, p srtp.ProtectionProfile, in, out 
 }
 
 // sinks are loopback UDP sockets drained by one goroutine, standing for
-// subscribers.
+// subscribers (newIdleSinks: sockets nothing reads).
 type sinks struct {
 	conns []*net.UDPConn
 	addrs []netip.AddrPort
@@ -103,6 +103,19 @@ type sinks struct {
 }
 
 func newSinks(tb testing.TB, n int) *sinks {
+	tb.Helper()
+	return openSinks(tb, n, true)
+}
+
+// newIdleSinks are sinks without the goroutine that drains them, for a
+// load that never sends to them (BenchmarkForwardCongestionUser): it would
+// spin on the other core for nothing. received stays 0.
+func newIdleSinks(tb testing.TB, n int) *sinks {
+	tb.Helper()
+	return openSinks(tb, n, false)
+}
+
+func openSinks(tb testing.TB, n int, drain bool) *sinks {
 	tb.Helper()
 	s := &sinks{stop: make(chan struct{})}
 	for range n {
@@ -115,8 +128,10 @@ func newSinks(tb testing.TB, n int) *sinks {
 		ap, _ := netip.ParseAddrPort(c.LocalAddr().String())
 		s.addrs = append(s.addrs, ap)
 	}
-	s.wg.Add(1)
-	go s.drain()
+	if drain {
+		s.wg.Add(1)
+		go s.drain()
+	}
 	tb.Cleanup(s.close)
 	return s
 }
@@ -169,6 +184,23 @@ func (s *sinks) drain() {
 			syscall.Nanosleep(&syscall.Timespec{Nsec: 200_000}, nil)
 		}
 	}
+}
+
+// queued is how many sinks have a datagram waiting.
+func (s *sinks) queued() int {
+	q := 0
+	for _, c := range s.conns {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			continue
+		}
+		_ = rc.Control(func(fd uintptr) {
+			if n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil && n > 0 {
+				q++
+			}
+		})
+	}
+	return q
 }
 
 func (s *sinks) received() int {

@@ -54,6 +54,33 @@ func BenchmarkForwardCongestion(b *testing.B) { forwardCongestionRuns(b, true) }
 //	go test -run '^$' -bench ForwardCongestionUser -benchtime 30000x -count 10 ./rtpcore/
 func BenchmarkForwardCongestionUser(b *testing.B) { forwardCongestionRuns(b, false) }
 
+// BenchmarkForwardCongestionParts splits BenchmarkForwardCongestionUser's
+// difference between plain and simulcast-cc into its two parts, on the
+// same load: simulcast (three rids, the subscribers spread over the
+// layers, each packet rewritten) and congestion control (each packet
+// stamped with a transport-wide sequence number and counted by the
+// subscriber's estimator, its transport feedback every 64 publisher
+// packets handled). plain-cc is one plain track, every subscriber gets
+// every packet, under congestion control; simulcast is the three rids
+// without it. Without the kernel's part, at 16 packets per flush.
+//
+//	go test -run '^$' -bench ForwardCongestionParts -benchtime 30000x -count 10 ./rtpcore/
+func BenchmarkForwardCongestionParts(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		for _, c := range congestionParts {
+			b.Run(fmt.Sprintf("%s/subs=%d/batch=16", c.name, n), func(b *testing.B) {
+				benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, 16, c.simulcast, c.cc, false)
+			})
+		}
+	}
+}
+
+// congestionParts are BenchmarkForwardCongestionParts' configurations.
+var congestionParts = []struct {
+	name          string
+	simulcast, cc bool
+}{{"plain", false, false}, {"plain-cc", false, true}, {"simulcast", true, false}, {"simulcast-cc", true, true}}
+
 // forwardCongestionRuns runs every configuration of the two benchmarks
 // above, through the kernel's send or not.
 func forwardCongestionRuns(b *testing.B, kernel bool) {
@@ -65,7 +92,7 @@ func forwardCongestionRuns(b *testing.B, kernel bool) {
 					name = "simulcast-cc"
 				}
 				b.Run(fmt.Sprintf("%s/subs=%d/batch=%d", name, n, batch), func(b *testing.B) {
-					benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, batch, simulcast, kernel)
+					benchForwardCongestion(b, srtp.ProtectionProfileAeadAes128Gcm, n, batch, simulcast, simulcast, kernel)
 				})
 			}
 		}
@@ -124,25 +151,35 @@ func simulcastStream(tb testing.TB, enc *srtp.Context, count int) [][]byte {
 
 // congestionLoad is BenchmarkForwardCongestion's load on one shard: a
 // publisher and n subscribers. step hands the shard the next publisher
-// packet, flushes every batch packets and, with simulcast, hands it every
-// subscriber's transport feedback every 64 packets; pause and resume
-// bracket what is no part of the measure (building the feedback). The
-// shard's work is all step allocates.
+// packet, flushes every batch packets and, with congestion control, hands
+// it every subscriber's transport feedback every 64 packets; pause and
+// resume bracket what is no part of the measure (building the feedback).
+// The shard's work is all step allocates.
 type congestionLoad struct {
-	s    *shard
-	step func()
+	s     *shard
+	step  func()
+	sinks *sinks
 }
 
 // newCongestionLoad sets the load up and warms it up: the layers' rates
-// measured, every subscriber on its layer.
-func newCongestionLoad(tb testing.TB, p srtp.ProtectionProfile, n, batch int, simulcast, kernel bool, pause, resume func()) *congestionLoad {
+// measured, every subscriber of a simulcast track on its layer, every
+// subscriber's estimator fed. simulcast is the publisher's three rids as
+// one track (one plain track otherwise); cc is congestion control towards
+// every subscriber (transport-wide sequence numbers, the estimator, the
+// feedback).
+func newCongestionLoad(tb testing.TB, p srtp.ProtectionProfile, n, batch int, simulcast, cc, kernel bool, pause, resume func()) *congestionLoad {
 	tb.Helper()
 	e := testEngine(tb)
 	s := e.shards[0]
 	if !kernel {
 		s.io = layoutIO{PacketIO: s.io, m: &sendMsgs{gso: true}}
 	}
-	sinks := newSinks(tb, n)
+	var sinks *sinks
+	if kernel {
+		sinks = newSinks(tb, n)
+	} else {
+		sinks = newIdleSinks(tb, n) // nothing reaches them
+	}
 	pubKeys := newKeys(tb, p)
 	pubAddr := netip.MustParseAddrPort("127.0.0.1:9")
 	pub := readyTransport(tb, e, p, pubKeys, newKeys(tb, p), pubAddr)
@@ -161,10 +198,10 @@ func newCongestionLoad(tb testing.TB, p srtp.ProtectionProfile, n, batch int, si
 		in := newKeys(tb, p)
 		sub := readyTransport(tb, e, p, in, newKeys(tb, p), sinks.addrs[i])
 		s.peers[sinks.addrs[i]] = sub
-		if simulcast {
-			cc := &congestion{twccID: benchTWCCExt, est: bwe.New(bwe.Config{Initial: 50_000_000, Max: 100_000_000})}
-			cc.estimate.Store(50_000_000)
-			sub.cc.Store(cc)
+		if cc {
+			c := &congestion{twccID: benchTWCCExt, est: bwe.New(bwe.Config{Initial: 50_000_000, Max: 100_000_000})}
+			c.estimate.Store(50_000_000)
+			sub.cc.Store(c)
 		}
 		sub.Subscribe(pub, []media.Track{tr})
 		if simulcast {
@@ -239,11 +276,12 @@ func newCongestionLoad(tb testing.TB, p srtp.ProtectionProfile, n, batch int, si
 		if i%batch == 0 {
 			s.flush()
 		}
-		if simulcast && i%64 == 0 {
+		if cc && i%64 == 0 {
 			feedback()
 			s.flush()
 		}
 	}
+	fb0 := s.stats.TWCCReceived.Load()
 	for range 640 {
 		step()
 	}
@@ -254,11 +292,27 @@ func newCongestionLoad(tb testing.TB, p srtp.ProtectionProfile, n, batch int, si
 			}
 		}
 	}
-	return &congestionLoad{s: s, step: step}
+	if cc {
+		// Every estimator took feedback for packets it was told of:
+		// the receiver's rate over the ten feedbacks.
+		if got := s.stats.TWCCReceived.Load() - fb0; got < uint64(n) {
+			tb.Fatalf("%d transport feedbacks handled in the warm-up, want %d at least", got, n)
+		}
+		for j, sub := range subs {
+			c := sub.cc.Load()
+			sub.smu.Lock()
+			acked := c.est.Acked(now / 1000)
+			sub.smu.Unlock()
+			if acked <= 0 {
+				tb.Fatalf("subscriber %d: no acknowledged rate after the warm-up", j)
+			}
+		}
+	}
+	return &congestionLoad{s: s, step: step, sinks: sinks}
 }
 
-func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int, simulcast, kernel bool) {
-	l := newCongestionLoad(b, p, n, batch, simulcast, kernel, b.StopTimer, b.StartTimer)
+func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int, simulcast, cc, kernel bool) {
+	l := newCongestionLoad(b, p, n, batch, simulcast, cc, kernel, b.StopTimer, b.StartTimer)
 	s, step := l.s, l.step
 	b.ReportAllocs()
 	fwd0 := s.stats.Forwarded.Load()
@@ -272,4 +326,9 @@ func benchForwardCongestion(b *testing.B, p srtp.ProtectionProfile, n, batch int
 	}
 	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(fwd), "ns/fwd")
 	b.ReportMetric(float64(fwd)/float64(b.N), "fwd/pkt")
+	if !kernel {
+		if q := l.sinks.queued(); q != 0 {
+			b.Fatalf("%d datagrams reached the sinks without the kernel's part", q)
+		}
+	}
 }

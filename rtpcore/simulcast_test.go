@@ -18,7 +18,7 @@ import (
 func TestForwardSimulcastZeroAllocs(t *testing.T) {
 	const n, runs = 12, 300
 	nothing := func() {}
-	l := newCongestionLoad(t, srtp.ProtectionProfileAeadAes128Gcm, n, 1, true, true, nothing, nothing)
+	l := newCongestionLoad(t, srtp.ProtectionProfileAeadAes128Gcm, n, 1, true, true, true, nothing, nothing)
 	fwd0, fb0 := l.s.stats.Forwarded.Load(), l.s.stats.TWCCReceived.Load()
 	if a := testing.AllocsPerRun(runs, l.step); a != 0 {
 		t.Fatalf("%v allocations per publisher packet", a)
@@ -29,5 +29,40 @@ func TestForwardSimulcastZeroAllocs(t *testing.T) {
 	}
 	if l.s.stats.TWCCReceived.Load() == fb0 {
 		t.Error("no transport feedback handled while counting")
+	}
+}
+
+// TestForwardCongestionParts: BenchmarkForwardCongestionParts' loads are
+// what they say, without the kernel's part: plain tracks go to every
+// subscriber, simulcast ones to those of the packet's layer; transport
+// feedback is handled under congestion control only (and there every
+// estimator was fed in the warm-up: newCongestionLoad checks); nothing is
+// allocated, and nothing reaches the sinks.
+func TestForwardCongestionParts(t *testing.T) {
+	// The shard forwards at each flush, every 16 packets: AllocsPerRun's
+	// runs+1 steps are whole flushes.
+	const n, runs = 6, 13*16 - 1
+	nothing := func() {}
+	for _, c := range congestionParts {
+		t.Run(c.name, func(t *testing.T) {
+			l := newCongestionLoad(t, srtp.ProtectionProfileAeadAes128Gcm, n, 16, c.simulcast, c.cc, false, nothing, nothing)
+			fwd0, fb0 := l.s.stats.Forwarded.Load(), l.s.stats.TWCCReceived.Load()
+			if a := testing.AllocsPerRun(runs, l.step); a != 0 {
+				t.Fatalf("%v allocations per publisher packet", a)
+			}
+			per := n
+			if c.simulcast {
+				per = n / 3
+			}
+			if got, want := l.s.stats.Forwarded.Load()-fwd0, uint64((runs+1)*per); got != want {
+				t.Errorf("forwarded %d packets, want %d", got, want)
+			}
+			if fb := l.s.stats.TWCCReceived.Load() - fb0; (fb > 0) != c.cc {
+				t.Errorf("%d transport feedbacks handled", fb)
+			}
+			if q := l.sinks.queued(); q != 0 {
+				t.Errorf("%d sinks got datagrams", q)
+			}
+		})
 	}
 }

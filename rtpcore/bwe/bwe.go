@@ -130,8 +130,9 @@ type Estimator struct {
 	// Delay-based detection.
 	cur, prev     group
 	acc, smoothed float64
-	xs, ys        [trendWindow]float64
-	nTrend        int
+	xs, ys        [trendWindow]float64 // a ring: the oldest at head once full
+	nTrend, head  int
+	nextX, nextY  float64 // sums of the newest trendWindow-1 points, oldest first
 	firstArr      int64
 	deltas        int
 	threshold     float64
@@ -145,6 +146,9 @@ type Estimator struct {
 	buckets    [ackedWindow / 50_000]int64
 	bucketAt   [ackedWindow / 50_000]int64
 	ackedValid bool
+	// The last arrival's bucket and the arrivals that fall in it.
+	lastBucket     int
+	lastLo, lastHi int64
 
 	// Loss over lossWindow.
 	lossStart      int64
@@ -177,8 +181,8 @@ func New(cfg Config) *Estimator {
 
 // Estimate is the current estimate in bits per second.
 func (e *Estimator) Estimate() int64 {
-	v := math.Min(e.estimate, e.lossBound)
-	return int64(math.Max(float64(e.cfg.Min), math.Min(v, float64(e.cfg.Max))))
+	v := min(e.estimate, e.lossBound)
+	return int64(max(float64(e.cfg.Min), min(v, float64(e.cfg.Max))))
 }
 
 // Loss is the fraction of packets reported lost over the last second.
@@ -246,24 +250,30 @@ func (e *Estimator) REMB(now, bps int64) {
 
 // Feedback processes one transport feedback FCI received at now.
 func (e *Estimator) Feedback(now int64, fci []byte) error {
-	_, err := twcc.Parse(fci, func(seq uint16, received bool, at int64) {
-		h := &e.hist[seq%histSize]
-		if !h.valid {
-			return
+	var r twcc.Reports
+	if err := r.Reset(fci); err != nil {
+		return err
+	}
+	for sts := r.Next(); len(sts) > 0; sts = r.Next() {
+		for _, st := range sts {
+			h := &e.hist[st.Seq%histSize]
+			if !h.valid {
+				continue
+			}
+			e.reported++
+			if !st.Received {
+				e.lost++
+				continue
+			}
+			e.addAcked(st.At, int64(h.size))
+			e.packet(h.at, st.At, int(h.size))
+			if h.probe != 0 && h.probe == e.probe.id {
+				e.probeArrival(st.Seq, st.At, int(h.size))
+			}
+			h.valid = false
 		}
-		e.reported++
-		if !received {
-			e.lost++
-			return
-		}
-		e.addAcked(at, int64(h.size))
-		e.packet(h.at, at, int(h.size))
-		if h.probe != 0 && h.probe == e.probe.id {
-			e.probeArrival(seq, at, int(h.size))
-		}
-		h.valid = false
-	})
-	if err != nil {
+	}
+	if err := r.Err(); err != nil {
 		return err
 	}
 	e.feedbacks++
@@ -275,16 +285,32 @@ func (e *Estimator) Feedback(now int64, fci []byte) error {
 }
 
 func (e *Estimator) addAcked(at, size int64) {
-	b := (at / 50_000) % int64(len(e.buckets))
+	// Most arrivals fall in the bucket of the one before.
+	if e.ackedValid && at >= e.lastLo && at <= e.lastHi {
+		e.buckets[e.lastBucket] += size
+		return
+	}
+	q := at / 50_000
+	b := q % int64(len(e.buckets))
 	if b < 0 {
 		b += int64(len(e.buckets))
 	}
-	slot := at / 50_000 * 50_000
+	slot := q * 50_000
 	if e.bucketAt[b] != slot {
 		e.bucketAt[b], e.buckets[b] = slot, 0
 	}
 	e.buckets[b] += size
 	e.ackedValid = true
+	// The arrivals whose quotient is q (it truncates towards zero).
+	e.lastBucket = int(b)
+	switch {
+	case q > 0:
+		e.lastLo, e.lastHi = slot, slot+49_999
+	case q == 0:
+		e.lastLo, e.lastHi = -49_999, 49_999
+	default:
+		e.lastLo, e.lastHi = slot-49_999, slot
+	}
 }
 
 // packet adds one received packet to the group being built (§5.2); a
@@ -313,7 +339,10 @@ func (e *Estimator) packet(sendAt, arrAt int64, size int) {
 }
 
 // trendline updates the delay trend with one group's delay variation
-// (milliseconds) and runs the overuse detector (§5.3, §5.5).
+// (milliseconds) and runs the overuse detector (§5.3, §5.5). It runs for
+// nearly every packet of a stream paced more than groupSpan apart: the
+// window is a ring, and the regression computes what a window shifted
+// down by one point each time gives, to the bit (TestTrendlineRing).
 func (e *Estimator) trendline(arr int64, variation float64) {
 	if e.nTrend == 0 && e.deltas == 0 {
 		e.firstArr = arr
@@ -322,29 +351,52 @@ func (e *Estimator) trendline(arr int64, variation float64) {
 	e.acc += variation
 	e.smoothed = trendSmoothing*e.smoothed + (1-trendSmoothing)*e.acc
 	x := float64(arr-e.firstArr) / 1000
+	var mx, my float64
 	if e.nTrend < trendWindow {
 		e.xs[e.nTrend], e.ys[e.nTrend] = x, e.smoothed
 		e.nTrend++
+		if e.nTrend < trendWindow {
+			return
+		}
+		for i := range trendWindow {
+			mx += e.xs[i]
+			my += e.ys[i]
+		}
 	} else {
-		copy(e.xs[:], e.xs[1:])
-		copy(e.ys[:], e.ys[1:])
-		e.xs[trendWindow-1], e.ys[trendWindow-1] = x, e.smoothed
+		// The newest takes the oldest's place; the sums of the others
+		// are ready.
+		e.xs[e.head], e.ys[e.head] = x, e.smoothed
+		e.head = (e.head + 1) % trendWindow
+		mx, my = e.nextX+x, e.nextY+e.smoothed
 	}
-	if e.nTrend < trendWindow {
-		return
+	// Least squares over the window, oldest to newest: the sums are
+	// those of the window shifted down for each point, to the bit. The
+	// next window's sums but for its newest point (those of this one
+	// without the oldest, in the same order) are taken on the way: the
+	// next group's wait on a chain of additions is one long.
+	mx /= trendWindow
+	my /= trendWindow
+	h := e.head
+	oldX, newX := e.xs[h:], e.xs[:h]
+	oldY, newY := e.ys[h:][:len(oldX)], e.ys[:h][:len(newX)]
+	var num, den, nx, ny float64
+	num += (oldX[0] - mx) * (oldY[0] - my)
+	den += (oldX[0] - mx) * (oldX[0] - mx)
+	for i, x := range oldX[1:] {
+		y := oldY[1:][i]
+		num += (x - mx) * (y - my)
+		den += (x - mx) * (x - mx)
+		nx += x
+		ny += y
 	}
-	var mx, my float64
-	for i := range e.nTrend {
-		mx += e.xs[i]
-		my += e.ys[i]
+	for i, x := range newX {
+		y := newY[i]
+		num += (x - mx) * (y - my)
+		den += (x - mx) * (x - mx)
+		nx += x
+		ny += y
 	}
-	mx /= float64(e.nTrend)
-	my /= float64(e.nTrend)
-	var num, den float64
-	for i := range e.nTrend {
-		num += (e.xs[i] - mx) * (e.ys[i] - my)
-		den += (e.xs[i] - mx) * (e.xs[i] - mx)
-	}
+	e.nextX, e.nextY = nx, ny
 	if den == 0 {
 		return
 	}
@@ -385,7 +437,7 @@ func (e *Estimator) detect(now int64) {
 			k = kDown
 		}
 		d := float64(min(dt, 100_000)) / 1000
-		e.threshold = math.Max(thresholdMin, math.Min(thresholdMax, e.threshold+k*(a-e.threshold)*d))
+		e.threshold = max(thresholdMin, min(thresholdMax, e.threshold+k*(a-e.threshold)*d))
 	}
 	e.lastThresh = now
 }
@@ -399,7 +451,7 @@ func (e *Estimator) updateLoss(now int64) {
 		return
 	}
 	e.loss = float64(e.lost) / float64(e.reported)
-	cur := math.Min(e.estimate, e.lossBound)
+	cur := min(e.estimate, e.lossBound)
 	switch {
 	case e.loss > lossHigh:
 		e.lossBound = cur * (1 - 0.5*e.loss)
@@ -429,7 +481,7 @@ func (e *Estimator) rateControl(now int64) {
 		}
 		if now-e.lastDecr > 200_000 {
 			if acked > 0 {
-				e.estimate = math.Min(e.estimate, beta*acked)
+				e.estimate = min(e.estimate, beta*acked)
 			} else {
 				e.estimate *= beta
 			}
@@ -451,16 +503,40 @@ func (e *Estimator) rateControl(now int64) {
 			break
 		}
 		dt := float64(min(now-e.lastIncr, 1_000_000)) / 1e6
-		next := e.estimate * math.Pow(increasePerSec, dt)
+		next := e.estimate * growth(dt)
 		e.lastIncr = now
 		// The increase stops at 1.5 times what the receiver gets (it
 		// never lowers the estimate: a probe may have raised it above).
 		if limit := 1.5*acked + 10_000; acked > 0 && next > limit {
-			next = math.Max(e.estimate, limit)
+			next = max(e.estimate, limit)
 		}
 		e.estimate = next
 	}
-	e.estimate = math.Max(float64(e.cfg.Min), math.Min(e.estimate, float64(e.cfg.Max)))
+	e.estimate = max(float64(e.cfg.Min), min(e.estimate, float64(e.cfg.Max)))
+}
+
+// lnIncrease and sqrtIncrease are what math.Pow(increasePerSec, dt)
+// computes for every dt.
+var (
+	lnIncrease   = math.Log(increasePerSec)
+	sqrtIncrease = math.Sqrt(increasePerSec)
+)
+
+// growth is math.Pow(increasePerSec, dt) for 0 <= dt <= 1, to the bit,
+// as Pow computes it but without its general case (and its logarithm):
+// x^dt is Exp(dt·ln x) for dt below one half, and x·Exp((dt-1)·ln x)
+// above (dt-1 is exact there). TestGrowthIsPow checks every dt rateControl
+// can pass (whole microseconds over a second).
+func growth(dt float64) float64 {
+	switch {
+	case dt > 0 && dt < 0.5:
+		return math.Exp(dt * lnIncrease)
+	case dt > 0.5 && dt < 1:
+		return math.Exp((dt-1)*lnIncrease) * increasePerSec
+	case dt == 0.5:
+		return sqrtIncrease
+	}
+	return math.Pow(increasePerSec, dt)
 }
 
 // StartProbe starts a probe towards target bits per second, if one may
@@ -545,12 +621,12 @@ func (e *Estimator) finishProbe(now int64) {
 	}
 	sendRate := float64(p.sentBytes-p.lastSize) * 8e6 / float64(p.lastSend-p.firstSend)
 	recvRate := float64(p.recvBytes) * 8e6 / float64(p.lastArr-p.firstArr)
-	got := math.Min(sendRate, recvRate)
+	got := min(sendRate, recvRate)
 	if recvRate >= 0.9*sendRate && got >= 0.9*float64(p.rate) || got*0.95 > 1.1*e.estimate {
 		e.nextProbe = now + probeMinGap // it found more room: go on soon
 	}
 	if got*0.95 > e.estimate && !e.Congested(now, 500_000) {
-		e.estimate = math.Min(got*0.95, float64(e.cfg.Max))
+		e.estimate = min(got*0.95, float64(e.cfg.Max))
 		e.lastIncr = now
 	}
 }

@@ -4,9 +4,9 @@
 // receiver reports, for a range of transport-wide sequence numbers, which
 // packets arrived and when.
 //
-// Parse walks a feedback packet with a callback; Recorder keeps arrivals on
-// the receive side and Build writes the feedback for them. Neither
-// allocates.
+// Reports walks a feedback packet (Parse with a callback); Recorder keeps
+// arrivals on the receive side and Build writes the feedback for them.
+// None allocates.
 package twcc
 
 import (
@@ -41,64 +41,158 @@ type Header struct {
 // Parse reads the FCI of a transport feedback (the bytes after the two
 // SSRCs) and calls fn for each packet it reports, in sequence order, with
 // its arrival time in microseconds of the receiver's clock (received
-// packets only). It returns the header.
+// packets only). It returns the header. It is Reports' walk with a
+// callback.
 func Parse(fci []byte, fn func(seq uint16, received bool, at int64)) (Header, error) {
-	var h Header
-	if len(fci) < 8 {
-		return h, ErrShort
+	var r Reports
+	if err := r.Reset(fci); err != nil {
+		return r.Header, err
 	}
+	for sts := r.Next(); len(sts) > 0; sts = r.Next() {
+		for _, st := range sts {
+			fn(st.Seq, st.Received, st.At)
+		}
+	}
+	return r.Header, r.Err()
+}
+
+// Reports walks the packets a transport feedback reports, in sequence
+// order, without a callback: Reset, then Next until it returns nothing,
+// then Err. Next decodes a chunk's statuses at a time, so that the
+// caller's loop over them is its own code, not a call per packet. The
+// zero value reports nothing.
+type Reports struct {
+	Header
+	chunks, deltas []byte
+	ci             int    // the next chunk's offset in chunks
+	d              int    // the next delta's offset in deltas
+	left           int    // statuses not decoded yet
+	run            int    // statuses left in the current run length chunk
+	runSym         uint8  // their symbol
+	seq            uint16 // the next status's sequence number
+	at             int64  // the last arrival
+	err            error
+	buf            [14]Status // what Next returns
+}
+
+// Status is what a feedback reports of one packet.
+type Status struct {
+	// At is its arrival time in microseconds of the receiver's clock, if
+	// it was received.
+	At       int64
+	Seq      uint16
+	Received bool
+}
+
+// Reset starts a walk of the FCI of a transport feedback (the bytes after
+// the two SSRCs) and reads its header (r.Header). It fails, reporting
+// nothing, when the packet chunks are truncated or malformed; a truncated
+// delta or a reserved symbol ends the walk later, at its packet (Err).
+func (r *Reports) Reset(fci []byte) error {
+	r.Header, r.chunks, r.deltas = Header{}, nil, nil
+	r.ci, r.d, r.left, r.run, r.err = 0, 0, 0, 0, nil
+	if len(fci) < 8 {
+		r.err = ErrShort
+		return r.err
+	}
+	h := &r.Header
 	h.BaseSeq = binary.BigEndian.Uint16(fci[0:2])
 	h.StatusCount = binary.BigEndian.Uint16(fci[2:4])
 	h.Reference = int64(uint32(fci[4])<<16|uint32(fci[5])<<8|uint32(fci[6])) * refUnit
 	h.FbCount = fci[7]
 	n := int(h.StatusCount)
-	// First pass: the chunks, to find where the deltas begin.
+	// The chunks first, to find where the deltas begin.
 	chunks := fci[8:]
 	i, seen := 0, 0
 	for seen < n {
 		if i+2 > len(chunks) {
-			return h, ErrShort
+			r.err = ErrShort
+			return r.err
 		}
 		c := binary.BigEndian.Uint16(chunks[i:])
 		i += 2
 		k, err := chunkLen(c)
 		if err != nil {
-			return h, err
+			r.err = err
+			return err
 		}
 		seen += k
 	}
-	deltas := chunks[i:]
-	// Second pass: statuses with their deltas.
-	at, d, seq := h.Reference, 0, h.BaseSeq
-	for ci, left := 0, n; left > 0; ci += 2 {
-		c := binary.BigEndian.Uint16(chunks[ci:])
-		k, _ := chunkLen(c)
-		for j := 0; j < k && left > 0; j++ {
-			sym := symbol(c, j)
+	r.chunks, r.deltas = chunks[:i], chunks[i:]
+	r.left, r.seq, r.at = n, h.BaseSeq, h.Reference
+	return nil
+}
+
+// Next decodes the next packet chunk's statuses (at most len(r.buf) of a
+// long run), in sequence order; the slice holds them until the next call.
+// It returns none at the end of the walk. A truncated delta or a reserved
+// symbol ends the walk there (Err), after the statuses before it.
+func (r *Reports) Next() []Status {
+	for r.left > 0 {
+		var syms [len(r.buf)]uint8
+		k := 0
+		if r.run > 0 {
+			k = min(r.run, len(syms))
+			r.run -= k
+			for j := range k {
+				syms[j] = r.runSym
+			}
+		} else {
+			// Reset saw chunks enough for every status.
+			c := binary.BigEndian.Uint16(r.chunks[r.ci:])
+			r.ci += 2
+			k, _ = chunkLen(c)
+			if c&0x8000 == 0 { // run length chunk
+				r.run, r.runSym = k, uint8(symbol(c, 0))
+				continue
+			}
+			for j := range k {
+				syms[j] = uint8(symbol(c, j))
+			}
+		}
+		k = min(k, r.left)
+		r.left -= k
+		at, d, seq, deltas := r.at, r.d, r.seq, r.deltas
+		n := 0
+		var err error
+		for _, sym := range syms[:k] {
 			switch sym {
 			case smallDelta:
-				if d+1 > len(deltas) {
-					return h, ErrShort
+				if d >= len(deltas) {
+					err = ErrShort
+				} else {
+					at += int64(deltas[d]) * DeltaUnit
+					d++
 				}
-				at += int64(deltas[d]) * DeltaUnit
-				d++
 			case largeDelta:
 				if d+2 > len(deltas) {
-					return h, ErrShort
+					err = ErrShort
+				} else {
+					at += int64(int16(binary.BigEndian.Uint16(deltas[d:]))) * DeltaUnit
+					d += 2
 				}
-				at += int64(int16(binary.BigEndian.Uint16(deltas[d:]))) * DeltaUnit
-				d += 2
 			case notReceived:
 			default:
-				return h, ErrBadChunk
+				err = ErrBadChunk
 			}
-			fn(seq, sym != notReceived, at)
+			if err != nil {
+				r.err, r.left, r.run = err, 0, 0
+				break
+			}
+			r.buf[n] = Status{At: at, Seq: seq, Received: sym != notReceived}
+			n++
 			seq++
-			left--
+		}
+		r.at, r.d, r.seq = at, d, seq
+		if n > 0 {
+			return r.buf[:n]
 		}
 	}
-	return h, nil
+	return nil
 }
+
+// Err is what ended the walk early, if anything.
+func (r *Reports) Err() error { return r.err }
 
 // chunkLen is the number of statuses a packet chunk carries.
 func chunkLen(c uint16) (int, error) {
@@ -180,7 +274,7 @@ func (r *Recorder) Pending() bool { return r.started && r.base != r.end }
 
 // Build appends a transport feedback RTCP packet (RTPFB, FMT 15) for the
 // packets recorded since the last Build to dst and forgets them. It
-// returns dst unchanged when there is nothing to report.
+// returns dst unchanged when there is nothing to status.
 func (r *Recorder) Build(dst []byte, sender, media uint32) []byte {
 	if !r.Pending() {
 		return dst

@@ -2,6 +2,7 @@ package twcc
 
 import (
 	"errors"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/pion/rtcp"
@@ -191,4 +192,120 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%d reports for a count of %d", n, h.StatusCount)
 		}
 	})
+}
+
+// TestReportsPionRandom: feedback that pion/rtcp writes from random
+// statuses, in every kind of chunk (runs long and short, zero-length ones
+// included, one-bit and two-bit vectors, the last one padded), walks back
+// to those statuses and their arrival times, a chunk's worth per Next.
+func TestReportsPionRandom(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(21, 22))
+	var r Reports
+	for run := range 300 {
+		var syms []uint16
+		var chunks []rtcp.PacketStatusChunk
+		for len(syms) < 1+run*7 {
+			switch rnd.IntN(4) {
+			case 0: // a run, long now and then, empty rarely
+				sym, n := uint16(rnd.IntN(3)), 1+rnd.IntN(20)
+				switch rnd.IntN(10) {
+				case 0:
+					n = 100 + rnd.IntN(1000)
+				case 1:
+					n = 0
+				}
+				chunks = append(chunks, &rtcp.RunLengthChunk{PacketStatusSymbol: sym, RunLength: uint16(n)})
+				for range n {
+					syms = append(syms, sym)
+				}
+			case 1:
+				list := make([]uint16, 14)
+				for i := range list {
+					list[i] = uint16(rnd.IntN(2))
+				}
+				chunks = append(chunks, &rtcp.StatusVectorChunk{SymbolSize: rtcp.TypeTCCSymbolSizeOneBit, SymbolList: list})
+				syms = append(syms, list...)
+			default:
+				list := make([]uint16, 7)
+				for i := range list {
+					list[i] = uint16(rnd.IntN(3))
+				}
+				chunks = append(chunks, &rtcp.StatusVectorChunk{SymbolSize: rtcp.TypeTCCSymbolSizeTwoBit, SymbolList: list})
+				syms = append(syms, list...)
+			}
+		}
+		// The count ends inside the last chunk: what follows is padding.
+		count := len(syms) - rnd.IntN(3)
+		if count < 1 {
+			count = len(syms)
+		}
+		base, ref := uint16(rnd.IntN(1<<16)), uint32(rnd.IntN(1<<24))
+		cc := &rtcp.TransportLayerCC{SenderSSRC: 1, MediaSSRC: 2, BaseSequenceNumber: base, PacketStatusCount: uint16(count),
+			ReferenceTime: ref, FbPktCount: uint8(run), PacketChunks: chunks}
+		var want []report
+		at := int64(ref) * 64000
+		for i, s := range syms {
+			var d int64
+			switch s {
+			case 1:
+				d = rnd.Int64N(256) * DeltaUnit
+			case 2:
+				d = (rnd.Int64N(1<<16) - 1<<15) * DeltaUnit
+			}
+			if s != 0 {
+				// pion writes a delta for every received status the
+				// chunks hold, padding included.
+				cc.RecvDeltas = append(cc.RecvDeltas, &rtcp.RecvDelta{Type: s, Delta: d})
+			}
+			at += d
+			if i < count {
+				want = append(want, report{base + uint16(i), s != 0, at})
+			}
+		}
+		pkt, err := cc.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Reset(pkt[12:]); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		var got []report
+		for sts := r.Next(); len(sts) > 0; sts = r.Next() {
+			if len(sts) > len(r.buf) {
+				t.Fatalf("%d statuses at once", len(sts))
+			}
+			for _, st := range sts {
+				got = append(got, report{st.Seq, st.Received, st.At})
+			}
+		}
+		if r.Err() != nil || r.Header.BaseSeq != base || r.Header.FbCount != uint8(run) || len(got) != len(want) {
+			t.Fatalf("run %d: %v, header %+v, %d reports, want %d", run, r.Err(), r.Header, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].seq != want[i].seq || got[i].received != want[i].received || want[i].received && got[i].at != want[i].at {
+				t.Fatalf("run %d, status %d: %+v, want %+v", run, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestReportsStopAtTruncatedDelta: the statuses before a missing delta are
+// reported, then the walk ends with ErrShort; a reserved two-bit symbol
+// ends it with ErrBadChunk the same way.
+func TestReportsStopAtTruncatedDelta(t *testing.T) {
+	// Base 7, five statuses: a two-bit vector (small, small, small, not
+	// received, small), deltas for the first three only.
+	fci := []byte{0, 7, 0, 5, 0, 0, 1, 0, 0xd5, 0x10, 4, 8, 12}
+	for _, c := range []struct {
+		chunk byte
+		err   error
+		n     int
+	}{{0x10, ErrShort, 4}, {0xd0, ErrBadChunk, 3}} {
+		fci[9] = c.chunk // the fourth symbol: 0 (not received) or 3 (reserved)
+		var seqs []uint16
+		h, err := Parse(fci, func(seq uint16, received bool, at int64) { seqs = append(seqs, seq) })
+		if !errors.Is(err, c.err) || len(seqs) != c.n || h.BaseSeq != 7 || seqs[0] != 7 || seqs[len(seqs)-1] != 7+uint16(c.n)-1 {
+			t.Fatalf("chunk %#x: %v, reported %v", c.chunk, err, seqs)
+		}
+	}
 }
