@@ -100,6 +100,8 @@ func TestSignalingNotifyMetadataExt(t *testing.T) {
 			w.Write([]byte(`{"allowed":true,"signaling_notify_metadata":{"name":"paid"},"signaling_notify_metadata_ext":{"status":"idle"}}`))
 		case "mallory":
 			w.Write([]byte(`{"allowed":true,"signaling_notify_metadata_ext":"not an object"}`))
+		case "trudy":
+			w.Write([]byte(`{"allowed":true,"signaling_notify_metadata_ext":{"big":"` + strings.Repeat("x", 5000) + `"}}`))
 		default:
 			w.Write([]byte(`{"allowed":true}`))
 		}
@@ -218,10 +220,12 @@ func TestSignalingNotifyMetadataExt(t *testing.T) {
 		t.Fatalf("a refused change changed the object: %s", md)
 	}
 
-	// A payout that is not an object refuses the connect.
-	m := dial(t, n)
-	msg := connectMsg("meta", "sendrecv")
-	msg["client_id"] = "mallory"
-	_, err := m.Connect(msg, soon())
-	expectClosed(t, err, 4502, "INVALID-AUTH-WEBHOOK-RESPONSE-JSON")
+	// A payout that is not an object, or is one over
+	// max_signaling_message_bytes, refuses the connect.
+	for _, who := range []string{"mallory", "trudy"} {
+		msg := connectMsg("meta", "sendrecv")
+		msg["client_id"] = who
+		_, err := dial(t, n).Connect(msg, soon())
+		expectClosed(t, err, 4502, "INVALID-AUTH-WEBHOOK-RESPONSE-JSON")
+	}
 }

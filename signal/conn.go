@@ -553,7 +553,7 @@ func (c *Conn) authenticate(cm *connectMessage) *CloseError {
 	}
 	if raw, ok := d.Fields["signaling_notify_metadata_ext"]; ok {
 		m, err := parseExtMetadata(raw)
-		if err != nil {
+		if err != nil || c.hub.set.MaxMessageBytes > 0 && len(m.marshal()) > c.hub.set.MaxMessageBytes {
 			return ErrAuthBadResponse
 		}
 		c.ext = m
