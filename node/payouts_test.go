@@ -332,8 +332,12 @@ func TestNotifyPayouts(t *testing.T) {
 	if m["type"] != "notify" || len(data) != 3 {
 		t.Fatalf("third's own connection.created: %v", m)
 	}
-	if md, _ := data[0].(map[string]any)["metadata"].(map[string]any); md["name"] != "paid" {
-		t.Fatalf("the first connection's notify metadata %v, want the payout's", data[0])
+	first := data[0].(map[string]any)
+	md, _ := first["metadata"].(map[string]any)
+	authn, _ := first["authn_metadata"].(map[string]any)
+	authz, _ := first["authz_metadata"].(map[string]any)
+	if md["name"] != "paid" || authn["name"] != "asked" || authz["name"] != "paid" {
+		t.Fatalf("the first connection's notify metadata %v, want the payout's as metadata and authz_metadata, connect's as authn_metadata", first)
 	}
 }
 

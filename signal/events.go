@@ -260,14 +260,18 @@ type notifyEntry struct {
 	AuthzMetadata json.RawMessage `json:"authz_metadata,omitempty"`
 }
 
-// notifyMetadataLocked is what a notify carries of c's metadata: its
-// signaling_notify_metadata, or with the extension on
-// (notifymeta.go) the extension's object with connect's and the auth
-// webhook's signaling_notify_metadata beside it. h.mu held.
+// notifyMetadataLocked is what a notify carries of c's metadata: connect's
+// signaling_notify_metadata as authn_metadata and the auth webhook's as
+// authz_metadata (each when given), and as metadata the auth webhook's if
+// given, else connect's (SIGNALING_NOTIFY_METADATA: "また authn_metadata
+// としても通知されます"; the sora-js-sdk's notify types carry both) or,
+// with the extension on, the extension's object (notifymeta.go). h.mu
+// held.
 func (h *Hub) notifyMetadataLocked(c *Conn) notifyEntry {
-	e := notifyEntry{ConnectionID: c.id, ClientID: c.clientID, Metadata: c.notifyMetadata}
+	e := notifyEntry{ConnectionID: c.id, ClientID: c.clientID, Metadata: c.notifyMetadata,
+		AuthnMetadata: c.authnNotifyMetadata, AuthzMetadata: c.authzNotifyMetadata}
 	if h.set.SignalingNotifyMetadataExt {
-		e.Metadata, e.AuthnMetadata, e.AuthzMetadata = c.ext.marshal(), c.authnNotifyMetadata, c.authzNotifyMetadata
+		e.Metadata = c.ext.marshal()
 	}
 	return e
 }
