@@ -260,7 +260,7 @@ func (c *Config) keys() []key {
 		durationKey("answer_timeout", "time an admitted connection has to send its answer (4408 ANSWER-TIMEOUT)", &c.AnswerTimeout),
 		boolKey("signaling_notify", "send notify messages (connection.created, connection.destroyed) to clients", &c.SignalingNotify),
 		boolKey("signaling_bundle_id", "accept bundle_id in connect (the auth webhook may always set it)", &c.SignalingBundleID),
-		boolKey("signaling_notify_metadata_ext", "notifies carry the signaling notify metadata extension's object as metadata, and signaling_notify_metadata as authn_metadata / authz_metadata (Sora's key; the extension's API and RPC work either way)", &c.SignalingNotifyMetadataExt),
+		boolKey("signaling_notify_metadata_ext", "notifies carry the signaling notify metadata extension's object as metadata, and signaling_notify_metadata only as authn_metadata / authz_metadata (Sora's key; the extension's API and RPC work either way)", &c.SignalingNotifyMetadataExt),
 		stringKey("default_video_codec_type", "video codec when connect names none: VP8, VP9, AV1, H264 or H265", &c.DefaultVideoCodecType),
 		stringKey("default_audio_codec_type", "audio codec when connect names none: OPUS", &c.DefaultAudioCodecType),
 		stringKey("auth_webhook_url", "URL called for every connect; empty admits everyone", &c.AuthWebhookURL),
