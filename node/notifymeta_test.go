@@ -126,6 +126,9 @@ func TestSignalingNotifyMetadataExt(t *testing.T) {
 	}
 	a, aID := join("alice")
 	b, bID := join("bob")
+	// Both answers handled (join returns once its answer is sent), so that
+	// carol's connection.created below lists both.
+	waitFor(t, "two connections created", patience, func() bool { return n.hub.Stats().ConnectionCreated.Load() == 2 })
 
 	list := apiOK[[]soraMetadataEntry](t, n, "Sora_20201124.ListSignalingNotifyMetadata", `{"channel_id":"meta"}`)
 	got := map[string]string{}

@@ -310,18 +310,27 @@ func TestNotifyPayouts(t *testing.T) {
 		answer(t, c, o)
 		return c
 	}
+	// next is c's next message but re-offers (a member gets one for each
+	// publisher that joins after it, in no fixed order with the rest).
 	next := func(c *sigclient.Client) map[string]any {
 		t.Helper()
-		raw, err := c.ReadMessage(soon())
-		if err != nil {
-			t.Fatal(err)
+		for {
+			raw, err := c.ReadMessage(soon())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			must(t, json.Unmarshal(raw, &m))
+			if m["type"] != "re-offer" {
+				return m
+			}
 		}
-		var m map[string]any
-		must(t, json.Unmarshal(raw, &m))
-		return m
 	}
 	connect("loud")
 	quiet := connect("quiet")
+	// Both answers handled (connect returns once its answer is sent): the
+	// third's connection.created lists the connections created before it.
+	waitFor(t, "two connections created", patience, func() bool { return n.hub.Stats().ConnectionCreated.Load() == 2 })
 	apiOK[map[string]any](t, n, "Sora_20160711.PushChannel", `{"channel_id":"room","data":{"p":1}}`)
 	if m := next(quiet); m["type"] != "push" {
 		t.Fatalf("the connection with signaling_notify: false got %v before the push", m)
