@@ -274,7 +274,7 @@ func (r *Recorder) Pending() bool { return r.started && r.base != r.end }
 
 // Build appends a transport feedback RTCP packet (RTPFB, FMT 15) for the
 // packets recorded since the last Build to dst and forgets them. It
-// returns dst unchanged when there is nothing to status.
+// returns dst unchanged when there is nothing to report.
 func (r *Recorder) Build(dst []byte, sender, media uint32) []byte {
 	if !r.Pending() {
 		return dst
