@@ -97,10 +97,7 @@ func (a *API) putNotifyMetadata(item bool) operation {
 			if !ok || string(md) == "null" {
 				return nil, missing("metadata")
 			}
-			if md[0] != '{' {
-				return nil, wrapped{errInvalidParameter, `parameter "metadata" must be a JSON object`}
-			}
-			u.Metadata = md
+			u.Metadata = md // an object, or signal.ErrMetadataNotObject
 		}
 		return a.updateNotifyMetadata(ch, sel.ConnectionID, u)
 	}

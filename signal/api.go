@@ -146,17 +146,23 @@ type pushMessage struct {
 // sel picks: on the DataChannel "push" label once a connection has switched
 // to DataChannel signaling, else on its WebSocket. It returns the message.
 func (h *Hub) Push(channelID string, sel Selector, data json.RawMessage) ([]byte, error) {
-	msg, err := json.Marshal(pushMessage{Type: "push", Data: data})
-	if err != nil {
-		return nil, err
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	picked, err := h.selectLocked(channelID, sel)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range picked {
+	return pushLocked(picked, data)
+}
+
+// pushLocked sends {"type": "push", "data": data} to conns and returns the
+// message; h.mu held.
+func pushLocked(conns []*Conn, data json.RawMessage) ([]byte, error) {
+	msg, err := json.Marshal(pushMessage{Type: "push", Data: data})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range conns {
 		c.signal(labelPush, msg)
 	}
 	return msg, nil

@@ -188,10 +188,7 @@ func (h *Hub) updateExtLocked(c *Conn, u MetadataUpdate) (json.RawMessage, error
 	}
 	if u.Push && c.ch != nil {
 		data, _ := json.Marshal(push)
-		msg, _ := json.Marshal(pushMessage{Type: "push", Data: data})
-		for _, m := range c.ch.members {
-			m.signal(labelPush, msg)
-		}
+		_, _ = pushLocked(c.ch.members, data)
 	}
 	return out, nil
 }
